@@ -57,6 +57,7 @@ import sys
 import tempfile
 import time
 import timeit
+import traceback
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -155,7 +156,19 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     calibration = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
+    commit = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        commit = out.stdout.strip() or None
     return {
+        "commit": commit,
         "cores": os.cpu_count(),
         "cpu_model": model,
         "load_start": loadavg(),
@@ -853,7 +866,10 @@ async def run_latency(
     span = (max(t for _, t in marks) - min(t for _, t in marks)) if marks else 0.0
     samples: list[dict[str, Any]] = []
     for arrived, created, data in alerts:
-        end = window_end_ms(data["window"]["end"])
+        window = data.get("window") or {}
+        if not window.get("end"):
+            continue
+        end = window_end_ms(window["end"])
         closed = closes.get(end)
         if closed is None:
             continue  # closed by the end of the stream (idle), not by an event
@@ -861,8 +877,9 @@ async def run_latency(
         samples.append(
             {
                 "status": data["status"],
-                "feature": data["labels"]["feature"],
-                "segment": data["labels"]["segment"],
+                "kind": data["labels"].get("kind", ""),
+                "feature": data["labels"].get("feature", ""),
+                "segment": data["labels"].get("segment", ""),
                 "window_end_ms": end,
                 "latency_s": round(arrived - closed, 3),
                 # where the time went: stage 1 (close -> last watermark produced), stage 2
@@ -878,8 +895,8 @@ async def run_latency(
             arrived
             for arrived, _, data in alerts
             if data["status"] == "firing"
-            and data["labels"]["feature"] == change.target
-            and data["labels"]["segment"] == change.segment
+            and data["labels"].get("feature") == change.target
+            and data["labels"].get("segment") == change.segment
         ]
         if fired and change.start_ms in closes:
             delays.append(round(min(fired) - closes[change.start_ms], 3))
@@ -1155,6 +1172,8 @@ def table(result: dict[str, Any]) -> str:
                 for k in ("median_profile_stage_s", "median_detect_stage_s", "median_delivery_s")
             ),
         )
+    for name, error in result.get("errors", {}).items():
+        lines.append(f"{'ERROR':<15}{name:<38}{error[:200]}")
     if cells := result.get("scale"):
         lines.append("")
         lines.append(
@@ -1193,6 +1212,17 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
     quiet = args.quiet_seconds
     clock = time.monotonic()
     latency_worker: WorkerProcess | None = None
+    errors: dict[str, str] = {}
+    result["errors"] = errors
+
+    async def attempt(name: str, work: Awaitable[Any]) -> Any:
+        """``await work``; a failure is recorded under ``errors`` and the run goes on."""
+        try:
+            return await work
+        except Exception as exc:  # one broken section must not lose the figures of the others
+            errors[name] = f"{type(exc).__name__}: {exc}"[:2000]
+            traceback.print_exc()
+            return None
 
     def done(section: str) -> None:
         nonlocal clock
@@ -1243,12 +1273,20 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
             done("dataset")
 
         if "ceiling" in only:
-            result["ceiling"] = await run_ceiling(bootstrap, events_topic, total, limit)
+            ceiling_result = await attempt(
+                "ceiling", run_ceiling(bootstrap, events_topic, total, limit)
+            )
+            if ceiling_result is not None:
+                result["ceiling"] = ceiling_result
             done("ceiling")
 
+        stage: dict[str, Any] | None = None
         if "profile_stage" in only:
             doc = settings_doc(bootstrap, events_topic, "stage")
-            stage = await run_profile_stage(Settings.model_validate(doc), total, limit)
+            stage = await attempt(
+                "profile_stage", run_profile_stage(Settings.model_validate(doc), total, limit)
+            )
+        if "profile_stage" in only and stage is not None:
             ceiling = result.get("ceiling", {}).get("events_per_s")
             rate = stage["events_per_s"]
             ratio = rate / ceiling if ceiling and rate else None
@@ -1264,12 +1302,15 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
             result["profile_stage"] = stage
             done("profile_stage")
 
+        profiler = cProfile.Profile()
+        profiled = None
         if args.hot_path:
-            profiler = cProfile.Profile()
             doc = settings_doc(bootstrap, events_topic, "hot")
-            profiled = await run_profile_stage(
-                Settings.model_validate(doc), total, limit, profiler=profiler
+            profiled = await attempt(
+                "hot_path",
+                run_profile_stage(Settings.model_validate(doc), total, limit, profiler=profiler),
             )
+        if profiled is not None:
             result["hot_path"] = {
                 "events_per_s_under_cprofile": profiled["events_per_s"],
                 **hot_path(profiler),
@@ -1291,9 +1332,11 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
         async def one_run(name: str) -> None:
             doc = settings_doc(bootstrap, events_topic, name, data_dir=workdir)
             procs, separate = runs[name]
-            outcomes[name] = await run_workers(
-                workdir, name, doc, procs, separate, total, limit, quiet
+            outcome = await attempt(
+                name, run_workers(workdir, name, doc, procs, separate, total, limit, quiet)
             )
+            if outcome is not None:
+                outcomes[name] = outcome
 
         if args.quick and "latency" in only:  # let it start up beside the others
             latency_worker = await start_latency_worker(bootstrap, prefix, workdir, args)
@@ -1304,7 +1347,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
             for name in runs:
                 await one_run(name)
                 done(name)
-        if args.quick and "scale_out" in only:
+        if args.quick and "worker" in outcomes:
             outcomes["scaleout1"] = outcomes["worker"]
 
         worker_alerts: set[tuple[str, str]] = set()
@@ -1332,16 +1375,21 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
                 await loadgen.produce(bootstrap, memory_topic, memory_specs, partitions=PARTITIONS)
                 memory_total = await topic_size(bootstrap, memory_topic)
                 memory_doc = settings_doc(bootstrap, memory_topic, "memory", data_dir=workdir)
-                memory_watch, _, memory_info = await run_workers(
-                    workdir, "memory", memory_doc, 1, False, memory_total, limit * 10, quiet
+                outcome = await attempt(
+                    "memory",
+                    run_workers(
+                        workdir, "memory", memory_doc, 1, False, memory_total, limit * 10, quiet
+                    ),
                 )
+            if args.memory_events and outcome is not None:
+                memory_watch, _, memory_info = outcome
                 result["memory"] = {
                     "events": memory_total,
                     "source": "separate run",
                     **memory_figures(memory_watch, args.warmup),
                     "load": memory_info["load"],
                 }
-            else:
+            elif not args.memory_events and "worker" in outcomes:
                 result["memory"] = {
                     "events": total,
                     "source": "worker run",
@@ -1350,7 +1398,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
                 }
             done("memory")
 
-        if "scale_out" in only:
+        if "scale_out" in only and {"scaleout1", "scaleout2"} <= set(outcomes):
             scale_out: dict[str, Any] = {}
             sets: dict[str, set[tuple[str, str]]] = {}
             for n, name in ((1, "one"), (2, "two")):
@@ -1377,11 +1425,15 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
         if "latency" in only:
             if latency_worker is None:
                 latency_worker = await start_latency_worker(bootstrap, prefix, workdir, args)
-            result["latency"] = await run_latency(bootstrap, latency_worker, args)
+            latency = await attempt("latency", run_latency(bootstrap, latency_worker, args))
+            if latency is not None:
+                result["latency"] = latency
             done("latency")
 
         if "scale" in only:
-            result["scale"] = await run_scale(bootstrap, prefix, args)
+            cells = await attempt("scale", run_scale(bootstrap, prefix, args))
+            if cells is not None:
+                result["scale"] = cells
             done("scale")
     finally:
         if latency_worker is not None:
@@ -1469,7 +1521,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":
