@@ -42,12 +42,14 @@ class RecordingDetector:
         self.marks: list[Watermark] = []
         self.restored: list[str] = []
         self.ticks = 0
+        self.changed: set[str] = set()
 
     def on_partial(self, partial: Partial, now_ms: int) -> list[Alert]:
         m = self.models.setdefault(partial.model, {"ids": [], "until": 0, "fired": False})
         if partial.id not in m["ids"]:
             m["ids"].append(partial.id)
             m["until"] = max(m["until"], partial.bucket_end_ms)
+            self.changed.add(partial.model)
         return []
 
     def on_watermark(self, mark: Watermark, now_ms: int) -> list[Alert]:
@@ -56,12 +58,17 @@ class RecordingDetector:
         for name, m in self.models.items():
             if not m["fired"] and mark.watermark_ms >= m["until"] > 0:
                 m["fired"] = True
+                self.changed.add(name)
                 out.append(_alert(name, mark.watermark_ms))
         return out
 
     def tick(self, now_ms: int) -> list[Alert]:
         self.ticks += 1
         return []
+
+    def take_changed(self) -> set[str]:
+        changed, self.changed = self.changed, set()
+        return changed
 
     def snapshot(self, model: str) -> dict[str, Any]:
         return dict(self.models.get(model, {}))

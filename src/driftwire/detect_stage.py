@@ -72,6 +72,7 @@ class DetectorLike(Protocol):
     def on_partial(self, partial: Partial, now_ms: int) -> list[Alert]: ...
     def on_watermark(self, mark: Watermark, now_ms: int) -> list[Alert]: ...
     def tick(self, now_ms: int) -> list[Alert]: ...
+    def take_changed(self) -> set[str]: ...
     def snapshot(self, model: str) -> dict[str, Any]: ...
     def restore(self, model: str, state: dict[str, Any]) -> None: ...
 
@@ -509,12 +510,11 @@ class DetectStage:
                 self._ensure_restored(slot, record.model)
                 alerts = slot.detector.on_partial(record, now_ms)
                 slot.models.add(record.model)
-                changed = {record.model}
                 self._m.records.labels(type="partial").inc()
             else:
-                alerts = slot.detector.on_watermark(record, now_ms)
-                changed = set(slot.models) if slot.new_mark(record) else set()
                 self._m.records.labels(type="watermark").inc()
+                fresh = slot.new_mark(record)  # a replayed one has nothing new to tell
+                alerts = slot.detector.on_watermark(record, now_ms) if fresh else []
         except InputError as exc:
             self._m.records.labels(type="malformed").inc()
             log.warning(
@@ -529,9 +529,8 @@ class DetectStage:
                 extra={"fields": {"partition": partition}},
             )
             return
-        changed |= {a.labels["model"] for a in alerts if "model" in a.labels}
         await self._send_alerts(alerts)
-        self._write_snapshots(slot, changed)
+        self._write_snapshots(slot, slot.detector.take_changed())
         self._m.last_progress.set(self._clock())
 
     def _slot(self, partition: int) -> _Slot:
@@ -554,8 +553,9 @@ class DetectStage:
             except Exception:
                 log.exception("detector tick failed")
                 continue
-            changed = set(slot.models) if full else set()
-            changed |= {a.labels["model"] for a in alerts if "model" in a.labels}
+            changed = slot.detector.take_changed()
+            if full:  # also what is known of the input partitions
+                changed |= slot.models
             await self._send_alerts(alerts)
             self._write_snapshots(slot, changed)
         self._m.last_progress.set(now)

@@ -72,6 +72,9 @@ class _Version:
     rate: RateState = field(default_factory=RateState)
     latency_ref: dict[str, LatencyReference] | None = None  # first complete window's latency
     creep: dict[str, Creep] = field(default_factory=dict)  # per segment
+    # snapshot cache (not persisted): evaluated buckets and the frozen reference never change
+    encoded: dict[int, dict[str, str]] = field(default_factory=dict)
+    frozen_state: dict[str, Any] | None = None
 
 
 @dataclass
@@ -117,6 +120,7 @@ class Detector:
         self._silences = tuple(s.build() for s in alerts.silences)
         self._conditions: dict[str, Finding] = {}
         self._latency: dict[tuple[str, str, str], dict[str, float]] = {}
+        self._changed: set[str] = set()  # models whose state changed beyond completeness
 
     # -- input -----------------------------------------------------------------------------
 
@@ -140,6 +144,7 @@ class Detector:
                 slot[segment] = profile
         start = partial.bucket_start_ms
         model.traffic[start] = model.traffic.get(start, 0) + events
+        self._changed.add(partial.model)
         return []
 
     def on_watermark(self, mark: Watermark, now_ms: int) -> list[Alert]:
@@ -199,6 +204,7 @@ class Detector:
                 model.last_bucket = bucket
         if model.evaluated_until is None or until > model.evaluated_until:
             model.evaluated_until = until
+            self._changed.add(name)
             horizon = until - (self._d.window_buckets + 1) * b_ms
             model.seen_ids = {k: v for k, v in model.seen_ids.items() if v > horizon}
             keep = until - (self._d.window_buckets + 2) * b_ms
@@ -244,6 +250,7 @@ class Detector:
         n = self._d.window_buckets
         for old in [b for b in version.buckets if b <= end - (n + 1) * self._bucket_ms]:
             del version.buckets[old]
+            version.encoded.pop(old, None)
 
     def _evaluate_window(
         self,
@@ -648,6 +655,15 @@ class Detector:
             labels = {"model": model, "model_version": version, "segment": segment}
             yield labels, quantiles
 
+    def take_changed(self) -> set[str]:
+        """Models whose state changed since the last call (a partial merged, buckets evaluated).
+
+        A watermark that completes nothing changes only what is known of the input partitions,
+        which the next watermarks restore after a restart: the shell need not persist it at once.
+        """
+        changed, self._changed = self._changed, set()
+        return changed
+
     def snapshot(self, model: str) -> dict[str, Any]:
         """Everything needed to resume ``model`` after a restart (JSON-able, bytes as hex)."""
         m = self._models.get(model)
@@ -656,15 +672,12 @@ class Detector:
         return {
             "versions": {
                 v: {
-                    "buckets": {
-                        str(b): {s: p.to_bytes().hex() for s, p in segs.items()}
-                        for b, segs in st.buckets.items()
-                    },
+                    "buckets": {str(b): _encoded(st, b) for b in st.buckets},
                     "pending": {
                         str(b): {s: p.to_bytes().hex() for s, p in segs.items()}
                         for b, segs in st.pending.items()
                     },
-                    "frozen": st.frozen.to_state() if st.frozen else None,
+                    "frozen": _frozen_state(st),
                     "rate": st.rate.to_state(),
                     "latency_ref": None
                     if st.latency_ref is None
@@ -719,6 +732,24 @@ class Detector:
             )
         self._models[model] = m
         self.policy.load_state({**self.policy.to_state(), **state["policy"]})
+
+
+def _encoded(version: _Version, bucket: int) -> dict[str, str]:
+    """An evaluated bucket's profiles as hex, encoded once (they never change)."""
+    hexed = version.encoded.get(bucket)
+    if hexed is None:
+        hexed = {s: p.to_bytes().hex() for s, p in version.buckets[bucket].items()}
+        version.encoded[bucket] = hexed
+    return hexed
+
+
+def _frozen_state(version: _Version) -> dict[str, Any] | None:
+    """The frozen reference's state, encoded once (it never changes)."""
+    if version.frozen is None:
+        return None
+    if version.frozen_state is None or version.frozen_state["id"] != version.frozen.id:
+        version.frozen_state = version.frozen.to_state()
+    return version.frozen_state
 
 
 class _Labels(dict[str, str]):

@@ -5,7 +5,9 @@ partition (sharing one model catalog, so kinds and segment caps agree) and knows
 open bucket, the offsets of its events. It answers the Kafka shell's three questions:
 
 * what is due (:meth:`due`): partials of closed buckets, then a watermark record per input
-  partition whose watermark moved or that went idle;
+  partition whose watermark crossed a bucket boundary or that went idle (stage 2 only asks
+  which buckets are complete, so a watermark moving inside a bucket is not news: this keeps
+  the broadcast at one record per partials partition and bucket, not one per fetch);
 * where it is safe to commit (:meth:`commit_point`): the first offset of the oldest open
   bucket, or the position when nothing is open, with metadata (watermark, the highest offset
   already emitted in a partial) so that a successor resumes exactly;
@@ -247,7 +249,9 @@ class ProfileCore:
             out.extend(self._partials(partition, state, closed))
             closed.clear()
             wm = state.profiler.clock.watermark_ms
-            moved = state.reported_wm is None or (wm is not None and wm > state.reported_wm)
+            moved = state.reported_wm is None or (
+                wm is not None and wm // self._bucket_ms > state.reported_wm // self._bucket_ms
+            )
             if wm is not None and (moved or state.idle != state.idle_reported):
                 state.idle_reported = state.idle
                 state.reported_wm = wm
