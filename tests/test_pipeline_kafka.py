@@ -11,7 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -44,6 +46,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    """A test that fails (or times out) mid-run must not leave a worker behind."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 class Worker:
@@ -86,6 +102,7 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        _STARTED.append(self.proc)
 
     def metrics(self) -> dict[str, float]:
         try:
@@ -124,9 +141,17 @@ class Worker:
         )
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the worker and wait; one that does not exit in 90 s is killed and fails."""
         assert self.proc is not None
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=90)
+        try:
+            return self.proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"worker ignored {sig!r}:\n{self.log.read_text()[-5000:]}"
+            ) from None
 
 
 def alerts_of(bootstrap: str, topic: str) -> list[dict[str, object]]:
@@ -156,11 +181,20 @@ def transitions(events: list[dict[str, object]]) -> set[tuple[str, str]]:
         labels = data["labels"]
         if (labels["feature"], labels["segment"]) == ("income", SEGMENT):
             out.add((data["fingerprint"], data["status"]))
-        elif data["status"] == "firing":
-            assert data["value"] < 1.25 * data["threshold"], data
+        else:
+            assert_borderline(data)
     return out
 
 
+def assert_borderline(data: dict[str, Any]) -> None:
+    """A firing alert nothing injected may only be a warning within 25% of its threshold."""
+    if data["status"] == "firing":
+        brief = (data["labels"], data["value"], data["threshold"], data["window"])
+        assert data["labels"]["severity"] == "warning", brief
+        assert data["value"] < 1.25 * data["threshold"], brief
+
+
+@pytest.mark.timeout(900)  # three worker runs: minutes on a busy 2-core machine
 def test_drift_through_kafka_matches_in_memory_and_survives_sigkill(
     kafka_bootstrap: str, topic_name: str, tmp_path: Path
 ) -> None:
@@ -218,7 +252,7 @@ def test_drift_through_kafka_matches_in_memory_and_survives_sigkill(
     assert transitions(alerts_of(kafka_bootstrap, crash.alerts_topic)) == transitions(first)
 
 
-def test_stationary_stream_gives_no_alert(
+def test_stationary_stream_gives_at_most_a_borderline_warning(
     kafka_bootstrap: str, topic_name: str, tmp_path: Path
 ) -> None:
     spec = StreamSpec(events=50_000, seed=21, events_per_second=50_000 / 3600)
@@ -233,4 +267,9 @@ def test_stationary_stream_gives_no_alert(
     finally:
         assert worker.stop() == 0
     alerts = alerts_of(kafka_bootstrap, worker.alerts_topic)
-    assert [(a["data"]["labels"], a["data"]["value"], a["data"]["window"]) for a in alerts] == []  # type: ignore[index]
+    # ~7,500 (feature, segment) evaluations; at the measured false-alarm rate (about 0.5 per
+    # 10,000, see load_tests/eval_detection.py) one borderline warning is possible, no more
+    firing = {a["data"]["fingerprint"] for a in alerts if a["data"]["status"] == "firing"}  # type: ignore[index]
+    assert len(firing) <= 1, [a["data"] for a in alerts]  # type: ignore[index]
+    for a in alerts:
+        assert_borderline(a["data"])  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from driftwire.sketches import (
     NumericSketch,
     SketchParams,
     update_numeric_groups,
+    update_numeric_matrix,
 )
 
 RANKS = np.linspace(0.0, 1.0, 21)
@@ -173,6 +174,56 @@ def test_grouped_update_equals_one_sketch_per_group() -> None:
             assert_quantiles_within(sketch, part[np.isfinite(part)], sketch.rank_error)
     with pytest.raises(ValueError, match="starts"):
         update_numeric_groups(grouped[:2], data, np.array([5, 1]))
+
+
+@SETTINGS
+@given(
+    st.integers(min_value=1, max_value=4).flatmap(
+        lambda rows: st.integers(min_value=0, max_value=40).flatmap(
+            lambda n: st.tuples(
+                st.lists(st.lists(value, min_size=n, max_size=n), min_size=rows, max_size=rows),
+                st.lists(st.integers(min_value=0, max_value=n), max_size=5),
+                st.lists(st.booleans(), min_size=rows * 6, max_size=rows * 6),
+            )
+        )
+    )
+)
+@example(([[1e300, -1e300, 3.0]], [], [True] * 6))  # beyond float32, beyond float64 sums
+def test_matrix_update_equals_numpy_per_row_and_group(
+    case: tuple[list[list[float]], list[int], list[bool]],
+) -> None:
+    rows, cuts, keep = case
+    data = np.array(rows, dtype=np.float64).reshape(len(rows), -1)
+    n = data.shape[1]
+    starts = np.array([0, *sorted(cuts)], dtype=np.int64)
+    g = len(starts)
+    sketches = [
+        [NumericSketch() if keep[r * 6 + j] else None for j in range(g)] for r in range(len(rows))
+    ]
+    update_numeric_matrix(sketches, data, starts)
+    bounds = [*starts.tolist(), n]
+    for r, row in enumerate(sketches):
+        for sketch, a, b in zip(row, bounds, bounds[1:], strict=False):
+            if sketch is None:
+                continue
+            part = data[r, a:b]
+            ok = part[np.isfinite(part)]
+            assert (sketch.count, sketch.missing, sketch.non_finite) == (
+                len(ok),
+                int(np.isnan(part).sum()),
+                int(np.isinf(part).sum()),
+            )
+            assert sketch.kll.n == len(ok)
+            if len(ok):
+                assert (sketch.min, sketch.max) == (ok.min(), ok.max())
+                with np.errstate(over="ignore", invalid="ignore"):
+                    mean, var = ok.mean(), ok.var()
+                if math.isfinite(mean) and math.isfinite(var):
+                    assert sketch.mean == pytest.approx(mean, rel=1e-9, abs=1e-9)
+                    assert sketch.variance == pytest.approx(var, rel=1e-9, abs=1e-6)
+                top = np.finfo(np.float32).max
+                expected = np.sort(np.clip(ok, -top, top).astype(np.float32))
+                assert sketch.quantiles([0.0, 1.0]).tolist() == [expected[0], expected[-1]]
 
 
 # -- NumericSketch: merge laws -------------------------------------------------------------

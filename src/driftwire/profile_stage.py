@@ -183,8 +183,16 @@ class ProfileStage:
                 self._m.partials.inc()
 
     async def _settle(self, *, force: bool) -> None:
-        """Wait for every acknowledgement, then commit what the core says is safe."""
+        """Commit what the core says is safe, once every acknowledgement is in.
+
+        Acknowledgements are awaited only before a commit (at most once a second unless
+        ``force``): waiting for them after every fetch would add the producer's linger and a
+        broker round trip to every batch.
+        """
         assert self._consumer is not None
+        now = self._clock()
+        if not force and now - self._last_commit_s < 1.0:
+            return
         if self._inflight:
             results = await asyncio.gather(*self._inflight, return_exceptions=True)
             self._inflight.clear()
@@ -192,9 +200,6 @@ class ProfileStage:
             if failed:
                 # nothing is committed past unacknowledged output: the events are re-read
                 raise failed[0]
-        now = self._clock()
-        if not force and now - self._last_commit_s < 1.0:
-            return
         self._last_commit_s = now
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp in self._consumer.assignment():

@@ -3,9 +3,10 @@
 :class:`Profiler` asks its :class:`~driftwire.windows.EventClock` which events are on time,
 groups the accepted rows by (model, model_version, segment key, bucket) once, and folds each
 feature column-wise: one list comprehension and one numpy conversion per (model version,
-feature), then numpy reductions over all groups at once (``update_numeric_groups``) and one
-KLL update or one ``Counter`` per group. When the watermark closes buckets it hands back their
-profiles as :class:`ClosedBucket` records; it never does I/O and never reads a clock.
+feature); then one pass of numpy reductions over all numeric columns and groups at once
+(``update_numeric_matrix``), and one KLL update or one ``Counter`` per (column, group). When
+the watermark closes buckets it hands back their profiles as :class:`ClosedBucket` records;
+it never does I/O and never reads a clock.
 
 Segment keys, kinds and cardinality caps live in a :class:`~driftwire.catalog.ModelCatalog`
 (see :mod:`driftwire.catalog`); ``overflow_counts`` says what the caps folded or dropped.
@@ -57,7 +58,7 @@ from driftwire.sketches import (
     CategoricalSketch,
     NumericSketch,
     SketchParams,
-    update_numeric_groups,
+    update_numeric_matrix,
 )
 from driftwire.windows import Admission, EventClock
 
@@ -275,16 +276,14 @@ class Profiler:
         """Fold the rows of one model version (``positions``, sorted by group) into ``profiles``.
 
         Feature values are read in arrival order (the order the decoder allocated them in,
-        which is kind to the cache), converted, then put in group order with one take.
+        which is kind to the cache) and converted; the numeric columns (features without
+        wrong-typed values, prediction score, latency) are stacked into one matrix, put in
+        group order with one take and folded by one ``update_numeric_matrix`` call.
         """
         n = len(positions)
         bounds = np.append(starts, n).tolist()
         for profile, a, b in zip(profiles, bounds, bounds[1:], strict=False):
             profile.add_events(b - a)
-        update_numeric_groups(
-            [p.prediction_score for p in profiles], batch.prediction_score[positions], starts
-        )
-        update_numeric_groups([p.latency_ms for p in profiles], batch.latency_ms[positions], starts)
         labels = list(map(batch.prediction_label.__getitem__, positions.tolist()))
         for profile, a, b in zip(profiles, bounds, bounds[1:], strict=False):
             profile.prediction_label.update_batch(labels[a:b])
@@ -295,6 +294,8 @@ class Profiler:
         rows = list(map(batch.features.__getitem__, arrival.tolist()))
         names, columns = feature_columns(rows)
         uniform = sum(map(len, rows)) == n * len(names)  # every row has every name
+        matrix = []  # numeric rows in arrival order, and their sketches per group
+        matrix_sketches: list[Sequence[NumericSketch | None]] = []
         for name, column in zip(names, columns, strict=True):
             if not self.catalog.admit_feature(model, name):
                 self.catalog.count_overflow(model, "features", len(column) - column.count(None))
@@ -311,6 +312,11 @@ class Profiler:
                 targets = [p if on else None for p, on in zip(profiles, active, strict=True)]
             if kind is FeatureKind.NUMERIC:
                 values, wrong = to_numeric(column)
+                sketches = _numeric_sketches(name, targets)
+                if wrong is None and sketches is not None:
+                    matrix.append(values)
+                    matrix_sketches.append(sketches)
+                    continue
                 if reorder is not None:
                     values = values[reorder]
                     wrong = None if wrong is None else wrong[reorder]
@@ -326,6 +332,15 @@ class Profiler:
                         missing = column[a:b].count(None)
                         target.add_untyped_missing(name, missing)
                         target.add_wrong_type(name, b - a - missing)
+        matrix += (batch.prediction_score[arrival], batch.latency_ms[arrival])
+        matrix_sketches += (
+            [p.prediction_score for p in profiles],
+            [p.latency_ms for p in profiles],
+        )
+        stacked = np.vstack(matrix)
+        update_numeric_matrix(
+            matrix_sketches, stacked if reorder is None else stacked[:, reorder], starts
+        )
 
     def _fold_numeric(
         self,
@@ -336,6 +351,7 @@ class Profiler:
         bounds: list[int],
         profiles: list[Profile | None],
     ) -> None:
+        """A numeric column with wrong-typed values, or held as categorical by some profile."""
         if wrong is not None:  # drop wrong-typed entries and shift the group starts
             removed = np.zeros(len(values) + 1, dtype=np.int64)
             np.cumsum(wrong, out=removed[1:])
@@ -345,22 +361,20 @@ class Profiler:
                     profile.add_wrong_type(name, n_wrong)
             values = values[~wrong]
             starts = starts - removed[starts]
-        sketches: list[Any] = [
-            NumericSketch(self.params.k)
-            if p is None  # a group without this feature: discard
-            else p.sketch_for(name, FeatureKind.NUMERIC)
-            for p in profiles
-        ]
-        if all(isinstance(s, NumericSketch) for s in sketches):
-            update_numeric_groups(sketches, values, starts)
+        sketches = _numeric_sketches(name, profiles)
+        if sketches is not None:
+            update_numeric_matrix((sketches,), values.reshape(1, -1), starts)
             return
         # A profile holding this feature as categorical (only after an outside merge).
         ends = np.append(starts[1:], len(values)).tolist()
-        for profile, sketch, a, b in zip(profiles, sketches, starts.tolist(), ends, strict=True):
+        for profile, a, b in zip(profiles, starts.tolist(), ends, strict=True):
+            if profile is None:
+                continue
             part = values[a:b]
+            sketch = profile.sketch_for(name, FeatureKind.NUMERIC)
             if isinstance(sketch, NumericSketch):
                 sketch.update_batch(part)
-            elif profile is not None:
+            else:
                 n_missing = int(np.isnan(part).sum())
                 profile.add_untyped_missing(name, n_missing)
                 profile.add_wrong_type(name, len(part) - n_missing)
@@ -441,6 +455,23 @@ def _combine_columns(
         index[item] = i
     codes = np.fromiter(map(index.__getitem__, items), dtype=np.int64, count=n)
     return codes, list(index)
+
+
+def _numeric_sketches(
+    name: str, profiles: list[Profile | None]
+) -> list[NumericSketch | None] | None:
+    """Each group's numeric sketch of ``name`` (``None`` for a group without the feature);
+    ``None`` if a profile holds the feature as categorical (only after an outside merge)."""
+    sketches: list[NumericSketch | None] = []
+    for profile in profiles:
+        if profile is None:
+            sketches.append(None)
+            continue
+        sketch = profile.sketch_for(name, FeatureKind.NUMERIC)
+        if not isinstance(sketch, NumericSketch):
+            return None
+        sketches.append(sketch)
+    return sketches
 
 
 def _factorize(values: list[Any], *, often_uniform: bool = True) -> tuple[np.ndarray, list[Any]]:

@@ -61,6 +61,7 @@ __all__ = [
     "NumericSketch",
     "SketchParams",
     "update_numeric_groups",
+    "update_numeric_matrix",
 ]
 
 DEFAULT_K = 200
@@ -355,53 +356,85 @@ def update_numeric_groups(
     >>> (a.mean, b.mean, b.missing)
     (2.0, 10.0, 1)
     """
-    n = values.shape[0]
+    update_numeric_matrix((sketches,), values.reshape(1, -1), starts)
+
+
+def update_numeric_matrix(
+    sketches: Sequence[Sequence[NumericSketch | None]], values: np.ndarray, starts: np.ndarray
+) -> None:
+    """:func:`update_numeric_groups` for several columns grouped alike, in one pass.
+
+    Row ``r`` of ``values`` (a 2-D float64 array, columns sorted by group) goes into
+    ``sketches[r]``, one sketch per group; a ``None`` sketch discards its group's values. The
+    reductions run once over the whole matrix (non-finite entries masked, not removed), and
+    the KLL sketches receive the float32 rows with non-finite entries as NaN, which they skip.
+
+    >>> a, b, c = NumericSketch(), NumericSketch(), NumericSketch()
+    >>> update_numeric_matrix([[a, b], [c, None]], np.array([[1.0, 3.0, 10.0], [np.inf, 2.0, 5.0]]),
+    ...                       np.array([0, 2]))
+    >>> (a.mean, b.mean, c.mean, c.non_finite)
+    (2.0, 10.0, 2.0, 1)
+    """
+    rows, n = values.shape
     bounds = np.empty(len(starts) + 1, dtype=np.int64)
     bounds[:-1] = starts
     bounds[-1] = n
     sizes = np.diff(bounds)
-    if len(sketches) != len(sizes) or (sizes < 0).any() or (len(starts) and starts[0] != 0):
+    if (
+        len(sketches) != rows
+        or any(len(row) != len(sizes) for row in sketches)
+        or (sizes < 0).any()
+        or (len(starts) and starts[0] != 0)
+    ):
         raise ValueError("starts must begin at 0, not decrease, and give one group per sketch")
     if n == 0:
         return
+    nonempty = np.flatnonzero(sizes)
+    idx, size = bounds[nonempty], sizes[nonempty]
     with np.errstate(over="ignore", invalid="ignore"):
-        all_finite = math.isfinite(np.add.reduce(values))
+        all_finite = math.isfinite(np.add.reduce(values, axis=None))
     if all_finite:
-        finite_values, fstarts, fsizes = values, bounds[:-1], sizes
+        cnt = np.broadcast_to(size, (rows, len(idx)))
+        finite_values = lows = highs = kll_values = values
     else:  # NaN or ±inf somewhere (or a sum beyond float64)
         finite = np.isfinite(values)
-        cum_finite = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(finite, out=cum_finite[1:])
-        cum_nan = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.isnan(values), out=cum_nan[1:])
-        fsizes = cum_finite[bounds[1:]] - cum_finite[bounds[:-1]]
-        missing = cum_nan[bounds[1:]] - cum_nan[bounds[:-1]]
-        non_finite = sizes - fsizes - missing
-        for g in np.flatnonzero(missing | non_finite).tolist():
-            sketches[g]._missing += int(missing[g])
-            sketches[g]._non_finite += int(non_finite[g])
-        finite_values, fstarts = values[finite], cum_finite[bounds[:-1]]
-    nonempty = np.flatnonzero(fsizes)
-    if nonempty.size == 0:
-        return
-    idx, cnt = fstarts[nonempty], fsizes[nonempty]
-    with np.errstate(over="ignore", invalid="ignore"):  # |x| > 1e154: variance becomes inf
-        means = np.add.reduceat(finite_values, idx) / cnt
-        dev = finite_values - np.repeat(means, cnt)
-        m2s = np.add.reduceat(dev * dev, idx)
-    mins = np.minimum.reduceat(finite_values, idx)
-    maxs = np.maximum.reduceat(finite_values, idx)
-    f32 = _to_f32(finite_values, float(mins.min()), float(maxs.max()))
-    for g, start, size, mean, m2, lo, hi in zip(
-        nonempty.tolist(),
-        idx.tolist(),
-        cnt.tolist(),
-        means.tolist(),
-        m2s.tolist(),
-        mins.tolist(),
-        maxs.tolist(),
+        nan = np.isnan(values)
+        cnt = np.add.reduceat(finite, idx, axis=1, dtype=np.int64)
+        missing = np.add.reduceat(nan, idx, axis=1, dtype=np.int64)
+        non_finite = size - cnt - missing
+        for r, g in zip(*np.nonzero(missing | non_finite), strict=True):
+            sketch = sketches[r][int(nonempty[g])]
+            if sketch is not None:
+                sketch._missing += int(missing[r, g])
+                sketch._non_finite += int(non_finite[r, g])
+        finite_values = np.where(finite, values, 0.0)
+        lows = np.where(finite, values, math.inf)
+        highs = np.where(finite, values, -math.inf)
+        kll_values = np.where(finite, values, math.nan)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # |x| > 1e154: variance becomes inf; a group without finite values: skipped below
+        means = np.add.reduceat(finite_values, idx, axis=1) / cnt
+        dev = finite_values - np.repeat(means, size, axis=1)
+        if not all_finite:
+            dev[~finite] = 0.0
+        m2s = np.add.reduceat(dev * dev, idx, axis=1)
+    mins = np.minimum.reduceat(lows, idx, axis=1)
+    maxs = np.maximum.reduceat(highs, idx, axis=1)
+    f32 = _to_f32(kll_values, float(mins.min()), float(maxs.max()))
+    rr, gg = np.nonzero(cnt)
+    for r, g, count, mean, m2, lo, hi, a, b in zip(
+        rr.tolist(),
+        nonempty[gg].tolist(),
+        cnt[rr, gg].tolist(),
+        means[rr, gg].tolist(),
+        m2s[rr, gg].tolist(),
+        mins[rr, gg].tolist(),
+        maxs[rr, gg].tolist(),
+        idx[gg].tolist(),
+        (idx + size)[gg].tolist(),
         strict=True,
     ):
-        sketch = sketches[g]
-        sketch._absorb(size, mean, m2, lo, hi)
-        sketch._kll.update(f32[start : start + size])
+        sketch = sketches[r][g]
+        if sketch is not None:
+            sketch._absorb(count, mean, m2, lo, hi)
+            sketch._kll.update(f32[r, a:b])
