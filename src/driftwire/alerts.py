@@ -32,6 +32,7 @@ ALERT_NAMES = {
     "latency_anomaly": "DriftwireLatencyAnomaly",
     "throughput": "DriftwireThroughput",
     "upstream_change": "DriftwireUpstreamChange",
+    "version_comparison": "DriftwireVersionComparison",
 }
 
 

@@ -202,8 +202,118 @@ class ThroughputSettings(_Section):
     )
 
 
+class CanarySettings(_Section):
+    """A newer live version against the one it replaces, same window (:mod:`driftwire.canary`)."""
+
+    enabled: bool = True
+    thresholds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="{statistic: [warning, critical]} for the prediction comparison; default: "
+        "detect.thresholds, then the statistic's defaults",
+    )
+    latency_factor: tuple[float, float] | None = Field(
+        (2.0, 5.0),
+        description="[warning, critical]: canary percentile / previous version's; null: off",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CanarySettings:
+        for key, (warning, critical) in {
+            **self.thresholds,
+            "latency_factor": self.latency_factor or (1.0, 1.0),
+        }.items():
+            if not 0 < warning <= critical:
+                raise ValueError(f"{key}: need 0 < warning <= critical, got {warning}, {critical}")
+        return self
+
+
+ReferenceKind = Literal["baseline", "trailing_window", "seasonal"]
+_PERIOD_MS = {"day": 86_400_000, "week": 7 * 86_400_000}
+
+
+class ReferenceSettings(_Section):
+    """What each model, or feature, is compared with. See :mod:`driftwire.history`.
+
+    ``baseline``: the published baseline, else the version's first complete window, frozen.
+    ``trailing_window``: the previous ``trailing_hours`` of the version's own traffic.
+    ``seasonal``: the same slot of the period (hour of the week by default) over the last
+    ``seasonal_periods`` periods. Both are built from slot profiles of ``slot_minutes`` and
+    fall back to ``baseline`` until they have ``min_reference_count`` events (and, seasonal,
+    one past period).
+    """
+
+    default: ReferenceKind = "baseline"
+    overrides: dict[str, ReferenceKind] = Field(
+        default_factory=dict,
+        description='per model or model/feature, e.g. {churn: seasonal, "churn/age": baseline}',
+    )
+    trailing_hours: float = Field(24.0, gt=0, description="span of a trailing_window reference")
+    seasonal_period: Literal["week", "day"] = "week"
+    seasonal_periods: int = Field(4, ge=1, le=52, description="past periods merged (seasonal)")
+    slot_minutes: float = Field(60.0, gt=0, description="slot profiles kept per segment")
+
+    def kind(self, model: str, feature: str | None = None) -> ReferenceKind:
+        """The reference kind of ``model`` (or of one of its features)."""
+        found = self.overrides.get(f"{model}/{feature}") if feature is not None else None
+        return found or self.overrides.get(model) or self.default
+
+    def kinds(self, model: str) -> set[ReferenceKind]:
+        """Every reference kind ``model`` or one of its features uses."""
+        prefix = f"{model}/"
+        found = {k for key, k in self.overrides.items() if key.startswith(prefix)}
+        return found | {self.kind(model)}
+
+    @property
+    def slot_ms(self) -> int:
+        return round(self.slot_minutes * 60_000)
+
+    @property
+    def period_ms(self) -> int:
+        return _PERIOD_MS[self.seasonal_period]
+
+    def check(self, bucket_ms: int) -> None:
+        """Refuse slots that do not tile buckets and periods (needs ``profile.bucket_seconds``)."""
+        key = "detect.references.slot_minutes"
+        slot = self.slot_ms
+        if slot % bucket_ms:
+            raise ConfigError(
+                key,
+                f"{self.slot_minutes:g} min is not a whole number of "
+                f"{bucket_ms / 1000:g} s buckets (profile.bucket_seconds)",
+                "use a multiple of the bucket, e.g. 60",
+            )
+        if self.period_ms % slot:
+            raise ConfigError(
+                key,
+                f"{self.slot_minutes:g} min does not divide a {self.seasonal_period}",
+                "use a divisor of 1440 min (a day), e.g. 60",
+            )
+        if self.trailing_hours * 3_600_000 < slot:
+            raise ConfigError(
+                "detect.references.trailing_hours",
+                f"{self.trailing_hours:g} h is shorter than one {self.slot_minutes:g} min slot",
+                "make it at least slot_minutes / 60",
+            )
+        for name in self.overrides:
+            if not name or name.startswith("/") or name.endswith("/"):
+                raise ConfigError(
+                    f"detect.references.overrides.{name}",
+                    "a key is a model name or model/feature",
+                    'e.g. churn or "churn/age"',
+                )
+
+
 class DetectSettings(_Section):
-    """Windows, references and thresholds of the detection stage."""
+    """Windows, references and thresholds of the detection stage.
+
+    ``references`` chooses the reference per model and feature. Trailing and seasonal
+    references keep slot profiles, the largest state of the stage: per model version,
+    ``slots x segments x profile bytes``, where slots = ``seasonal_periods`` x period /
+    ``slot_minutes`` (seasonal: 4 weeks of hours = 672) or ``trailing_hours`` x 60 /
+    ``slot_minutes`` (24), and a profile is about 2.3 KB per numeric feature (10 numeric
+    features x 9 segments x 672 slots ≈ 140 MB), in memory and in the state changelog. Only
+    models that use them keep slots, and only as far back as they reach.
+    """
 
     window_buckets: int = Field(5, ge=1)
     min_count: int = Field(200, ge=1)
@@ -229,6 +339,7 @@ class DetectSettings(_Section):
     latency: LatencySettings = LatencySettings()
     quality: QualitySettings = QualitySettings()
     throughput: ThroughputSettings = ThroughputSettings()
+    references: ReferenceSettings = ReferenceSettings()
     group_min_features: int = Field(
         3,
         ge=0,
@@ -237,6 +348,13 @@ class DetectSettings(_Section):
     )
     group_min_segments: int = Field(
         0, ge=0, description="segments breaching at once that make an incident too; 0: off"
+    )
+    canary: CanarySettings = CanarySettings()
+    retire_after_buckets: int = Field(
+        1440,
+        ge=0,
+        description="a version without events for this many buckets while other versions of "
+        "its model send is forgotten (state, conditions, gauges); 0: never",
     )
 
 
@@ -372,6 +490,11 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     bridges: BridgeSettings = BridgeSettings()
+
+    @model_validator(mode="after")
+    def _slots_tile_buckets(self) -> Settings:
+        self.detect.references.check(round(self.profile.bucket_seconds * 1000))
+        return self
 
 
 _SECTIONS: dict[str, type[_Section]] = {

@@ -46,6 +46,7 @@ from driftwire.alerts import Alert, encode
 from driftwire.config import KafkaSettings, Settings
 from driftwire.errors import ConfigError, FormatError, InputError, TransportError
 from driftwire.health import Readiness
+from driftwire.history import is_slot_key
 from driftwire.metrics import (
     ConditionSample,
     DetectMetrics,
@@ -531,6 +532,7 @@ class DetectStage:
             return
         await self._send_alerts(alerts)
         self._write_snapshots(slot, slot.detector.take_changed())
+        self._write_slots(slot)
         self._m.last_progress.set(self._clock())
 
     def _slot(self, partition: int) -> _Slot:
@@ -558,6 +560,7 @@ class DetectStage:
                 changed |= slot.models
             await self._send_alerts(alerts)
             self._write_snapshots(slot, changed)
+            self._write_slots(slot)
         self._m.last_progress.set(now)
 
     async def _send_alerts(self, alerts: Iterable[Alert]) -> None:
@@ -642,6 +645,7 @@ class DetectStage:
                 extra={"fields": {"model": model, "error": repr(exc)[:300]}},
             )
             return
+        self._restore_slots(slot, model)
         slot.models.add(model)
         self._written[model] = hashlib.blake2b(blob, digest_size=16).digest()
         self._m.restores.labels(result="ok").inc()
@@ -654,6 +658,46 @@ class DetectStage:
         if blob:
             self._restore(slot, model, blob)
 
+    def _write_slots(self, slot: _Slot) -> None:
+        """Store the slot profiles (trailing / seasonal references) the detector closed.
+
+        Each under its own key, in the partition of its model's state so that it moves with
+        it; an expired one is deleted.
+        """
+        closed = getattr(slot.detector, "closed_slots", None)
+        if closed is None or self._table is None:
+            return
+        for model, key, blob in closed():
+            if blob is not None and len(blob) > self._o.max_snapshot_bytes:
+                log.error(
+                    "slot profile too large for the changelog; not persisted",
+                    extra={"fields": {"model": model, "bytes": len(blob)}},
+                )
+                continue
+            partition = partition_of(model, self._partitions)
+            self._table.send_changelog(partition, key, blob, value_serializer="raw")
+            if blob is None:
+                self._table.data.pop(key, None)
+            else:
+                self._table.data[key] = blob
+
+    def _restore_slots(self, slot: _Slot, model: str) -> None:
+        """Load the stored slot profiles ``model``'s references need (after its state)."""
+        keys = getattr(slot.detector, "slot_keys", None)
+        if keys is None:
+            return
+        for key in keys(model):
+            blob = self._table.get(key)
+            if not blob:
+                continue
+            try:
+                slot.detector.load_slot(key, blob)  # type: ignore[attr-defined]
+            except FormatError as exc:
+                log.warning(
+                    "stored slot profile skipped",
+                    extra={"fields": {"model": model, "error": str(exc)[:200]}},
+                )
+
     async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
         """Persist what changed since the last write; no ticks until recovery is done."""
         self._m.rebalances.labels(phase="revoked").inc()
@@ -662,6 +706,7 @@ class DetectStage:
         try:
             for slot in self._slots.values():
                 self._write_snapshots(slot, slot.models)
+                self._write_slots(slot)
         except Exception:
             log.exception("writing detector state on revoke failed")
 
@@ -679,6 +724,8 @@ class DetectStage:
             for partition in new:
                 self._slots[partition] = _Slot(self._factory())
             for key, blob in list(self._table.items()):
+                if is_slot_key(key):
+                    continue  # a slot profile, loaded with its model's state
                 model = key.decode()
                 partition = partition_of(model, self._partitions)
                 if partition in new:

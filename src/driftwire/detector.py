@@ -12,7 +12,9 @@ segment, and of all traffic (segment ``all``), is checked:
 * data quality of every feature against the same reference (:mod:`driftwire.quality`);
 * latency percentiles, spikes and creep (:mod:`driftwire.latency`);
 * the version's event rate, including buckets in which it sent nothing while other traffic
-  flowed (:mod:`driftwire.throughput`).
+  flowed (:mod:`driftwire.throughput`);
+* after every version's window: each newer live version against the one it replaces over the
+  same window, and the retirement of versions silent for long (:mod:`driftwire.canary`).
 
 Each check yields :class:`~driftwire.findings.Finding` s; each is a condition of the
 :class:`~driftwire.policy.AlertPolicy`, keyed by its labels. Then, per model version and
@@ -30,14 +32,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from driftwire.alerts import Alert, fingerprint, iso
+from driftwire.canary import (
+    Pair,
+    VersionLedger,
+    comparison_findings,
+    comparison_over,
+    outputs,
+    predecessors,
+)
 from driftwire.completeness import Completeness
 from driftwire.config import AlertSettings, DetectSettings
 from driftwire.findings import GROUPED_KINDS, Finding
 from driftwire.grouping import group_finding
+from driftwire.history import History
 from driftwire.latency import Creep, LatencyReference, latency_findings, percentiles
 from driftwire.metrics import ConditionSample, LatencySample
 from driftwire.partials import Partial, Watermark
@@ -87,6 +98,8 @@ class _Model:
     traffic: dict[int, int] = field(default_factory=dict)  # bucket start -> events, any version
     last_bucket: int | None = None  # start of the newest evaluated bucket
     muted: dict[str, str] = field(default_factory=dict)  # condition key -> why it is held back
+    ledger: VersionLedger = field(default_factory=VersionLedger)  # first / last seen per version
+    compared: set[str] = field(default_factory=set)  # version_comparison keys (not persisted)
 
 
 @dataclass
@@ -120,6 +133,7 @@ class Detector:
         self._silences = tuple(s.build() for s in alerts.silences)
         self._conditions: dict[str, Finding] = {}
         self._latency: dict[tuple[str, str, str], dict[str, float]] = {}
+        self._history = History(detect, bucket_ms=bucket_ms)  # trailing / seasonal references
         self._changed: set[str] = set()  # models whose state changed beyond completeness
 
     # -- input -----------------------------------------------------------------------------
@@ -244,6 +258,7 @@ class Detector:
             else:
                 self._prune(version, end)
             out.extend(self._decide(model, labels, findings, reference, events, start, end))
+        out.extend(self._versions(name, model, bucket))
         return out
 
     def _prune(self, version: _Version, end: int) -> None:
@@ -268,6 +283,7 @@ class Detector:
         end = bucket + self._bucket_ms
         n = self._d.window_buckets
         version.buckets[bucket] = profiles
+        self._history.add(name, version_name, bucket, profiles)
         self._prune(version, end)
         window = self._window(version, end)
         complete = self._complete_window(version, end)
@@ -289,22 +305,31 @@ class Detector:
             return None, events
         evaluation = Evaluation(name, version_name, end)
         start = end - n * self._bucket_ms
+        choice = self._history.choose(name, version_name, reference, start, end)
         for segment, current in window.items():
-            ref_profile = reference.profile(segment)
+            ref_profile = choice.profile(segment)  # per feature from its configured reference
             for comparison in compare_profiles(ref_profile, current, self._d):
                 evaluation.results.append(comparison)
                 if comparison.result.value is None:
                     evaluation.insufficient += 1
                 findings.append(
                     self._drift_finding(
-                        name, version_name, segment, comparison, reference, current, start, end
+                        name,
+                        version_name,
+                        segment,
+                        comparison,
+                        choice.reference(segment, comparison.feature),
+                        current,
+                        start,
+                        end,
                     )
                 )
             if self._d.quality.enabled:
+                base = choice.reference(segment)  # the model's reference, not per feature
                 labels = {"model": name, "model_version": version_name, "segment": segment}
-                described = {**reference.describe(), "count": ref_profile.n_events}
+                described = {**base.describe(), "count": base.profile(segment).n_events}
                 for f in quality_findings(
-                    ref_profile,
+                    base.profile(segment),
                     current,
                     self._d.quality,
                     labels,
@@ -316,7 +341,7 @@ class Detector:
                     findings.append(f)
         if self._on_evaluation is not None:
             self._on_evaluation(evaluation)
-        return reference, events
+        return choice.reference(ALL_SEGMENTS), events
 
     def _latency_findings(
         self,
@@ -469,6 +494,80 @@ class Detector:
             reference={**reference.describe(), "count": r.n_reference},
         )
 
+    # -- versions: canary comparisons and retirement (driftwire.canary) -------------------
+
+    def _versions(self, name: str, model: _Model, bucket: int) -> list[Alert]:
+        """Retire silent versions, end stale comparisons, compare canaries in this window."""
+        end = bucket + self._bucket_ms
+        start = end - self._d.window_buckets * self._bucket_ms
+        ledger = model.ledger
+        for version_name, version in model.versions.items():
+            if bucket in version.buckets:
+                ledger.observe(version_name, bucket)
+            elif version_name not in ledger.seen:  # restored from a snapshot without a ledger
+                for b in version.buckets:
+                    ledger.observe(version_name, b)
+        ended: dict[str, str] = {}
+        n = self._d.retire_after_buckets
+        retired = ledger.retired(n * self._bucket_ms)
+        for version_name in retired:
+            del model.versions[version_name]
+            ledger.forget(version_name)
+            why = f"{name} {version_name} retired (no events for {n} buckets while others sent)"
+            prefix = f"{name}/"
+            for key, f in self._conditions.items():
+                if key.startswith(prefix) and f.labels["model_version"] == version_name:
+                    ended[key] = why
+            for gauge in [k for k in self._latency if k[:2] == (name, version_name)]:
+                del self._latency[gauge]
+        live = {v for v, st in model.versions.items() if any(b >= start for b in st.buckets)}
+        pairs = predecessors(ledger, live) if self._d.canary.enabled else {}
+        for key in model.compared:
+            why_over = comparison_over(self._conditions[key], pairs, live)
+            if why_over is not None:
+                ended.setdefault(key, why_over)
+        out = self._end(model, ended, start, end)
+        windows = {
+            v: outputs(
+                (p for b, p in model.versions[v].buckets.items() if b >= start),
+                segments=self._d.segments,
+            )
+            for v in pairs.keys() | pairs.values()
+        }
+        for canary, previous in pairs.items():
+            pair = Pair(name, canary, previous, ledger.first(canary), ledger.first(previous))
+            findings = comparison_findings(
+                pair, windows[canary], windows[previous], self._d, start=start, end=end
+            )
+            model.compared.update(_key(name, f) for f in findings)
+            labels = {"model": name, "model_version": canary}
+            out.extend(self._decide(model, labels, findings, None, 0, start, end))
+        return out
+
+    def _end(self, model: _Model, ended: dict[str, str], start: int, end: int) -> list[Alert]:
+        """Forget conditions no longer evaluated (key -> why); resolve announced alerts once."""
+        if not ended:
+            return []
+        firing = self.policy.firing()
+        out: list[Alert] = []
+        for key, why in ended.items():
+            f = self._conditions.pop(key)
+            starts = self.policy.starts_at(key)
+            self.policy.forget(key)
+            model.compared.discard(key)
+            severity = firing.get(key)
+            if model.muted.pop(key, None) is not None or severity is None or starts is None:
+                continue  # not firing, or never announced
+            summary = f"{why}; closing: {f.headline('firing', f.threshold(severity))}"
+
+            def closed(status: str, threshold: float, text: str = summary) -> str:
+                return text
+
+            gone = replace(f, headline=closed)
+            t = Transition(key, "resolved", severity, starts, end)
+            out.append(self._render(gone, t, {}, start, end))
+        return out
+
     # -- decisions -------------------------------------------------------------------------
 
     def _firing_features(self, labels: dict[str, str], kind: str) -> set[str]:
@@ -501,7 +600,7 @@ class Detector:
         name = labels["model"]
         keyed: list[_Keyed] = []
         for f in findings:
-            key = f"{name}/{fingerprint(f.labels)}"
+            key = _key(name, f)
             transitions = self.policy.observe(
                 key, f.value, f.thresholds, now_ms=end, consecutive=f.consecutive
             )
@@ -664,6 +763,22 @@ class Detector:
         changed, self._changed = self._changed, set()
         return changed
 
+    def closed_slots(self) -> list[tuple[str, bytes, bytes | None]]:
+        """``(model, key, bytes)`` of every slot profile closed since the last call, for the
+        shell to store under ``key`` (``None``: expired, delete it). Not in :meth:`snapshot`."""
+        return self._history.drain()
+
+    def slot_keys(self, model: str) -> list[bytes]:
+        """Keys of the stored slot profiles ``model``'s references may need (after restore)."""
+        m = self._models.get(model)
+        if m is None or m.last_bucket is None:
+            return []
+        return self._history.keys(model, m.versions, m.last_bucket)
+
+    def load_slot(self, key: bytes, blob: bytes) -> None:
+        """Take back one stored slot profile (:meth:`closed_slots` wrote it)."""
+        self._history.load(key, blob)
+
     def snapshot(self, model: str) -> dict[str, Any]:
         """Everything needed to resume ``model`` after a restart (JSON-able, bytes as hex)."""
         m = self._models.get(model)
@@ -692,6 +807,7 @@ class Detector:
             "traffic": {str(b): n for b, n in m.traffic.items()},
             "last_bucket": m.last_bucket,
             "muted": m.muted,
+            "ledger": m.ledger.to_state(),
             "policy": {
                 k: v for k, v in self.policy.to_state().items() if k.startswith(f"{model}/")
             },
@@ -709,6 +825,7 @@ class Detector:
             traffic={int(b): int(n) for b, n in state.get("traffic", {}).items()},
             last_bucket=state.get("last_bucket"),
             muted=dict(state.get("muted", {})),
+            ledger=VersionLedger.from_state(state.get("ledger", {})),
         )
         for v, st in state["versions"].items():
             latency_ref = st.get("latency_ref")
@@ -750,6 +867,11 @@ def _frozen_state(version: _Version) -> dict[str, Any] | None:
     if version.frozen_state is None or version.frozen_state["id"] != version.frozen.id:
         version.frozen_state = version.frozen.to_state()
     return version.frozen_state
+
+
+def _key(model: str, f: Finding) -> str:
+    """The policy key of a condition: its model and the fingerprint of its labels."""
+    return f"{model}/{fingerprint(f.labels)}"
 
 
 class _Labels(dict[str, str]):

@@ -1,7 +1,7 @@
 """A *finding*: one condition's value in one window, before the alert policy decides.
 
-Every check of stage 2 (drift, data quality, latency, throughput, grouping) turns a window
-into findings; :class:`~driftwire.detector.Detector` feeds each one's ``value`` to the
+Every check of stage 2 (drift, data quality, latency, throughput, grouping, canary) turns a
+window into findings; :class:`~driftwire.detector.Detector` feeds each one's ``value`` to the
 :class:`~driftwire.policy.AlertPolicy` under the key of its labels and renders the alert
 events the policy decides on. A finding carries everything that alert needs (labels without
 ``severity``, thresholds, texts, evidence), so the checks stay pure and know nothing of

@@ -63,6 +63,29 @@ class Change:
     end_ms: int | None = None
 
 
+def daily_pattern(
+    target: str, amplitude: float, start_ms: int, days: int, segment: str | None = None
+) -> tuple[Change, ...]:
+    """A daily seasonal pattern: ``target`` shifted by ``amplitude * sin(2 pi h / 24)`` standard
+    deviations in hour h of the day (UTC), hour by hour, for ``days`` days from ``start_ms``.
+
+    >>> [round(c.shift, 2) for c in daily_pattern("age", 1.0, 0, 1)[:3]]
+    [0.0, 0.26, 0.5]
+    """
+    hour = 3_600_000
+    first = start_ms - start_ms % hour
+    return tuple(
+        Change(
+            target,
+            first + i * hour,
+            amplitude * float(np.sin(2 * np.pi * ((first // hour + i) % 24) / 24)),
+            segment,
+            end_ms=first + (i + 1) * hour,
+        )
+        for i in range(days * 24)
+    )
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """What to generate: events evenly spread in event time from ``start_ms``."""

@@ -85,6 +85,10 @@ class AlertPolicy:
         state = self._states.get(key)
         return None if state is None or state.firing is None else state.starts_at_ms
 
+    def forget(self, key: str) -> None:
+        """Drop the state of ``key`` (a condition that is no longer evaluated)."""
+        self._states.pop(key, None)
+
     def observe(
         self,
         key: str,

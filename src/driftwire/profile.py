@@ -315,6 +315,21 @@ class Profile:
         out._latency = self._latency.copy()
         return out
 
+    def with_sketches(self, sketches: Mapping[str, Sketch]) -> Profile:
+        """A copy whose named sketches come from ``sketches`` (a reference composed per feature).
+
+        Names are feature names, or ``prediction.score`` / ``prediction.label``.
+        """
+        out = self.copy()
+        for name, sketch in sketches.items():
+            if name == "prediction.score" and isinstance(sketch, NumericSketch):
+                out._score = sketch.copy()
+            elif name == "prediction.label" and isinstance(sketch, CategoricalSketch):
+                out._label = sketch.copy()
+            else:
+                out._features[name] = sketch.copy()
+        return out
+
     # -- bytes ----------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:

@@ -32,7 +32,7 @@ ALL = "all"
 class Reference:
     """Profiles per segment (``all`` = every segment together) and their provenance."""
 
-    kind: str  # baseline | frozen_window
+    kind: str  # baseline | frozen_window | trailing_window | seasonal (driftwire.history)
     id: str
     model: str
     model_version: str
@@ -54,6 +54,8 @@ class Reference:
         out: dict[str, Any] = {"kind": self.kind, "id": self.id, "count": self.count}
         if self.note:
             out["note"] = self.note
+        if "span" in self.meta:  # trailing and seasonal references: the traffic they merge
+            out["span"] = self.meta["span"]
         return out
 
     @classmethod

@@ -67,37 +67,46 @@ def compare_profiles(
     """Every configured statistic of every shared feature, reference vs current."""
     out: list[Comparison] = []
     for name, ref, cur in _sides(reference, current):
-        overrides = settings.features.get(name, {})
-        if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
-            if ref.count == 0 and cur.count == 0:
-                continue  # e.g. a model without scores
-            stats = overrides.get("statistics", settings.statistics.get("numeric"))
-            results = numeric_drift(
-                ref.kll,
-                cur.kll,
-                statistics=stats,
-                min_count=settings.min_count,
-                min_reference_count=settings.min_reference_count,
-            )
-        elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
-            if ref.count == 0 and cur.count == 0:
-                continue
-            stats = overrides.get("statistics", settings.statistics.get("categorical"))
-            results = categorical_drift(
-                ref.counts,
-                ref.other,
-                cur.counts,
-                cur.other,
-                statistics=stats,
-                min_count=settings.min_count,
-                min_reference_count=settings.min_reference_count,
-            )
-        else:
-            continue  # a kind mismatch is a data-quality matter, not a drift
-        for statistic, result in results.items():
-            warning, critical = settings.thresholds.get(statistic, DEFAULT_THRESHOLDS[statistic])
-            floor = noise_floor(result)
-            if floor is not None:
-                warning, critical = max(warning, floor), max(critical, floor)
-            out.append(Comparison(name, result, warning, critical))
+        out += compare_sketches(name, ref, cur, settings)
+    return out
+
+
+def compare_sketches(
+    name: str, ref: Sketch, cur: Sketch, settings: DetectSettings
+) -> list[Comparison]:
+    """Every configured statistic of one feature ``name``, reference sketch vs current."""
+    overrides = settings.features.get(name, {})
+    if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
+        if ref.count == 0 and cur.count == 0:
+            return []  # e.g. a model without scores
+        stats = overrides.get("statistics", settings.statistics.get("numeric"))
+        results = numeric_drift(
+            ref.kll,
+            cur.kll,
+            statistics=stats,
+            min_count=settings.min_count,
+            min_reference_count=settings.min_reference_count,
+        )
+    elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
+        if ref.count == 0 and cur.count == 0:
+            return []
+        stats = overrides.get("statistics", settings.statistics.get("categorical"))
+        results = categorical_drift(
+            ref.counts,
+            ref.other,
+            cur.counts,
+            cur.other,
+            statistics=stats,
+            min_count=settings.min_count,
+            min_reference_count=settings.min_reference_count,
+        )
+    else:
+        return []  # a kind mismatch is a data-quality matter, not a drift
+    out: list[Comparison] = []
+    for statistic, result in results.items():
+        warning, critical = settings.thresholds.get(statistic, DEFAULT_THRESHOLDS[statistic])
+        floor = noise_floor(result)
+        if floor is not None:
+            warning, critical = max(warning, floor), max(critical, floor)
+        out.append(Comparison(name, result, warning, critical))
     return out
