@@ -80,6 +80,7 @@ from driftwire.metrics import Metrics
 from driftwire.profile_stage import ProfileStage
 from driftwire.stage_one import OutRecord, ProfileCore
 from driftwire.topics import ensure_topics
+from driftwire.worker import tune_gc
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -1501,6 +1502,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    tune_gc()  # the GC settings of ``driftwire worker``, for the ceiling and the stages alike
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     broker: kafka_broker.KafkaBroker | None = None
     info: dict[str, Any] = {"version": kafka_broker.KAFKA_VERSION}
