@@ -28,6 +28,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # Then the package itself, as a wheel (not editable), without touching the dependencies.
 COPY README.md ./
 COPY src ./src
+COPY schemas ./schemas
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip install --no-deps /wheels/*.whl \
  && driftwire --version

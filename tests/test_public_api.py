@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib import resources
+from pathlib import Path
 
 import driftwire
 
@@ -35,3 +37,13 @@ def test_unknown_name_is_an_attribute_error() -> None:
         assert "no_such_thing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_the_schemas_ship_inside_the_package() -> None:
+    """``schemas/`` is the contract users read; the wheel carries the same files (a symlink)."""
+    shipped = resources.files("driftwire") / "schemas"
+    root = Path(__file__).parent.parent / "schemas"
+    names = sorted(p.name for p in root.glob("*.schema.json"))
+    assert names and sorted(p.name for p in shipped.iterdir() if p.name.endswith(".json")) == names
+    for name in names:
+        assert (shipped / name).read_bytes() == (root / name).read_bytes()

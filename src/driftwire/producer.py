@@ -364,12 +364,11 @@ def _default(value: Any) -> Any:
 
 
 def _schema_path() -> Path:
-    """The inference-event schema: shipped in the package, else in the source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "schemas" / _SCHEMA_NAME, here.parents[1] / "schemas" / _SCHEMA_NAME):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError("producer.validate", f"{_SCHEMA_NAME} not found next to driftwire")
+    """The inference-event schema shipped in the package (``driftwire/schemas``)."""
+    path = Path(__file__).resolve().parent / "schemas" / _SCHEMA_NAME
+    if not path.is_file():
+        raise ConfigError("producer.validate", f"{_SCHEMA_NAME} not found next to driftwire")
+    return path
 
 
 def _schema_validator() -> Callable[[Any], None]:
