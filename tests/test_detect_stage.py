@@ -5,26 +5,33 @@ to check the shell's plumbing on its own: decoding, alert production with CloudE
 the state table and its changelog across a restart and a rebalance, watermark handling,
 malformed records, and start/stop inside the caller's event loop (also with the broker gone).
 With the real detector, the stage must emit exactly the alerts of the in-memory pipeline fed
-the same partials, across two restarts, and use a baseline published to the baselines topic.
+the same partials, across two restarts, and use a baseline published to the baselines topic;
+with a trailing-window reference, the slot profiles closed before a restart must come back
+from the changelog.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka_broker import create_topic
+from kafkautil import read_all
 from prometheus_client import CollectorRegistry
 
-from driftwire.alerts import Alert
+from driftwire.alerts import Alert, encode, iso
 from driftwire.config import Settings
 from driftwire.detect_stage import DetectMetrics, DetectStage, FaustOptions, partition_of
+from driftwire.detector import Detector
 from driftwire.generator import Change, StreamSpec, generate
 from driftwire.health import Readiness
+from driftwire.history import decode_slot, is_slot_key, parse_slot_key, slot_key
 from driftwire.memory import InMemoryPipeline
 from driftwire.metrics import Metrics
 from driftwire.partials import Partial, Watermark, decode_record
@@ -76,6 +83,15 @@ class RecordingDetector:
     def restore(self, model: str, state: dict[str, Any]) -> None:
         self.models[model] = dict(state)
         self.restored.append(model)
+
+    def closed_slots(self) -> list[tuple[str, bytes, bytes | None]]:
+        return []  # no trailing or seasonal references
+
+    def slot_keys(self, model: str) -> list[bytes]:
+        return []
+
+    def load_slot(self, key: bytes, blob: bytes) -> None:
+        pass
 
 
 def _merged(stage: DetectStage) -> RecordingDetector:
@@ -464,7 +480,9 @@ def _real_settings(bootstrap: str, name: str) -> Settings:
     )
 
 
-def _stream(seed: int, *, income_shift_from: int | None) -> StreamSpec:
+def _stream(
+    seed: int, *, income_shift_from: int | None, income_shift_until: int = 10
+) -> StreamSpec:
     """15 minutes of one segment, 300 events a minute; income shifts by 4 sd for a while."""
     changes = (
         ()
@@ -474,7 +492,7 @@ def _stream(seed: int, *, income_shift_from: int | None) -> StreamSpec:
                 target="income",
                 start_ms=START_MS + income_shift_from * MINUTE,
                 shift=4.0,
-                end_ms=START_MS + 10 * MINUTE,
+                end_ms=START_MS + income_shift_until * MINUTE,
             ),
         )
     )
@@ -650,5 +668,170 @@ def test_baselines_from_the_topic_are_used(kafka_bootstrap: str, topic_name: str
             )
         finally:
             await run.close()
+
+    _run(scenario)
+
+
+# -- trailing references: the slot profiles a restarted stage reads back from the changelog
+
+SLOT_MINUTES = 5
+
+
+def _trailing_settings(bootstrap: str, name: str) -> Settings:
+    """``_real_settings`` comparing with the trailing hour, kept in 5-minute slots."""
+    return _settings(
+        bootstrap,
+        name,
+        window_buckets=2,
+        min_count=100,
+        min_reference_count=100,
+        consecutive_windows=1,
+        references={
+            "default": "trailing_window",
+            "trailing_hours": 1,
+            "slot_minutes": SLOT_MINUTES,
+        },
+    )
+
+
+def _replay(
+    settings: Settings,
+    model: str,
+    chunks: list[list[tuple[bytes | None, bytes, bool]]],
+    *,
+    keep_slots: bool,
+) -> list[Alert]:
+    """The stage's restarts in memory: a new detector per chunk, restored from the previous
+    one's snapshot and, if ``keep_slots``, from the slot profiles it closed."""
+    bucket_ms = int(settings.profile.bucket_seconds * 1000)
+    stored: dict[bytes, bytes] = {}
+    state: dict[str, Any] | None = None
+    alerts: list[Alert] = []
+    for chunk in chunks:
+        detector = Detector(settings.detect, settings.alerts, ReferenceStore(), bucket_ms=bucket_ms)
+        if state is not None:
+            detector.restore(model, state)
+            for key in detector.slot_keys(model) if keep_slots else []:
+                if key in stored:
+                    detector.load_slot(key, stored[key])
+        for _, value, _ in chunk:
+            record = decode_record(value)
+            if isinstance(record, Partial):
+                alerts += detector.on_partial(record, 0)
+            else:
+                alerts += detector.on_watermark(record, 0)
+        for _, key, blob in detector.closed_slots():
+            if blob is None:
+                stored.pop(key, None)
+            else:
+                stored[key] = blob
+        state = orjson.loads(orjson.dumps(detector.snapshot(model)))
+    return alerts
+
+
+def _data(alerts: list[Alert], source: str) -> list[dict[str, Any]]:
+    return [orjson.loads(encode(a, source)[1])["data"] for a in alerts]
+
+
+_UNSEEDED = ("value", "bound", "evidence", "annotations")
+
+
+def _same_alerts(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    """Equal alert data but for what KLL's unseeded compaction moves a little: the statistic's
+    value and bound, quantiles and bin edges, and the annotations that quote them."""
+
+    def exact(data: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in data.items() if k not in _UNSEEDED}
+
+    assert [exact(d) for d in got] == [exact(d) for d in want]
+    assert [d["value"] for d in got] == pytest.approx([d["value"] for d in want], abs=0.05)
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(240)
+def test_trailing_reference_slots_come_back_from_the_changelog(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    s = _trailing_settings(kafka_bootstrap, topic_name)
+    t = s.topics
+    create_topic(kafka_bootstrap, t.partials, 2)
+    create_topic(kafka_bootstrap, t.alerts, 1)
+    # 17 minutes; income shifts by 4 sd from 00:12 to 00:14: fires at 00:13, resolves at 00:16
+    spec = replace(_stream(5, income_shift_from=12, income_shift_until=14), events=17 * 300)
+    model, (version,) = spec.model, spec.versions
+    slot_ms = SLOT_MINUTES * MINUTE
+    oracle = _Oracle(s)
+    expected = list(oracle.run(generate(spec)))
+    expected_data = _data(expected, s.alerts.source)
+    # Restarts at 00:11 and 00:14: the slots 00:00-00:05 and 00:05-00:10 closed (and were
+    # stored) before the first one. Both fall in the slot 00:10-00:15, whose part before a
+    # restart is lost by design; no window's trailing reference reaches it before the end.
+    chunks = _split(oracle.records, [11, 14])
+    assert len(chunks) == 3
+    # every alert comes after the first restart and compares with the two stored slots
+    assert sorted({a.status for a in expected}) == ["firing", "resolved"]
+    assert all(a.evaluated_at_ms >= START_MS + 13 * MINUTE for a in expected)
+    for data in expected_data:
+        ref = data["reference"]
+        assert ref["kind"] == "trailing_window"
+        assert ref["id"] == (
+            f"trailing_window:{model}/{version}@{iso(START_MS)}/{iso(START_MS + 2 * slot_ms)}"
+        )
+        assert ref["span"] == {
+            "start": iso(START_MS),
+            "end": iso(START_MS + 2 * slot_ms),
+            "slots": 2,
+        }
+        assert ref["count"] == 10 * 300  # every event of 00:00-00:10
+        assert ref["note"].startswith("trailing_window: 0.166667 h of 1 h")
+    # the control: the same restarts without the stored slots compare with the frozen window,
+    # so the alerts would differ if the stage did not read the slots back
+    _same_alerts(_data(_replay(s, model, chunks, keep_slots=True), s.alerts.source), expected_data)
+    lost = _data(_replay(s, model, chunks, keep_slots=False), s.alerts.source)
+    assert lost and {d["reference"]["kind"] for d in lost} == {"frozen_window"}
+    assert all(d["reference"]["note"].startswith("trailing_window: 0 h of 1 h") for d in lost)
+
+    async def scenario() -> None:
+        app_id = ""
+        for i, chunk in enumerate(chunks):
+            registry = CollectorRegistry()
+            stage = DetectStage.from_settings(
+                s, Metrics(registry), Readiness(), options=FaustOptions(stop_timeout_s=20)
+            )
+            app_id = stage.app_id
+            run = Running(stage)
+            try:
+                await run.ready(partitions=2)
+                restored = registry.get_sample_value(
+                    "driftwire_detect_restores_total", {"result": "ok"}
+                )
+                assert (restored or 0) == (1 if i else 0)  # the model, from the changelog
+                if i:  # and the slots closed before the first restart, from the table
+                    detector = stage.detectors[partition_of(model, 2)]
+                    keys = [slot_key(model, version, START_MS + k * slot_ms) for k in (0, 1)]
+                    assert set(keys) <= set(detector.slot_keys(model))
+                    assert all(stage._table.get(key) for key in keys)
+                produced = _to_topic(t.partials, chunk, 2)
+                await _produce(kafka_bootstrap, produced)
+                await _processed_at_least(registry, len(produced))
+            finally:
+                await run.close()
+        alerts = await _read_all(kafka_bootstrap, t.alerts, want=len(expected) + 1, limit=5.0)
+        assert _ce_ids(alerts) == [a.cloudevent(s.alerts.source)["id"] for a in expected]
+        _same_alerts([orjson.loads(r.value)["data"] for r in alerts], expected_data)
+        # the slots sit in the changelog under their own keys, in the partition of the model
+        changelog = await read_all(kafka_bootstrap, f"{app_id}-detector-changelog")
+        slots = {r.key: r for r in changelog if is_slot_key(r.key)}
+        assert {r.partition for r in changelog} == {partition_of(model, 2)}
+        stored = {parse_slot_key(key) for key in slots}
+        assert {(model, version, START_MS), (model, version, START_MS + slot_ms)} <= stored
+        # each written once, when it closed: a restarted stage reads them, never rewrites them
+        writes = Counter(r.key for r in changelog if is_slot_key(r.key))
+        assert all(n == 1 for n in writes.values())
+        for key, record in slots.items():
+            start, slot, profiles = decode_slot(record.value)
+            assert (start, slot) == (parse_slot_key(key)[2], slot_ms)
+            if start < START_MS + 2 * slot_ms:  # closed before the first restart: complete
+                assert sum(p.n_events for p in profiles.values()) == 5 * 300
 
     _run(scenario)

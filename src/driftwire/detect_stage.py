@@ -76,6 +76,9 @@ class DetectorLike(Protocol):
     def take_changed(self) -> set[str]: ...
     def snapshot(self, model: str) -> dict[str, Any]: ...
     def restore(self, model: str, state: dict[str, Any]) -> None: ...
+    def closed_slots(self) -> list[tuple[str, bytes, bytes | None]]: ...
+    def slot_keys(self, model: str) -> list[bytes]: ...
+    def load_slot(self, key: bytes, blob: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -664,10 +667,9 @@ class DetectStage:
         Each under its own key, in the partition of its model's state so that it moves with
         it; an expired one is deleted.
         """
-        closed = getattr(slot.detector, "closed_slots", None)
-        if closed is None or self._table is None:
+        if self._table is None:
             return
-        for model, key, blob in closed():
+        for model, key, blob in slot.detector.closed_slots():
             if blob is not None and len(blob) > self._o.max_snapshot_bytes:
                 log.error(
                     "slot profile too large for the changelog; not persisted",
@@ -683,15 +685,12 @@ class DetectStage:
 
     def _restore_slots(self, slot: _Slot, model: str) -> None:
         """Load the stored slot profiles ``model``'s references need (after its state)."""
-        keys = getattr(slot.detector, "slot_keys", None)
-        if keys is None:
-            return
-        for key in keys(model):
+        for key in slot.detector.slot_keys(model):
             blob = self._table.get(key)
             if not blob:
                 continue
             try:
-                slot.detector.load_slot(key, blob)  # type: ignore[attr-defined]
+                slot.detector.load_slot(key, blob)
             except FormatError as exc:
                 log.warning(
                     "stored slot profile skipped",
