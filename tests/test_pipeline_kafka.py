@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import yaml
@@ -273,3 +274,96 @@ def test_stationary_stream_gives_at_most_a_borderline_warning(
     assert len(firing) <= 1, [a["data"] for a in alerts]  # type: ignore[index]
     for a in alerts:
         assert_borderline(a["data"])  # type: ignore[arg-type]
+
+
+def _every_kind_stream() -> list[bytes]:
+    """Two models, 50 minutes; from minute 25 one condition of every alert kind.
+
+    * churn (8 segments, 1.4.2): latency x6 in region=us,tier=gold (latency_anomaly); age,
+      tenure_days and sessions_7d +2 sd in all traffic (data drift of 3 features: one
+      upstream_change incident, which holds back its members' alerts); canary 1.5.0 takes 15%
+      with scores 1 sd higher (version_comparison);
+    * fraud (1 and 2): 40% of version 1's income missing (data_quality); version 2 stops
+      sending (throughput, no_data).
+    """
+    t = START + 25 * MINUTE
+    minutes = 50
+    upstream = tuple(Change(f, t, 2.0) for f in ("age", "tenure_days", "sessions_7d"))
+    churn = StreamSpec(
+        events=24 * 60 * minutes,
+        seed=31,
+        events_per_second=24.0,
+        changes=(Change("latency", t, 6.0, "region=us,tier=gold"), *upstream),
+    )
+    fraud = StreamSpec(
+        events=6 * 60 * minutes,
+        seed=32,
+        model="fraud",
+        versions=("1", "2"),
+        events_per_second=6.0,
+        regions=("eu",),
+        tiers=("gold",),
+    )
+    rng = np.random.default_rng(33)
+    events = []
+    for raw in [*generate(churn), *generate(fraud)]:
+        e = orjson.loads(raw)
+        if e["timestamp"] >= t:
+            if e["model"] == "fraud" and e["model_version"] == "2":
+                continue
+            if e["model"] == "fraud" and rng.random() < 0.4:
+                e["features"]["income"] = None
+            if e["model"] == "churn" and rng.random() < 0.15:
+                e["model_version"] = "1.5.0"
+                score = min(1.0, e["prediction"]["score"] + 0.16)  # 1 sd of Beta(2, 5)
+                e["prediction"] = {"score": score, "label": "churn" if score > 0.5 else "stay"}
+        events.append(e)
+    events.sort(key=lambda e: e["timestamp"])
+    return [orjson.dumps(e) for e in events]
+
+
+#: what must fire, by (kind, model, model_version, segment, feature or statistic)
+EVERY_KIND = {
+    ("latency_anomaly", "churn", "1.4.2", "region=us,tier=gold"),
+    ("data_quality", "fraud", "1", "all", "income"),
+    ("upstream_change", "churn", "1.4.2"),
+    ("version_comparison", "churn", "1.5.0", "all", "prediction.score"),
+    ("throughput", "fraud", "2"),
+}
+
+
+def _matches(labels: dict[str, str], want: tuple[str, ...]) -> bool:
+    keys = ("kind", "model", "model_version", "segment", "feature")
+    return all(labels.get(k) == v for k, v in zip(keys, want, strict=False))
+
+
+def test_every_alert_kind_through_kafka_as_in_memory(
+    kafka_bootstrap: str, topic_name: str, tmp_path: Path
+) -> None:
+    values = _every_kind_stream()
+    settings = Settings.model_validate({"detect": DETECT})
+    in_memory = list(InMemoryPipeline(settings).run(values))
+    asyncio.run(create_topics(kafka_bootstrap, [topic_name], PARTITIONS))
+    asyncio.run(produce(kafka_bootstrap, topic_name, values, partitions=PARTITIONS))
+    worker = Worker(tmp_path, kafka_bootstrap, topic_name, "kinds")
+    worker.start()
+    try:
+        worker.wait_settled()
+    finally:
+        assert worker.stop() == 0
+    alerts = alerts_of(kafka_bootstrap, worker.alerts_topic)  # each validated by the schema
+    fired = [a["data"]["labels"] for a in alerts if a["data"]["status"] == "firing"]  # type: ignore[index]
+    for want in EVERY_KIND:
+        assert any(_matches(labels, want) for labels in fired), (want, fired)
+        memory = [a.labels for a in in_memory if a.status == "firing"]
+        assert any(_matches(labels, want) for labels in memory), (want, memory)
+        # the same conditions, by fingerprint, in both runs
+        kafka_fps = {
+            a["data"]["fingerprint"]  # type: ignore[index]
+            for a in alerts
+            if a["data"]["status"] == "firing" and _matches(a["data"]["labels"], want)  # type: ignore[index]
+        }
+        memory_fps = {
+            a.fingerprint for a in in_memory if a.status == "firing" and _matches(a.labels, want)
+        }
+        assert kafka_fps & memory_fps, (want, kafka_fps, memory_fps)
