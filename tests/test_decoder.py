@@ -24,15 +24,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
+import driftwire._decode_fast as decode_fast
 import driftwire.decoder as decoder
+from driftwire._decode_scan import _byte_scan
+from driftwire._decode_timestamps import _iso_many, _iso_ms
 from driftwire.decoder import (
     DEFAULT_LIMITS,
     MAX_EPOCH_MS,
     REASONS,
     DecoderLimits,
     _decode_reference,
-    _iso_many,
-    _iso_ms,
     decode_batch,
 )
 from driftwire.errors import ConfigError
@@ -578,11 +579,11 @@ def test_byte_scan_flags_only_rows_that_need_a_closer_look() -> None:
     def per_row() -> np.ndarray:  # each row: itself, features, segment
         return np.full(len(rows), 3)
 
-    containers, strings = decoder._byte_scan(b"".join(rows), lens, 3 * len(rows), per_row, 256)
+    containers, strings = _byte_scan(b"".join(rows), lens, 3 * len(rows), per_row, 256)
     assert containers == {3}
     assert 9 in strings and 20 in strings and len(strings) <= 4  # a block may span two rows
     plain = rows[:3] + rows[4:9] + rows[10:20] + rows[21:]
-    assert decoder._byte_scan(b"".join(plain), [len(r) for r in plain], 3 * 47, per_row, 256) == (
+    assert _byte_scan(b"".join(plain), [len(r) for r in plain], 3 * 47, per_row, 256) == (
         set(),
         set(),
     )
@@ -594,8 +595,10 @@ def test_rows_set_aside_by_mistake_are_still_decoded(monkeypatch: pytest.MonkeyP
     # in input order.
     values: list[bytes | None] = [raw(event(latency_ms=float(i))) for i in range(30)]
     values[5] = b"{"
-    real = decoder._names_bad
-    monkeypatch.setattr(decoder, "_names_bad", lambda column, limit: [0, 7, *real(column, limit)])
+    real = decode_fast._names_bad
+    monkeypatch.setattr(
+        decode_fast, "_names_bad", lambda column, limit: [0, 7, *real(column, limit)]
+    )
     batch = decode_batch(values)
     assert_same(batch, _decode_reference(values))
     assert batch.index.tolist() == [i for i in range(30) if i != 5]

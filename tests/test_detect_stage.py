@@ -469,7 +469,7 @@ START_MS = 1_767_225_600_000  # the generator's default start, 2026-01-01T00:00:
 MINUTE = 60_000
 
 
-def _real_settings(bootstrap: str, name: str) -> Settings:
+def _real_settings(bootstrap: str, name: str, **detect: Any) -> Settings:
     return _settings(
         bootstrap,
         name,
@@ -477,6 +477,7 @@ def _real_settings(bootstrap: str, name: str) -> Settings:
         min_count=100,
         min_reference_count=100,
         consecutive_windows=1,
+        **detect,
     )
 
 
@@ -679,13 +680,9 @@ SLOT_MINUTES = 5
 
 def _trailing_settings(bootstrap: str, name: str) -> Settings:
     """``_real_settings`` comparing with the trailing hour, kept in 5-minute slots."""
-    return _settings(
+    return _real_settings(
         bootstrap,
         name,
-        window_buckets=2,
-        min_count=100,
-        min_reference_count=100,
-        consecutive_windows=1,
         references={
             "default": "trailing_window",
             "trailing_hours": 1,

@@ -68,6 +68,7 @@ class Worker:
 
     def __init__(self, tmp: Path, bootstrap: str, topic: str, run: str) -> None:
         self.port = _free_port()
+        self.bootstrap = bootstrap
         self.doc = {
             "kafka": {"bootstrap_servers": bootstrap},
             "topics": {
@@ -141,6 +142,16 @@ class Worker:
             f"worker did not settle: {self.metrics()}\n{self.log.read_text()[-5000:]}"
         )
 
+    def run_to_end(self) -> list[dict[str, Any]]:
+        """Start, wait until the input is consumed and evaluations settle, stop; its alerts."""
+        self.start()
+        try:
+            self.wait_settled()
+            assert self.metrics()["driftwire_windows_evaluated_total"] > 0
+        finally:
+            assert self.stop() == 0, self.log.read_text()[-5000:]
+        return alerts_of(self.bootstrap, self.alerts_topic)
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Signal the worker and wait; one that does not exit in 90 s is killed and fails."""
         assert self.proc is not None
@@ -155,7 +166,12 @@ class Worker:
             ) from None
 
 
-def alerts_of(bootstrap: str, topic: str) -> list[dict[str, object]]:
+def input_topic(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    asyncio.run(create_topics(bootstrap, [topic], PARTITIONS))
+    asyncio.run(produce(bootstrap, topic, values, partitions=PARTITIONS))
+
+
+def alerts_of(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     records = asyncio.run(read_all(bootstrap, topic))
     out = []
     for r in records:
@@ -169,7 +185,7 @@ def alerts_of(bootstrap: str, topic: str) -> list[dict[str, object]]:
     return out
 
 
-def transitions(events: list[dict[str, object]]) -> set[tuple[str, str]]:
+def transitions(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """(fingerprint, status) of the injected condition's alerts, which every run must share.
 
     KLL sketches use an RNG that cannot be seeded, so a condition that sits right at its
@@ -178,7 +194,7 @@ def transitions(events: list[dict[str, object]]) -> set[tuple[str, str]]:
     """
     out = set()
     for e in events:
-        data = e["data"]  # type: ignore[index]
+        data = e["data"]
         labels = data["labels"]
         if (labels["feature"], labels["segment"]) == ("income", SEGMENT):
             out.add((data["fingerprint"], data["status"]))
@@ -200,27 +216,20 @@ def test_drift_through_kafka_matches_in_memory_and_survives_sigkill(
     kafka_bootstrap: str, topic_name: str, tmp_path: Path
 ) -> None:
     values = drifting_stream()
-    asyncio.run(create_topics(kafka_bootstrap, [topic_name], PARTITIONS))
-    asyncio.run(produce(kafka_bootstrap, topic_name, values, partitions=PARTITIONS))
+    input_topic(kafka_bootstrap, topic_name, values)
 
     # 1. an uninterrupted run
-    worker = Worker(tmp_path, kafka_bootstrap, topic_name, "first")
-    worker.start()
-    try:
-        worker.wait_settled()
-    finally:
-        assert worker.stop() == 0, worker.log.read_text()[-5000:]
-    first = alerts_of(kafka_bootstrap, worker.alerts_topic)
+    first = Worker(tmp_path, kafka_bootstrap, topic_name, "first").run_to_end()
     fired = {
         (
             e["data"]["labels"]["kind"],
             e["data"]["labels"]["feature"],
             e["data"]["labels"]["segment"],
-        )  # type: ignore[index]
+        )
         for e in first
     }
     assert ("data_drift", "income", SEGMENT) in fired  # others: borderline, see transitions()
-    assert {e["data"]["status"] for e in first} == {"firing", "resolved"}  # type: ignore[index]
+    assert {e["data"]["status"] for e in first} == {"firing", "resolved"}
 
     # the same events through the in-memory transport give the same alerts
     settings = Settings.model_validate({"detect": DETECT})
@@ -229,13 +238,8 @@ def test_drift_through_kafka_matches_in_memory_and_survives_sigkill(
     assert {status for _, status in transitions(first)} == {"firing", "resolved"}
 
     # 2. a fresh consumer group replaying the same input: the same fingerprints
-    again = Worker(tmp_path, kafka_bootstrap, topic_name, "again")
-    again.start()
-    try:
-        again.wait_settled()
-    finally:
-        assert again.stop() == 0
-    assert transitions(alerts_of(kafka_bootstrap, again.alerts_topic)) == transitions(first)
+    again = Worker(tmp_path, kafka_bootstrap, topic_name, "again").run_to_end()
+    assert transitions(again) == transitions(first)
 
     # 3. SIGKILL mid-stream, restart: the same set of alerts (duplicates allowed)
     crash = Worker(tmp_path, kafka_bootstrap, topic_name, "crash")
@@ -258,22 +262,14 @@ def test_stationary_stream_gives_at_most_a_borderline_warning(
 ) -> None:
     spec = StreamSpec(events=50_000, seed=21, events_per_second=50_000 / 3600)
     values = list(generate(spec))
-    asyncio.run(create_topics(kafka_bootstrap, [topic_name], PARTITIONS))
-    asyncio.run(produce(kafka_bootstrap, topic_name, values, partitions=PARTITIONS))
-    worker = Worker(tmp_path, kafka_bootstrap, topic_name, "stationary")
-    worker.start()
-    try:
-        worker.wait_settled()
-        assert worker.metrics()["driftwire_windows_evaluated_total"] > 0
-    finally:
-        assert worker.stop() == 0
-    alerts = alerts_of(kafka_bootstrap, worker.alerts_topic)
+    input_topic(kafka_bootstrap, topic_name, values)
+    alerts = Worker(tmp_path, kafka_bootstrap, topic_name, "stationary").run_to_end()
     # ~7,500 (feature, segment) evaluations; at the measured false-alarm rate (about 0.5 per
     # 10,000, see load_tests/eval_detection.py) one borderline warning is possible, no more
-    firing = {a["data"]["fingerprint"] for a in alerts if a["data"]["status"] == "firing"}  # type: ignore[index]
-    assert len(firing) <= 1, [a["data"] for a in alerts]  # type: ignore[index]
+    firing = {a["data"]["fingerprint"] for a in alerts if a["data"]["status"] == "firing"}
+    assert len(firing) <= 1, [a["data"] for a in alerts]
     for a in alerts:
-        assert_borderline(a["data"])  # type: ignore[arg-type]
+        assert_borderline(a["data"])
 
 
 def _every_kind_stream() -> list[bytes]:
@@ -343,25 +339,18 @@ def test_every_alert_kind_through_kafka_as_in_memory(
     values = _every_kind_stream()
     settings = Settings.model_validate({"detect": DETECT})
     in_memory = list(InMemoryPipeline(settings).run(values))
-    asyncio.run(create_topics(kafka_bootstrap, [topic_name], PARTITIONS))
-    asyncio.run(produce(kafka_bootstrap, topic_name, values, partitions=PARTITIONS))
-    worker = Worker(tmp_path, kafka_bootstrap, topic_name, "kinds")
-    worker.start()
-    try:
-        worker.wait_settled()
-    finally:
-        assert worker.stop() == 0
-    alerts = alerts_of(kafka_bootstrap, worker.alerts_topic)  # each validated by the schema
-    fired = [a["data"]["labels"] for a in alerts if a["data"]["status"] == "firing"]  # type: ignore[index]
+    input_topic(kafka_bootstrap, topic_name, values)
+    alerts = Worker(tmp_path, kafka_bootstrap, topic_name, "kinds").run_to_end()  # validated
+    fired = [a["data"]["labels"] for a in alerts if a["data"]["status"] == "firing"]
     for want in EVERY_KIND:
         assert any(_matches(labels, want) for labels in fired), (want, fired)
         memory = [a.labels for a in in_memory if a.status == "firing"]
         assert any(_matches(labels, want) for labels in memory), (want, memory)
         # the same conditions, by fingerprint, in both runs
         kafka_fps = {
-            a["data"]["fingerprint"]  # type: ignore[index]
+            a["data"]["fingerprint"]
             for a in alerts
-            if a["data"]["status"] == "firing" and _matches(a["data"]["labels"], want)  # type: ignore[index]
+            if a["data"]["status"] == "firing" and _matches(a["data"]["labels"], want)
         }
         memory_fps = {
             a.fingerprint for a in in_memory if a.status == "firing" and _matches(a.labels, want)
