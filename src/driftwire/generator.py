@@ -102,10 +102,28 @@ class StreamSpec:
     tiers: tuple[str, ...] = TIERS
     changes: tuple[Change, ...] = field(default_factory=tuple)
     malformed_ratio: float = 0.0
+    #: (feature, shape) pairs: a numeric feature's shape other than ``normal`` (see
+    #: :data:`SHAPES`; changes still shift the underlying normal draw) or ``skewed`` for a
+    #: categorical one (shares 75 / 20 / 4.5 / 0.5%)
+    shapes: tuple[tuple[str, str], ...] = ()
 
     @property
     def end_ms(self) -> int:
         return self.start_ms + int(self.events / self.events_per_second * 1000)
+
+
+#: Numeric shapes: ``z`` is the standard normal draw (plus any change), ``m`` and ``s`` the
+#: feature's mean and sd. Monotone in ``z``; ``integer`` and ``zero_inflated`` have ties.
+SHAPES = {
+    "normal": lambda z, m, s: m + s * z,
+    "lognormal": lambda z, m, s: m * np.exp(0.5 * z),
+    "heavy_tailed": lambda z, m, s: m * np.exp(1.5 * z),
+    "uniform": lambda z, m, s: m + s * np.sqrt(3.0) * np.tanh(z * 0.8),
+    "bimodal": lambda z, m, s: m + s * (z + 2.5 * np.tanh(4.0 * z)),
+    "integer": lambda z, m, s: np.maximum(0.0, np.round(2.0 + 1.5 * z)),
+    "zero_inflated": lambda z, m, s: np.where(z < 0.5, 0.0, s * (z - 0.5)),
+}
+SKEWED = np.cumsum([0.75, 0.2, 0.045, 0.005])
 
 
 def numeric_names(spec: StreamSpec) -> list[str]:
@@ -166,8 +184,14 @@ def _chunk(spec: StreamSpec, rng: np.random.Generator, first: int, n: int) -> It
             col = nums.index(ch.target)
             num[:, col] = np.where(hit, num[:, col] + ch.shift, num[:, col])
     scale = np.arange(1, len(nums) + 1, dtype=np.float64)
-    num = np.round(num * scale + 10.0 * scale, 3)
+    z, num = num, np.round(num * scale + 10.0 * scale, 3)
     cat_idx = rng.integers(0, 4, (n, len(cats)))
+    for name, shape in spec.shapes:
+        if name in cats:  # extra draws only for shaped streams: the defaults stay as they were
+            cat_idx[:, cats.index(name)] = np.searchsorted(SKEWED, rng.random(n), side="right")
+        else:
+            j = nums.index(name)
+            num[:, j] = np.round(SHAPES[shape](z[:, j], 10.0 * scale[j], scale[j]), 3)
     choices = [COUNTRIES, PLANS, ("ios", "android", "web", "tv"), (True, False, True, False)]
     bad = rng.random(n) < spec.malformed_ratio
     bad_kind = rng.integers(0, len(MALFORMED), n)
