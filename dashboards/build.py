@@ -5,10 +5,11 @@
     python dashboards/build.py --out DIR  # write the JSON into DIR instead
 
 Two dashboards: *driftwire overview* (is the worker keeping up: events, invalid and late events,
-lag, produced records, batch times, alerts firing, health) and *driftwire model* (drift scores
-per feature and segment against their thresholds, for one model, version and segment). Every
-query uses only metrics that driftwire exports (src/driftwire/metrics.py), and the tests run
-every expression against a real Prometheus scraping a real worker.
+lag, produced records, batch times, alerts firing, health; do the bridges deliver the alerts)
+and *driftwire model* (drift scores per feature and segment against their thresholds, for one
+model, version and segment). Every query uses only metrics that driftwire exports
+(src/driftwire/metrics.py), and the tests run every expression against a real Prometheus
+scraping a real worker and a real bridge.
 """
 
 from __future__ import annotations
@@ -495,6 +496,84 @@ def overview() -> dash.Dashboard:
                 query(
                     f"sum by (phase) (increase(driftwire_rebalances_total{{{inst}}}[{RATE}]))",
                     "{{phase}}",
+                )
+            ],
+        ),
+    )
+
+    # `driftwire bridge TARGET` processes: their own scrape job, not filtered by worker
+    board = board.with_row(ids.row("Bridges"))
+    board = add(
+        board,
+        series_panel(
+            ids,
+            "Alert deliveries / s by target and result",
+            "Alert emissions the bridges sent to Alertmanager, PagerDuty, Slack or a webhook: "
+            "delivered, rejected (a 4xx) or undeliverable (still failing after the retries; "
+            "both go to the bridge's dead-letter topic), and records skipped as duplicates or "
+            "routed out.",
+            [
+                query(
+                    f"sum by (target, result) (rate(driftwire_bridge_deliveries_total[{RATE}]))",
+                    "{{target}} {{result}}",
+                ),
+                query(
+                    f"sum by (target, reason) (rate(driftwire_bridge_skipped_total[{RATE}]))",
+                    "{{target}} skipped ({{reason}})",
+                    "B",
+                ),
+            ],
+        ),
+        series_panel(
+            ids,
+            "Bridge HTTP requests / s by code",
+            "Every HTTP attempt to the receivers by status class (error: timeout or refused "
+            "connection), and the retries among them.",
+            [
+                query(
+                    f"sum by (target, code) (rate(driftwire_bridge_requests_total[{RATE}]))",
+                    "{{target}} {{code}}",
+                ),
+                query(
+                    f"sum by (target) (rate(driftwire_bridge_retries_total[{RATE}]))",
+                    "{{target}} retries",
+                    "B",
+                ),
+            ],
+        ),
+        series_panel(
+            ids,
+            "Alert delivery time and age",
+            "p50 / p99 time to deliver one alert (retries included), and p99 age of an alert "
+            "when its receiver accepted it (from its evaluation: detector to on-call).",
+            [
+                *(
+                    query(
+                        f"histogram_quantile({q}, sum by (target, le) "
+                        f"(rate(driftwire_bridge_delivery_seconds_bucket[{RATE}])))",
+                        f"{{{{target}}}} delivery p{round(q * 100)}",
+                        ref,
+                    )
+                    for q, ref in ((0.5, "A"), (0.99, "B"))
+                ),
+                query(
+                    "histogram_quantile(0.99, sum by (target, le) "
+                    f"(rate(driftwire_bridge_alert_age_seconds_bucket[{RATE}])))",
+                    "{{target}} age p99",
+                    "C",
+                ),
+            ],
+            unit="s",
+        ),
+        series_panel(
+            ids,
+            "Alerts waiting in the bridges",
+            "Records of the alerts topic each bridge has not handled yet (its consumer lag). "
+            "Growing while deliveries fail: the receiver is down and the bridge retries.",
+            [
+                query(
+                    "sum by (target) (driftwire_bridge_consumer_lag)",
+                    "{{target}}",
                 )
             ],
         ),

@@ -27,6 +27,7 @@ import yaml
 from aiohttp import test_utils, web
 from aiokafka import AIOKafkaProducer
 from kafkautil import committed, create_topics, read_all
+from prometheus_client import CollectorRegistry
 
 from driftwire.alerts import Alert, encode
 from driftwire.bridges import BridgeShell, build_target
@@ -35,6 +36,7 @@ from driftwire.bridges.alertmanager import alertmanager_alert
 from driftwire.bridges.pagerduty import pagerduty_event
 from driftwire.bridges.slack import slack_message
 from driftwire.config import Settings
+from driftwire.metrics import BridgeMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERT_SCHEMA = json.loads((ROOT / "schemas" / "alert.schema.json").read_text("utf-8"))
@@ -125,8 +127,11 @@ def settings_for(bootstrap: str, topic: str, **bridges: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, target: str) -> AsyncIterator[BridgeShell]:
-    shell = BridgeShell(settings, build_target(target, settings))
+async def running(
+    settings: Settings, target: str, registry: CollectorRegistry | None = None
+) -> AsyncIterator[BridgeShell]:
+    metrics = BridgeMetrics(registry or CollectorRegistry(), target)
+    shell = BridgeShell(settings, build_target(target, settings), metrics=metrics)
     stop = asyncio.Event()
     task = asyncio.create_task(shell.run(stop))
     assigned = asyncio.create_task(shell.assigned.wait())
@@ -154,6 +159,21 @@ async def eventually(check: Callable[[], Any], limit_s: float = 30.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {limit_s}s waiting for {what or check}")
         await asyncio.sleep(0.1)
+
+
+class Samples:
+    """Reads one bridge's metrics from its registry (``target`` filled in)."""
+
+    def __init__(self, registry: CollectorRegistry, target: str) -> None:
+        self.registry, self.target = registry, target
+
+    def __call__(self, name: str, **labels: str) -> float:
+        value = self.registry.get_sample_value(name, {"target": self.target, **labels})
+        assert value is not None, f"no sample {name} {labels}"
+        return value
+
+    def deliveries(self, status: str, result: str) -> float:
+        return self("driftwire_bridge_deliveries_total", status=status, result=result)
 
 
 # --- local receivers -------------------------------------------------------------------------
@@ -361,7 +381,9 @@ def test_pagerduty_pages_once_per_alert_and_resolves(kafka_bootstrap: str, topic
                 routes={"pagerduty": {"severities": ["critical"]}},
             )
             first = make_alert()
-            async with running(settings, "pagerduty") as shell:
+            registry = CollectorRegistry()
+            sample = Samples(registry, "pagerduty")
+            async with running(settings, "pagerduty", registry) as shell:
                 await send_alerts(
                     kafka_bootstrap,
                     topic_name,
@@ -376,6 +398,23 @@ def test_pagerduty_pages_once_per_alert_and_resolves(kafka_bootstrap: str, topic
                 )
                 await eventually(lambda: sum(shell.counts.values()) == 4, what="4 records handled")
                 assert shell.counts == {"delivered": 2, "duplicate": 1, "routed_out": 1}
+                assert sample.deliveries("firing", "delivered") == 1
+                assert sample.deliveries("resolved", "delivered") == 1
+                assert sample.deliveries("firing", "undeliverable") == 0
+                assert sample("driftwire_bridge_skipped_total", reason="duplicate") == 1
+                assert sample("driftwire_bridge_skipped_total", reason="routed_out") == 1
+                assert sample("driftwire_bridge_requests_total", code="2xx") == 2
+                assert sample("driftwire_bridge_retries_total") == 0
+                assert sample("driftwire_bridge_delivery_seconds_count") == 2
+                assert 0 < sample("driftwire_bridge_delivery_seconds_sum") < 5
+                # evaluated just now (and one 60 s ahead): the age is below a minute
+                assert sample("driftwire_bridge_alert_age_seconds_count") == 2
+                assert sample("driftwire_bridge_alert_age_seconds_bucket", le="60.0") == 2
+                last = sample("driftwire_bridge_last_delivery_timestamp_seconds")
+                assert time.time() - 60 < last <= time.time()
+                assert shell.sample() == 0  # everything handled: no lag on any partition
+                assert sample("driftwire_bridge_assigned_partitions") == 3
+                assert shell.readiness.ready and not shell.readiness.stuck
             assert [r["event_action"] for r in receiver.requests] == ["trigger", "resolve"]
             assert {r["dedup_key"] for r in receiver.requests} == {first.fingerprint}
             trigger = receiver.requests[0]
@@ -410,10 +449,21 @@ def test_retries_on_5xx_and_timeouts_then_delivers_once(
         await create_topics(kafka_bootstrap, [topic_name])
         async with serving(receiver) as url:
             settings = settings_for(kafka_bootstrap, topic_name, pagerduty_url=url, max_attempts=4)
-            async with running(settings, "pagerduty") as shell:
+            registry = CollectorRegistry()
+            async with running(settings, "pagerduty", registry) as shell:
                 await send_alerts(kafka_bootstrap, topic_name, [make_alert()])
                 await eventually(lambda: shell.counts["delivered"] == 1, what="the delivery")
             assert receiver.attempts == 4 and len(receiver.requests) == 1
+            sample = Samples(registry, "pagerduty")
+            assert sample.deliveries("firing", "delivered") == 1
+            codes = {c: sample("driftwire_bridge_requests_total", code=c) for c in ("2xx", "5xx")}
+            assert codes == {"2xx": 1, "5xx": 2}
+            assert sample("driftwire_bridge_requests_total", code="error") == 1  # the timeout
+            assert sample("driftwire_bridge_retries_total") == 3
+            # one delivery, its retries and the 1 s timeout included
+            assert sample("driftwire_bridge_delivery_seconds_count") == 1
+            assert sample("driftwire_bridge_delivery_seconds_sum") >= 1.0
+            assert sample("driftwire_bridge_delivery_seconds_bucket", le="0.5") == 0
             assert await read_all(kafka_bootstrap, f"{topic_name}.dlq") == []
             group = f"{topic_name}-bridge-pagerduty"
             assert await committed(kafka_bootstrap, group, topic_name, 1) == {0: 1}
@@ -438,10 +488,26 @@ def test_undeliverable_and_refused_alerts_go_to_the_dead_letter_topic(
         async with serving(receiver) as url:
             settings = settings_for(kafka_bootstrap, topic_name, pagerduty_url=url)
             refused, failing = make_alert(), make_alert(feature="age")
-            async with running(settings, "pagerduty") as shell:
+            registry = CollectorRegistry()
+            async with running(settings, "pagerduty", registry) as shell:
                 await send_alerts(kafka_bootstrap, topic_name, [refused, failing, b"{not json"])
                 await eventually(lambda: shell.counts["dead_lettered"] == 3, what="3 dead letters")
             assert receiver.attempts == 4 and receiver.requests == []
+            sample = Samples(registry, "pagerduty")
+            assert sample.deliveries("firing", "rejected") == 1
+            assert sample.deliveries("firing", "undeliverable") == 1
+            assert sample.deliveries("firing", "delivered") == 0
+            for reason in ("rejected", "undeliverable", "invalid_alert"):
+                assert sample("driftwire_bridge_dead_letters_total", reason=reason) == 1
+            assert sample("driftwire_bridge_requests_total", code="4xx") == 1
+            assert sample("driftwire_bridge_requests_total", code="5xx") == 3
+            assert sample("driftwire_bridge_retries_total") == 2
+            assert sample("driftwire_bridge_delivery_seconds_count") == 2
+            assert sample("driftwire_bridge_alert_age_seconds_count") == 0  # nothing delivered
+            no_delivery = registry.get_sample_value(
+                "driftwire_bridge_last_delivery_timestamp_seconds", {"target": "pagerduty"}
+            )
+            assert no_delivery is None  # never a misleading 0
             originals = await read_all(kafka_bootstrap, topic_name)
             dead = await read_all(kafka_bootstrap, f"{topic_name}.dlq")
             assert [(d.key, d.value) for d in dead] == [(o.key, o.value) for o in originals]
@@ -469,13 +535,29 @@ def test_offsets_are_committed_only_after_delivery(kafka_bootstrap: str, topic_n
         await create_topics(kafka_bootstrap, [topic_name])
         async with serving(receiver) as url:
             settings = settings_for(kafka_bootstrap, topic_name, pagerduty_url=url, max_attempts=50)
-            async with running(settings, "pagerduty") as shell:
+            registry = CollectorRegistry()
+            sample = Samples(registry, "pagerduty")
+            async with running(settings, "pagerduty", registry) as shell:
                 await send_alerts(kafka_bootstrap, topic_name, [make_alert()])
                 await eventually(lambda: shell.counts["delivered"] == 1, what="the first page")
                 receiver.default = 503  # PagerDuty is down now
                 await send_alerts(kafka_bootstrap, topic_name, [make_alert(feature="age")])
                 await eventually(lambda: receiver.attempts >= 4, what="retries")
                 assert await committed(kafka_bootstrap, group, topic_name, 1) == {0: 1}
+                # the alert being retried is the lag; retrying is progress, not a hang
+                await eventually(
+                    lambda: (
+                        registry.get_sample_value(
+                            "driftwire_bridge_consumer_lag",
+                            {"target": "pagerduty", "partition": "0"},
+                        )
+                        == 1
+                    ),
+                    what="a lag of one record",
+                )
+                assert not shell.readiness.stuck
+                assert sample("driftwire_bridge_requests_total", code="5xx") >= 3
+                assert sample.deliveries("firing", "delivered") == 1
             # stopped while retrying: the second alert stays uncommitted
             assert await committed(kafka_bootstrap, group, topic_name, 1) == {0: 1}
             receiver.default = 202
@@ -594,7 +676,13 @@ def test_cli_runs_a_bridge_until_sigterm(
                     }
                 )
             )
-            env = {**os.environ, "DRIFTWIRE_BRIDGES_WEBHOOK_URL": url}
+            port = _free_port()
+            env = {
+                **os.environ,
+                "DRIFTWIRE_BRIDGES_WEBHOOK_URL": url,
+                "DRIFTWIRE_HTTP_HOST": "127.0.0.1",
+                "DRIFTWIRE_BRIDGES_HTTP_PORT": str(port),
+            }
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -609,6 +697,29 @@ def test_cli_runs_a_bridge_until_sigterm(
             try:
                 await send_alerts(kafka_bootstrap, topic_name, [make_alert()])
                 await eventually(lambda: len(receiver.requests) == 1, 60, "the CLI's delivery")
+                base = f"http://127.0.0.1:{port}"
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(f"{base}/healthz") as response:
+                        assert response.status == 200
+                        assert await response.json() == {"status": "ok"}
+                    async with session.get(f"{base}/readyz") as response:
+                        ready = await response.json()
+                        assert response.status == 200, ready
+                    assert ready["target"] == "webhook" and ready["ready"] is True
+                    assert ready["assigned_partitions"] == 1
+                    assert ready["group"] == f"{topic_name}-cli-webhook"
+
+                    async def delivered_metric() -> bool:
+                        async with session.get(f"{base}/metrics") as response:
+                            assert response.status == 200
+                            text = await response.text()
+                        line = (
+                            "driftwire_bridge_deliveries_total"
+                            '{result="delivered",status="firing",target="webhook"} 1.0'
+                        )
+                        return line in text.splitlines()
+
+                    await eventually(delivered_metric, 10, "the delivery in /metrics")
             finally:
                 proc.send_signal(signal.SIGTERM)
                 _, stderr = await asyncio.wait_for(proc.communicate(), 30)

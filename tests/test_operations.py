@@ -6,9 +6,10 @@
 * The Dockerfile is parsed with BuildKit's parser (the ``dockerfile`` dev dependency).
 * ``promtool`` (Debian's ``prometheus`` package, installed by ``make ops-deps``) checks the rules,
   runs their unit tests and lints a live ``/metrics`` scrape.
-* The dashboard test starts a real worker against the test broker and a real Prometheus with the
-  project's scrape config and rules, feeds events with a drift, and runs every PromQL expression
-  of every dashboard panel through Prometheus' HTTP API: each must return data.
+* The dashboard test starts a real worker and a real ``driftwire bridge webhook`` (delivering to a
+  local receiver) against the test broker and a real Prometheus with the project's scrape config
+  and rules, feeds events with a drift, and runs every PromQL expression of every dashboard
+  panel through Prometheus' HTTP API: each must return data.
 
 Nothing here writes into the repository: every file goes to pytest's tmp_path.
 """
@@ -25,12 +26,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +332,7 @@ def test_alerting_rules_unit_tests() -> None:
         "DriftwireEvaluationStale",
         "DriftwireModelAlertsFiring",
         "DriftwireBatchSlow",
+        "DriftwireBridgeDeliveryFailing",
     }
     assert wanted <= alerts
 
@@ -372,6 +376,8 @@ def test_dashboards_have_the_variables_and_panels_operators_need() -> None:
         "Alerts firing by kind and severity",
         "Drift score by feature and segment",
         "Batch processing time",
+        "Alert deliveries / s by target and result",
+        "Alert delivery time and age",
     ):
         assert wanted in titles
 
@@ -417,6 +423,7 @@ def _events() -> list[bytes]:
 class Stack:
     prometheus: str  # base URL
     worker_metrics: str  # /metrics URL
+    bridge_metrics: str  # the webhook bridge's /metrics URL
     started: float  # unix time Prometheus started
     logs: dict[str, Path] = field(default_factory=dict)
 
@@ -460,6 +467,19 @@ def _wait(
     raise AssertionError(f"timed out waiting for {what}\n{stack.tail()}")
 
 
+class _Accept(BaseHTTPRequestHandler):
+    """A webhook receiver that accepts every alert."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus_bin = tool("prometheus")
@@ -467,7 +487,9 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     topic = f"ops-events-{os.getpid()}-{int(time.time())}"
     asyncio.run(create_topics(kafka_bootstrap, [topic], PARTITIONS))
 
-    worker_port, prom_port = _free_port(), _free_port()
+    worker_port, prom_port, bridge_port = _free_port(), _free_port(), _free_port()
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
     worker_doc = {
         "kafka": {"bootstrap_servers": kafka_bootstrap},
         "topics": {
@@ -489,6 +511,17 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "http": {"host": "127.0.0.1", "port": worker_port},
     }
     (tmp / "worker.yaml").write_text(yaml.safe_dump(worker_doc))
+    bridge_doc = {
+        "kafka": worker_doc["kafka"],
+        "topics": {"alerts": f"{topic}.alerts"},
+        "http": {"host": "127.0.0.1"},
+        "bridges": {
+            "group_id_prefix": f"{topic}-bridge",
+            "http_port": bridge_port,
+            "webhook_url": f"http://127.0.0.1:{receiver.server_address[1]}/hook",
+        },
+    }
+    (tmp / "bridge.yaml").write_text(yaml.safe_dump(bridge_doc))
 
     # the project's Prometheus config, pointed at this worker, scraping every second
     prom_doc = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
@@ -497,12 +530,24 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     job = next(j for j in prom_doc["scrape_configs"] if j["job_name"] == "driftwire")
     del job["dns_sd_configs"]  # the compose service name, replaced by this worker's address
     job["static_configs"] = [{"targets": [f"127.0.0.1:{worker_port}"]}]
+    # the bridge as the comment in prometheus.yml suggests: a job of its own
+    prom_doc["scrape_configs"].append(
+        {
+            "job_name": "driftwire-bridge",
+            "static_configs": [{"targets": [f"127.0.0.1:{bridge_port}"]}],
+        }
+    )
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(prom_doc))
 
-    logs = {"worker": tmp / "worker.log", "prometheus": tmp / "prometheus.log"}
+    logs = {
+        "worker": tmp / "worker.log",
+        "bridge": tmp / "bridge.log",
+        "prometheus": tmp / "prometheus.log",
+    }
     stack = Stack(
         prometheus=f"http://127.0.0.1:{prom_port}",
         worker_metrics=f"http://127.0.0.1:{worker_port}/metrics",
+        bridge_metrics=f"http://127.0.0.1:{bridge_port}/metrics",
         started=time.time(),
         logs=logs,
     )
@@ -540,24 +585,48 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 )
             )
 
-        def scrape() -> str:
+        def scrape(url: str = stack.worker_metrics) -> str:
             try:
-                return _get(stack.worker_metrics).decode()
+                return _get(url).decode()
             except OSError:
                 return ""
 
         def worker_assigned() -> bool:
             return _metric_sum(scrape(), "driftwire_assigned_partitions") == PARTITIONS
 
+        def bridge_assigned() -> bool:
+            text = scrape(stack.bridge_metrics)
+            return (_metric_sum(text, "driftwire_bridge_assigned_partitions") or 0) > 0
+
         def prometheus_scrapes() -> bool:
             try:
-                result = stack.api("query", query='up{job="driftwire"} == 1')["result"]
+                result = stack.api("query", query="up == 1")["result"]
             except (OSError, AssertionError):
                 return False
-            return bool(result)
+            return {r["metric"]["job"] for r in result} == {"driftwire", "driftwire-bridge"}
 
         _wait("the worker to own the input partitions", worker_assigned, stack, 60, procs)
-        _wait("Prometheus to scrape the worker", prometheus_scrapes, stack, 30, procs)
+        # the worker has created the alerts topic: start the bridge on it
+        with logs["bridge"].open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "driftwire.cli",
+                        "bridge",
+                        "webhook",
+                        "--config",
+                        str(tmp / "bridge.yaml"),
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=tmp,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            )
+        _wait("the bridge to own the alerts partitions", bridge_assigned, stack, 60, procs)
+        _wait("Prometheus to scrape both", prometheus_scrapes, stack, 30, procs)
         time.sleep(2)  # a few samples of the idle worker before the traffic
         asyncio.run(produce(kafka_bootstrap, topic, _events(), partitions=PARTITIONS))
 
@@ -568,9 +637,12 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             evaluated = _metric_sum(text, "driftwire_windows_evaluated_total") or 0.0
             if evaluated != state["evaluated"]:
                 state.update(evaluated=evaluated, since=time.monotonic())
+            bridge = scrape(stack.bridge_metrics)
             return (
                 _metric_sum(text, "driftwire_consumer_lag") == 0
                 and (_metric_sum(text, "driftwire_alerts_produced_total") or 0) > 0
+                and (_metric_sum(bridge, "driftwire_bridge_alert_age_seconds_count") or 0) > 0
+                and _metric_sum(bridge, "driftwire_bridge_consumer_lag") == 0
                 and (_metric_sum(text, "driftwire_events_late_total") or 0) > 0
                 and evaluated > 0
                 and time.monotonic() - state["since"] > 3
@@ -580,6 +652,8 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         time.sleep(3)  # the last state in a few more scrapes
         yield stack
     finally:
+        receiver.shutdown()
+        receiver.server_close()
         for proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -598,6 +672,10 @@ def test_live_metrics_pass_promtool_check_metrics(stack: Stack) -> None:
     assert "driftwire_drift_score{" in text and "driftwire_alerts_firing{" in text
     out = run([tool("promtool"), "check", "metrics"], stdin=text)
     assert out.strip() == "", f"promtool check metrics complains:\n{out}"
+    bridge = _get(stack.bridge_metrics).decode()
+    assert 'driftwire_bridge_deliveries_total{result="delivered"' in bridge
+    out = run([tool("promtool"), "check", "metrics"], stdin=bridge)
+    assert out.strip() == "", f"promtool check metrics complains about the bridge:\n{out}"
 
 
 @pytest.mark.kafka
@@ -659,7 +737,8 @@ def _has_data(result: list[dict[str, Any]]) -> bool:
 def test_every_dashboard_query_returns_data_from_a_live_worker(stack: Stack) -> None:
     families = {
         line.split(" ")[2]
-        for line in _get(stack.worker_metrics).decode().splitlines()
+        for url in (stack.worker_metrics, stack.bridge_metrics)
+        for line in _get(url).decode().splitlines()
         if line.startswith("# TYPE ")
     }
     exported = families | {f"{f}_total" for f in families}

@@ -430,6 +430,13 @@ class BridgeSettings(_Section):
     """
 
     group_id_prefix: str = Field("driftwire-bridge", min_length=1)
+    http_port: int = Field(
+        9465,
+        ge=0,
+        le=65535,
+        description="/metrics, /healthz, /readyz of the bridge, on http.host (the worker has "
+        "http.port, 9464); one port per bridge process on a host",
+    )
     dead_letter: str | None = Field(
         None, description="undeliverable alerts go here; default <topics.alerts>.dlq"
     )

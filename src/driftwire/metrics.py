@@ -306,3 +306,142 @@ class DetectMetrics:
         insufficient = evaluation.insufficient
         self.windows.labels(result="ok").inc(len(evaluation.results) - insufficient)
         self.windows.labels(result="insufficient_data").inc(insufficient)
+
+
+BRIDGE_STATUSES = ("firing", "resolved")
+BRIDGE_RESULTS = ("delivered", "rejected", "undeliverable")
+BRIDGE_SKIPS = ("duplicate", "routed_out")
+BRIDGE_DEAD_LETTER_REASONS = ("rejected", "undeliverable", "invalid_alert")
+BRIDGE_CODES = ("2xx", "3xx", "4xx", "5xx", "error")
+
+
+class BridgeMetrics:
+    """Metrics of ``driftwire bridge TARGET``: does every alert reach its receiver?
+
+    Every series carries ``target`` (one of four), so bridges of several targets can be summed
+    in one Prometheus. The children of every bounded label combination are created at start
+    (at 0), so ``rate()`` and ``increase()`` see a failure or a delivery from the first one.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> reg = CollectorRegistry()
+    >>> m = BridgeMetrics(reg, "webhook")
+    >>> m.deliveries.labels("webhook", "firing", "delivered").inc()
+    >>> reg.get_sample_value(
+    ...     "driftwire_bridge_deliveries_total",
+    ...     {"target": "webhook", "status": "firing", "result": "delivered"})
+    1.0
+    >>> reg.get_sample_value(
+    ...     "driftwire_bridge_deliveries_total",
+    ...     {"target": "webhook", "status": "resolved", "result": "undeliverable"})
+    0.0
+    """
+
+    def __init__(self, registry: CollectorRegistry, target: str) -> None:
+        self.registry = registry
+        self.target = target
+        Info("driftwire_build", "driftwire build information", registry=registry).info(
+            {"version": __version__}
+        )
+        self.deliveries = Counter(
+            "driftwire_bridge_deliveries_total",
+            "Alert emissions the bridge tried to deliver, by status and result (delivered; "
+            "rejected: a 4xx, not retried; undeliverable: still failing after the retries)",
+            ["target", "status", "result"],
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "driftwire_bridge_skipped_total",
+            "Alert records not sent, by reason (duplicate: that status was already delivered "
+            "for the fingerprint; routed_out: bridges.routes excludes it)",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "driftwire_bridge_dead_letters_total",
+            "Records produced to the bridge's dead-letter topic and acknowledged, by reason",
+            ["target", "reason"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            "driftwire_bridge_requests_total",
+            "HTTP requests to the receiver (every attempt, re-sends included), by status class "
+            "(2xx, 3xx, 4xx, 5xx; error: timeout or connection failure)",
+            ["target", "code"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "driftwire_bridge_retries_total",
+            "HTTP attempts that repeated a failed one (5xx, 408, 429, timeouts, refused)",
+            ["target"],
+            registry=registry,
+        )
+        self.resends = Counter(
+            "driftwire_bridge_resends_total",
+            "Periodic re-sends of the firing alerts (Alertmanager), by result (ok, failed)",
+            ["target", "result"],
+            registry=registry,
+        )
+        self.delivery_seconds = Histogram(
+            "driftwire_bridge_delivery_seconds",
+            "Time to deliver one alert emission, from the first attempt to the outcome "
+            "(retries and backoff included), whatever the outcome",
+            ["target"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
+        self.alert_age = Histogram(
+            "driftwire_bridge_alert_age_seconds",
+            "Age of an alert when the receiver accepted it: from its evaluation (the "
+            "CloudEvent time) to the delivery, the whole way from detector to on-call",
+            ["target"],
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+            registry=registry,
+        )
+        self.last_delivery = Gauge(
+            "driftwire_bridge_last_delivery_timestamp_seconds",
+            "Unix time of the last alert emission the receiver accepted",
+            ["target"],
+            registry=registry,
+        )
+        self.last_progress = Gauge(
+            "driftwire_bridge_last_progress_timestamp_seconds",
+            "Unix time the bridge's consume loop last made progress (a poll, a record, an "
+            "HTTP attempt)",
+            ["target"],
+            registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "driftwire_bridge_assigned_partitions",
+            "Alerts-topic partitions assigned to this bridge",
+            ["target"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "driftwire_bridge_consumer_lag",
+            "Records of the alerts topic between the bridge's last handled (committed) offset "
+            "and the end of each assigned partition",
+            ["target", "partition"],
+            registry=registry,
+        )
+        for status in BRIDGE_STATUSES:
+            for result in BRIDGE_RESULTS:
+                self.deliveries.labels(target, status, result)
+        for reason in BRIDGE_SKIPS:
+            self.skipped.labels(target, reason)
+        for reason in BRIDGE_DEAD_LETTER_REASONS:
+            self.dead_letters.labels(target, reason)
+        for code in BRIDGE_CODES:
+            self.requests.labels(target, code)
+        for result in ("ok", "failed"):
+            self.resends.labels(target, result)
+        self.retries.labels(target)
+        self.delivery_seconds.labels(target)
+        self.alert_age.labels(target)
+        self.assigned_partitions.labels(target)
+
+    def request(self, attempt: int, status: int | None) -> None:
+        """Count one HTTP attempt (``status`` None: timeout or connection error)."""
+        code = "error" if status is None else f"{min(max(status // 100, 2), 5)}xx"
+        self.requests.labels(self.target, code).inc()
+        if attempt > 1:
+            self.retries.labels(self.target).inc()

@@ -4,19 +4,33 @@ Targets: ``alertmanager`` (``POST /api/v2/alerts``, firing alerts re-sent), ``pa
 (Events API v2, ``dedup_key`` = fingerprint), ``slack`` (an incoming webhook, Block Kit
 message) and ``webhook`` (the CloudEvent as it is). Each runs in the same consumer shell
 (:mod:`driftwire.bridges._shell`): routing, de-duplication, retries with backoff, a
-dead-letter topic for what cannot be delivered, commits after delivery.
+dead-letter topic for what cannot be delivered, commits after delivery. ``driftwire bridge``
+serves the bridge's metrics (:class:`~driftwire.metrics.BridgeMetrics`) and health on
+``http.host``:``bridges.http_port`` (9465; the worker's is ``http.port``, 9464).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
 
 from driftwire.bridges._shell import BridgeShell, Target, route_matches
 from driftwire.config import Settings, load_settings
 from driftwire.errors import ConfigError
 
-__all__ = ["TARGETS", "BridgeShell", "Target", "build_target", "route_matches", "run_bridge"]
+__all__ = [
+    "TARGETS",
+    "BridgeShell",
+    "Target",
+    "build_target",
+    "route_matches",
+    "run_bridge",
+    "serve_bridge",
+]
+
+log = logging.getLogger(__name__)
 
 TARGETS = ("alertmanager", "pagerduty", "slack", "webhook")
 
@@ -57,20 +71,65 @@ def build_target(name: str, settings: Settings) -> Target:
     raise ConfigError("bridge", f"unknown target {name!r}", f"one of: {', '.join(TARGETS)}")
 
 
+async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> int:
+    """Run one target with ``/metrics``, ``/healthz`` and ``/readyz`` on ``http.host`` and
+    ``bridges.http_port`` until ``stop`` is set; returns the process exit code.
+
+    Like the worker, a bridge whose consume loop makes no progress for
+    ``http.liveness_timeout_seconds`` while alerts wait turns ``/healthz`` to 503 and exits
+    with :data:`~driftwire.worker.EXIT_STUCK` to be restarted.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from driftwire.health import HealthServer, Readiness
+    from driftwire.metrics import BridgeMetrics
+    from driftwire.worker import EXIT_STUCK
+
+    built = build_target(target, settings)
+    registry = CollectorRegistry()
+    readiness = Readiness()
+    shell = BridgeShell(
+        settings, built, metrics=BridgeMetrics(registry, built.name), readiness=readiness
+    )
+    health = HealthServer(registry, readiness)
+    await health.start(settings.http.host, settings.bridges.http_port)
+    log.info(
+        "bridge serving metrics and health",
+        extra={"fields": {"target": built.name, "http_port": health.port}},
+    )
+
+    async def watchdog() -> None:
+        while not stop.is_set():
+            if readiness.stuck:
+                log.error("bridge makes no progress while alerts wait; exiting to be restarted")
+                stop.set()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+
+    watcher = asyncio.create_task(watchdog(), name="bridge-watchdog")
+    try:
+        await shell.run(stop)
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await health.stop()
+    return EXIT_STUCK if readiness.stuck else 0
+
+
 def run_bridge(target: str, config: str | None) -> int:
     """``driftwire bridge TARGET --config FILE``: run until SIGTERM / SIGINT."""
     from driftwire.logs import configure_logging
 
     settings = load_settings(config)
     configure_logging(settings.log.level)
-    shell = BridgeShell(settings, build_target(target, settings))
+    build_target(target, settings)  # a configuration error before anything starts
 
-    async def main() -> None:
+    async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await shell.run(stop)
+        return await serve_bridge(settings, target, stop)
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -81,8 +81,13 @@ async def post(
     stop: asyncio.Event,
     *,
     what: str,
+    on_attempt: Callable[[int, int | None], None] | None = None,
 ) -> Outcome:
-    """POST ``request`` with retries; raises :class:`Stopped` if ``stop`` is set meanwhile."""
+    """POST ``request`` with retries; raises :class:`Stopped` if ``stop`` is set meanwhile.
+
+    ``on_attempt(attempt, status)`` is called after every attempt (``status`` None: a timeout
+    or a connection error), for metrics and liveness.
+    """
     timeout = aiohttp.ClientTimeout(total=policy.timeout_s)
     last = ""
     status: int | None = None
@@ -90,11 +95,14 @@ async def post(
         if stop.is_set():
             raise Stopped
         retry_after: float | None = None
+        answered = False  # the receiver answered this attempt (counted already)
         try:
             async with session.post(
                 request.url, data=request.body, headers=dict(request.headers), timeout=timeout
             ) as response:
-                status = response.status
+                status, answered = response.status, True
+                if on_attempt is not None:
+                    on_attempt(attempt, status)
                 text = (await response.text(errors="replace"))[:MAX_BODY_IN_MESSAGE]
                 if 200 <= status < 300:
                     return Outcome(True, attempt, status=status)
@@ -103,6 +111,8 @@ async def post(
                     return Outcome(False, attempt, "rejected", last, status)
                 retry_after = _retry_after(response.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if on_attempt is not None and not answered:
+                on_attempt(attempt, None)
             status = None
             last = f"{type(exc).__name__} talking to {what}: {exc}"[:MAX_BODY_IN_MESSAGE]
         if attempt == policy.max_attempts:

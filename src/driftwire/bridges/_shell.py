@@ -16,6 +16,10 @@ as state, the alerts still firing are delivered, and past firing/resolved pairs 
 
 At-least-once: a crash between a delivery and its commit delivers that alert once more when
 the partition is read again (PagerDuty merges the repeat by ``dedup_key``).
+
+Observability: every outcome is counted in :class:`~driftwire.metrics.BridgeMetrics`; a
+monitor task samples the lag of the assigned partitions every second and judges liveness (the
+consume loop reports progress on every poll, record and HTTP attempt) into ``readiness``.
 """
 
 from __future__ import annotations
@@ -34,14 +38,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from prometheus_client import CollectorRegistry
 
-from driftwire.bridges._alert import AlertEvent, BadAlert, parse_alert
+from driftwire.bridges._alert import AlertEvent, BadAlert, epoch_ms, parse_alert
 from driftwire.bridges._delivery import Outcome, Request, RetryPolicy, Stopped, post
 from driftwire.config import BridgeRoute, Settings
 from driftwire.deadletter import SourceRecord, dead_letter_headers
 from driftwire.events import Rejection
+from driftwire.health import Liveness, Readiness
+from driftwire.metrics import BridgeMetrics
 
 log = logging.getLogger(__name__)
+
+MONITOR_INTERVAL_S = 1.0
 
 
 class Target(Protocol):
@@ -93,11 +102,18 @@ class BridgeShell:
 
     ``counts`` says what happened to every record: ``delivered``, ``duplicate``,
     ``routed_out``, ``dead_lettered`` (by reason in ``dead_letter_reasons``), ``resent``,
-    ``resend_failed``.
+    ``resend_failed``. ``metrics`` exports the same (and more) to Prometheus; ``readiness``
+    is what ``/readyz`` and ``/healthz`` report.
     """
 
     def __init__(
-        self, settings: Settings, target: Target, *, clock: Callable[[], float] = time.time
+        self,
+        settings: Settings,
+        target: Target,
+        *,
+        clock: Callable[[], float] = time.time,
+        metrics: BridgeMetrics | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         b = settings.bridges
         self._s = settings
@@ -112,6 +128,13 @@ class BridgeShell:
             max_s=b.backoff_max_seconds,
             timeout_s=b.request_timeout_seconds,
         )
+        self.metrics = metrics or BridgeMetrics(CollectorRegistry(), target.name)
+        self.readiness = readiness or Readiness()
+        self.readiness.details.update(target=target.name, group=self.group)
+        # one step of the loop lasts at most one HTTP request or one backoff delay
+        step_s = self._policy.timeout_s + self._policy.max_s
+        self.liveness = Liveness(timeout_s=max(settings.http.liveness_timeout_seconds, 2 * step_s))
+        self._done: dict[TopicPartition, int] = {}  # next offset to handle (committed)
         self._state: dict[int, dict[str, _Known]] = {}
         self._replay: dict[TopicPartition, _Replay] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -142,10 +165,14 @@ class BridgeShell:
             session_timeout_ms=self._s.consumer.session_timeout_ms,
         )
         resender: asyncio.Task[None] | None = None
+        monitor: asyncio.Task[None] | None = None
         try:
             await self._producer.start()
             await self._consumer.start()
+            self.readiness.broker_reachable = True
+            self._progress()
             self._consumer.subscribe([self._s.topics.alerts], listener=_Listener(self))
+            monitor = asyncio.create_task(self._monitor_loop())
             if self._target.resend_interval_s:
                 resender = asyncio.create_task(self._resend_loop(self._target.resend_interval_s))
             log.info(
@@ -154,9 +181,11 @@ class BridgeShell:
             )
             await self._loop()
         finally:
-            if resender is not None:
-                resender.cancel()
-                await asyncio.gather(resender, return_exceptions=True)
+            self.readiness.broker_reachable = False
+            for task in (resender, monitor):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             await self._consumer.stop()  # leaves the group
             await self._producer.stop()
             await self._session.close()
@@ -185,6 +214,7 @@ class BridgeShell:
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
             if self._fatal is not None:
                 raise self._fatal
+            self._progress()
             try:
                 for tp, records in batches.items():
                     for record in records:
@@ -193,6 +223,7 @@ class BridgeShell:
                         if tp not in consumer.assignment():
                             break  # lost in a failed commit: the new owner reads it again
                         await self._handle(tp, record)
+                        self._progress()
                 await self._finish_replays()
             except Stopped:
                 return  # the record being delivered is not committed: read again later
@@ -203,6 +234,9 @@ class BridgeShell:
         for tp in partitions:
             self._state.pop(tp.partition, None)
             self._replay.pop(tp, None)
+            if self._done.pop(tp, None) is not None:
+                with contextlib.suppress(KeyError):
+                    self.metrics.consumer_lag.remove(self._target.name, str(tp.partition))
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Rebuild each new partition's state: seek to its beginning, replay to the commit.
@@ -214,6 +248,7 @@ class BridgeShell:
         consumer = self._consumer
         assert consumer is not None
         if not assigned:
+            self.sample()
             self.assigned.set()
             return
         consumer.pause(*assigned)
@@ -225,6 +260,7 @@ class BridgeShell:
             raise
         finally:
             consumer.resume(*assigned)
+        self.sample()
         self.assigned.set()
 
     async def _rebuild(self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> None:
@@ -240,6 +276,7 @@ class BridgeShell:
                 self._replay[tp] = _Replay(until, fresh)
             else:
                 consumer.seek(tp, max(until, beginning[tp]))
+            self._done[tp] = max(until, beginning[tp])
             log.info(
                 "partition assigned",
                 extra={
@@ -306,6 +343,7 @@ class BridgeShell:
             return
         if not route_matches(self._route, alert):
             self.counts["routed_out"] += 1
+            self.metrics.skipped.labels(self._target.name, "routed_out").inc()
             await self._commit(tp, record.offset + 1)
             return
         state = self._state.setdefault(tp.partition, {})
@@ -313,6 +351,7 @@ class BridgeShell:
         if known is not None and known.delivered and known.status == alert.status:
             # a re-emission or a replay of what was delivered: no second page
             self.counts["duplicate"] += 1
+            self.metrics.skipped.labels(self._target.name, "duplicate").inc()
             known.alert, known.record = alert, record  # fresher values for re-sends
             await self._commit(tp, record.offset + 1)
             return
@@ -326,12 +365,19 @@ class BridgeShell:
     async def _deliver(self, alert: AlertEvent) -> Outcome:
         assert self._session is not None
         outcome = Outcome(True, 0)
+        started = time.perf_counter()
         for request in self._target.render(alert, int(self._clock() * 1000)):
             outcome = await post(
-                self._session, request, self._policy, self._stop, what=self._target.name
+                self._session,
+                request,
+                self._policy,
+                self._stop,
+                what=self._target.name,
+                on_attempt=self._attempted,
             )
             if not outcome.ok:
                 break
+        self._observe(alert, outcome, time.perf_counter() - started)
         fields = {
             "target": self._target.name,
             "fingerprint": alert.fingerprint,
@@ -366,12 +412,15 @@ class BridgeShell:
         )
         await future  # a failure here stops the bridge before the commit: nothing is lost
         self.counts["dead_lettered"] += 1
+        self.metrics.dead_letters.labels(self._target.name, reason).inc()
         self.dead_letter_reasons[reason] += 1
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         assert self._consumer is not None
         try:
             await self._consumer.commit({tp: OffsetAndMetadata(offset, "")})
+            if tp in self._done:
+                self._done[tp] = offset
         except CommitFailedError:
             log.warning(
                 "commit failed after a rebalance; the partition's new owner reads it again",
@@ -400,15 +449,73 @@ class BridgeShell:
             for request in self._target.resend(alerts, int(self._clock() * 1000)):
                 try:
                     outcome = await post(
-                        self._session, request, self._policy, self._stop, what=self._target.name
+                        self._session,
+                        request,
+                        self._policy,
+                        self._stop,
+                        what=self._target.name,
+                        on_attempt=self._attempted,
                     )
                 except Stopped:
                     return
                 if outcome.ok:
                     self.counts["resent"] += 1
+                    self.metrics.resends.labels(self._target.name, "ok").inc()
                 else:  # the next interval tries again; the alert itself was delivered
                     self.counts["resend_failed"] += 1
+                    self.metrics.resends.labels(self._target.name, "failed").inc()
                     log.warning(
                         "re-send failed",
                         extra={"fields": {"target": self._target.name, "error": outcome.message}},
                     )
+
+    # -- observability ---------------------------------------------------------------------
+
+    def _progress(self) -> None:
+        now = self._clock()
+        self.liveness.progress(now)
+        self.metrics.last_progress.labels(self._target.name).set(now)
+
+    def _attempted(self, attempt: int, status: int | None) -> None:
+        self.metrics.request(attempt, status)
+        self._progress()  # retrying a receiver that is down is progress, not a hang
+
+    def _observe(self, alert: AlertEvent, outcome: Outcome, seconds: float) -> None:
+        m, name = self.metrics, self._target.name
+        m.delivery_seconds.labels(name).observe(seconds)
+        if not outcome.ok:
+            m.deliveries.labels(name, alert.status, outcome.reason).inc()
+            return
+        m.deliveries.labels(name, alert.status, "delivered").inc()
+        now = self._clock()
+        m.last_delivery.labels(name).set(now)
+        evaluated = alert.event.get("time")
+        if isinstance(evaluated, str):
+            with contextlib.suppress(ValueError):
+                m.alert_age.labels(name).observe(max(0.0, now - epoch_ms(evaluated) / 1000))
+
+    def sample(self) -> int:
+        """Update the lag and partition gauges and ``readiness``; returns the total lag."""
+        consumer = self._consumer
+        if consumer is None:
+            return 0
+        name = self._target.name
+        assigned = consumer.assignment()
+        total = 0
+        for tp in assigned:
+            done, end = self._done.get(tp), consumer.highwater(tp)
+            if done is None or end is None:
+                continue  # not rebuilt or not fetched yet
+            lag = max(0, end - done)
+            total += lag
+            self.metrics.consumer_lag.labels(name, str(tp.partition)).set(lag)
+        self.metrics.assigned_partitions.labels(name).set(len(assigned))
+        self.readiness.assigned = len(assigned)
+        self.readiness.stuck = self.liveness.stuck(self._clock(), len(assigned), total)
+        return total
+
+    async def _monitor_loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), MONITOR_INTERVAL_S)
