@@ -6,6 +6,14 @@ dead-letter topic, folds valid events into the core, produces what the core says
 and only then commits offsets, at the point the core says is safe (at-least-once, never
 at-most-once). Revoked partitions are flushed before they are given up; SIGTERM stops
 fetching, flushes, commits and leaves the group.
+
+aiokafka runs the rebalance listener in the coordinator's task, concurrently with the loop's
+``getmany``, and activates a new assignment *before* ``on_partitions_assigned`` runs: records of
+a new partition can be returned while the listener still reads its resume point. One lock
+serialises the two: the loop holds it while it handles a batch (taken right after ``getmany``
+returns, with no await in between), the listener while it flushes and commits revoked
+partitions or sets up assigned ones. So a batch fetched before a revoke is folded, emitted and
+committed before the partition is given up, and records of a new partition wait for its state.
 """
 
 from __future__ import annotations
@@ -78,6 +86,8 @@ class ProfileStage:
         self._inflight: list[Awaitable[object]] = []
         self._partials_partitions: list[int] = []
         self._last_commit_s = 0.0
+        self._lock = asyncio.Lock()  # the loop's batch handling vs. the rebalance listener
+        self._listener_failure: BaseException | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -118,21 +128,34 @@ class ProfileStage:
             data = await self._consumer.getmany(
                 timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records
             )
-            started = time.perf_counter()
-            now_ms = int(self._clock() * 1000)
-            for tp, records in data.items():
-                await self._process(tp, records, now_ms)
-            for tp in self._consumer.assignment():
-                self._core.note_position(
-                    tp.partition, await self._consumer.position(tp), self._consumer.highwater(tp)
-                )
-            await self._emit(self._core.due(now_ms))
-            await self._settle(force=False)
-            self._m.batch_duration.observe(time.perf_counter() - started)
-            if data:
-                self.liveness.progress(self._clock())
-                self._m.last_progress.set(self._clock())
-            await self._watch_lag()
+            async with self._lock:  # no await before: see the module docstring
+                await self._handle(data)
+
+    async def _handle(self, data: dict[TopicPartition, list]) -> None:
+        assert self._consumer is not None
+        if self._listener_failure is not None:
+            raise self._listener_failure
+        started = time.perf_counter()
+        now_ms = int(self._clock() * 1000)
+        for tp, records in data.items():
+            if not self._core.owns(tp.partition):
+                # Its state was dropped after a failed commit and the rebalance that follows
+                # has not revoked it yet: read these records again if it stays assigned.
+                if tp in self._consumer.assignment():
+                    self._consumer.seek(tp, records[0].offset)
+                continue
+            await self._process(tp, records, now_ms)
+        for tp in self._consumer.assignment():
+            self._core.note_position(
+                tp.partition, await self._consumer.position(tp), self._consumer.highwater(tp)
+            )
+        await self._emit(self._core.due(now_ms))
+        await self._settle(force=False)
+        self._m.batch_duration.observe(time.perf_counter() - started)
+        if data:
+            self.liveness.progress(self._clock())
+            self._m.last_progress.set(self._clock())
+        await self._watch_lag()
 
     async def _process(self, tp: TopicPartition, records: list, now_ms: int) -> None:
         assert self._producer is not None
@@ -220,9 +243,10 @@ class ProfileStage:
 
     async def _flush_all(self) -> None:
         assert self._consumer is not None
-        parts = [tp.partition for tp in self._consumer.assignment()]
-        await self._emit([out for p in parts for out in self._core.flush(p)])
-        await self._settle(force=True)
+        async with self._lock:
+            parts = [tp.partition for tp in self._consumer.assignment()]
+            await self._emit([out for p in parts for out in self._core.flush(p)])
+            await self._settle(force=True)
 
     async def _watch_lag(self) -> None:
         assert self._consumer is not None
@@ -244,23 +268,36 @@ class ProfileStage:
         self._m.rebalances.labels(phase="revoked").inc()
         if not revoked:
             return
-        try:
-            await self._emit([out for tp in revoked for out in self._core.flush(tp.partition)])
-            await self._settle(force=True)
-        except KafkaError:
-            log.exception("flush on revoke failed; the next owner re-reads uncommitted events")
-        for tp in revoked:
-            self._core.revoke(tp.partition)
-            self._m.consumer_lag.remove(self._group, tp.topic, str(tp.partition))
+        async with self._lock:
+            try:
+                # Commit what is already acknowledged first: if the group has moved on without
+                # this member, that commit fails and drops the state, so no partial is flushed
+                # that no commit covers (the next owner would emit its events again).
+                await self._settle(force=True)
+                await self._emit([out for tp in revoked for out in self._core.flush(tp.partition)])
+                await self._settle(force=True)
+            except KafkaError:
+                log.exception("flush on revoke failed; the next owner re-reads uncommitted events")
+            for tp in revoked:
+                self._core.revoke(tp.partition)
+                self._m.consumer_lag.remove(self._group, tp.topic, str(tp.partition))
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         self._m.rebalances.labels(phase="assigned").inc()
         self._m.assigned_partitions.set(len(assigned))
-        committed = await self._committed(assigned)
-        assert self._consumer is not None
-        self._core.set_partition_count(len(self._consumer.partitions_for_topic(self._topic) or ()))
-        for tp in assigned:
-            self._core.assign(tp.partition, committed.get(tp))
+        async with self._lock:
+            try:
+                committed = await self._committed(assigned)
+            except Exception as exc:
+                # aiokafka only logs a listener's failure; without their resume points the
+                # partitions must not be consumed, so the loop raises it (the worker restarts)
+                self._listener_failure = exc
+                raise
+            assert self._consumer is not None
+            parts = self._consumer.partitions_for_topic(self._topic) or ()
+            self._core.set_partition_count(len(parts))
+            for tp in assigned:
+                self._core.assign(tp.partition, committed.get(tp))
 
     async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Resume]:
         """Committed offsets and their metadata (the core's resume point) for ``partitions``."""

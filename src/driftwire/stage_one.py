@@ -155,6 +155,10 @@ class ProfileCore:
         """Forget a partition's in-flight state (it was flushed, or it was lost)."""
         self._parts.pop(partition, None)
 
+    def owns(self, partition: int) -> bool:
+        """Whether ``partition`` is assigned (and not revoked or lost since)."""
+        return partition in self._parts
+
     def set_partition_count(self, partitions: int) -> None:
         self.partitions = max(self.partitions, partitions)
 
