@@ -9,8 +9,9 @@ In one run, on the same events in the same broker (a local one started with
   topic with a fresh consumer group, events/s and its ratio to the ceiling (in wall time and
   in CPU time; the second is what a dedicated core would give);
 * **worker**: ``driftwire worker`` (both stages, a subprocess) on the same topic, events/s and
-  CPU seconds per million events (from ``/proc/<pid>/stat``), until stage 2 has read every
-  record of the partials topic and nothing changed for a few seconds;
+  CPU seconds per million events (from ``/proc/<pid>/stat``) while it reads the input, and
+  end to end: until stage 2 has read every record of the partials topic and its last
+  evaluation or alert is out (stage 2 may finish well after stage 1 has read the input);
 * **scale-out**: one, then two ``driftwire worker --stage profile`` processes (plus one
   ``--stage detect``) on the same 4-partition topic: the profile stage's events/s, and the
   alert (fingerprint, status) sets compared with the single worker's;
@@ -620,7 +621,9 @@ async def wait_settled(
     """Until stage 2 has read all of ``partials`` (bootstrap, topic) and nothing changed for
     ``quiet_s``: partials, records read by stage 2, evaluations, alerts.
 
-    ``rss`` collects (time, RSS) of the first process meanwhile.
+    ``rss`` collects (time, RSS) of the first process meanwhile. The result has, besides the
+    totals, ``last_change_t`` (wall time of the last change: stage 2's real end) and
+    ``last_change_cpu_s`` (the processes' CPU seconds then).
     """
     keys = (
         "driftwire_partials_produced_total",
@@ -634,6 +637,7 @@ async def wait_settled(
     totals: dict[str, float] = {}
     written = 0.0
     next_size = 0.0
+    changed_t, changed_cpu = time.time(), _cpu_of(procs)
     while time.monotonic() < deadline:
         for p in procs:
             p.check()
@@ -647,16 +651,26 @@ async def wait_settled(
         now = tuple(totals.values())
         if now != last:
             last, since = now, time.monotonic()
+            changed_t, changed_cpu = time.time(), _cpu_of(procs)
         elif (
             time.monotonic() - since >= quiet_s
             and totals["driftwire_detect_records_total"] >= written
         ):
-            totals["partials_topic_records"] = written
-            return totals
+            break
         await asyncio.sleep(0.25)
+    else:
+        totals["timed_out"] = 1.0
     totals["partials_topic_records"] = written
-    totals["timed_out"] = 1.0
+    totals["last_change_t"] = changed_t
+    if changed_cpu is not None:
+        totals["last_change_cpu_s"] = changed_cpu
     return totals
+
+
+def _cpu_of(procs: Sequence[WorkerProcess]) -> float | None:
+    """CPU seconds of all ``procs`` together, if every one can be read."""
+    cpus = [proc_cpu_s(p.pid) for p in procs]
+    return None if any(c is None for c in cpus) else sum(c for c in cpus if c is not None)
 
 
 def stop_all(procs: Sequence[WorkerProcess]) -> None:
@@ -1138,8 +1152,11 @@ def table(result: dict[str, Any]) -> str:
         for entry in h["top_tottime"][:8]:
             row("hot path", entry["function"][:37], f"{entry['share']:.1%}")
     if w := result.get("worker"):
-        row("worker", "events/s (both stages, 1 process)", w["events_per_s"], w["load"])
-        row("worker", "CPU s per million events", w["cpu_s_per_million_events"])
+        row("worker", "events/s reading the input", w["events_per_s"], w["load"])
+        row("worker", "CPU s per million events, then", w["cpu_s_per_million_events"])
+        row("worker", "events/s to the last alert", w.get("end_to_end_events_per_s"))
+        cpu_to_end = w.get("end_to_end_cpu_s_per_million_events")
+        row("worker", "CPU s per million, to the last", cpu_to_end)
         row("worker", "alert transitions", w["alerts"])
     if s := result.get("scale_out"):
         one, two = s["one"], s["two"]
@@ -1355,9 +1372,19 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
         if "worker" in outcomes:
             worker_watch, worker_alerts, info = outcomes["worker"]
             rate, cpu, counted = worker_watch.throughput()
+            first = next((x for x in worker_watch.samples if x.consumed > 0), None)
+            settled = info["settled"]
+            end_to_end = cpu_to_end = None
+            if first is not None and settled["last_change_t"] > first.t:
+                end_to_end = round(counted / (settled["last_change_t"] - first.t))
+                if first.cpu_s is not None and "last_change_cpu_s" in settled:
+                    cpu_to_end = settled["last_change_cpu_s"] - first.cpu_s
             result["worker"] = {
                 "events_per_s": None if rate is None else round(rate),
                 "cpu_s_per_million_events": per_million(cpu, counted),
+                # until stage 2 has turned the last partial into evaluations and alerts
+                "end_to_end_events_per_s": end_to_end,
+                "end_to_end_cpu_s_per_million_events": per_million(cpu_to_end, counted),
                 "alerts": len(worker_alerts),
                 "alert_statuses": sorted({status for _, status in worker_alerts}),
                 **info,
