@@ -807,7 +807,7 @@ def test_trailing_reference_slots_come_back_from_the_changelog(
                     detector = stage.detectors[partition_of(model, 2)]
                     keys = [slot_key(model, version, START_MS + k * slot_ms) for k in (0, 1)]
                     assert set(keys) <= set(detector.slot_keys(model))
-                    assert all(stage._table.get(key) for key in keys)
+                    assert all(stage._store.table.get(key) for key in keys)
                 produced = _to_topic(t.partials, chunk, 2)
                 await _produce(kafka_bootstrap, produced)
                 await _processed_at_least(registry, len(produced))

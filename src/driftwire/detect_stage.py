@@ -22,31 +22,38 @@ partition. The stage keeps one detector per owned partials partition: a watermar
 partition p is ordered only after the partials of partition p, so it must complete the buckets
 of p's models and no others. After a rebalance the detectors of lost partitions are dropped and
 those of new partitions restored from the table before processing resumes.
+
+This module holds the stage's lifecycle and record processing; its collaborators are
+``driftwire._detect_faust`` (faust options, credentials, app settings, the topic check),
+``driftwire._detect_slots`` (the detector of each partition), ``driftwire._detect_table``
+(snapshots and slot profiles in the table, and their restore) and
+``driftwire._detect_baselines`` (the baselines follower).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import DefaultPartitioner
-
+from driftwire._detect_baselines import BaselinesFollower
+from driftwire._detect_faust import (
+    FaustOptions,
+    app_settings,
+    broker_urls,
+    check_topics,
+    faust_credentials,
+    max_message_bytes,
+)
+from driftwire._detect_slots import DetectorLike, _Slot, partition_of
+from driftwire._detect_table import StateTable, changelog_topic
 from driftwire.alerts import Alert, encode
-from driftwire.config import KafkaSettings, Settings
-from driftwire.errors import ConfigError, FormatError, InputError, TransportError
+from driftwire.config import Settings
+from driftwire.errors import FormatError, InputError, TransportError
 from driftwire.health import Readiness
-from driftwire.history import is_slot_key
 from driftwire.metrics import (
     ConditionSample,
     DetectMetrics,
@@ -54,109 +61,24 @@ from driftwire.metrics import (
     LatencySample,
     Metrics,
 )
-from driftwire.partials import Partial, Watermark, decode_record
+from driftwire.partials import Partial, decode_record
 
 if TYPE_CHECKING:
     import faust
 
     from driftwire.reference import ReferenceStore
 
+__all__ = [
+    "DetectMetrics",
+    "DetectStage",
+    "DetectorLike",
+    "FaustOptions",
+    "broker_urls",
+    "faust_credentials",
+    "partition_of",
+]
+
 log = logging.getLogger(__name__)
-
-STATE_FORMAT = 1
-TABLE = "detector"
-
-
-class DetectorLike(Protocol):
-    """What the shell needs of :class:`driftwire.detector.Detector`."""
-
-    def on_partial(self, partial: Partial, now_ms: int) -> list[Alert]: ...
-    def on_watermark(self, mark: Watermark, now_ms: int) -> list[Alert]: ...
-    def tick(self, now_ms: int) -> list[Alert]: ...
-    def take_changed(self) -> set[str]: ...
-    def snapshot(self, model: str) -> dict[str, Any]: ...
-    def restore(self, model: str, state: dict[str, Any]) -> None: ...
-    def closed_slots(self) -> list[tuple[str, bytes, bytes | None]]: ...
-    def slot_keys(self, model: str) -> list[bytes]: ...
-    def load_slot(self, key: bytes, blob: bytes) -> None: ...
-
-
-@dataclass(frozen=True)
-class FaustOptions:
-    """Timeouts and sizes of the Faust app; the defaults suit a production cluster.
-
-    ``replication_factor`` of the changelog topic: ``None`` derives it from the cluster
-    (3, or fewer on a smaller cluster).
-    """
-
-    replication_factor: int | None = None
-    tick_interval_s: float = 1.0
-    start_timeout_s: float = 300.0  # start-up includes the changelog recovery
-    recovery_timeout_s: float = 300.0  # one rebalance, revoke to "worker ready"
-    stop_timeout_s: float = 30.0
-    topic_wait_s: float = 60.0  # for the partials topic to exist
-    baselines_wait_s: float = 60.0  # to read the baselines topic to its end before detecting
-    alert_timeout_s: float = 60.0  # one alert's acknowledgement
-    snapshot_interval_s: float = 60.0  # every model's snapshot at least this often
-    max_snapshot_bytes: int = 8 * 1024 * 1024
-    extra: dict[str, Any] = field(default_factory=dict)  # any other faust setting
-
-
-def faust_credentials(kafka: KafkaSettings) -> Any:
-    """``broker_credentials`` for faust from the same settings aiokafka gets."""
-    import faust
-
-    opts = kafka.client_options()
-    ssl_context = opts.get("ssl_context")
-    if kafka.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=kafka.sasl_password,
-            mechanism=kafka.sasl_mechanism,
-            ssl_context=ssl_context,
-        )
-    if ssl_context is not None:
-        return faust.SSLCredentials(ssl_context)
-    return None
-
-
-def broker_urls(bootstrap_servers: str) -> list[str]:
-    """``host:port,host:port`` as the ``kafka://`` URLs faust takes.
-
-    >>> broker_urls("a:9092, b:9093")
-    ['kafka://a:9092', 'kafka://b:9093']
-    """
-    return [f"kafka://{h.strip()}" for h in bootstrap_servers.split(",") if h.strip()]
-
-
-def partition_of(model: str, partitions: int) -> int:
-    """The partials (and state) partition of ``model``: Kafka's default murmur2 partitioner."""
-    return int(DefaultPartitioner()(model.encode(), list(range(partitions)), None))
-
-
-@dataclass
-class _Slot:
-    """The detector of one partials partition and what it holds.
-
-    A watermark copy on partition p is ordered after every partial produced to p before it,
-    but not after partials on other partitions: so it may only complete the buckets of the
-    models of partition p. One detector per partition gives each watermark copy exactly the
-    models it speaks for (and a lost partition is dropped whole).
-    """
-
-    detector: DetectorLike
-    models: set[str] = field(default_factory=set)
-    marks: dict[tuple[str, int], tuple[int, bool]] = field(default_factory=dict)
-
-    def new_mark(self, mark: Watermark) -> bool:
-        """False for a watermark this partition has already seen (a replay)."""
-        key = (mark.topic, mark.partition)
-        seen = self.marks.get(key)
-        if seen is not None and mark.watermark_ms <= seen[0] and mark.idle == seen[1]:
-            return False
-        top = mark.watermark_ms if seen is None else max(mark.watermark_ms, seen[0])
-        self.marks[key] = (top, mark.idle)
-        return True
 
 
 class DetectStage:
@@ -181,7 +103,6 @@ class DetectStage:
     ) -> None:
         self._s = settings
         self._factory = detector_factory
-        self._refs = references
         self._m = metrics
         self._ready = readiness
         self._o = options or FaustOptions()
@@ -189,13 +110,15 @@ class DetectStage:
         self.app_id = app_id or f"{settings.consumer.group_id}-detect"
         self._slots: dict[int, _Slot] = {}  # one detector per owned partials partition
         self._recovered = False  # the slots match the assignment
-        self._written: dict[str, bytes] = {}  # model -> digest of the last snapshot written
-        self._baseline_keys: dict[bytes, tuple[str, str]] = {}
-        self._baselines_ready = asyncio.Event()
+        self._store = StateTable(
+            bucket_ms=int(settings.profile.bucket_seconds * 1000),
+            max_bytes=self._o.max_snapshot_bytes,
+            metrics=metrics,
+        )
+        self._baselines = BaselinesFollower(settings, references, metrics)
         self._partitions = 0
         self._replication = 1
         self._app: faust.App | None = None
-        self._table: Any = None
         self._alerts_topic: Any = None
         self._fatal: BaseException | None = None
         self._revoked_at: float | None = None
@@ -255,12 +178,15 @@ class DetectStage:
             raise RuntimeError(f"DetectStage is {self._state}; it cannot run again")
         self._state = "running"
         finished = asyncio.Event()  # stops the baselines follower
-        baselines = asyncio.create_task(self._follow_baselines(finished), name="baselines")
+        baselines = asyncio.create_task(self._baselines.run(finished), name="baselines")
         app: faust.App | None = None
         try:
-            self._partitions = await self._check_topics(stop)
+            topics = await check_topics(self._s, self._o, changelog_topic(self.app_id), stop)
+            if topics is None:
+                return  # stopped while waiting for the partials topic
+            self._partitions, self._replication = topics
             loaded = await self._wait(
-                self._baselines_ready, stop, baselines, self._o.baselines_wait_s
+                self._baselines.ready, stop, baselines, self._o.baselines_wait_s
             )
             if stop.is_set():
                 return
@@ -373,89 +299,13 @@ class DetectStage:
 
     # -- the faust app ---------------------------------------------------------------------
 
-    async def _check_topics(self, stop: asyncio.Event) -> int:
-        """Partitions of the partials topic; the state changelog must have as many.
-
-        Topics are looked up by listing, never described by name: a metadata request naming a
-        missing topic makes a broker with ``auto.create.topics.enable`` create it.
-        """
-        admin = AIOKafkaAdminClient(**self._s.kafka.client_options())
-        await admin.start()
-        try:
-            partials = self._s.topics.partials
-            changelog = f"{self.app_id}-{TABLE}-changelog"
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self._o.topic_wait_s
-            while partials not in await admin.list_topics():
-                if stop.is_set():
-                    return 0
-                if loop.time() > deadline:
-                    raise TransportError(
-                        f"partials topic {partials!r} does not exist (create it with as many "
-                        "partitions as detect workers may ever run)"
-                    )
-                await asyncio.sleep(1.0)
-            names = [partials] + ([changelog] if changelog in await admin.list_topics() else [])
-            found = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
-            if self._o.replication_factor is None:
-                brokers = len((await admin.describe_cluster())["brokers"])
-                self._replication = max(1, min(3, brokers))
-            else:
-                self._replication = self._o.replication_factor
-        finally:
-            await admin.close()
-        n = found[partials]
-        if changelog in found and found[changelog] != n:
-            raise ConfigError(
-                "topics.partials",
-                f"{partials!r} has {n} partitions but the state changelog {changelog!r} has "
-                f"{found[changelog]}",
-                "a model's state must live in the partition of its partials: restore the "
-                "partition count, or delete the changelog (the windows then start again)",
-            )
-        return n
-
-    def _datadir(self) -> str:
-        """Where faust keeps its (small) local files: never the working directory."""
-        path = Path(self._s.detect.data_dir or Path(tempfile.gettempdir()) / "driftwire")
-        path.mkdir(parents=True, exist_ok=True)
-        return str(path / self.app_id)
-
     def _build_app(self, partitions: int) -> faust.App:
         import faust
 
         s = self._s
-        o = self._o
-        session_s = s.consumer.session_timeout_ms / 1000
-        max_message = o.max_snapshot_bytes + 256 * 1024
-        settings: dict[str, Any] = dict(
-            broker=broker_urls(s.kafka.bootstrap_servers),
-            broker_credentials=faust_credentials(s.kafka),
-            broker_client_id=f"{s.kafka.client_id}-detect",
-            store="memory://",  # no RocksDB (faust-streaming#543); state lives in the changelog
-            web_enabled=False,
-            datadir=self._datadir(),
-            autodiscover=False,
-            topic_replication_factor=self._replication,
-            topic_partitions=partitions,
-            topic_disable_leader=True,  # no on_leader timers: no leader-election topic
-            table_standby_replicas=0,  # standbys would double the memory of the memory store
-            consumer_auto_offset_reset="earliest",  # "latest" can stall recovery (faust#651)
-            processing_guarantee="at_least_once",  # no transaction markers in the changelog
-            producer_acks=-1,
-            producer_compression_type="gzip",
-            producer_max_request_size=max_message,
-            producer_request_timeout=o.alert_timeout_s,  # faust's default is 20 minutes
-            broker_session_timeout=session_s,
-            broker_heartbeat_interval=max(1.0, session_s / 10),
-            broker_request_timeout=session_s + 10,  # faust requires request >= session
-            broker_rebalance_timeout=max(60.0, session_s),
-            broker_max_poll_interval=s.consumer.max_poll_interval_ms / 1000,
-            broker_max_poll_records=200,
-            stream_wait_empty=True,  # every event is acked promptly: the agent never blocks
-            stream_processing_timeout=o.alert_timeout_s + 30,
+        settings = app_settings(
+            s, self._o, app_id=self.app_id, partitions=partitions, replication=self._replication
         )
-        settings.update(o.extra)
         app = faust.App(self.app_id, **settings)
         partials = app.topic(
             s.topics.partials,
@@ -471,15 +321,11 @@ class DetectStage:
             key_serializer="raw",
             value_serializer="raw",
         )
-        self._table = app.Table(
-            TABLE,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=partitions,
-            use_partitioner=True,  # writes outside the agent (timer) go to the model's partition
+        self._store.create(
+            app,
+            partitions,
+            max_message_bytes=max_message_bytes(self._o),
             on_recover=self._on_recovered,
-            extra_topic_configs={"max.message.bytes": str(max_message)},
-            help="Detector state per model (windows, frozen references, alert policy)",
         )
 
         async def detect(stream: faust.StreamT[bytes]) -> None:
@@ -487,7 +333,7 @@ class DetectStage:
                 await self._on_record(event.value, event.message.partition)
 
         app.agent(partials, name=f"{self.app_id}.detect")(detect)
-        app.timer(o.tick_interval_s, name=f"{self.app_id}.tick")(self._on_tick)
+        app.timer(self._o.tick_interval_s, name=f"{self.app_id}.tick")(self._on_tick)
         app.on_partitions_revoked.connect(self._on_revoked)
         return app
 
@@ -511,7 +357,7 @@ class DetectStage:
         slot = self._slot(partition)
         try:
             if isinstance(record, Partial):
-                self._ensure_restored(slot, record.model)
+                self._store.ensure_restored(slot, record.model)
                 alerts = slot.detector.on_partial(record, now_ms)
                 slot.models.add(record.model)
                 self._m.records.labels(type="partial").inc()
@@ -534,8 +380,8 @@ class DetectStage:
             )
             return
         await self._send_alerts(alerts)
-        self._write_snapshots(slot, slot.detector.take_changed())
-        self._write_slots(slot)
+        self._store.write_snapshots(slot, slot.detector.take_changed())
+        self._store.write_slots(slot)
         self._m.last_progress.set(self._clock())
 
     def _slot(self, partition: int) -> _Slot:
@@ -562,8 +408,8 @@ class DetectStage:
             if full:  # also what is known of the input partitions
                 changed |= slot.models
             await self._send_alerts(alerts)
-            self._write_snapshots(slot, changed)
-            self._write_slots(slot)
+            self._store.write_snapshots(slot, changed)
+            self._store.write_slots(slot)
         self._m.last_progress.set(now)
 
     async def _send_alerts(self, alerts: Iterable[Alert]) -> None:
@@ -594,108 +440,7 @@ class DetectStage:
                 continue
             self._m.alerts.labels(kind=alert.kind, status=alert.status).inc()
 
-    # -- state -----------------------------------------------------------------------------
-
-    def _state_key(self, model: str) -> bytes:
-        return model.encode()
-
-    def _write_snapshots(self, slot: _Slot, models: Iterable[str]) -> None:
-        """Write the snapshot of each model whose bytes changed since its last write."""
-        bucket_ms = int(self._s.profile.bucket_seconds * 1000)
-        for model in sorted(models):
-            state = slot.detector.snapshot(model)
-            if not state:
-                continue
-            blob = orjson.dumps(
-                {"format": STATE_FORMAT, "model": model, "bucket_ms": bucket_ms, "state": state}
-            )
-            digest = hashlib.blake2b(blob, digest_size=16).digest()
-            if self._written.get(model) == digest:
-                continue
-            self._m.snapshot_bytes.observe(len(blob))
-            if len(blob) > self._o.max_snapshot_bytes:
-                self._m.snapshots.labels(result="too_large").inc()
-                log.error(
-                    "detector state too large for the changelog; not persisted",
-                    extra={
-                        "fields": {
-                            "model": model,
-                            "bytes": len(blob),
-                            "limit": self._o.max_snapshot_bytes,
-                        }
-                    },
-                )
-                continue
-            self._table[self._state_key(model)] = blob  # produced to the changelog
-            self._written[model] = digest
-            self._m.snapshots.labels(result="written").inc()
-
-    def _restore(self, slot: _Slot, model: str, blob: bytes) -> None:
-        try:
-            doc = orjson.loads(blob)
-            if doc.get("format") != STATE_FORMAT:
-                raise FormatError(f"unknown state format {doc.get('format')!r}")
-            bucket_ms = int(self._s.profile.bucket_seconds * 1000)
-            if doc.get("bucket_ms") != bucket_ms:
-                raise FormatError(
-                    f"state has {doc.get('bucket_ms')} ms buckets, settings say {bucket_ms}"
-                )
-            slot.detector.restore(model, doc["state"])
-        except Exception as exc:
-            self._m.restores.labels(result="invalid").inc()
-            log.error(
-                "detector state not restored; the model starts afresh",
-                extra={"fields": {"model": model, "error": repr(exc)[:300]}},
-            )
-            return
-        self._restore_slots(slot, model)
-        slot.models.add(model)
-        self._written[model] = hashlib.blake2b(blob, digest_size=16).digest()
-        self._m.restores.labels(result="ok").inc()
-
-    def _ensure_restored(self, slot: _Slot, model: str) -> None:
-        """On first sight of ``model`` in this detector, load its state from the table."""
-        if model in slot.models or self._table is None:
-            return
-        blob = self._table.get(self._state_key(model))
-        if blob:
-            self._restore(slot, model, blob)
-
-    def _write_slots(self, slot: _Slot) -> None:
-        """Store the slot profiles (trailing / seasonal references) the detector closed.
-
-        Each under its own key, in the partition of its model's state so that it moves with
-        it; an expired one is deleted.
-        """
-        if self._table is None:
-            return
-        for model, key, blob in slot.detector.closed_slots():
-            if blob is not None and len(blob) > self._o.max_snapshot_bytes:
-                log.error(
-                    "slot profile too large for the changelog; not persisted",
-                    extra={"fields": {"model": model, "bytes": len(blob)}},
-                )
-                continue
-            partition = partition_of(model, self._partitions)
-            self._table.send_changelog(partition, key, blob, value_serializer="raw")
-            if blob is None:
-                self._table.data.pop(key, None)
-            else:
-                self._table.data[key] = blob
-
-    def _restore_slots(self, slot: _Slot, model: str) -> None:
-        """Load the stored slot profiles ``model``'s references need (after its state)."""
-        for key in slot.detector.slot_keys(model):
-            blob = self._table.get(key)
-            if not blob:
-                continue
-            try:
-                slot.detector.load_slot(key, blob)
-            except FormatError as exc:
-                log.warning(
-                    "stored slot profile skipped",
-                    extra={"fields": {"model": model, "error": str(exc)[:200]}},
-                )
+    # -- rebalance -------------------------------------------------------------------------
 
     async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
         """Persist what changed since the last write; no ticks until recovery is done."""
@@ -704,8 +449,8 @@ class DetectStage:
         self._revoked_at = asyncio.get_running_loop().time()
         try:
             for slot in self._slots.values():
-                self._write_snapshots(slot, slot.models)
-                self._write_slots(slot)
+                self._store.write_snapshots(slot, slot.models)
+                self._store.write_slots(slot)
         except Exception:
             log.exception("writing detector state on revoke failed")
 
@@ -718,17 +463,11 @@ class DetectStage:
             owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == partials}
             for lost in set(self._slots) - owned:
                 for model in self._slots.pop(lost).models:
-                    self._written.pop(model, None)
+                    self._store.forget(model)
             new = owned - set(self._slots)
             for partition in new:
                 self._slots[partition] = _Slot(self._factory())
-            for key, blob in list(self._table.items()):
-                if is_slot_key(key):
-                    continue  # a slot profile, loaded with its model's state
-                model = key.decode()
-                partition = partition_of(model, self._partitions)
-                if partition in new:
-                    self._restore(self._slots[partition], model, blob)
+            self._store.restore_partitions(self._slots, new)
             self._recovered = True
             self._revoked_at = None
             self._m.rebalances.labels(phase="recovered").inc()
@@ -747,94 +486,3 @@ class DetectStage:
         except Exception as exc:  # faust would swallow it: fail the stage instead
             log.exception("restoring detector state after a rebalance failed")
             self._fatal = self._fatal or exc
-
-    # -- baselines -------------------------------------------------------------------------
-
-    async def _follow_baselines(self, finished: asyncio.Event) -> None:
-        """Read the compacted baselines topic from the beginning, then keep following it."""
-        topic = self._s.topics.baselines
-        opts = {**self._s.kafka.client_options()}
-        opts["client_id"] = f"{self._s.kafka.client_id}-baselines"
-        consumer = AIOKafkaConsumer(
-            **opts, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
-        admin = AIOKafkaAdminClient(**opts)
-        await admin.start()
-        await consumer.start()
-        try:
-            assigned: set[TopicPartition] = set()
-            ends: dict[TopicPartition, int] | None = None
-            next_check = 0.0
-            loop = asyncio.get_running_loop()
-            while not finished.is_set():
-                if loop.time() >= next_check:
-                    next_check = loop.time() + 30.0
-                    found = await self._baseline_partitions(admin, topic)
-                    if found - assigned:
-                        consumer.assign(sorted(found, key=lambda tp: tp.partition))
-                        await consumer.seek_to_beginning(*found)
-                        assigned = found
-                        if ends is None:
-                            ends = await consumer.end_offsets(sorted(found))
-                    if not found:
-                        self._baselines_ready.set()  # nothing published yet
-                if not assigned:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(finished.wait(), timeout=1.0)
-                    continue
-                batch = await consumer.getmany(timeout_ms=500, max_records=100)
-                for records in batch.values():
-                    for record in records:
-                        self._apply_baseline(record.key, record.value)
-                if ends is not None and not self._baselines_ready.is_set():
-                    positions = {tp: await consumer.position(tp) for tp in ends}
-                    if all(positions[tp] >= end for tp, end in ends.items()):
-                        self._baselines_ready.set()
-                        log.info("baselines loaded", extra={"fields": {"count": len(self._refs)}})
-        finally:
-            await consumer.stop()
-            await admin.close()
-
-    @staticmethod
-    async def _baseline_partitions(admin: AIOKafkaAdminClient, topic: str) -> set[TopicPartition]:
-        if topic not in await admin.list_topics():  # describing a missing topic may create it
-            return set()
-        (described,) = await admin.describe_topics([topic])
-        return {TopicPartition(topic, p["partition"]) for p in described["partitions"]}
-
-    def _apply_baseline(self, key: bytes | None, value: bytes | None) -> None:
-        from driftwire.reference import Reference, baseline_key
-
-        if value is None:  # tombstone: the baseline was withdrawn
-            target = self._baseline_keys.pop(key, None) if key is not None else None
-            if target is None and key is not None and b"/" in key:
-                model, _, version = key.decode(errors="replace").rpartition("/")
-                target = (model, version)
-            if target is None:
-                self._m.baselines.labels(result="invalid").inc()
-                log.warning("baselines tombstone without a model/version key")
-                return
-            self._refs.remove(*target)
-            self._m.baselines.labels(result="removed").inc()
-        else:
-            try:
-                ref = Reference.from_bytes(value)
-                expected = baseline_key(ref.model, ref.model_version)
-                if key is not None and key != expected:
-                    raise FormatError(f"key {key!r} is not {expected!r}")
-            except (FormatError, UnicodeDecodeError) as exc:
-                self._m.baselines.labels(result="invalid").inc()
-                log.warning(
-                    "invalid baseline skipped",
-                    extra={
-                        "fields": {
-                            "key": (key or b"").decode(errors="replace")[:200],
-                            "error": str(exc)[:200],
-                        }
-                    },
-                )
-                return
-            self._refs.put(ref)
-            self._baseline_keys[expected] = (ref.model, ref.model_version)
-            self._m.baselines.labels(result="loaded").inc()
-        self._m.baselines_loaded.set(len(self._refs))

@@ -16,52 +16,40 @@ segment, and of all traffic (segment ``all``), is checked:
 * after every version's window: each newer live version against the one it replaces over the
   same window, and the retirement of versions silent for long (:mod:`driftwire.canary`).
 
-Each check yields :class:`~driftwire.findings.Finding` s; each is a condition of the
-:class:`~driftwire.policy.AlertPolicy`, keyed by its labels. Then, per model version and
-window: many breaching drift / quality conditions make one ``upstream_change`` incident
-(:mod:`driftwire.grouping`) that holds back its members' emissions; silences from the config
-(:mod:`driftwire.silences`) hold back what they match; a drift alert on a feature whose data
-quality breaches in the same window says so and names the quality alert's fingerprint.
-A held-back alert that is still firing when the hold ends is emitted then; one that resolved
-meanwhile is never announced.
+Each check yields :class:`~driftwire.findings.Finding` s (the drift and latency ones are
+worded in ``driftwire._detector_findings``). The decision step
+(``driftwire._detector_decisions``) feeds them to the :class:`~driftwire.policy.AlertPolicy`,
+groups many breaching drift / quality conditions into one ``upstream_change`` incident,
+applies silences, cross-references drift with data quality and renders the alerts. What is
+kept per model, and its snapshot, is in ``driftwire._detector_state``.
 
 The Faust app and the in-memory transport are both thin shells around :class:`Detector`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from driftwire.alerts import Alert, fingerprint, iso
-from driftwire.canary import (
-    Pair,
-    VersionLedger,
-    comparison_findings,
-    comparison_over,
-    outputs,
-    predecessors,
-)
+from driftwire._detector_decisions import Decisions, condition_key
+from driftwire._detector_findings import ALL_SEGMENTS, drift_finding, latency_window_findings
+from driftwire._detector_state import _Model, _Version, model_snapshot, restored_model
+from driftwire.alerts import Alert
+from driftwire.canary import Pair, comparison_findings, comparison_over, outputs, predecessors
 from driftwire.completeness import Completeness
 from driftwire.config import AlertSettings, DetectSettings
-from driftwire.findings import GROUPED_KINDS, Finding
-from driftwire.grouping import group_finding
+from driftwire.findings import Finding
 from driftwire.history import History
-from driftwire.latency import Creep, LatencyReference, latency_findings, percentiles
+from driftwire.latency import LatencyReference
 from driftwire.metrics import ConditionSample, LatencySample
 from driftwire.partials import Partial, Watermark
-from driftwire.policy import AlertPolicy, Thresholds, Transition
+from driftwire.policy import AlertPolicy
 from driftwire.profile import Profile
 from driftwire.quality import quality_findings
 from driftwire.reference import Reference, ReferenceStore
 from driftwire.scoring import Comparison, compare_profiles
-from driftwire.silences import silenced_by
-from driftwire.sketches import NumericSketch
-from driftwire.throughput import RateState, throughput_findings
-
-ALL_SEGMENTS = "all"
+from driftwire.throughput import throughput_findings
 
 
 @dataclass
@@ -73,40 +61,6 @@ class Evaluation:
     bucket_end_ms: int
     results: list[Comparison] = field(default_factory=list)
     insufficient: int = 0
-
-
-@dataclass
-class _Version:
-    buckets: dict[int, dict[str, Profile]] = field(default_factory=dict)  # evaluated, last N
-    pending: dict[int, dict[str, Profile]] = field(default_factory=dict)  # being assembled
-    frozen: Reference | None = None
-    rate: RateState = field(default_factory=RateState)
-    latency_ref: dict[str, LatencyReference] | None = None  # first complete window's latency
-    creep: dict[str, Creep] = field(default_factory=dict)  # per segment
-    # snapshot cache (not persisted): evaluated buckets and the frozen reference never change
-    encoded: dict[int, dict[str, str]] = field(default_factory=dict)
-    frozen_state: dict[str, Any] | None = None
-
-
-@dataclass
-class _Model:
-    completeness: Completeness
-    versions: dict[str, _Version] = field(default_factory=dict)
-    seen_ids: dict[str, int] = field(default_factory=dict)  # partial id -> bucket end
-    evaluated_until: int | None = None
-    late_partials: int = 0
-    traffic: dict[int, int] = field(default_factory=dict)  # bucket start -> events, any version
-    last_bucket: int | None = None  # start of the newest evaluated bucket
-    muted: dict[str, str] = field(default_factory=dict)  # condition key -> why it is held back
-    ledger: VersionLedger = field(default_factory=VersionLedger)  # first / last seen per version
-    compared: set[str] = field(default_factory=set)  # version_comparison keys (not persisted)
-
-
-@dataclass
-class _Keyed:
-    key: str
-    finding: Finding
-    transitions: list[Transition]
 
 
 class Detector:
@@ -130,8 +84,8 @@ class Detector:
         self.policy = AlertPolicy(
             consecutive=detect.consecutive_windows, renotify_ms=int(alerts.renotify_seconds * 1000)
         )
-        self._silences = tuple(s.build() for s in alerts.silences)
-        self._conditions: dict[str, Finding] = {}
+        self._conditions: dict[str, Finding] = {}  # condition key -> its latest finding
+        self._decisions = Decisions(self.policy, self._conditions, detect, alerts)
         self._latency: dict[tuple[str, str, str], dict[str, float]] = {}
         self._history = History(detect, bucket_ms=bucket_ms)  # trailing / seasonal references
         self._changed: set[str] = set()  # models whose state changed beyond completeness
@@ -257,7 +211,9 @@ class Detector:
                 )
             else:
                 self._prune(version, end)
-            out.extend(self._decide(model, labels, findings, reference, events, start, end))
+            out.extend(
+                self._decisions.decide(model.muted, labels, findings, reference, events, start, end)
+            )
         out.extend(self._versions(name, model, bucket))
         return out
 
@@ -295,8 +251,16 @@ class Detector:
             }
         reference = self._refs.get(name, version_name) or version.frozen
         if lat.enabled:
-            findings += self._latency_findings(
-                name, version_name, version, profiles, window, reference, end
+            findings += latency_window_findings(
+                self._d,
+                name,
+                version_name,
+                version,
+                profiles,
+                window,
+                reference,
+                end,
+                self._latency,
             )
         events = window[ALL_SEGMENTS].n_events
         if reference is None:
@@ -313,7 +277,7 @@ class Detector:
                 if comparison.result.value is None:
                     evaluation.insufficient += 1
                 findings.append(
-                    self._drift_finding(
+                    drift_finding(
                         name,
                         version_name,
                         segment,
@@ -335,86 +299,13 @@ class Detector:
                     labels,
                     min_count=self._d.min_count,
                     min_reference_count=self._d.min_reference_count,
-                    also=self._firing_features(labels, "data_quality"),
+                    also=self._decisions.firing_features(labels, "data_quality"),
                 ):
                     f.reference = described
                     findings.append(f)
         if self._on_evaluation is not None:
             self._on_evaluation(evaluation)
         return choice.reference(ALL_SEGMENTS), events
-
-    def _latency_findings(
-        self,
-        name: str,
-        version_name: str,
-        version: _Version,
-        profiles: dict[str, Profile],
-        window: dict[str, Profile],
-        reference: Reference | None,
-        end: int,
-    ) -> list[Finding]:
-        lat = self._d.latency
-        bucket_latency: dict[str, NumericSketch] = {}
-        if self._d.segments:
-            bucket_latency = {s: p.latency_ms for s, p in profiles.items()}
-        merged: NumericSketch | None = None
-        for p in profiles.values():
-            merged = p.latency_ms.copy() if merged is None else merged.merge(p.latency_ms)
-        if merged is not None:
-            bucket_latency[ALL_SEGMENTS] = merged
-        out: list[Finding] = []
-        for segment, current in window.items():
-            creep = version.creep.get(segment)
-            if creep is None and lat.creep:
-                creep = version.creep[segment] = Creep(lat)
-            sketch = bucket_latency.get(segment)
-            enough = sketch is not None and sketch.count >= lat.creep_min_bucket_count
-            if creep is not None and sketch is not None and enough:
-                creep.update(float(sketch.quantiles([0.95])[0]), end)
-            ref = self._latency_reference(reference, version, segment)
-            labels = {"model": name, "model_version": version_name, "segment": segment}
-            found = latency_findings(
-                current.latency_ms,
-                ref,
-                creep,
-                lat,
-                labels,
-                min_count=self._d.min_count,
-                consecutive=self._d.consecutive_windows,
-            )
-            if ref is None or reference is None or ref.source != reference.id:
-                described: dict[str, Any] = {
-                    "kind": "frozen_window",
-                    "id": f"first-window:{name}/{version_name}",
-                    "count": 0 if ref is None else ref.count,
-                    "note": "Latency is compared with this version's first complete window of "
-                    "live traffic (the drift reference has too few latencies).",
-                }
-            else:
-                described = {**reference.describe(), "count": ref.count}
-            for f in found:
-                f.reference = described
-            out.extend(found)
-            key = (name, version_name, segment)
-            self._latency[key] = percentiles(current.latency_ms, lat.quantiles)
-        return out
-
-    def _latency_reference(
-        self, reference: Reference | None, version: _Version, segment: str
-    ) -> LatencyReference | None:
-        """The drift reference's latency if it has enough, else the first live window's."""
-        need = self._d.min_reference_count
-        qs = self._d.latency.quantiles
-        live = version.latency_ref or {}
-        for seg in dict.fromkeys((segment, ALL_SEGMENTS)):
-            if reference is not None:
-                profile = reference.profiles.get(seg)
-                if profile is not None and profile.latency_ms.count >= need:
-                    return LatencyReference.of(profile.latency_ms, qs, reference.id)
-            mine = live.get(seg)
-            if mine is not None and mine.count >= need:
-                return mine
-        return None
 
     def _complete_window(self, version: _Version, end: int) -> bool:
         n = self._d.window_buckets
@@ -441,58 +332,6 @@ class Detector:
         if total is not None:
             merged[ALL_SEGMENTS] = total
         return merged
-
-    def _drift_finding(
-        self,
-        model: str,
-        version: str,
-        segment: str,
-        comparison: Comparison,
-        reference: Reference,
-        current: Profile,
-        start: int,
-        end: int,
-    ) -> Finding:
-        kind = "prediction_drift" if comparison.feature.startswith("prediction") else "data_drift"
-        r = comparison.result
-        feature = comparison.feature
-        where = "all traffic" if segment == ALL_SEGMENTS else segment
-        value_text = "n/a" if r.value is None else f"{r.value:.3g}"
-
-        def headline(status: str, threshold: float) -> str:
-            if status == "firing":
-                return (
-                    f"{feature} of {model} {version} drifted in {where} "
-                    f"({r.statistic.upper()} {value_text} ≥ {threshold:g})"
-                )
-            return (
-                f"{feature} of {model} {version} back to normal in {where} "
-                f"({r.statistic.upper()} {value_text})"
-            )
-
-        description = (
-            f"{r.statistic} between the window {iso(start)} – {iso(end)} ({r.n_current} events) "
-            f"and the {reference.kind.replace('_', ' ')} {reference.id} ({r.n_reference} events)"
-            f" is {value_text} (error bound ±{r.bound:.2g}). {reference.note}"
-        ).strip()
-        return Finding(
-            labels={
-                "kind": kind,
-                "model": model,
-                "model_version": version,
-                "segment": segment,
-                "feature": feature,
-                "statistic": r.statistic,
-            },
-            value=r.value,
-            thresholds=Thresholds(comparison.warning, comparison.critical),
-            headline=headline,
-            description=description,
-            evidence=r.evidence,
-            bound=r.bound,
-            count=current.n_events,
-            reference={**reference.describe(), "count": r.n_reference},
-        )
 
     # -- versions: canary comparisons and retirement (driftwire.canary) -------------------
 
@@ -526,7 +365,8 @@ class Detector:
             why_over = comparison_over(self._conditions[key], pairs, live)
             if why_over is not None:
                 ended.setdefault(key, why_over)
-        out = self._end(model, ended, start, end)
+        out = self._decisions.close(model.muted, ended, start, end)
+        model.compared.difference_update(ended)
         windows = {
             v: outputs(
                 (p for b, p in model.versions[v].buckets.items() if b >= start),
@@ -539,206 +379,10 @@ class Detector:
             findings = comparison_findings(
                 pair, windows[canary], windows[previous], self._d, start=start, end=end
             )
-            model.compared.update(_key(name, f) for f in findings)
+            model.compared.update(condition_key(name, f) for f in findings)
             labels = {"model": name, "model_version": canary}
-            out.extend(self._decide(model, labels, findings, None, 0, start, end))
+            out.extend(self._decisions.decide(model.muted, labels, findings, None, 0, start, end))
         return out
-
-    def _end(self, model: _Model, ended: dict[str, str], start: int, end: int) -> list[Alert]:
-        """Forget conditions no longer evaluated (key -> why); resolve announced alerts once."""
-        if not ended:
-            return []
-        firing = self.policy.firing()
-        out: list[Alert] = []
-        for key, why in ended.items():
-            f = self._conditions.pop(key)
-            starts = self.policy.starts_at(key)
-            self.policy.forget(key)
-            model.compared.discard(key)
-            severity = firing.get(key)
-            if model.muted.pop(key, None) is not None or severity is None or starts is None:
-                continue  # not firing, or never announced
-            summary = f"{why}; closing: {f.headline('firing', f.threshold(severity))}"
-
-            def closed(status: str, threshold: float, text: str = summary) -> str:
-                return text
-
-            gone = replace(f, headline=closed)
-            t = Transition(key, "resolved", severity, starts, end)
-            out.append(self._render(gone, t, {}, start, end))
-        return out
-
-    # -- decisions -------------------------------------------------------------------------
-
-    def _firing_features(self, labels: dict[str, str], kind: str) -> set[str]:
-        """Features with a firing condition of ``kind`` in this (model, version, segment)."""
-        firing = self.policy.firing()
-        prefix = f"{labels['model']}/"
-        out: set[str] = set()
-        for key, f in self._conditions.items():
-            if key in firing and key.startswith(prefix) and f.kind == kind:
-                fl = f.labels
-                if (
-                    fl["model_version"] == labels["model_version"]
-                    and fl["segment"] == labels["segment"]
-                ):
-                    out.add(fl.get("feature", ""))
-        out.discard("")
-        return out
-
-    def _decide(
-        self,
-        model: _Model,
-        labels: dict[str, str],
-        findings: list[Finding],
-        reference: Reference | None,
-        events: int,
-        start: int,
-        end: int,
-    ) -> list[Alert]:
-        """Feed the policy, group, cross-reference, apply silences, render the alerts."""
-        name = labels["model"]
-        keyed: list[_Keyed] = []
-        for f in findings:
-            key = _key(name, f)
-            transitions = self.policy.observe(
-                key, f.value, f.thresholds, now_ms=end, consecutive=f.consecutive
-            )
-            self._conditions[key] = f
-            keyed.append(_Keyed(key, f, transitions))
-        group_key: str | None = None
-        if (self._d.group_min_features or self._d.group_min_segments) and reference is not None:
-            g = group_finding(
-                findings,
-                labels,
-                min_features=self._d.group_min_features,
-                min_segments=self._d.group_min_segments,
-                count=events,
-                reference=reference.describe(),
-            )
-            group_key = f"{name}/{fingerprint(g.labels)}"
-            transitions = self.policy.observe(group_key, g.value, g.thresholds, now_ms=end)
-            self._conditions[group_key] = g
-            keyed.append(_Keyed(group_key, g, transitions))
-        firing = self.policy.firing()
-        group = None  # the incident's fingerprint while it fires, or breaches towards firing
-        if group_key is not None:
-            incident = self._conditions[group_key]
-            severity = firing.get(group_key) or incident.level
-            if severity is not None:
-                group = fingerprint({**incident.labels, "severity": severity})
-        quality = self._quality_index(keyed, firing)
-
-        def held(f: Finding, severity: str) -> str | None:
-            silence = silenced_by(self._silences, {**f.labels, "severity": severity}, end)
-            if silence is not None:
-                return f"silence:{silence}"
-            if group is not None and f.kind in GROUPED_KINDS:
-                return f"upstream_change:{group}"
-            return None
-
-        out: list[Alert] = []
-        for k in keyed:
-            escalation = len(k.transitions) == 2  # resolved warning, firing critical
-            for t in k.transitions:
-                if t.status == "resolved":
-                    if model.muted.pop(k.key, None) is None:
-                        out.append(self._render(k.finding, t, quality, start, end, escalation))
-                    continue
-                why = held(k.finding, t.severity)
-                if why is not None:
-                    if not t.renotify:  # a renotify of an announced alert is just skipped
-                        model.muted[k.key] = why
-                    continue
-                model.muted.pop(k.key, None)
-                out.append(self._render(k.finding, t, quality, start, end))
-        # held-back alerts still firing whose hold is over are announced now
-        for k in keyed:
-            if k.key not in model.muted:
-                continue
-            severity = firing.get(k.key)
-            if severity is None:
-                del model.muted[k.key]
-                continue
-            if held(k.finding, severity) is None:
-                del model.muted[k.key]
-                starts = self.policy.starts_at(k.key) or end
-                t = Transition(k.key, "firing", severity, starts, None)
-                out.append(self._render(k.finding, t, quality, start, end))
-        return out
-
-    @staticmethod
-    def _quality_index(
-        keyed: list[_Keyed], firing: dict[str, Any]
-    ) -> dict[tuple[str, str], list[dict[str, Any]]]:
-        """Data-quality conditions breaching or firing now, by (segment, feature)."""
-        index: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for k in keyed:
-            f = k.finding
-            severity = firing.get(k.key) or f.level
-            if f.kind != "data_quality" or severity is None:
-                continue
-            index.setdefault((f.labels["segment"], f.labels["feature"]), []).append(
-                {
-                    "fingerprint": fingerprint({**f.labels, "severity": severity}),
-                    "statistic": f.labels["statistic"],
-                    "value": f.reported,
-                    "threshold": f.threshold(severity),
-                    "severity": severity,
-                    "status": "firing" if k.key in firing else "breaching",
-                }
-            )
-        return index
-
-    def _render(
-        self,
-        f: Finding,
-        t: Transition,
-        quality: dict[tuple[str, str], list[dict[str, Any]]],
-        start: int,
-        end: int,
-        escalation: bool = False,
-    ) -> Alert:
-        full = {**f.labels, "severity": t.severity}
-        threshold = f.threshold(t.severity)
-        summary = f.headline(t.status, threshold)
-        if escalation:
-            summary = (
-                f"{f.headline('firing', f.thresholds.critical)} (escalated: this warning alert "
-                "is replaced by a critical one)"
-            )
-        evidence = dict(f.evidence)
-        annotations = dict(f.annotations)
-        if f.kind in ("data_drift", "prediction_drift") and t.status == "firing":
-            related = quality.get((f.labels["segment"], f.labels.get("feature", "")))
-            if related:
-                evidence["data_quality"] = related
-                first = related[0]
-                annotations["data_quality"] = (
-                    f"Coincides with a data-quality {first['status']} condition on this feature "
-                    f"({first['statistic']} {first['value']:.3g}): alert fingerprint "
-                    f"{first['fingerprint']}. The drift may be a symptom of bad data upstream."
-                    if first["value"] is not None
-                    else f"Coincides with data-quality alert {first['fingerprint']}."
-                )
-        return Alert(
-            labels=full,
-            status=t.status,
-            summary=summary,
-            description=f.description,
-            runbook_url=self._a.runbook_url,
-            generator_url=self._a.generator_url_template.format_map(_Labels(full)),
-            starts_at_ms=t.starts_at_ms,
-            ends_at_ms=t.ends_at_ms,
-            evaluated_at_ms=end,
-            value=f.reported,
-            threshold=threshold if math.isfinite(threshold) else None,
-            bound=f.bound,
-            window={"start": iso(start), "end": iso(end), "count": f.count},
-            reference=f.reference,
-            evidence=evidence,
-            annotations=annotations,
-        )
 
     # -- state -----------------------------------------------------------------------------
 
@@ -784,98 +428,11 @@ class Detector:
         m = self._models.get(model)
         if m is None:
             return {}
-        return {
-            "versions": {
-                v: {
-                    "buckets": {str(b): _encoded(st, b) for b in st.buckets},
-                    "pending": {
-                        str(b): {s: p.to_bytes().hex() for s, p in segs.items()}
-                        for b, segs in st.pending.items()
-                    },
-                    "frozen": _frozen_state(st),
-                    "rate": st.rate.to_state(),
-                    "latency_ref": None
-                    if st.latency_ref is None
-                    else {s: r.to_state() for s, r in st.latency_ref.items()},
-                    "creep": {s: c.to_state() for s, c in st.creep.items()},
-                }
-                for v, st in m.versions.items()
-            },
-            "seen_ids": m.seen_ids,
-            "completeness": m.completeness.to_state(),
-            "evaluated_until": m.evaluated_until,
-            "traffic": {str(b): n for b, n in m.traffic.items()},
-            "last_bucket": m.last_bucket,
-            "muted": m.muted,
-            "ledger": m.ledger.to_state(),
-            "policy": {
-                k: v for k, v in self.policy.to_state().items() if k.startswith(f"{model}/")
-            },
-        }
+        return model_snapshot(model, m, self.policy)
 
     def restore(self, model: str, state: dict[str, Any]) -> None:
+        """Resume ``model`` from what :meth:`snapshot` returned."""
         if not state:
             return
-        m = _Model(
-            seen_ids=dict(state["seen_ids"]),
-            completeness=Completeness.from_state(
-                int(self._d.grace_seconds * 1000), state["completeness"]
-            ),
-            evaluated_until=state["evaluated_until"],
-            traffic={int(b): int(n) for b, n in state.get("traffic", {}).items()},
-            last_bucket=state.get("last_bucket"),
-            muted=dict(state.get("muted", {})),
-            ledger=VersionLedger.from_state(state.get("ledger", {})),
-        )
-        for v, st in state["versions"].items():
-            latency_ref = st.get("latency_ref")
-            m.versions[v] = _Version(
-                buckets={
-                    int(b): {s: Profile.from_bytes(bytes.fromhex(h)) for s, h in segs.items()}
-                    for b, segs in st["buckets"].items()
-                },
-                pending={
-                    int(b): {s: Profile.from_bytes(bytes.fromhex(h)) for s, h in segs.items()}
-                    for b, segs in st["pending"].items()
-                },
-                frozen=Reference.from_state(st["frozen"]) if st["frozen"] else None,
-                rate=RateState.from_state(st["rate"]) if "rate" in st else RateState(),
-                latency_ref=None
-                if latency_ref is None
-                else {s: LatencyReference.from_state(r) for s, r in latency_ref.items()},
-                creep={
-                    s: Creep.from_state(self._d.latency, c) for s, c in st.get("creep", {}).items()
-                },
-            )
-        self._models[model] = m
+        self._models[model] = restored_model(state, self._d)
         self.policy.load_state({**self.policy.to_state(), **state["policy"]})
-
-
-def _encoded(version: _Version, bucket: int) -> dict[str, str]:
-    """An evaluated bucket's profiles as hex, encoded once (they never change)."""
-    hexed = version.encoded.get(bucket)
-    if hexed is None:
-        hexed = {s: p.to_bytes().hex() for s, p in version.buckets[bucket].items()}
-        version.encoded[bucket] = hexed
-    return hexed
-
-
-def _frozen_state(version: _Version) -> dict[str, Any] | None:
-    """The frozen reference's state, encoded once (it never changes)."""
-    if version.frozen is None:
-        return None
-    if version.frozen_state is None or version.frozen_state["id"] != version.frozen.id:
-        version.frozen_state = version.frozen.to_state()
-    return version.frozen_state
-
-
-def _key(model: str, f: Finding) -> str:
-    """The policy key of a condition: its model and the fingerprint of its labels."""
-    return f"{model}/{fingerprint(f.labels)}"
-
-
-class _Labels(dict[str, str]):
-    """Labels for ``str.format_map``: a label an alert does not have formats as empty."""
-
-    def __missing__(self, key: str) -> str:
-        return ""
