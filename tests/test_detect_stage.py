@@ -25,6 +25,7 @@ from kafka_broker import create_topic
 from kafkautil import read_all
 from prometheus_client import CollectorRegistry
 
+from driftwire._detector_parts import frozen_key
 from driftwire.alerts import Alert, encode, iso
 from driftwire.config import Settings
 from driftwire.detect_stage import DetectMetrics, DetectStage, FaustOptions, partition_of
@@ -84,13 +85,13 @@ class RecordingDetector:
         self.models[model] = dict(state)
         self.restored.append(model)
 
-    def closed_slots(self) -> list[tuple[str, bytes, bytes | None]]:
+    def stored_parts(self) -> list[tuple[str, bytes, bytes | None]]:
         return []  # no trailing or seasonal references
 
-    def slot_keys(self, model: str) -> list[bytes]:
+    def part_keys(self, model: str) -> list[bytes]:
         return []
 
-    def load_slot(self, key: bytes, blob: bytes) -> None:
+    def load_part(self, key: bytes, blob: bytes) -> None:
         pass
 
 
@@ -618,8 +619,9 @@ def test_baselines_from_the_topic_are_used(kafka_bootstrap: str, topic_name: str
     training = _Oracle(s)
     list(training.run(generate(_stream(11, income_shift_from=0))))
     spec = _stream(3, income_shift_from=None)
-    frozen = training.detector.snapshot(spec.model)["versions"][spec.versions[0]]["frozen"]
-    profiles = Reference.from_state(frozen).profiles
+    parts = {key: blob for _, key, blob in training.detector.stored_parts() if blob}
+    frozen = Reference.from_bytes(parts[frozen_key(spec.model, spec.versions[0])])
+    profiles = frozen.profiles
     baseline = Reference(
         kind="baseline",
         id=baseline_id(spec.model, spec.versions[0], profiles),
@@ -699,7 +701,7 @@ def _replay(
     keep_slots: bool,
 ) -> list[Alert]:
     """The stage's restarts in memory: a new detector per chunk, restored from the previous
-    one's snapshot and, if ``keep_slots``, from the slot profiles it closed."""
+    one's snapshot and its stored parts (the slot profiles only if ``keep_slots``)."""
     bucket_ms = int(settings.profile.bucket_seconds * 1000)
     stored: dict[bytes, bytes] = {}
     state: dict[str, Any] | None = None
@@ -708,16 +710,16 @@ def _replay(
         detector = Detector(settings.detect, settings.alerts, ReferenceStore(), bucket_ms=bucket_ms)
         if state is not None:
             detector.restore(model, state)
-            for key in detector.slot_keys(model) if keep_slots else []:
-                if key in stored:
-                    detector.load_slot(key, stored[key])
+            for key in detector.part_keys(model):
+                if key in stored and (keep_slots or not is_slot_key(key)):
+                    detector.load_part(key, stored[key])
         for _, value, _ in chunk:
             record = decode_record(value)
             if isinstance(record, Partial):
                 alerts += detector.on_partial(record, 0)
             else:
                 alerts += detector.on_watermark(record, 0)
-        for _, key, blob in detector.closed_slots():
+        for _, key, blob in detector.stored_parts():
             if blob is None:
                 stored.pop(key, None)
             else:
@@ -806,7 +808,7 @@ def test_trailing_reference_slots_come_back_from_the_changelog(
                 if i:  # and the slots closed before the first restart, from the table
                     detector = stage.detectors[partition_of(model, 2)]
                     keys = [slot_key(model, version, START_MS + k * slot_ms) for k in (0, 1)]
-                    assert set(keys) <= set(detector.slot_keys(model))
+                    assert set(keys) <= set(detector.part_keys(model))
                     assert all(stage._store.table.get(key) for key in keys)
                 produced = _to_topic(t.partials, chunk, 2)
                 await _produce(kafka_bootstrap, produced)

@@ -6,12 +6,14 @@ from itertools import islice
 
 import orjson
 
+from driftwire._detector_parts import bucket_key, frozen_key
 from driftwire.config import Settings
 from driftwire.detector import Detector
 from driftwire.generator import Change, StreamSpec, generate
+from driftwire.history import decode_slot
 from driftwire.memory import InMemoryPipeline
 from driftwire.partials import Watermark
-from driftwire.reference import ReferenceStore
+from driftwire.reference import Reference, ReferenceStore
 
 MINUTE = 60_000
 
@@ -56,7 +58,7 @@ def test_partials_and_evaluations_change_a_model_and_bare_watermarks_do_not() ->
     assert detector.snapshot("churn")["evaluated_until"] > until
 
 
-def test_snapshot_encoded_once_equals_a_fresh_encoding_and_restores_the_same_alerts() -> None:
+def test_snapshot_and_stored_parts_restore_the_same_state_and_alerts() -> None:
     settings = _settings()
     values = list(generate(_stream()))
     half = len(values) // 2
@@ -68,11 +70,22 @@ def test_snapshot_encoded_once_equals_a_fresh_encoding_and_restores_the_same_ale
     before: list[str] = []
     for i in range(0, half, 500):
         before += [a.fingerprint + a.status for a in first.feed(values[i : i + 500])]
+    stored = {key: blob for _, key, blob in first.detector.stored_parts() if blob is not None}
     state = first.detector.snapshot("churn")
-    again = first.detector.snapshot("churn")  # served from the per-bucket cache
+    # the window's buckets and the frozen reference are stored apart, once: only named here
+    version = next(iter(state["versions"].values()))
+    assert version["buckets"] and all(isinstance(b, int) for b in version["buckets"])
+    assert version["frozen_id"] and "frozen" not in version
+    assert len(orjson.dumps(state)) < sum(map(len, stored.values()))
     restored = _fresh(settings)
     restored.restore("churn", orjson.loads(orjson.dumps(state)))
-    assert orjson.dumps(restored.snapshot("churn")) == orjson.dumps(state) == orjson.dumps(again)
+    keys = restored.part_keys("churn")
+    assert keys and set(keys) <= set(stored)
+    for key in keys:
+        restored.load_part(key, stored[key])
+    assert restored.part_keys("churn") == []  # nothing left to load
+    assert orjson.dumps(restored.snapshot("churn")) == orjson.dumps(state)
+    assert restored.stored_parts() == []  # loaded parts are not stored again
 
     second = InMemoryPipeline(settings, batch_size=500)
     second.detector = restored
@@ -82,3 +95,29 @@ def test_snapshot_encoded_once_equals_a_fresh_encoding_and_restores_the_same_ale
         assert second.feed(values[i : i + 500]) == []
     after = [a.fingerprint + a.status for a in second.run(values[half:])]
     assert after and before + after == expected
+
+
+def test_a_snapshot_with_inline_parts_is_still_read_and_its_parts_are_stored() -> None:
+    """The earlier layout held the window's buckets (hex) and the frozen reference inline."""
+    settings = _settings()
+    pipeline = InMemoryPipeline(settings, batch_size=500)
+    for batch in range(0, 6_000, 500):
+        pipeline.feed(list(generate(_stream()))[batch : batch + 500])
+    stored = {k: b for _, k, b in pipeline.detector.stored_parts() if b is not None}
+    state = orjson.loads(orjson.dumps(pipeline.detector.snapshot("churn")))
+    old = orjson.loads(orjson.dumps(state))
+    for name, version in old["versions"].items():
+        buckets = {}
+        for b in version["buckets"]:
+            _, _, profiles = decode_slot(stored[bucket_key("churn", name, b)])
+            buckets[str(b)] = {s: p.to_bytes().hex() for s, p in profiles.items()}
+        version["buckets"] = buckets
+        frozen = Reference.from_bytes(stored[frozen_key("churn", name)])
+        version["frozen"] = frozen.to_state()
+        del version["frozen_id"]
+    restored = _fresh(settings)
+    restored.restore("churn", old)
+    assert restored.part_keys("churn") == []
+    assert orjson.dumps(restored.snapshot("churn")) == orjson.dumps(state)
+    again = {k: b for _, k, b in restored.stored_parts()}
+    assert again == stored  # now stored apart, so the next restart finds them

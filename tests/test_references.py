@@ -144,7 +144,7 @@ def test_slot_history_survives_a_restore(daily: list[bytes]) -> None:
         store: dict[bytes, bytes] = {}
         alerts = pipeline.feed(daily[:cut])
         old = pipeline.detector
-        for _, key, blob in old.closed_slots():
+        for _, key, blob in old.stored_parts():
             if blob is None:
                 store.pop(key, None)
             else:
@@ -158,12 +158,12 @@ def test_slot_history_survives_a_restore(daily: list[bytes]) -> None:
             bucket_ms=BUCKET,
         )
         new.restore("churn", state)
-        keys = new.slot_keys("churn")
+        keys = new.part_keys("churn")
         assert set(store) <= set(keys)  # every stored slot within reach is asked for
         if keep_slots:
             for key in keys:
                 if key in store:
-                    new.load_slot(key, store[key])
+                    new.load_part(key, store[key])
         pipeline.detector = new
         alerts = pipeline.feed(daily[cut:]) + pipeline.finish()
         outcomes[keep_slots] = alerts

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from driftwire._detect_slots import _Slot, partition_of
+from driftwire._detector_parts import is_part_key
 from driftwire.errors import FormatError
 from driftwire.history import is_slot_key
 
@@ -108,18 +109,19 @@ class StateTable:
             self._written[model] = digest
             self._m.snapshots.labels(result="written").inc()
 
-    def write_slots(self, slot: _Slot) -> None:
-        """Store the slot profiles (trailing / seasonal references) the detector closed.
+    def write_parts(self, slot: _Slot) -> None:
+        """Store the parts of the detector's state kept apart from its snapshots (slot
+        profiles, window buckets, frozen references), before the snapshots that name them.
 
         Each under its own key, in the partition of its model's state so that it moves with
-        it; an expired one is deleted.
+        it; one that is gone is deleted.
         """
         if self.table is None:
             return
-        for model, key, blob in slot.detector.closed_slots():
+        for model, key, blob in slot.detector.stored_parts():
             if blob is not None and len(blob) > self._max_bytes:
                 log.error(
-                    "slot profile too large for the changelog; not persisted",
+                    "detector state part too large for the changelog; not persisted",
                     extra={"fields": {"model": model, "bytes": len(blob)}},
                 )
                 continue
@@ -141,8 +143,8 @@ class StateTable:
     def restore_partitions(self, slots: dict[int, _Slot], new: set[int]) -> None:
         """Restore every model of the ``new`` partitions into its slot (after a rebalance)."""
         for key, blob in list(self.table.items()):
-            if is_slot_key(key):
-                continue  # a slot profile, loaded with its model's state
+            if is_slot_key(key) or is_part_key(key):
+                continue  # a part of a model's state, loaded with it
             model = key.decode()
             partition = partition_of(model, self._partitions)
             if partition in new:
@@ -170,21 +172,21 @@ class StateTable:
                 extra={"fields": {"model": model, "error": repr(exc)[:300]}},
             )
             return
-        self._restore_slots(slot, model)
+        self._restore_parts(slot, model)
         slot.models.add(model)
         self._written[model] = hashlib.blake2b(blob, digest_size=16).digest()
         self._m.restores.labels(result="ok").inc()
 
-    def _restore_slots(self, slot: _Slot, model: str) -> None:
-        """Load the stored slot profiles ``model``'s references need (after its state)."""
-        for key in slot.detector.slot_keys(model):
+    def _restore_parts(self, slot: _Slot, model: str) -> None:
+        """Load the stored parts ``model``'s state names (after its snapshot)."""
+        for key in slot.detector.part_keys(model):
             blob = self.table.get(key)
             if not blob:
                 continue
             try:
-                slot.detector.load_slot(key, blob)
+                slot.detector.load_part(key, blob)
             except FormatError as exc:
                 log.warning(
-                    "stored slot profile skipped",
+                    "stored part of the detector state skipped",
                     extra={"fields": {"model": model, "error": str(exc)[:200]}},
                 )

@@ -5,8 +5,11 @@ the last evaluated buckets and of those still being assembled, the frozen refere
 and latency state, plus the model's completeness, the partial ids already merged, the
 traffic per bucket, the held-back alerts and the version ledger. :func:`model_snapshot`
 turns it (and the model's alert-policy conditions) into a JSON-able dict, bytes as hex;
-:func:`restored_model` reads it back. The shell stores the snapshot and compares its bytes,
-so its layout is part of the state format.
+:func:`restored_model` reads it back. The evaluated buckets and the frozen reference are
+stored apart, once each (:mod:`driftwire._detector_parts`): the snapshot only names them,
+and a restored version lists what is still to be loaded (``unloaded``, ``frozen_id``). A
+snapshot of the earlier layout, with those parts inline, is still read. The shell stores the
+snapshot and compares its bytes, so its layout is part of the state format.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ class _Version:
     rate: RateState = field(default_factory=RateState)
     latency_ref: dict[str, LatencyReference] | None = None  # first complete window's latency
     creep: dict[str, Creep] = field(default_factory=dict)  # per segment
-    # snapshot cache (not persisted): evaluated buckets and the frozen reference never change
-    encoded: dict[int, dict[str, str]] = field(default_factory=dict)
-    frozen_state: dict[str, Any] | None = None
+    # after a restore: parts named by the snapshot, not loaded yet (see _detector_parts)
+    unloaded: set[int] = field(default_factory=set)
+    frozen_id: str | None = None
 
 
 @dataclass
@@ -56,12 +59,12 @@ def model_snapshot(model: str, m: _Model, policy: AlertPolicy) -> dict[str, Any]
     return {
         "versions": {
             v: {
-                "buckets": {str(b): _encoded(st, b) for b in st.buckets},
+                "buckets": sorted(st.buckets),  # stored apart, once each
                 "pending": {
                     str(b): {s: p.to_bytes().hex() for s, p in segs.items()}
                     for b, segs in st.pending.items()
                 },
-                "frozen": _frozen_state(st),
+                "frozen_id": st.frozen.id if st.frozen is not None else st.frozen_id,
                 "rate": st.rate.to_state(),
                 "latency_ref": None
                 if st.latency_ref is None
@@ -96,16 +99,20 @@ def restored_model(state: dict[str, Any], detect: DetectSettings) -> _Model:
     )
     for v, st in state["versions"].items():
         latency_ref = st.get("latency_ref")
+        buckets = st["buckets"]
+        inline = isinstance(buckets, dict)  # the earlier layout
         m.versions[v] = _Version(
             buckets={
                 int(b): {s: Profile.from_bytes(bytes.fromhex(h)) for s, h in segs.items()}
-                for b, segs in st["buckets"].items()
+                for b, segs in (buckets.items() if inline else ())
             },
+            unloaded=set() if inline else {int(b) for b in buckets},
+            frozen_id=st.get("frozen_id"),
             pending={
                 int(b): {s: Profile.from_bytes(bytes.fromhex(h)) for s, h in segs.items()}
                 for b, segs in st["pending"].items()
             },
-            frozen=Reference.from_state(st["frozen"]) if st["frozen"] else None,
+            frozen=Reference.from_state(st["frozen"]) if st.get("frozen") else None,
             rate=RateState.from_state(st["rate"]) if "rate" in st else RateState(),
             latency_ref=None
             if latency_ref is None
@@ -113,21 +120,3 @@ def restored_model(state: dict[str, Any], detect: DetectSettings) -> _Model:
             creep={s: Creep.from_state(detect.latency, c) for s, c in st.get("creep", {}).items()},
         )
     return m
-
-
-def _encoded(version: _Version, bucket: int) -> dict[str, str]:
-    """An evaluated bucket's profiles as hex, encoded once (they never change)."""
-    hexed = version.encoded.get(bucket)
-    if hexed is None:
-        hexed = {s: p.to_bytes().hex() for s, p in version.buckets[bucket].items()}
-        version.encoded[bucket] = hexed
-    return hexed
-
-
-def _frozen_state(version: _Version) -> dict[str, Any] | None:
-    """The frozen reference's state, encoded once (it never changes)."""
-    if version.frozen is None:
-        return None
-    if version.frozen_state is None or version.frozen_state["id"] != version.frozen.id:
-        version.frozen_state = version.frozen.to_state()
-    return version.frozen_state

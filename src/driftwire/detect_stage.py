@@ -380,8 +380,8 @@ class DetectStage:
             )
             return
         await self._send_alerts(alerts)
+        self._store.write_parts(slot)
         self._store.write_snapshots(slot, slot.detector.take_changed())
-        self._store.write_slots(slot)
         self._m.last_progress.set(self._clock())
 
     def _slot(self, partition: int) -> _Slot:
@@ -408,8 +408,8 @@ class DetectStage:
             if full:  # also what is known of the input partitions
                 changed |= slot.models
             await self._send_alerts(alerts)
+            self._store.write_parts(slot)
             self._store.write_snapshots(slot, changed)
-            self._store.write_slots(slot)
         self._m.last_progress.set(now)
 
     async def _send_alerts(self, alerts: Iterable[Alert]) -> None:
@@ -449,8 +449,8 @@ class DetectStage:
         self._revoked_at = asyncio.get_running_loop().time()
         try:
             for slot in self._slots.values():
+                self._store.write_parts(slot)
                 self._store.write_snapshots(slot, slot.models)
-                self._store.write_slots(slot)
         except Exception:
             log.exception("writing detector state on revoke failed")
 

@@ -34,13 +34,15 @@ from typing import Any
 
 from driftwire._detector_decisions import Decisions, condition_key
 from driftwire._detector_findings import ALL_SEGMENTS, drift_finding, latency_window_findings
+from driftwire._detector_parts import BUCKET, PartsOutbox, bucket_key, frozen_key, parse_part_key
 from driftwire._detector_state import _Model, _Version, model_snapshot, restored_model
 from driftwire.alerts import Alert
 from driftwire.canary import Pair, comparison_findings, comparison_over, outputs, predecessors
 from driftwire.completeness import Completeness
 from driftwire.config import AlertSettings, DetectSettings
+from driftwire.errors import FormatError
 from driftwire.findings import Finding
-from driftwire.history import History
+from driftwire.history import History, decode_slot, is_slot_key
 from driftwire.latency import LatencyReference
 from driftwire.metrics import ConditionSample, LatencySample
 from driftwire.partials import Partial, Watermark
@@ -88,6 +90,7 @@ class Detector:
         self._decisions = Decisions(self.policy, self._conditions, detect, alerts)
         self._latency: dict[tuple[str, str, str], dict[str, float]] = {}
         self._history = History(detect, bucket_ms=bucket_ms)  # trailing / seasonal references
+        self._parts = PartsOutbox(bucket_ms)  # window buckets and frozen references to store
         self._changed: set[str] = set()  # models whose state changed beyond completeness
 
     # -- input -----------------------------------------------------------------------------
@@ -210,18 +213,18 @@ class Detector:
                     name, version_name, version, profiles, bucket, findings
                 )
             else:
-                self._prune(version, end)
+                self._prune(name, version_name, version, end)
             out.extend(
                 self._decisions.decide(model.muted, labels, findings, reference, events, start, end)
             )
         out.extend(self._versions(name, model, bucket))
         return out
 
-    def _prune(self, version: _Version, end: int) -> None:
+    def _prune(self, name: str, version_name: str, version: _Version, end: int) -> None:
         n = self._d.window_buckets
         for old in [b for b in version.buckets if b <= end - (n + 1) * self._bucket_ms]:
             del version.buckets[old]
-            version.encoded.pop(old, None)
+            self._parts.bucket(name, version_name, old)  # gone: deleted from the store
 
     def _evaluate_window(
         self,
@@ -239,8 +242,9 @@ class Detector:
         end = bucket + self._bucket_ms
         n = self._d.window_buckets
         version.buckets[bucket] = profiles
+        self._parts.bucket(name, version_name, bucket)
         self._history.add(name, version_name, bucket, profiles)
-        self._prune(version, end)
+        self._prune(name, version_name, version, end)
         window = self._window(version, end)
         complete = self._complete_window(version, end)
         lat = self._d.latency
@@ -266,6 +270,7 @@ class Detector:
         if reference is None:
             if complete:
                 version.frozen = Reference.frozen(name, version_name, window, end)
+                self._parts.frozen(name, version_name)
             return None, events
         evaluation = Evaluation(name, version_name, end)
         start = end - n * self._bucket_ms
@@ -350,7 +355,9 @@ class Detector:
         n = self._d.retire_after_buckets
         retired = ledger.retired(n * self._bucket_ms)
         for version_name in retired:
-            del model.versions[version_name]
+            for b in model.versions.pop(version_name).buckets:
+                self._parts.bucket(name, version_name, b)  # deleted with the version
+            self._parts.frozen(name, version_name)
             ledger.forget(version_name)
             why = f"{name} {version_name} retired (no events for {n} buckets while others sent)"
             prefix = f"{name}/"
@@ -407,21 +414,45 @@ class Detector:
         changed, self._changed = self._changed, set()
         return changed
 
-    def closed_slots(self) -> list[tuple[str, bytes, bytes | None]]:
-        """``(model, key, bytes)`` of every slot profile closed since the last call, for the
-        shell to store under ``key`` (``None``: expired, delete it). Not in :meth:`snapshot`."""
-        return self._history.drain()
+    def stored_parts(self) -> list[tuple[str, bytes, bytes | None]]:
+        """``(model, key, bytes)`` of the state stored apart from :meth:`snapshot`, made or
+        dropped since the last call: closed slot profiles of trailing / seasonal references,
+        evaluated window buckets, frozen references. The shell stores each under ``key``
+        (``None``: delete it), before the snapshot that names it."""
+        return self._history.drain() + self._parts.drain(self._models)
 
-    def slot_keys(self, model: str) -> list[bytes]:
-        """Keys of the stored slot profiles ``model``'s references may need (after restore)."""
+    def part_keys(self, model: str) -> list[bytes]:
+        """Keys of the stored parts ``model`` needs after :meth:`restore`."""
         m = self._models.get(model)
-        if m is None or m.last_bucket is None:
+        if m is None:
             return []
-        return self._history.keys(model, m.versions, m.last_bucket)
+        keys = [] if m.last_bucket is None else self._history.keys(model, m.versions, m.last_bucket)
+        for v, st in m.versions.items():
+            keys += [bucket_key(model, v, b) for b in sorted(st.unloaded)]
+            if st.frozen is None and st.frozen_id is not None:
+                keys.append(frozen_key(model, v))
+        return keys
 
-    def load_slot(self, key: bytes, blob: bytes) -> None:
-        """Take back one stored slot profile (:meth:`closed_slots` wrote it)."""
-        self._history.load(key, blob)
+    def load_part(self, key: bytes, blob: bytes) -> None:
+        """Take back one stored part (:meth:`stored_parts` handed it out)."""
+        if is_slot_key(key):
+            self._history.load(key, blob)
+            return
+        kind, model, version, start = parse_part_key(key)
+        m = self._models.get(model)
+        st = None if m is None else m.versions.get(version)
+        if st is None:
+            return
+        if kind == BUCKET:
+            found, bucket_ms, profiles = decode_slot(blob)
+            if (found, bucket_ms) != (start, self._bucket_ms):
+                raise FormatError(f"bucket {key!r} holds {bucket_ms} ms from {found}")
+            st.buckets[start] = profiles
+            st.unloaded.discard(start)
+            return
+        frozen = Reference.from_bytes(blob)
+        if frozen.id == st.frozen_id:
+            st.frozen = frozen
 
     def snapshot(self, model: str) -> dict[str, Any]:
         """Everything needed to resume ``model`` after a restart (JSON-able, bytes as hex)."""
@@ -434,5 +465,10 @@ class Detector:
         """Resume ``model`` from what :meth:`snapshot` returned."""
         if not state:
             return
-        self._models[model] = restored_model(state, self._d)
+        m = self._models[model] = restored_model(state, self._d)
+        for v, st in m.versions.items():  # a snapshot of the earlier layout held them inline
+            for b in st.buckets:
+                self._parts.bucket(model, v, b)
+            if st.frozen is not None:
+                self._parts.frozen(model, v)
         self.policy.load_state({**self.policy.to_state(), **state["policy"]})
