@@ -97,6 +97,7 @@ def test_restored_detector_continues_identically() -> None:
     for first in range(0, 6_000, 2_000):
         resumed += p.feed(values[first : first + 2_000])
     state = orjson.loads(orjson.dumps(p.detector.snapshot("churn")))  # JSON on the way
+    parts = {key: blob for _, key, blob in p.detector.stored_parts() if blob is not None}
     assert state["versions"]["1.4.2"]["creep"]
     p.detector = Detector(
         p.settings.detect,
@@ -106,6 +107,8 @@ def test_restored_detector_continues_identically() -> None:
         on_evaluation=p._evaluated,
     )
     p.detector.restore("churn", state)
+    for key in p.detector.part_keys("churn"):  # the window's buckets, the frozen reference
+        p.detector.load_part(key, parts[key])
     for first in range(6_000, len(values), 2_000):
         resumed += p.feed(values[first : first + 2_000])
     resumed += p.finish()
