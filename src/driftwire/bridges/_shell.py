@@ -362,19 +362,24 @@ class BridgeShell:
             await self._dead_letter(tp, record, outcome.reason, outcome.message)
         await self._commit(tp, record.offset + 1)
 
+    async def _post(self, request: Request) -> Outcome:
+        """One request to the target, with the retry policy; attempts are counted."""
+        assert self._session is not None
+        return await post(
+            self._session,
+            request,
+            self._policy,
+            self._stop,
+            what=self._target.name,
+            on_attempt=self._attempted,
+        )
+
     async def _deliver(self, alert: AlertEvent) -> Outcome:
         assert self._session is not None
         outcome = Outcome(True, 0)
         started = time.perf_counter()
         for request in self._target.render(alert, int(self._clock() * 1000)):
-            outcome = await post(
-                self._session,
-                request,
-                self._policy,
-                self._stop,
-                what=self._target.name,
-                on_attempt=self._attempted,
-            )
+            outcome = await self._post(request)
             if not outcome.ok:
                 break
         self._observe(alert, outcome, time.perf_counter() - started)
@@ -448,14 +453,7 @@ class BridgeShell:
             alerts = self.firing()
             for request in self._target.resend(alerts, int(self._clock() * 1000)):
                 try:
-                    outcome = await post(
-                        self._session,
-                        request,
-                        self._policy,
-                        self._stop,
-                        what=self._target.name,
-                        on_attempt=self._attempted,
-                    )
+                    outcome = await self._post(request)
                 except Stopped:
                     return
                 if outcome.ok:
