@@ -192,6 +192,7 @@ class Running:
                 )
             ),
             "the detect stage to own its partitions",
+            limit=90.0,  # a rebalance after a member leaves waits out its session on a busy machine
         )
         if self.task.done():
             self.task.result()
@@ -358,7 +359,7 @@ def test_alerts_state_and_resume(kafka_bootstrap: str, topic_name: str) -> None:
 
 
 @pytest.mark.kafka
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_rebalance_hands_models_over(kafka_bootstrap: str, topic_name: str) -> None:
     s = _settings(kafka_bootstrap, topic_name)
     t = s.topics
