@@ -594,9 +594,7 @@ async def watch_consumption(
             if "driftwire_events_consumed_total" in s.values:
                 consumed_by[i] = s.values["driftwire_events_consumed_total"]
                 progress[i] = s.values.get("driftwire_last_progress_timestamp_seconds", 0.0)
-        cpus = [proc_cpu_s(p.pid) for p in procs]
-        cpu = None if any(c is None for c in cpus) else sum(c or 0.0 for c in cpus)
-        samples.append(Sample(now, consumed, cpu, [proc_rss(p.pid) for p in procs]))
+        samples.append(Sample(now, consumed, _cpu_of(procs), [proc_rss(p.pid) for p in procs]))
         lags = [v for s in scrapes for v in s.lags]
         if consumed >= total and len(lags) >= PARTITIONS and not any(lags):
             break
