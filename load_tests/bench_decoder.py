@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from driftwire.decoder import decode_batch
+from driftwire.decode.decoder import decode_batch
 
 TARGET_RATIO = 0.6
 START = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)

@@ -28,7 +28,7 @@ from typing import Any
 import datasketches
 import numpy as np
 
-from driftwire.drift import (
+from driftwire.stats.drift import (
     CATEGORICAL_STATISTICS,
     DEFAULT_STATISTICS,
     NUMERIC_STATISTICS,

@@ -5,7 +5,7 @@ In one run, on the same events in the same broker (a local one started with
 
 * **ceiling**: a plain aiokafka consumer reading the events topic with ``getmany``
   (``max_records`` as driftwire's, 2,000) and only ``orjson.loads`` on each value, events/s;
-* **profile stage**: :class:`~driftwire.profile_stage.ProfileStage` in this process on the same
+* **profile stage**: :class:`~driftwire.stages.profile.ProfileStage` in this process on the same
   topic with a fresh consumer group, events/s and its ratio to the ceiling (in wall time and
   in CPU time; the second is what a dedicated core would give);
 * **worker**: ``driftwire worker`` (both stages, a subprocess) on the same topic, events/s and
@@ -74,14 +74,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from prometheus_client import CollectorRegistry
 
-from driftwire.config import ConsumerSettings, Settings
-from driftwire.generator import Change, StreamSpec, generate, numeric_names
-from driftwire.health import Readiness
-from driftwire.metrics import Metrics
-from driftwire.profile_stage import ProfileStage
-from driftwire.stage_one import OutRecord, ProfileCore
-from driftwire.topics import ensure_topics
-from driftwire.worker import tune_gc
+from driftwire.cli.worker import tune_gc
+from driftwire.offline.generator import Change, StreamSpec, generate, numeric_names
+from driftwire.ops.config import ConsumerSettings, Settings
+from driftwire.ops.health import Readiness
+from driftwire.ops.metrics import Metrics
+from driftwire.profiling.partitions import OutRecord, ProfileCore
+from driftwire.stages.profile import ProfileStage
+from driftwire.stages.topics import ensure_topics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -476,7 +476,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        cmd = [sys.executable, "-m", "driftwire.cli", "worker", "--stage", self.stage]
+        cmd = [sys.executable, "-m", "driftwire.cli.main", "worker", "--stage", self.stage]
         # the config file alone decides: no DRIFTWIRE_<SECTION>_<KEY> overrides from here
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWIRE_")}
         env.update(PYTHONUNBUFFERED="1")

@@ -1,8 +1,10 @@
 """Throughput of the stage-1 profiler on one core, without Kafka and without the decoder.
 
-Builds :class:`~driftwire.events.DecodedBatch` objects directly (2,000 events x 12 features x 8
+Builds :class:`~driftwire.decode.batch.DecodedBatch` objects directly (2,000 events x 12 features x
+8
 segments by default: 8 numeric and 4 categorical features, 1% nulls), folds them through a
-:class:`~driftwire.profiler.Profiler` one event-time second per batch, so 60-second buckets
+:class:`~driftwire.profiling.profiler.Profiler` one event-time second per batch, so 60-second
+buckets
 close along the way, and prints:
 
 * feature-values per second and microseconds per event (grouping, folding and closing),
@@ -31,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from driftwire.events import DecodedBatch
-from driftwire.profile import Profile
-from driftwire.profiler import Profiler
-from driftwire.sketches import CategoricalSketch, NumericSketch
-from driftwire.windows import EventClock
+from driftwire.decode.batch import DecodedBatch
+from driftwire.profiling.clock import EventClock
+from driftwire.profiling.profiler import Profiler
+from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
+from driftwire.sketch.profile import Profile
 
 REGIONS = ("eu", "us", "apac", "latam")
 TIERS = ("gold", "silver")

@@ -1,6 +1,7 @@
 """Detection quality over generated scenarios with known truth, through the in-memory pipeline.
 
-Every scenario is a seeded stream from :mod:`driftwire.generator` at 40 events/s (4 regions x
+Every scenario is a seeded stream from :mod:`driftwire.offline.generator` at 40 events/s (4 regions
+x
 2 tiers = 8 segments, 8 numeric and 4 categorical features; 1,500 events per segment in a
 5-minute window, so the frozen first window meets the default ``min_reference_count`` of
 1,000), 45 minutes long with one known change from minute 20 on (60 minutes for the gradual
@@ -85,11 +86,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from driftwire.alerts import Alert
-from driftwire.config import Settings
-from driftwire.detector import Evaluation
-from driftwire.generator import Change, StreamSpec, daily_pattern, generate
-from driftwire.memory import InMemoryPipeline
+from driftwire.alerts.alert import Alert
+from driftwire.detect.detector import Evaluation
+from driftwire.offline.generator import Change, StreamSpec, daily_pattern, generate
+from driftwire.ops.config import Settings
+from driftwire.stages.inmemory import InMemoryPipeline
 
 MINUTE = 60_000
 RATE = 40.0  # events/s: 5 per segment and second, 1,500 per segment in a 5-minute window

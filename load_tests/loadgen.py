@@ -1,6 +1,7 @@
 """Load generator: N inference events to a Kafka topic, at a target rate or as fast as possible.
 
-Deterministic from a seed (driftwire.generator), with configurable models, versions, features,
+Deterministic from a seed (driftwire.offline.generator), with configurable models, versions,
+features,
 segments, and an optional drift or latency spike at a given minute of event time.
 
     python load_tests/loadgen.py --bootstrap 127.0.0.1:9092 --topic inference-events \\
@@ -22,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from driftwire.generator import REGIONS, TIERS, Change, StreamSpec, generate
+from driftwire.offline.generator import REGIONS, TIERS, Change, StreamSpec, generate
 
 MINUTE = 60_000
 

@@ -14,10 +14,10 @@ import numpy as np
 import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 
-from driftwire.alerts import Alert, encode
-from driftwire.config import Settings
-from driftwire.generator import Change, StreamSpec, generate
-from driftwire.memory import InMemoryPipeline
+from driftwire.alerts.alert import Alert, encode
+from driftwire.offline.generator import Change, StreamSpec, generate
+from driftwire.ops.config import Settings
+from driftwire.stages.inmemory import InMemoryPipeline
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "schemas" / "alert.schema.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA, format_checker=FormatChecker())

@@ -15,31 +15,31 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Alert": "driftwire.alerts",
-    "AlertPolicy": "driftwire.policy",
-    "CategoricalSketch": "driftwire.sketches",
+    "Alert": "driftwire.alerts.alert",
+    "AlertPolicy": "driftwire.alerts.policy",
+    "CategoricalSketch": "driftwire.sketch.numeric",
     "ConfigError": "driftwire.errors",
-    "DecodedBatch": "driftwire.events",
-    "Detector": "driftwire.detector",
-    "DriftResult": "driftwire.drift",
+    "DecodedBatch": "driftwire.decode.batch",
+    "Detector": "driftwire.detect.detector",
+    "DriftResult": "driftwire.stats.drift",
     "DriftwireError": "driftwire.errors",
-    "EventClock": "driftwire.windows",
+    "EventClock": "driftwire.profiling.clock",
     "FormatError": "driftwire.errors",
-    "InMemoryPipeline": "driftwire.memory",
+    "InMemoryPipeline": "driftwire.stages.inmemory",
     "InputError": "driftwire.errors",
-    "NumericSketch": "driftwire.sketches",
-    "Profile": "driftwire.profile",
-    "Profiler": "driftwire.profiler",
-    "Reference": "driftwire.reference",
-    "ReferenceStore": "driftwire.reference",
-    "Rejection": "driftwire.events",
-    "Settings": "driftwire.config",
-    "Thresholds": "driftwire.policy",
+    "NumericSketch": "driftwire.sketch.numeric",
+    "Profile": "driftwire.sketch.profile",
+    "Profiler": "driftwire.profiling.profiler",
+    "Reference": "driftwire.detect.reference",
+    "ReferenceStore": "driftwire.detect.reference",
+    "Rejection": "driftwire.decode.batch",
+    "Settings": "driftwire.ops.config",
+    "Thresholds": "driftwire.alerts.policy",
     "TransportError": "driftwire.errors",
-    "categorical_drift": "driftwire.drift",
-    "decode_batch": "driftwire.decoder",
-    "load_settings": "driftwire.config",
-    "numeric_drift": "driftwire.drift",
+    "categorical_drift": "driftwire.stats.drift",
+    "decode_batch": "driftwire.decode.decoder",
+    "load_settings": "driftwire.ops.config",
+    "numeric_drift": "driftwire.stats.drift",
 }
 
 __all__ = [
@@ -72,11 +72,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from driftwire.alerts import Alert
-    from driftwire.config import Settings, load_settings
-    from driftwire.decoder import decode_batch
-    from driftwire.detector import Detector
-    from driftwire.drift import DriftResult, categorical_drift, numeric_drift
+    from driftwire.alerts.alert import Alert
+    from driftwire.alerts.policy import AlertPolicy, Thresholds
+    from driftwire.decode.batch import DecodedBatch, Rejection
+    from driftwire.decode.decoder import decode_batch
+    from driftwire.detect.detector import Detector
+    from driftwire.detect.reference import Reference, ReferenceStore
     from driftwire.errors import (
         ConfigError,
         DriftwireError,
@@ -84,14 +85,13 @@ if TYPE_CHECKING:
         InputError,
         TransportError,
     )
-    from driftwire.events import DecodedBatch, Rejection
-    from driftwire.memory import InMemoryPipeline
-    from driftwire.policy import AlertPolicy, Thresholds
-    from driftwire.profile import Profile
-    from driftwire.profiler import Profiler
-    from driftwire.reference import Reference, ReferenceStore
-    from driftwire.sketches import CategoricalSketch, NumericSketch
-    from driftwire.windows import EventClock
+    from driftwire.ops.config import Settings, load_settings
+    from driftwire.profiling.clock import EventClock
+    from driftwire.profiling.profiler import Profiler
+    from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
+    from driftwire.sketch.profile import Profile
+    from driftwire.stages.inmemory import InMemoryPipeline
+    from driftwire.stats.drift import DriftResult, categorical_drift, numeric_drift
 
 
 def __getattr__(name: str) -> Any:

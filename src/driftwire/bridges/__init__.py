@@ -5,7 +5,7 @@ Targets: ``alertmanager`` (``POST /api/v2/alerts``, firing alerts re-sent), ``pa
 message) and ``webhook`` (the CloudEvent as it is). Each runs in the same consumer shell
 (:mod:`driftwire.bridges._shell`): routing, de-duplication, retries with backoff, a
 dead-letter topic for what cannot be delivered, commits after delivery. ``driftwire bridge``
-serves the bridge's metrics (:class:`~driftwire.metrics.BridgeMetrics`) and health on
+serves the bridge's metrics (:class:`~driftwire.ops.metrics.BridgeMetrics`) and health on
 ``http.host``:``bridges.http_port`` (9465; the worker's is ``http.port``, 9464).
 """
 
@@ -17,8 +17,8 @@ import logging
 import signal
 
 from driftwire.bridges._shell import BridgeShell, Target, route_matches
-from driftwire.config import Settings, load_settings
 from driftwire.errors import ConfigError
+from driftwire.ops.config import Settings, load_settings
 
 __all__ = [
     "TARGETS",
@@ -77,13 +77,13 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
 
     Like the worker, a bridge whose consume loop makes no progress for
     ``http.liveness_timeout_seconds`` while alerts wait turns ``/healthz`` to 503 and exits
-    with :data:`~driftwire.worker.EXIT_STUCK` to be restarted.
+    with :data:`~driftwire.cli.worker.EXIT_STUCK` to be restarted.
     """
     from prometheus_client import CollectorRegistry
 
-    from driftwire.health import HealthServer, Readiness
-    from driftwire.metrics import BridgeMetrics
-    from driftwire.worker import EXIT_STUCK
+    from driftwire.cli.worker import EXIT_STUCK
+    from driftwire.ops.health import HealthServer, Readiness
+    from driftwire.ops.metrics import BridgeMetrics
 
     built = build_target(target, settings)
     registry = CollectorRegistry()
@@ -119,7 +119,7 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
 
 def run_bridge(target: str, config: str | None) -> int:
     """``driftwire bridge TARGET --config FILE``: run until SIGTERM / SIGINT."""
-    from driftwire.logs import configure_logging
+    from driftwire.ops.logs import configure_logging
 
     settings = load_settings(config)
     configure_logging(settings.log.level)

@@ -17,7 +17,7 @@ as state, the alerts still firing are delivered, and past firing/resolved pairs 
 At-least-once: a crash between a delivery and its commit delivers that alert once more when
 the partition is read again (PagerDuty merges the repeat by ``dedup_key``).
 
-Observability: every outcome is counted in :class:`~driftwire.metrics.BridgeMetrics`; a
+Observability: every outcome is counted in :class:`~driftwire.ops.metrics.BridgeMetrics`; a
 monitor task samples the lag of the assigned partitions every second and judges liveness (the
 consume loop reports progress on every poll, record and HTTP attempt) into ``readiness``.
 """
@@ -42,11 +42,11 @@ from prometheus_client import CollectorRegistry
 
 from driftwire.bridges._alert import AlertEvent, BadAlert, epoch_ms, parse_alert
 from driftwire.bridges._delivery import Outcome, Request, RetryPolicy, Stopped, post
-from driftwire.config import BridgeRoute, Settings
-from driftwire.deadletter import SourceRecord, dead_letter_headers
-from driftwire.events import Rejection
-from driftwire.health import Liveness, Readiness
-from driftwire.metrics import BridgeMetrics
+from driftwire.decode.batch import Rejection
+from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
+from driftwire.ops.config import BridgeRoute, Settings
+from driftwire.ops.health import Liveness, Readiness
+from driftwire.ops.metrics import BridgeMetrics
 
 log = logging.getLogger(__name__)
 

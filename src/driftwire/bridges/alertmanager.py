@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from driftwire.alerts import iso
+from driftwire.alerts.alert import iso
 from driftwire.bridges._alert import AlertEvent, epoch_ms
 from driftwire.bridges._delivery import Request
 

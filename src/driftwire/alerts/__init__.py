@@ -1,0 +1,1 @@
+"""The alert model, findings, the alert policy, grouping and silences (pure)."""

@@ -1,0 +1,139 @@
+"""The ``driftwire`` command line. It parses arguments and calls; the work is elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from driftwire import __version__
+from driftwire.errors import ConfigError, DriftwireError
+
+DESCRIPTION = """\
+driftwire: streaming drift detection for machine-learning models in production.
+
+Model servers publish one JSON event per prediction to Kafka. driftwire profiles them in
+event-time windows per model version, feature and segment, compares every window with a
+reference, and publishes drift, data-quality and latency alerts to an alerts topic.
+
+quick start:
+  make demo     a generated stream with a known drift, alerts printed
+  make test     every test, against a real Kafka broker the tests start themselves
+"""
+
+EPILOG = """\
+commands:
+  worker     run the stages against Kafka:    driftwire worker --config driftwire.yaml
+  demo       in-memory demo with a drift:     driftwire demo
+  replay     a file of events, in memory:     driftwire replay events.jsonl --baseline b.dwb
+  baseline   build a reference profile:       driftwire baseline build train.parquet ...
+  bridge     forward alerts to a receiver:    driftwire bridge pagerduty --config driftwire.yaml
+
+configuration: a YAML file (--config) plus DRIFTWIRE_<SECTION>_<KEY> environment variables,
+e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See the README for every key.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftwire",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"driftwire {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    worker = sub.add_parser("worker", help="run the profile and detect stages against Kafka")
+    worker.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
+    worker.add_argument(
+        "--stage",
+        choices=("all", "profile", "detect"),
+        default="all",
+        help="run both stages (default) or one of them, to scale them apart",
+    )
+
+    demo = sub.add_parser("demo", help="in-memory demo: a generated stream with a known drift")
+    demo.add_argument("--events", type=int, default=200_000, help="events to generate")
+    demo.add_argument("--seed", type=int, default=7)
+
+    replay = sub.add_parser(
+        "replay", help="run a file of inference events through both stages in memory"
+    )
+    replay.add_argument("file", help="events as JSON Lines (one event per line)")
+    replay.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
+    replay.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="baseline file from 'driftwire baseline build' (repeatable)",
+    )
+    replay.add_argument("--out", "-o", help="write alerts as JSON Lines here (default stdout)")
+
+    baseline = sub.add_parser("baseline", help="reference profiles from training data")
+    bsub = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
+    build = bsub.add_parser("build", help="profile a CSV / JSON Lines / Parquet file")
+    build.add_argument("file", help="training or validation data (.csv, .jsonl, .parquet)")
+    build.add_argument("--model", required=True)
+    build.add_argument("--model-version", required=True)
+    build.add_argument("--features", help="comma-separated feature columns (default: the rest)")
+    build.add_argument("--prediction-column", help="numeric prediction score column")
+    build.add_argument("--label-column", help="predicted label column")
+    build.add_argument("--latency-column", help="latency in milliseconds column")
+    build.add_argument("--segment-columns", default="", help="comma-separated segment columns")
+    build.add_argument("--output", "-o", required=True, help="baseline file to write")
+    build.add_argument(
+        "--publish",
+        action="store_true",
+        help="also publish it to the baselines topic (kafka settings from --config / env)",
+    )
+    build.add_argument("--config", "-c", help="YAML settings file, for --publish")
+
+    bridge = sub.add_parser(
+        "bridge", help="forward the alerts topic to Alertmanager, PagerDuty, Slack or a webhook"
+    )
+    bridge.add_argument("target", choices=("alertmanager", "pagerduty", "slack", "webhook"))
+    bridge.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "worker":
+            from driftwire.cli.worker import run_worker
+
+            return run_worker(args.config, stage=args.stage)
+        if args.command == "demo":
+            from driftwire.cli.demo import run_demo
+
+            return run_demo(events=args.events, seed=args.seed)
+        if args.command == "replay":
+            from driftwire.cli.replay import run_replay
+
+            return run_replay(args.file, config=args.config, baselines=args.baseline, out=args.out)
+        if args.command == "bridge":
+            from driftwire.bridges import run_bridge
+
+            return run_bridge(args.target, args.config)
+        if args.command == "baseline":
+            from driftwire.cli.baseline import run_baseline_build
+
+            return run_baseline_build(args)
+    except ConfigError as exc:
+        print(f"driftwire: {exc}", file=sys.stderr)
+        return 2
+    except DriftwireError as exc:
+        print(f"driftwire: {exc}", file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

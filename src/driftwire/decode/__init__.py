@@ -1,0 +1,1 @@
+"""Raw Kafka values -> validated columnar batches, and the dead-letter reasons (pure)."""

@@ -1,0 +1,1 @@
+"""Stage 2's pure core: windows against references -> findings -> alerts."""

@@ -1,0 +1,160 @@
+"""Findings of one window of one model version, as :class:`~driftwire.detect.detector.Detector`
+asks.
+
+:func:`drift_finding` words one :class:`~driftwire.detect.compare.Comparison` of a feature (or the
+prediction) with its reference as a ``data_drift`` / ``prediction_drift`` finding.
+:func:`latency_window_findings` checks a window's latency (:mod:`driftwire.detect.latency`) per
+segment: it feeds each bucket's p95 to the creep detector and compares the window with the
+drift reference's latency, or with the version's first complete window when the reference
+has too few latencies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from driftwire.alerts.alert import iso
+from driftwire.alerts.finding import Finding
+from driftwire.alerts.policy import Thresholds
+from driftwire.detect._state import _Version
+from driftwire.detect.compare import Comparison
+from driftwire.detect.latency import Creep, LatencyReference, latency_findings, percentiles
+from driftwire.detect.reference import Reference
+from driftwire.ops.config import DetectSettings
+from driftwire.sketch.numeric import NumericSketch
+from driftwire.sketch.profile import Profile
+
+ALL_SEGMENTS = "all"
+
+
+def drift_finding(
+    model: str,
+    version: str,
+    segment: str,
+    comparison: Comparison,
+    reference: Reference,
+    current: Profile,
+    start: int,
+    end: int,
+) -> Finding:
+    """The drift finding of ``comparison``: ``segment`` of the window ``[start, end)``."""
+    kind = "prediction_drift" if comparison.feature.startswith("prediction") else "data_drift"
+    r = comparison.result
+    feature = comparison.feature
+    where = "all traffic" if segment == ALL_SEGMENTS else segment
+    value_text = "n/a" if r.value is None else f"{r.value:.3g}"
+
+    def headline(status: str, threshold: float) -> str:
+        if status == "firing":
+            return (
+                f"{feature} of {model} {version} drifted in {where} "
+                f"({r.statistic.upper()} {value_text} ≥ {threshold:g})"
+            )
+        return (
+            f"{feature} of {model} {version} back to normal in {where} "
+            f"({r.statistic.upper()} {value_text})"
+        )
+
+    description = (
+        f"{r.statistic} between the window {iso(start)} – {iso(end)} ({r.n_current} events) "
+        f"and the {reference.kind.replace('_', ' ')} {reference.id} ({r.n_reference} events)"
+        f" is {value_text} (error bound ±{r.bound:.2g}). {reference.note}"
+    ).strip()
+    return Finding(
+        labels={
+            "kind": kind,
+            "model": model,
+            "model_version": version,
+            "segment": segment,
+            "feature": feature,
+            "statistic": r.statistic,
+        },
+        value=r.value,
+        thresholds=Thresholds(comparison.warning, comparison.critical),
+        headline=headline,
+        description=description,
+        evidence=r.evidence,
+        bound=r.bound,
+        count=current.n_events,
+        reference={**reference.describe(), "count": r.n_reference},
+    )
+
+
+def latency_window_findings(
+    detect: DetectSettings,
+    name: str,
+    version_name: str,
+    version: _Version,
+    profiles: dict[str, Profile],
+    window: dict[str, Profile],
+    reference: Reference | None,
+    end: int,
+    gauges: dict[tuple[str, str, str], dict[str, float]],
+) -> list[Finding]:
+    """Latency findings of the window ending at ``end`` (``profiles``: its newest bucket).
+
+    Sets the window's percentiles per (model, version, segment) in ``gauges``.
+    """
+    lat = detect.latency
+    bucket_latency: dict[str, NumericSketch] = {}
+    if detect.segments:
+        bucket_latency = {s: p.latency_ms for s, p in profiles.items()}
+    merged: NumericSketch | None = None
+    for p in profiles.values():
+        merged = p.latency_ms.copy() if merged is None else merged.merge(p.latency_ms)
+    if merged is not None:
+        bucket_latency[ALL_SEGMENTS] = merged
+    out: list[Finding] = []
+    for segment, current in window.items():
+        creep = version.creep.get(segment)
+        if creep is None and lat.creep:
+            creep = version.creep[segment] = Creep(lat)
+        sketch = bucket_latency.get(segment)
+        enough = sketch is not None and sketch.count >= lat.creep_min_bucket_count
+        if creep is not None and sketch is not None and enough:
+            creep.update(float(sketch.quantiles([0.95])[0]), end)
+        ref = _latency_reference(detect, reference, version, segment)
+        labels = {"model": name, "model_version": version_name, "segment": segment}
+        found = latency_findings(
+            current.latency_ms,
+            ref,
+            creep,
+            lat,
+            labels,
+            min_count=detect.min_count,
+            consecutive=detect.consecutive_windows,
+        )
+        if ref is None or reference is None or ref.source != reference.id:
+            described: dict[str, Any] = {
+                "kind": "frozen_window",
+                "id": f"first-window:{name}/{version_name}",
+                "count": 0 if ref is None else ref.count,
+                "note": "Latency is compared with this version's first complete window of "
+                "live traffic (the drift reference has too few latencies).",
+            }
+        else:
+            described = {**reference.describe(), "count": ref.count}
+        for f in found:
+            f.reference = described
+        out.extend(found)
+        key = (name, version_name, segment)
+        gauges[key] = percentiles(current.latency_ms, lat.quantiles)
+    return out
+
+
+def _latency_reference(
+    detect: DetectSettings, reference: Reference | None, version: _Version, segment: str
+) -> LatencyReference | None:
+    """The drift reference's latency if it has enough, else the first live window's."""
+    need = detect.min_reference_count
+    qs = detect.latency.quantiles
+    live = version.latency_ref or {}
+    for seg in dict.fromkeys((segment, ALL_SEGMENTS)):
+        if reference is not None:
+            profile = reference.profiles.get(seg)
+            if profile is not None and profile.latency_ms.count >= need:
+                return LatencyReference.of(profile.latency_ms, qs, reference.id)
+        mine = live.get(seg)
+        if mine is not None and mine.count >= need:
+            return mine
+    return None

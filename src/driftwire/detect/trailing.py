@@ -1,0 +1,397 @@
+"""Trailing and seasonal references: slot profiles of a version's own traffic, merged.
+
+Every evaluated bucket's profiles are merged, per segment, into the *slot* that holds the
+bucket (``detect.references.slot_minutes``, aligned to the epoch, UTC; an hour by default).
+A slot closes when a bucket of a later slot arrives. Closed slots are what the references
+are built from and what the shell stores, one value per (model, version, slot) under
+:func:`slot_key`; they are never part of the detector's snapshot.
+
+* ``trailing_window``: the closed slots that end within the ``trailing_hours`` before the
+  window's start (the window itself is never part of it), so a slow benign change is followed;
+* ``seasonal``: for k = 1 .. ``seasonal_periods``, the slots that overlap the window moved
+  back k periods (a day or a week): the same hour of the week over the last weeks, so a
+  daily or weekly pattern is not reported as drift.
+
+A reference is rebuilt only when its set of slots changes (about once per slot), not every
+bucket. Until a segment's trailing or seasonal profile holds ``min_reference_count`` events
+(which for seasonal needs at least one past period) the segment is compared with the
+baseline, or the frozen first window, and the reference's note says why. A model keeps slots
+only if it or one of its features uses such a reference, and only as far back as they reach.
+The part of a slot seen before a restart is lost with the restart (a slot is stored once,
+when it closes).
+
+Slot bytes: ``b"DWSL" | format 1 | slot_ms | start_ms | segments (name, profile bytes) |
+CRC-32``; the profiles carry their sketch parameters.
+
+>>> slot_key("churn", "1.4.2", 3_600_000)
+b'churn\\x00slot\\x001.4.2\\x003600000'
+>>> parse_slot_key(slot_key("churn", "1.4.2", 3_600_000))
+('churn', '1.4.2', 3600000)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from driftwire._codec import Reader, Writer, seal, unseal
+from driftwire.alerts.alert import iso
+from driftwire.detect.reference import ALL, Reference
+from driftwire.errors import FormatError
+from driftwire.ops.config import DetectSettings
+from driftwire.sketch.profile import Profile, Sketch
+
+__all__ = ["Choice", "History", "decode_slot", "encode_slot", "parse_slot_key", "slot_key"]
+
+BASELINE, TRAILING, SEASONAL = "baseline", "trailing_window", "seasonal"
+_MAGIC = b"DWSL"
+_FORMAT = 1
+_HOUR_MS = 3_600_000
+
+
+def slot_key(model: str, version: str, start_ms: int) -> bytes:
+    """State-store key of one slot: ``model \\0 slot \\0 version \\0 start``."""
+    return b"\x00".join((model.encode(), b"slot", version.encode(), str(start_ms).encode()))
+
+
+def is_slot_key(key: bytes) -> bool:
+    return key.count(b"\x00") == 3 and b"\x00slot\x00" in key
+
+
+def parse_slot_key(key: bytes) -> tuple[str, str, int]:
+    """``(model, version, start_ms)`` of a :func:`slot_key`."""
+    parts = key.split(b"\x00")
+    if len(parts) != 4 or parts[1] != b"slot":
+        raise FormatError(f"not a slot key: {key[:80]!r}")
+    try:
+        return parts[0].decode(), parts[2].decode(), int(parts[3])
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormatError(f"bad slot key {key[:80]!r}: {exc}") from exc
+
+
+def encode_slot(start_ms: int, slot_ms: int, profiles: Mapping[str, Profile]) -> bytes:
+    w = Writer()
+    w.uvarint(slot_ms)
+    w.svarint(start_ms)
+    w.uvarint(len(profiles))
+    for segment in sorted(profiles):
+        w.text(segment)
+        w.blob(profiles[segment].to_bytes())
+    return seal(_MAGIC, _FORMAT, w.getvalue())
+
+
+def decode_slot(blob: bytes) -> tuple[int, int, dict[str, Profile]]:
+    """``(start_ms, slot_ms, profiles by segment)`` of :func:`encode_slot` bytes."""
+    r = Reader(unseal(blob, _MAGIC, _FORMAT, "Slot"), "Slot")
+    slot_ms, start_ms = r.uvarint(), r.svarint()
+    profiles = {r.text(): Profile.from_bytes(r.blob()) for _ in range(r.uvarint())}
+    r.done()
+    return start_ms, slot_ms, profiles
+
+
+@dataclass
+class _Slots:
+    """One version's slot profiles and the references last built from them."""
+
+    closed: dict[int, dict[str, Profile]] = field(default_factory=dict)
+    open_start: int | None = None
+    open: dict[str, Profile] = field(default_factory=dict)
+    reopened: int = 0  # bumps when a closed slot takes buckets again: cached builds are stale
+    built: dict[str, tuple[tuple[object, ...], Reference | None, str]] = field(default_factory=dict)
+    choice: tuple[tuple[int, ...], Choice] | None = None
+
+
+def _sketch(profile: Profile, name: str) -> Sketch | None:
+    if name == "prediction.score":
+        return profile.prediction_score
+    if name == "prediction.label":
+        return profile.prediction_label
+    return profile.feature(name)
+
+
+def _union(profiles: Iterable[Profile]) -> Profile:
+    """One profile of several (all traffic of the segments); the inputs are not changed."""
+    out: Profile | None = None
+    for p in profiles:
+        out = p.copy() if out is None else out.merge(p)
+    if out is None:
+        raise ValueError("nothing to merge")
+    return out
+
+
+class Choice:
+    """The references of one window, per segment and feature, after the fallback."""
+
+    def __init__(
+        self,
+        fallback: Reference,
+        kind: str,
+        features: Mapping[str, str],
+        built: Mapping[str, tuple[Reference | None, str]],
+        need: int,
+    ) -> None:
+        self._fallback = fallback
+        self._kind = kind
+        self._features = features  # feature -> kind, where it differs from the model's
+        self._built = built  # kind -> (reference or None, progress text)
+        self._need = need
+        self._profiles: dict[str, Profile] = {}
+        self._waiting: dict[tuple[str, str], Reference] = {}
+
+    def reference(self, segment: str, feature: str | None = None) -> Reference:
+        """The reference ``segment`` (or one feature of it) is compared with."""
+        kind = self._kind if feature is None else self._features.get(feature, self._kind)
+        if kind == BASELINE:
+            return self._fallback
+        built, progress = self._built[kind]
+        if built is not None:
+            profile = built.profiles.get(segment)
+            if profile is not None and profile.n_events >= self._need:
+                return built
+        waiting = self._waiting.get((kind, segment))
+        if waiting is None:
+            profile = None if built is None else built.profiles.get(segment)
+            n = 0 if profile is None else profile.n_events
+            fb = self._fallback
+            note = (
+                f"{kind}: {progress}, {n} events (needs {self._need}); until then the "
+                f"{fb.kind.replace('_', ' ')} is the reference. {fb.note}"
+            )
+            waiting = self._waiting[(kind, segment)] = replace(fb, note=note.strip())
+        return waiting
+
+    def profile(self, segment: str) -> Profile:
+        """The reference profile of ``segment``, each feature's sketch from its own reference."""
+        found = self._profiles.get(segment)
+        if found is None:
+            base = self.reference(segment)
+            found = base.profile(segment)
+            swaps: dict[str, Sketch] = {}
+            for feature in self._features:
+                ref = self.reference(segment, feature)
+                sketch = (
+                    None
+                    if ref.profiles is base.profiles
+                    else _sketch(ref.profile(segment), feature)
+                )
+                if sketch is not None:
+                    swaps[feature] = sketch
+            if swaps:
+                found = found.with_sketches(swaps)
+            self._profiles[segment] = found
+        return found
+
+
+class History:
+    """Slot profiles per (model, version) and the trailing / seasonal references built on them.
+
+    Pure: the caller adds each evaluated bucket, asks for a window's :class:`Choice`, drains
+    the closed (or expired) slots to store them, and loads them back after a restart.
+    """
+
+    def __init__(self, detect: DetectSettings, *, bucket_ms: int) -> None:
+        self._s = detect.references
+        self._s.check(bucket_ms)
+        self._segments = detect.segments
+        self._need = detect.min_reference_count
+        self._window_ms = detect.window_buckets * bucket_ms
+        self._slot = self._s.slot_ms
+        self._slots: dict[tuple[str, str], _Slots] = {}
+        self._latest: dict[str, int] = {}  # model -> newest bucket added
+        self._outbox: dict[bytes, tuple[str, str, int]] = {}  # to store (or delete)
+        self._plans: dict[str, tuple[set[str], dict[str, str]]] = {}
+
+    def _plan(self, model: str) -> tuple[set[str], dict[str, str]]:
+        """Kinds that need slots, and the features whose kind differs from the model's."""
+        plan = self._plans.get(model)
+        if plan is None:
+            kind = self._s.kind(model)
+            prefix = f"{model}/"
+            features: dict[str, str] = {
+                key[len(prefix) :]: k
+                for key, k in self._s.overrides.items()
+                if key.startswith(prefix) and k != kind
+            }
+            uses = {str(k) for k in self._s.kinds(model)} - {BASELINE}
+            plan = self._plans[model] = (uses, features)
+        return plan
+
+    def retention_ms(self, model: str) -> int:
+        """How far back ``model``'s references reach (0: it keeps no slots)."""
+        uses = self._plan(model)[0]
+        reach = 0
+        if TRAILING in uses:
+            reach = round(self._s.trailing_hours * _HOUR_MS)
+        if SEASONAL in uses:
+            reach = max(reach, self._s.seasonal_periods * self._s.period_ms)
+        return reach + self._window_ms + self._slot if reach else 0
+
+    # -- input ------------------------------------------------------------------------------
+
+    def add(
+        self, model: str, version: str, bucket_ms: int, profiles: Mapping[str, Profile]
+    ) -> None:
+        """Merge one evaluated bucket's profiles (by segment) into its slot."""
+        if not self._plan(model)[0]:
+            return
+        start = bucket_ms - bucket_ms % self._slot
+        slots = self._slots.setdefault((model, version), _Slots())
+        if slots.open_start != start:
+            if slots.open_start is not None:
+                self._close(model, version, slots)
+            slots.open_start = start
+            slots.open = slots.closed.pop(start, {})
+            if slots.open:
+                slots.reopened += 1
+        if not self._segments:  # windows only have all traffic: so do the slots
+            profiles = {ALL: _union(profiles.values())} if profiles else {}
+        for segment, profile in profiles.items():
+            mine = slots.open.get(segment)
+            if mine is None:
+                slots.open[segment] = profile.copy()
+            else:
+                mine.merge(profile)
+        self._latest[model] = max(bucket_ms, self._latest.get(model, bucket_ms))
+
+    def _close(self, model: str, version: str, slots: _Slots) -> None:
+        start = slots.open_start
+        if start is None:
+            return
+        slots.closed[start] = slots.open
+        slots.open_start, slots.open = None, {}
+        self._outbox[slot_key(model, version, start)] = (model, version, start)
+        self._expire(model)
+
+    def _expire(self, model: str) -> None:
+        """Forget (and mark for deletion) slots older than the model's references reach."""
+        cutoff = self._latest.get(model, 0) - self.retention_ms(model)
+        for (m, version), slots in list(self._slots.items()):
+            if m != model:
+                continue
+            for start in [s for s in slots.closed if s + self._slot <= cutoff]:
+                del slots.closed[start]
+                self._outbox[slot_key(m, version, start)] = (m, version, start)
+            stale = slots.open_start is None or slots.open_start + self._slot <= cutoff
+            if not slots.closed and stale:
+                del self._slots[(m, version)]
+
+    # -- references ---------------------------------------------------------------------------
+
+    def choose(self, model: str, version: str, fallback: Reference, start: int, end: int) -> Choice:
+        """The references of the window ``[start, end)``; ``fallback`` is baseline or frozen."""
+        uses, features = self._plan(model)
+        kind = self._s.kind(model)
+        if not uses:
+            return Choice(fallback, kind, features, {}, self._need)
+        slots = self._slots.get((model, version)) or _Slots()
+        built = {k: self._build(model, version, slots, k, start, end) for k in sorted(uses)}
+        key = (id(fallback), *(id(r) for r, _ in built.values()))
+        if slots.choice is None or slots.choice[0] != key:
+            slots.choice = (key, Choice(fallback, kind, features, built, self._need))
+        return slots.choice[1]
+
+    def _build(
+        self, model: str, version: str, slots: _Slots, kind: str, start: int, end: int
+    ) -> tuple[Reference | None, str]:
+        slot = self._slot
+        periods = 0
+        if kind == TRAILING:
+            reach = round(self._s.trailing_hours * _HOUR_MS)
+            chosen = sorted(s for s in slots.closed if start - reach < s + slot <= start)
+        else:
+            chosen = []
+            for k in range(1, self._s.seasonal_periods + 1):
+                lo, hi = start - k * self._s.period_ms, end - k * self._s.period_ms
+                found = [s for s in range(lo - lo % slot, hi, slot) if s in slots.closed]
+                periods += bool(found)
+                chosen += found
+            chosen.sort()
+        key: tuple[object, ...] = (slots.reopened, *chosen)
+        cached = slots.built.get(kind)
+        if cached is None or cached[0] != key:
+            ref = self._merge(model, version, kind, chosen, slots, periods) if chosen else None
+            cached = slots.built[kind] = (key, ref, self._progress(kind, len(chosen), periods))
+        return cached[1], cached[2]
+
+    def _progress(self, kind: str, n_slots: int, periods: int) -> str:
+        if kind == TRAILING:
+            hours = n_slots * self._slot / _HOUR_MS
+            return f"{hours:g} h of {self._s.trailing_hours:g} h"
+        unit = self._s.seasonal_period
+        return f"{periods} of {self._s.seasonal_periods} {unit}s"
+
+    def _merge(
+        self, model: str, version: str, kind: str, chosen: list[int], slots: _Slots, periods: int
+    ) -> Reference:
+        merged: dict[str, Profile] = {}
+        for start in chosen:
+            for segment, profile in slots.closed[start].items():
+                mine = merged.get(segment)
+                if mine is None:
+                    merged[segment] = profile.copy()
+                else:
+                    mine.merge(profile)
+        if self._segments:
+            merged[ALL] = _union(merged.values())
+        first, last = iso(chosen[0]), iso(chosen[-1] + self._slot)
+        span: dict[str, object] = {"start": first, "end": last, "slots": len(chosen)}
+        progress = self._progress(kind, len(chosen), periods)
+        if kind == TRAILING:
+            note = f"trailing_window: {progress} of this version's own traffic before the window."
+        else:
+            span.update(period=self._s.seasonal_period, periods=periods)
+            note = (
+                f"seasonal: {progress}, the same time of the {self._s.seasonal_period} "
+                "in this version's own traffic."
+            )
+        return Reference(
+            kind=kind,
+            id=f"{kind}:{model}/{version}@{first}/{last}",
+            model=model,
+            model_version=version,
+            profiles=merged,
+            note=note,
+            created_ms=chosen[-1] + self._slot,
+            meta={"span": span},
+        )
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def drain(self) -> list[tuple[str, bytes, bytes | None]]:
+        """``(model, key, slot bytes)`` of each slot closed since the last call; ``None``:
+        the slot expired, delete it."""
+        out: list[tuple[str, bytes, bytes | None]] = []
+        for key, (model, version, start) in self._outbox.items():
+            slots = self._slots.get((model, version))
+            if slots is not None and slots.open_start == start:
+                continue  # taking buckets again: stored when it closes again
+            profiles = None if slots is None else slots.closed.get(start)
+            blob = None if profiles is None else encode_slot(start, self._slot, profiles)
+            out.append((model, key, blob))
+        self._outbox.clear()
+        return out
+
+    def keys(self, model: str, versions: Iterable[str], latest_ms: int) -> list[bytes]:
+        """Store keys of every slot ``model``'s references may need, as of ``latest_ms``."""
+        reach = self.retention_ms(model)
+        if not reach:
+            return []
+        slot = self._slot
+        last = latest_ms - latest_ms % slot
+        first = last - (reach // slot + 1) * slot
+        return [slot_key(model, v, s) for v in versions for s in range(first, last + 1, slot)]
+
+    def load(self, key: bytes, blob: bytes) -> None:
+        """Take back a stored slot (after a restart); one outside the reach is ignored."""
+        model, version, start = parse_slot_key(key)
+        found, slot_ms, profiles = decode_slot(blob)
+        if found != start or slot_ms != self._slot:
+            raise FormatError(
+                f"slot {key!r} holds {slot_ms} ms from {found}; settings say {self._slot} ms"
+            )
+        if not self._plan(model)[0]:
+            return
+        slots = self._slots.setdefault((model, version), _Slots())
+        if slots.open_start != start:
+            slots.closed[start] = profiles
+            slots.built.clear()

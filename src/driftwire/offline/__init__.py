@@ -1,0 +1,1 @@
+"""Files in, profiles out: baselines from training data, the demo generator."""

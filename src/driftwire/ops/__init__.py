@@ -1,0 +1,1 @@
+"""What every running process needs: config, metrics, health, logs, progress."""

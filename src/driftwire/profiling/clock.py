@@ -1,0 +1,326 @@
+"""Event-time buckets, the watermark that closes them, and detection windows over closed buckets.
+
+Buckets are tumbling: an event at ``t`` belongs to ``[s, s + bucket_ms)`` with ``s = t -
+t mod bucket_ms``. :class:`EventClock` keeps the watermark, ``max event time seen - allowed
+lateness``; bucket ``[s, e)`` is *closed* once the watermark reaches ``e``. It decides per
+batch, before the batch moves the watermark:
+
+* **late**: the event's bucket is already closed. Counted and handed back, never folded.
+  Event time going backwards is fine while its bucket is still open (within the lateness);
+  repeats of the same time are fine.
+* **future**: the event cannot be trusted to move time forward. With a wall clock
+  (``now_ms`` given, the live service) that is an event more than ``max_future_ms`` (5 min)
+  ahead of ``now_ms``; it is kept out of profiles and of the watermark. The watermark is also
+  capped at ``now_ms - allowed lateness``, so a producer whose clock runs a few minutes fast
+  (inside ``max_future_ms``) cannot close buckets early either.
+  Without a wall clock (``now_ms=None``, replaying a file) an event more than ``max_jump_ms``
+  (default: the larger of bucket and lateness) beyond the highest accepted time is a
+  *suspect*. Suspects are future events until the jump is corroborated: at least
+  ``jump_quorum`` (20) suspects have arrived, and they outnumber the normal events that
+  arrived since the first of them. A real gap in a replay (everything after it is ahead)
+  passes at once when a batch holds ``jump_quorum`` events after the gap; one producer with a
+  bad clock among others never passes, because normal events keep outnumbering it. Suspects
+  turned away before the jump was accepted stay counted as future.
+* otherwise **accepted**. The caller folds accepted events, then flushes ``closed``: an event
+  whose bucket is closed by the same batch is still on time.
+
+:class:`DetectionWindow` keeps the last N buckets of one stream and merges them into one
+profile on demand; buckets that never got events are simply absent.
+
+>>> clock = EventClock(bucket_ms=60_000, allowed_lateness_ms=10_000)
+>>> a = clock.advance(np.array([5_000, 59_000, 75_000]))
+>>> a.accepted.tolist(), a.closed, clock.watermark_ms
+([True, True, True], (0,), 65000)
+>>> b = clock.advance(np.array([30_000, 70_000]))    # bucket [0, 60000) is closed: late
+>>> b.late.tolist(), b.accepted.tolist()
+([True, False], [False, True])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from driftwire.errors import FormatError
+from driftwire.sketch.numeric import SketchParams
+from driftwire.sketch.profile import Profile
+
+__all__ = ["Admission", "DetectionWindow", "EventClock", "WindowView"]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What :meth:`EventClock.advance` decided for a batch; arrays are aligned with it."""
+
+    bucket_start: np.ndarray  # int64: the bucket of every event (meaningful where accepted)
+    accepted: np.ndarray  # bool: fold into the bucket's profile
+    late: np.ndarray  # bool: the bucket was closed before this batch
+    future: np.ndarray  # bool: too far ahead (wall clock) or an uncorroborated jump
+    closed: tuple[int, ...]  # starts of the buckets this batch closed, ascending
+    watermark_ms: int | None  # after this batch
+
+    @property
+    def n_late(self) -> int:
+        return int(self.late.sum())
+
+    @property
+    def n_future(self) -> int:
+        return int(self.future.sum())
+
+
+class EventClock:
+    """Tumbling event-time buckets with a watermark, allowed lateness and jump guards.
+
+    >>> clock = EventClock(bucket_ms=1_000, allowed_lateness_ms=0, jump_quorum=3)
+    >>> _ = clock.advance(np.array([100, 200]))
+    >>> clock.advance(np.array([900_000, 300])).future.tolist()   # one bad clock: refused
+    [True, False]
+    >>> clock.watermark_ms
+    300
+    >>> clock.advance(np.array([900_000, 900_100, 900_200])).accepted.tolist()  # a real gap
+    [True, True, True]
+    >>> clock.watermark_ms
+    900200
+    """
+
+    __slots__ = (
+        "_bucket",
+        "_jump_quorum",
+        "_lateness",
+        "_max_future",
+        "_max_jump",
+        "_max_seen",
+        "_open",
+        "_pending_normal",
+        "_pending_suspects",
+        "_watermark",
+    )
+
+    def __init__(
+        self,
+        *,
+        bucket_ms: int = 60_000,
+        allowed_lateness_ms: int = 30_000,
+        max_future_ms: int = 300_000,
+        max_jump_ms: int | None = None,
+        jump_quorum: int = 20,
+    ) -> None:
+        for name, value, low in (
+            ("bucket_ms", bucket_ms, 1),
+            ("allowed_lateness_ms", allowed_lateness_ms, 0),
+            ("max_future_ms", max_future_ms, 0),
+            ("jump_quorum", jump_quorum, 1),
+        ):
+            if type(value) is not int or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if max_jump_ms is None:
+            max_jump_ms = max(bucket_ms, allowed_lateness_ms)
+        if type(max_jump_ms) is not int or max_jump_ms < 0:
+            raise ValueError(f"max_jump_ms must be an int >= 0, got {max_jump_ms!r}")
+        self._bucket = bucket_ms
+        self._lateness = allowed_lateness_ms
+        self._max_future = max_future_ms
+        self._max_jump = max_jump_ms
+        self._jump_quorum = jump_quorum
+        self._max_seen: int | None = None
+        self._watermark: int | None = None
+        self._open: set[int] = set()
+        self._pending_suspects = 0
+        self._pending_normal = 0
+
+    @property
+    def bucket_ms(self) -> int:
+        return self._bucket
+
+    @property
+    def watermark_ms(self) -> int | None:
+        """Every bucket ending at or before this is closed; ``None`` before the first event."""
+        return self._watermark
+
+    @property
+    def max_event_ms(self) -> int | None:
+        """The highest accepted event time."""
+        return self._max_seen
+
+    @property
+    def open_buckets(self) -> tuple[int, ...]:
+        """Starts of the buckets that received events and are not closed yet, ascending."""
+        return tuple(sorted(self._open))
+
+    def bucket_of(self, event_times: np.ndarray) -> np.ndarray:
+        """The bucket start of each event time."""
+        t = np.asarray(event_times, dtype=np.int64)
+        return t - t % self._bucket
+
+    def advance(self, event_times: np.ndarray, now_ms: int | None = None) -> Admission:
+        """Classify a batch's event times (epoch ms, int64), then move the watermark."""
+        t = _check_times(event_times)
+        starts = t - t % self._bucket
+        wm = self._watermark
+        late = starts + self._bucket <= wm if wm is not None else np.zeros(len(t), dtype=bool)
+        if now_ms is not None:
+            future = (t > int(now_ms) + self._max_future) & ~late
+        else:
+            future = self._jump_guard(t, ~late)
+        accepted = ~(late | future)
+        if accepted.any():
+            top = int(t[accepted].max())
+            if self._max_seen is None or top > self._max_seen:
+                self._max_seen = top
+            self._open.update(np.unique(starts[accepted]).tolist())
+        if self._max_seen is not None:
+            reference = self._max_seen if now_ms is None else min(self._max_seen, int(now_ms))
+            self._raise_watermark(reference - self._lateness)
+        return Admission(starts, accepted, late, future, self._close(), self._watermark)
+
+    def _jump_guard(self, t: np.ndarray, live: np.ndarray) -> np.ndarray:
+        """Mark uncorroborated jumps ahead (replay mode) as future."""
+        if not live.any():
+            return np.zeros(len(t), dtype=bool)
+        anchor = self._max_seen
+        if anchor is None:  # first events: a minority of wild clocks cannot set the start
+            anchor = int(np.median(t[live]))
+        suspect = live & (t > anchor + self._max_jump)
+        n_suspect = int(suspect.sum())
+        if n_suspect == 0:
+            self._pending_suspects = self._pending_normal = 0
+            return suspect
+        # normal events that arrived after the first pending suspect
+        first = 0 if self._pending_suspects else int(np.argmax(suspect))
+        self._pending_suspects += n_suspect
+        self._pending_normal += int((live[first:] & ~suspect[first:]).sum())
+        if (
+            self._pending_suspects >= self._jump_quorum
+            and self._pending_suspects > self._pending_normal
+        ):
+            self._pending_suspects = self._pending_normal = 0
+            return np.zeros(len(t), dtype=bool)
+        if self._pending_normal > self._pending_suspects:  # refuted: start counting afresh
+            self._pending_suspects = self._pending_normal = 0
+        return suspect
+
+    def _raise_watermark(self, candidate: int) -> None:
+        if self._watermark is None or candidate > self._watermark:
+            self._watermark = candidate
+
+    def _close(self) -> tuple[int, ...]:
+        wm = self._watermark
+        if wm is None or not self._open:
+            return ()
+        closed = sorted(s for s in self._open if s + self._bucket <= wm)
+        self._open.difference_update(closed)
+        return tuple(closed)
+
+    def advance_to(self, watermark_ms: int) -> tuple[int, ...]:
+        """Move the watermark to at least ``watermark_ms`` (an idle input); the closed buckets."""
+        self._raise_watermark(int(watermark_ms))
+        return self._close()
+
+    def flush(self) -> tuple[int, ...]:
+        """Close every open bucket (shutdown, revoked partition), ascending."""
+        closed = tuple(sorted(self._open))
+        self._open.clear()
+        return closed
+
+
+def _check_times(event_times: object) -> np.ndarray:
+    if not isinstance(event_times, np.ndarray):
+        raise TypeError(f"expected an int64 numpy array, got {type(event_times).__name__}")
+    if event_times.ndim != 1 or event_times.dtype.kind not in "iu":
+        raise TypeError(
+            f"expected a 1-D integer array of epoch ms, got {event_times.ndim}-D "
+            f"{event_times.dtype}"
+        )
+    return event_times.astype(np.int64, copy=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowView:
+    """A detection window: ``profile`` merges the non-empty buckets in ``[start_ms, end_ms)``."""
+
+    start_ms: int
+    end_ms: int
+    profile: Profile
+    buckets: int  # how many buckets had events
+
+
+class DetectionWindow:
+    """The merge of the last ``size`` buckets of one stream, evaluated every bucket.
+
+    >>> w = DetectionWindow(bucket_ms=60_000, size=3)
+    >>> for start in (0, 60_000, 180_000):       # the bucket at 120000 had no events
+    ...     p = Profile(start_ms=start, end_ms=start + 60_000)
+    ...     p.add_events(10)
+    ...     _ = w.push(start, p)
+    >>> view = w.window()
+    >>> view.start_ms, view.end_ms, view.buckets, view.profile.n_events
+    (60000, 240000, 2, 20)
+    >>> w.window(at_ms=300_000).buckets              # two empty buckets later
+    1
+    """
+
+    __slots__ = ("_bucket", "_latest", "_params", "_size", "_slots")
+
+    def __init__(self, *, bucket_ms: int, size: int, params: SketchParams | None = None) -> None:
+        if type(bucket_ms) is not int or bucket_ms < 1:
+            raise ValueError(f"bucket_ms must be an int >= 1, got {bucket_ms!r}")
+        if type(size) is not int or size < 1:
+            raise ValueError(f"size must be an int >= 1, got {size!r}")
+        self._bucket = bucket_ms
+        self._size = size
+        self._params = params if params is not None else SketchParams()
+        self._slots: dict[int, Profile] = {}
+        self._latest: int | None = None
+
+    @property
+    def latest_ms(self) -> int | None:
+        """Start of the newest bucket pushed."""
+        return self._latest
+
+    @property
+    def bucket_starts(self) -> tuple[int, ...]:
+        return tuple(sorted(self._slots))
+
+    def push(self, bucket_start_ms: int, profile: Profile) -> bool:
+        """Add a closed bucket's profile (merged if that bucket is there already).
+
+        Returns ``False``, and keeps nothing, when the bucket is older than the window of the
+        newest bucket pushed (the caller counts it as late).
+        """
+        start = int(bucket_start_ms)
+        if start % self._bucket:
+            raise ValueError(f"{start} is not the start of a {self._bucket} ms bucket")
+        if profile.params != self._params:
+            raise FormatError(f"profile made with {profile.params}, window uses {self._params}")
+        if self._latest is not None and start <= self._latest - self._size * self._bucket:
+            return False
+        slot = self._slots.get(start)
+        if slot is None:
+            self._slots[start] = profile.copy()
+        else:
+            slot.merge(profile)
+        if self._latest is None or start > self._latest:
+            self._latest = start
+            horizon = start - self._size * self._bucket
+            for old in [s for s in self._slots if s <= horizon]:
+                del self._slots[old]
+        return True
+
+    def window(self, at_ms: int | None = None) -> WindowView | None:
+        """The window ending with the bucket that starts at ``at_ms`` (default: the newest).
+
+        ``None`` only when nothing was pushed and no ``at_ms`` is given.
+        """
+        end_bucket = self._latest if at_ms is None else int(at_ms)
+        if end_bucket is None:
+            return None
+        if end_bucket % self._bucket:
+            raise ValueError(f"{end_bucket} is not the start of a {self._bucket} ms bucket")
+        start = end_bucket - (self._size - 1) * self._bucket
+        end = end_bucket + self._bucket
+        merged = Profile(self._params, start_ms=start, end_ms=end)
+        present = sorted(s for s in self._slots if start <= s <= end_bucket)
+        for s in present:
+            merged.merge(self._slots[s])
+        return WindowView(start, end, merged, len(present))

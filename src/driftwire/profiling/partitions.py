@@ -1,0 +1,364 @@
+"""Stage 1's pure core per input partition: profiles, bucket offsets, partials, commit points.
+
+:class:`ProfileCore` wraps one :class:`~driftwire.profiling.profiler.Profiler` per assigned input
+partition (sharing one model catalog, so kinds and segment caps agree) and knows, for every
+open bucket, the offsets of its events. It answers the Kafka shell's three questions:
+
+* what is due (:meth:`due`): partials of closed buckets, then a watermark record per input
+  partition whose watermark crossed a bucket boundary or that went idle (stage 2 only asks
+  which buckets are complete, so a watermark moving inside a bucket is not news: this keeps
+  the broadcast at one record per partials partition and bucket, not one per fetch);
+* where it is safe to commit (:meth:`commit_point`): the first offset of the oldest open
+  bucket, or the position when nothing is open, with metadata (watermark, the highest offset
+  already emitted in a partial) so that a successor resumes exactly;
+* what to do after a restart (:meth:`assign` with a :class:`Resume`): events re-read from
+  buckets that were already emitted are skipped (counted as replayed), so the partials of a
+  replay carry the same ids and the same content.
+
+An input partition that is caught up with its end and has had no events for ``idle_ms``
+(processing time; only when ``now_ms`` is given) closes the buckets that end at or before its
+newest event time and is reported idle, so it neither holds back detection nor waits forever
+for its last bucket. A partition that is only behind is never idle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from driftwire.decode.batch import DecodedBatch
+from driftwire.ops.config import Settings
+from driftwire.ops.metrics import Metrics
+from driftwire.partials import Partial, Watermark
+from driftwire.profiling.clock import EventClock
+from driftwire.profiling.profiler import ClosedBucket, ModelCatalog, Profiler, ProfilerLimits
+
+#: Profile bytes per partial record; base64 in the JSON envelope adds a third, so a record
+#: stays under Kafka's default 1 MiB limit.
+MAX_PARTIAL_BYTES = 600_000
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record for the partials topic. ``broadcast``: send it to every partition."""
+
+    key: bytes | None
+    value: bytes
+    broadcast: bool = False
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where a partition's previous owner stopped: committed offset and its metadata."""
+
+    offset: int
+    watermark_ms: int | None = None
+    emitted_through: int = -1  # highest offset already inside an emitted partial
+
+    @property
+    def metadata(self) -> str:
+        return orjson.dumps({"wm": self.watermark_ms, "et": self.emitted_through}).decode()
+
+    @classmethod
+    def from_metadata(cls, offset: int, metadata: str | None) -> Resume:
+        try:
+            doc = orjson.loads(metadata or "{}")
+            return cls(offset, doc.get("wm"), int(doc.get("et", -1)))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            return cls(offset)  # committed by something else: resume from the offset only
+
+
+@dataclass
+class _Partition:
+    profiler: Profiler
+    resume: Resume | None = None
+    offsets: dict[int, tuple[int, int]] = field(default_factory=dict)  # bucket -> first, last
+    position: int | None = None
+    emitted_through: int = -1
+    reported_wm: int | None = None
+    idle: bool = False
+    last_event_ms: int | None = None  # processing time of the last event
+    caught_up: bool = False  # position at the partition's end (only then can it be idle)
+    replayed: int = 0
+    closed: list[ClosedBucket] = field(default_factory=list)  # closed, not yet emitted
+    idle_reported: bool = False
+
+
+class ProfileCore:
+    """Pure stage-1 logic for the partitions this worker owns."""
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        partitions: int,
+        bucket_ms: int,
+        allowed_lateness_ms: int,
+        max_future_ms: int,
+        idle_ms: int,
+        limits: ProfilerLimits,
+        metrics: Metrics,
+    ) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self._bucket_ms = bucket_ms
+        self._lateness_ms = allowed_lateness_ms
+        self._max_future_ms = max_future_ms
+        self._idle_ms = idle_ms
+        self._catalog = ModelCatalog(limits)
+        self._m = metrics
+        self._parts: dict[int, _Partition] = {}
+        self._overflow_seen: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        topic: str | None = None,
+        partitions: int = 1,
+    ) -> ProfileCore:
+        p = settings.profile
+        return cls(
+            topic=topic or settings.topics.events,
+            partitions=partitions,
+            bucket_ms=int(p.bucket_seconds * 1000),
+            allowed_lateness_ms=int(p.allowed_lateness_seconds * 1000),
+            max_future_ms=int(p.max_future_seconds * 1000),
+            idle_ms=int(p.idle_partition_seconds * 1000),
+            limits=ProfilerLimits(max_segments=p.max_segments, max_features=p.max_features),
+            metrics=metrics,
+        )
+
+    # -- partition lifecycle -------------------------------------------------------------
+
+    def assign(self, partition: int, resume: Resume | None) -> None:
+        clock = EventClock(
+            bucket_ms=self._bucket_ms,
+            allowed_lateness_ms=self._lateness_ms,
+            max_future_ms=self._max_future_ms,
+        )
+        if resume is not None and resume.watermark_ms is not None:
+            clock.advance_to(resume.watermark_ms)
+        state = _Partition(Profiler(clock, catalog=self._catalog), resume=resume)
+        if resume is not None:
+            state.position = resume.offset
+            state.emitted_through = resume.emitted_through
+            state.reported_wm = resume.watermark_ms
+        self._parts[partition] = state
+
+    def revoke(self, partition: int) -> None:
+        """Forget a partition's in-flight state (it was flushed, or it was lost)."""
+        self._parts.pop(partition, None)
+
+    def owns(self, partition: int) -> bool:
+        """Whether ``partition`` is assigned (and not revoked or lost since)."""
+        return partition in self._parts
+
+    def set_partition_count(self, partitions: int) -> None:
+        self.partitions = max(self.partitions, partitions)
+
+    def note_position(self, partition: int, position: int, end: int | None = None) -> None:
+        """The next offset the consumer will read for ``partition`` (and the partition's end).
+
+        A partition can only be idle when it is caught up (``position >= end``): one that is
+        merely behind, or starved by its neighbours in a fetch, still holds the watermark.
+        """
+        state = self._parts.get(partition)
+        if state is None:
+            return
+        if state.position is None or position > state.position:
+            state.position = position
+        if end is not None:
+            state.caught_up = position >= end
+
+    def max_event_time(self, partition: int) -> int | None:
+        state = self._parts.get(partition)
+        return None if state is None else state.profiler.clock.max_event_ms
+
+    # -- the hot path --------------------------------------------------------------------
+
+    def process(
+        self, partition: int, batch: DecodedBatch, offsets: np.ndarray, now_ms: int | None
+    ) -> None:
+        """Fold the valid events of one batch; ``offsets`` are theirs (aligned with rows)."""
+        state = self._parts[partition]
+        if len(batch) == 0:
+            return
+        state.last_event_ms = now_ms
+        state.idle = False
+        if state.resume is not None:
+            batch, offsets = self._skip_replayed(state, batch, offsets)
+            if len(batch) == 0:
+                return
+        result = state.profiler.fold(batch, now_ms)
+        admission = result.admission
+        if admission.accepted.any():
+            starts = admission.bucket_start[admission.accepted]
+            accepted_offsets = offsets[admission.accepted]
+            for start in np.unique(starts).tolist():
+                sel = accepted_offsets[starts == start]
+                lo, hi = int(sel.min()), int(sel.max())
+                known = state.offsets.get(start)
+                state.offsets[start] = (
+                    (lo, hi) if known is None else (min(known[0], lo), max(known[1], hi))
+                )
+        for model, n in result.late.items():
+            self._m.events_late.labels(model=self._m.model_label(model)).inc(n)
+        for model, n in result.future.items():
+            self._m.events_future.labels(model=self._m.model_label(model)).inc(n)
+        state.closed.extend(result.closed)
+
+    def _skip_replayed(
+        self, state: _Partition, batch: DecodedBatch, offsets: np.ndarray
+    ) -> tuple[DecodedBatch, np.ndarray]:
+        """Drop re-read events whose bucket was emitted before the restart."""
+        assert state.resume is not None
+        wm = state.resume.watermark_ms
+        if wm is None or state.resume.emitted_through < 0:
+            state.resume = None
+            return batch, offsets
+        starts = batch.timestamp_ms - batch.timestamp_ms % self._bucket_ms
+        replayed = (starts + self._bucket_ms <= wm) & (offsets <= state.resume.emitted_through)
+        if offsets.size and int(offsets.min()) > state.resume.emitted_through:
+            state.resume = None  # past everything emitted: no more checks needed
+        if not replayed.any():
+            return batch, offsets
+        state.replayed += int(replayed.sum())
+        keep = np.flatnonzero(~replayed)
+        return _take(batch, keep), offsets[keep]
+
+    # -- what is due ---------------------------------------------------------------------
+
+    def due(self, now_ms: int | None) -> list[OutRecord]:
+        """Partials of closed buckets, then watermark records, for every partition."""
+        out: list[OutRecord] = []
+        for partition, state in self._parts.items():
+            closed = state.closed
+            if (
+                now_ms is not None
+                and state.last_event_ms is not None
+                and state.caught_up
+                and not state.idle
+                and now_ms - state.last_event_ms >= self._idle_ms
+            ):
+                state.idle = True
+                top = state.profiler.clock.max_event_ms
+                if top is not None:
+                    closed.extend(state.profiler.advance_to(top))
+            out.extend(self._partials(partition, state, closed))
+            closed.clear()
+            wm = state.profiler.clock.watermark_ms
+            moved = state.reported_wm is None or (
+                wm is not None and wm // self._bucket_ms > state.reported_wm // self._bucket_ms
+            )
+            if wm is not None and (moved or state.idle != state.idle_reported):
+                state.idle_reported = state.idle
+                state.reported_wm = wm
+                mark = Watermark(self.topic, partition, self.partitions, wm, idle=state.idle)
+                out.append(OutRecord(None, mark.encode(), broadcast=True))
+        return out
+
+    def flush(self, partition: int) -> list[OutRecord]:
+        """Emit every open bucket of ``partition`` now (revoke, shutdown, end of a replay)."""
+        state = self._parts.get(partition)
+        if state is None:
+            return []
+        closed = state.closed
+        closed.extend(state.profiler.flush())
+        out = self._partials(partition, state, closed)
+        closed.clear()
+        return out
+
+    def _partials(
+        self, partition: int, state: _Partition, closed: list[ClosedBucket]
+    ) -> list[OutRecord]:
+        out = []
+        for bucket in closed:
+            span = state.offsets.get(bucket.start_ms)
+            if span is None:
+                continue
+            for part, (events, segments) in enumerate(_chunks(bucket)):
+                partial = Partial(
+                    topic=self.topic,
+                    partition=partition,
+                    first_offset=span[0],
+                    last_offset=span[1],
+                    bucket_start_ms=bucket.start_ms,
+                    bucket_end_ms=bucket.end_ms,
+                    model=bucket.model,
+                    model_version=bucket.model_version,
+                    events=events,
+                    segments=segments,
+                    part=part,
+                )
+                out.append(OutRecord(partial.key, partial.encode()))
+            state.emitted_through = max(state.emitted_through, span[1])
+        done = {b.start_ms for b in closed}
+        for start in done:
+            state.offsets.pop(start, None)
+        self._count_overflow()
+        return out
+
+    def _count_overflow(self) -> None:
+        totals: dict[str, int] = {}
+        for (_, what), n in self._catalog.overflow_counts.items():
+            totals[what] = totals.get(what, 0) + n
+        for what, n in totals.items():
+            seen = self._overflow_seen.get(what, 0)
+            if n > seen:
+                self._m.overflow.labels(what=what).inc(n - seen)
+                self._overflow_seen[what] = n
+
+    # -- commits -------------------------------------------------------------------------
+
+    def commit_point(self, partition: int) -> Resume | None:
+        """The offset (and metadata) it is safe to commit once all output is acknowledged."""
+        state = self._parts.get(partition)
+        if state is None or state.position is None:
+            return None
+        offset = min((first for first, _ in state.offsets.values()), default=state.position)
+        return Resume(offset, state.profiler.clock.watermark_ms, state.emitted_through)
+
+
+def _chunks(bucket: ClosedBucket) -> list[tuple[int, dict[str, bytes]]]:
+    """Split a bucket's segment profiles into partials below ``MAX_PARTIAL_BYTES`` each.
+
+    Kafka refuses records over ``message.max.bytes`` (1 MiB by default); a model with many
+    segments is sent as several parts, each a set of whole segments.
+    """
+    chunks: list[tuple[int, dict[str, bytes]]] = []
+    segments: dict[str, bytes] = {}
+    events = size = 0
+    for key in sorted(bucket.segments):
+        profile = bucket.segments[key]
+        blob = profile.to_bytes()
+        if segments and size + len(blob) > MAX_PARTIAL_BYTES:
+            chunks.append((events, segments))
+            events, segments, size = 0, {}, 0
+        segments[key] = blob
+        events += profile.n_events
+        size += len(blob)
+    chunks.append((events, segments))
+    return chunks
+
+
+def _take(batch: DecodedBatch, rows: np.ndarray) -> DecodedBatch:
+    """The rows ``rows`` of ``batch``."""
+    pick = rows.tolist()
+    return DecodedBatch(
+        index=batch.index[rows],
+        timestamp_ms=batch.timestamp_ms[rows],
+        model=[batch.model[i] for i in pick],
+        model_version=[batch.model_version[i] for i in pick],
+        segment=[batch.segment[i] for i in pick],
+        features=[batch.features[i] for i in pick],
+        prediction_score=batch.prediction_score[rows],
+        prediction_label=[batch.prediction_label[i] for i in pick],
+        latency_ms=batch.latency_ms[rows],
+        event_id=[batch.event_id[i] for i in pick],
+    )

@@ -1,0 +1,1 @@
+"""Mergeable per-column sketches and the profile of one (model, version, segment) (pure)."""

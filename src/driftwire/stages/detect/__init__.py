@@ -1,0 +1,1 @@
+"""Stage 2 on Kafka: the Faust app around the pure detector."""

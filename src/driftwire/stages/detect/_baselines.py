@@ -1,0 +1,128 @@
+"""The detect stage's baselines follower: published baselines into the reference store.
+
+A plain aiokafka consumer (no group) reads the compacted baselines topic from the beginning
+and keeps following it, loading each baseline into the
+:class:`~driftwire.detect.reference.ReferenceStore` the detectors read; a tombstone withdraws one.
+:attr:`BaselinesFollower.ready` is set once the topic was read to its end (or has nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from driftwire.errors import FormatError
+
+if TYPE_CHECKING:
+    from driftwire.detect.reference import ReferenceStore
+    from driftwire.ops.config import Settings
+    from driftwire.ops.metrics import DetectMetrics
+
+log = logging.getLogger("driftwire.stages.detect.stage")  # one logger name for the whole stage
+
+
+class BaselinesFollower:
+    """Loads the baselines topic into ``references`` and follows it until ``run`` is told."""
+
+    def __init__(
+        self, settings: Settings, references: ReferenceStore, metrics: DetectMetrics
+    ) -> None:
+        self._s = settings
+        self._refs = references
+        self._m = metrics
+        self._keys: dict[bytes, tuple[str, str]] = {}
+        self.ready = asyncio.Event()
+
+    async def run(self, finished: asyncio.Event) -> None:
+        """Read the compacted baselines topic from the beginning, then keep following it."""
+        topic = self._s.topics.baselines
+        opts = {**self._s.kafka.client_options()}
+        opts["client_id"] = f"{self._s.kafka.client_id}-baselines"
+        consumer = AIOKafkaConsumer(
+            **opts, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        admin = AIOKafkaAdminClient(**opts)
+        await admin.start()
+        await consumer.start()
+        try:
+            assigned: set[TopicPartition] = set()
+            ends: dict[TopicPartition, int] | None = None
+            next_check = 0.0
+            loop = asyncio.get_running_loop()
+            while not finished.is_set():
+                if loop.time() >= next_check:
+                    next_check = loop.time() + 30.0
+                    found = await self._partitions(admin, topic)
+                    if found - assigned:
+                        consumer.assign(sorted(found, key=lambda tp: tp.partition))
+                        await consumer.seek_to_beginning(*found)
+                        assigned = found
+                        if ends is None:
+                            ends = await consumer.end_offsets(sorted(found))
+                    if not found:
+                        self.ready.set()  # nothing published yet
+                if not assigned:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(finished.wait(), timeout=1.0)
+                    continue
+                batch = await consumer.getmany(timeout_ms=500, max_records=100)
+                for records in batch.values():
+                    for record in records:
+                        self._apply(record.key, record.value)
+                if ends is not None and not self.ready.is_set():
+                    positions = {tp: await consumer.position(tp) for tp in ends}
+                    if all(positions[tp] >= end for tp, end in ends.items()):
+                        self.ready.set()
+                        log.info("baselines loaded", extra={"fields": {"count": len(self._refs)}})
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    @staticmethod
+    async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> set[TopicPartition]:
+        if topic not in await admin.list_topics():  # describing a missing topic may create it
+            return set()
+        (described,) = await admin.describe_topics([topic])
+        return {TopicPartition(topic, p["partition"]) for p in described["partitions"]}
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        from driftwire.detect.reference import Reference, baseline_key
+
+        if value is None:  # tombstone: the baseline was withdrawn
+            target = self._keys.pop(key, None) if key is not None else None
+            if target is None and key is not None and b"/" in key:
+                model, _, version = key.decode(errors="replace").rpartition("/")
+                target = (model, version)
+            if target is None:
+                self._m.baselines.labels(result="invalid").inc()
+                log.warning("baselines tombstone without a model/version key")
+                return
+            self._refs.remove(*target)
+            self._m.baselines.labels(result="removed").inc()
+        else:
+            try:
+                ref = Reference.from_bytes(value)
+                expected = baseline_key(ref.model, ref.model_version)
+                if key is not None and key != expected:
+                    raise FormatError(f"key {key!r} is not {expected!r}")
+            except (FormatError, UnicodeDecodeError) as exc:
+                self._m.baselines.labels(result="invalid").inc()
+                log.warning(
+                    "invalid baseline skipped",
+                    extra={
+                        "fields": {
+                            "key": (key or b"").decode(errors="replace")[:200],
+                            "error": str(exc)[:200],
+                        }
+                    },
+                )
+                return
+            self._refs.put(ref)
+            self._keys[expected] = (ref.model, ref.model_version)
+            self._m.baselines.labels(result="loaded").inc()
+        self._m.baselines_loaded.set(len(self._refs))

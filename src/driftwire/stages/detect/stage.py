@@ -1,0 +1,491 @@
+"""Stage 2 on Kafka: a faust-streaming app around the pure
+:class:`~driftwire.detect.detector.Detector`.
+
+One agent reads the partials topic (raw bytes), feeds partials and watermarks to the detector,
+produces every alert it returns to the alerts topic (key = fingerprint, CloudEvents ``ce_*``
+headers) and writes the snapshot of every model whose state changed into a Faust table on the
+in-memory store, whose changelog topic lets a restarted or rebalanced worker resume its windows.
+A Faust timer calls :meth:`Detector.tick` every second. A plain aiokafka consumer (no group)
+reads the compacted baselines topic from the beginning and keeps following it, loading
+baselines into the :class:`~driftwire.detect.reference.ReferenceStore` the detector reads.
+
+The app runs inside the caller's event loop as a mode service (``await app.start()`` /
+``await app.stop()``): no :class:`faust.Worker`, so faust installs no signal handlers and does
+not touch logging; ``run(stop)`` returns when ``stop`` is set, and raises when the app crashes,
+when start-up or a rebalance recovery does not finish in time (the faust-streaming#21 family),
+or when an alert cannot be delivered -- so the worker exits and its orchestrator restarts it.
+
+Ownership: partials are keyed by model, so the partials partition of a model is
+``murmur2(model) % partitions``; table keys are the same bytes and the table uses the
+producer's partitioner (``use_partitioner=True``), so a model's snapshot lives in the changelog
+partition with the same number, which faust assigns to the member that owns the partials
+partition. The stage keeps one detector per owned partials partition: a watermark copy on
+partition p is ordered only after the partials of partition p, so it must complete the buckets
+of p's models and no others. After a rebalance the detectors of lost partitions are dropped and
+those of new partitions restored from the table before processing resumes.
+
+This module holds the stage's lifecycle and record processing; its collaborators are
+``driftwire.stages.detect._faust`` (faust options, credentials, app settings, the topic check),
+``driftwire.stages.detect._slots`` (the detector of each partition),
+``driftwire.stages.detect._table``
+(snapshots and slot profiles in the table, and their restore) and
+``driftwire.stages.detect._baselines`` (the baselines follower).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from driftwire.alerts.alert import Alert, encode
+from driftwire.errors import FormatError, InputError, TransportError
+from driftwire.ops.config import Settings
+from driftwire.ops.health import Readiness
+from driftwire.ops.metrics import (
+    ConditionSample,
+    DetectMetrics,
+    DriftScoreCollector,
+    LatencySample,
+    Metrics,
+)
+from driftwire.partials import Partial, decode_record
+from driftwire.stages.detect._baselines import BaselinesFollower
+from driftwire.stages.detect._faust import (
+    FaustOptions,
+    app_settings,
+    broker_urls,
+    check_topics,
+    faust_credentials,
+    max_message_bytes,
+)
+from driftwire.stages.detect._slots import DetectorLike, _Slot, partition_of
+from driftwire.stages.detect._table import StateTable, changelog_topic
+
+if TYPE_CHECKING:
+    import faust
+
+    from driftwire.detect.reference import ReferenceStore
+
+__all__ = [
+    "DetectMetrics",
+    "DetectStage",
+    "DetectorLike",
+    "FaustOptions",
+    "broker_urls",
+    "faust_credentials",
+    "partition_of",
+]
+
+log = logging.getLogger(__name__)
+
+
+class DetectStage:
+    """The detect stage of one worker process.
+
+    Lifecycle: ``await run(stop)`` builds and starts the Faust app and the baselines follower,
+    runs until ``stop`` is set, then stops both. It is not restartable: a new stage resumes from
+    the state table.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        detector_factory: Callable[[], DetectorLike],
+        references: ReferenceStore,
+        metrics: DetectMetrics,
+        readiness: Readiness,
+        *,
+        options: FaustOptions | None = None,
+        app_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._s = settings
+        self._factory = detector_factory
+        self._m = metrics
+        self._ready = readiness
+        self._o = options or FaustOptions()
+        self._clock = clock
+        self.app_id = app_id or f"{settings.consumer.group_id}-detect"
+        self._slots: dict[int, _Slot] = {}  # one detector per owned partials partition
+        self._recovered = False  # the slots match the assignment
+        self._store = StateTable(
+            bucket_ms=int(settings.profile.bucket_seconds * 1000),
+            max_bytes=self._o.max_snapshot_bytes,
+            metrics=metrics,
+        )
+        self._baselines = BaselinesFollower(settings, references, metrics)
+        self._partitions = 0
+        self._replication = 1
+        self._app: faust.App | None = None
+        self._alerts_topic: Any = None
+        self._fatal: BaseException | None = None
+        self._revoked_at: float | None = None
+        self._last_full_snapshot = 0.0
+        self._state = "new"
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, metrics: Metrics, readiness: Readiness, **kwargs: Any
+    ) -> DetectStage:
+        """The stage with a real :class:`~driftwire.detect.detector.Detector` and reference
+        store."""
+        from driftwire.detect.detector import Detector
+        from driftwire.detect.reference import ReferenceStore
+
+        references = ReferenceStore()
+
+        detect_metrics = DetectMetrics(metrics.registry)
+
+        def factory() -> Detector:
+            return Detector(
+                settings.detect,
+                settings.alerts,
+                references,
+                bucket_ms=int(settings.profile.bucket_seconds * 1000),
+                on_evaluation=detect_metrics.evaluated,
+            )
+
+        stage = cls(settings, factory, references, detect_metrics, readiness, **kwargs)
+        metrics.registry.register(
+            DriftScoreCollector(stage.condition_samples, stage.latency_samples)
+        )
+        return stage
+
+    def condition_samples(self) -> Iterator[ConditionSample]:
+        """Every owned detector's conditions, for the drift-score metrics."""
+        for detector in list(self.detectors.values()):
+            samples = getattr(detector, "condition_samples", None)
+            if samples is not None:
+                yield from samples()
+
+    def latency_samples(self) -> Iterator[LatencySample]:
+        """Every owned detector's latest latency percentiles, for the latency gauge."""
+        for detector in list(self.detectors.values()):
+            samples = getattr(detector, "latency_samples", None)
+            if samples is not None:
+                yield from samples()
+
+    @property
+    def detectors(self) -> dict[int, DetectorLike]:
+        """The detector of every owned partials partition (for the drift-score metrics)."""
+        return {p: slot.detector for p, slot in self._slots.items()}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self._state != "new":
+            raise RuntimeError(f"DetectStage is {self._state}; it cannot run again")
+        self._state = "running"
+        finished = asyncio.Event()  # stops the baselines follower
+        baselines = asyncio.create_task(self._baselines.run(finished), name="baselines")
+        app: faust.App | None = None
+        try:
+            topics = await check_topics(self._s, self._o, changelog_topic(self.app_id), stop)
+            if topics is None:
+                return  # stopped while waiting for the partials topic
+            self._partitions, self._replication = topics
+            loaded = await self._wait(
+                self._baselines.ready, stop, baselines, self._o.baselines_wait_s
+            )
+            if stop.is_set():
+                return
+            if not loaded:
+                log.warning("baselines topic not read to its end in time; detecting anyway")
+            app = self._app = self._build_app(self._partitions)
+            if await self._start_app(app, stop):
+                self._ready.broker_reachable = True
+                await self._supervise(app, baselines, stop)
+        finally:
+            self._state = "stopped"
+            finished.set()
+            if app is not None:
+                await self._stop_app(app)
+            await self._finish(baselines)
+            self._ready.details["detect_partitions"] = 0
+
+    async def _wait(
+        self, event: asyncio.Event, stop: asyncio.Event, task: asyncio.Task[None], limit_s: float
+    ) -> bool:
+        """Wait for ``event``; False after ``limit_s`` or on ``stop``; raise if ``task`` failed."""
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while not event.is_set() and not stop.is_set():
+            if task.done():
+                task.result()  # raises its error
+                return event.is_set()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=min(left, 0.2))
+        return event.is_set()
+
+    async def _start_app(self, app: faust.App, stop: asyncio.Event) -> bool:
+        """Start the app; table recovery finishes inside ``app.start()``. False if stopped."""
+        started = asyncio.create_task(app.start(), name="faust-start")
+        stopping = asyncio.create_task(stop.wait(), name="faust-start-stop")
+        try:
+            done, _ = await asyncio.wait(
+                {started, stopping},
+                timeout=self._o.start_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopping.cancel()
+        if started in done:
+            started.result()
+            log.info(
+                "detect stage started",
+                extra={"fields": {"app_id": self.app_id, "partitions": self._partitions}},
+            )
+            return True
+        started.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await started
+        if stop.is_set():
+            return False
+        raise TransportError(
+            f"detect stage did not start within {self._o.start_timeout_s:.0f}s "
+            "(broker unreachable, or changelog recovery stuck: faust-streaming#21)"
+        )
+
+    async def _supervise(
+        self, app: faust.App, baselines: asyncio.Task[None], stop: asyncio.Event
+    ) -> None:
+        """Return when ``stop`` is set; raise when the app, recovery or the follower fail."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            if self._fatal is not None:
+                raise TransportError(f"detect stage failed: {self._fatal!r}") from self._fatal
+            if app.crashed:
+                reason = getattr(app, "_crash_reason", None)
+                raise TransportError(f"faust app crashed: {reason!r}") from reason
+            if baselines.done():
+                baselines.result()
+                raise TransportError("baselines follower stopped")
+            if (
+                self._revoked_at is not None
+                and loop.time() - self._revoked_at > self._o.recovery_timeout_s
+            ):
+                raise TransportError(
+                    f"rebalance recovery did not finish within {self._o.recovery_timeout_s:.0f}s"
+                    " (faust-streaming#21/#532); exiting to be restarted"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+    async def _stop_app(self, app: faust.App) -> None:
+        try:
+            await asyncio.wait_for(app.stop(), timeout=self._o.stop_timeout_s)
+        except TimeoutError:
+            log.error("faust app did not stop within %.0fs; abandoning it", self._o.stop_timeout_s)
+        except Exception:
+            log.exception("faust app failed while stopping")
+        self._ready.broker_reachable = False
+
+    async def _finish(self, task: asyncio.Task[None]) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=self._o.stop_timeout_s)
+        except TimeoutError:
+            log.error("baselines follower did not stop in time; cancelling it")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        except Exception:  # already raised by _supervise if it happened while running
+            log.debug("baselines follower ended with an error", exc_info=True)
+
+    # -- the faust app ---------------------------------------------------------------------
+
+    def _build_app(self, partitions: int) -> faust.App:
+        import faust
+
+        s = self._s
+        settings = app_settings(
+            s, self._o, app_id=self.app_id, partitions=partitions, replication=self._replication
+        )
+        app = faust.App(self.app_id, **settings)
+        partials = app.topic(
+            s.topics.partials,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self._alerts_topic = app.topic(
+            s.topics.alerts,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self._store.create(
+            app,
+            partitions,
+            max_message_bytes=max_message_bytes(self._o),
+            on_recover=self._on_recovered,
+        )
+
+        async def detect(stream: faust.StreamT[bytes]) -> None:
+            async for event in stream.events():
+                await self._on_record(event.value, event.message.partition)
+
+        app.agent(partials, name=f"{self.app_id}.detect")(detect)
+        app.timer(self._o.tick_interval_s, name=f"{self.app_id}.tick")(self._on_tick)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        return app
+
+    # -- processing ------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def _on_record(self, value: bytes | None, partition: int) -> None:
+        """One partials-topic record. Bad input is counted and logged, never raised."""
+        now_ms = self._now_ms()
+        try:
+            record = decode_record(value if value is not None else b"")
+        except FormatError as exc:
+            self._m.records.labels(type="malformed").inc()
+            log.warning(
+                "malformed partials record skipped",
+                extra={"fields": {"partition": partition, "error": str(exc)[:200]}},
+            )
+            return
+        slot = self._slot(partition)
+        try:
+            if isinstance(record, Partial):
+                self._store.ensure_restored(slot, record.model)
+                alerts = slot.detector.on_partial(record, now_ms)
+                slot.models.add(record.model)
+                self._m.records.labels(type="partial").inc()
+            else:
+                self._m.records.labels(type="watermark").inc()
+                fresh = slot.new_mark(record)  # a replayed one has nothing new to tell
+                alerts = slot.detector.on_watermark(record, now_ms) if fresh else []
+        except InputError as exc:
+            self._m.records.labels(type="malformed").inc()
+            log.warning(
+                "partials record with unusable content skipped",
+                extra={"fields": {"partition": partition, "error": str(exc)[:200]}},
+            )
+            return
+        except Exception:
+            self._m.records.labels(type="failed").inc()
+            log.exception(
+                "detector failed on a partials record; skipped",
+                extra={"fields": {"partition": partition}},
+            )
+            return
+        await self._send_alerts(alerts)
+        self._store.write_parts(slot)
+        self._store.write_snapshots(slot, slot.detector.take_changed())
+        self._m.last_progress.set(self._clock())
+
+    def _slot(self, partition: int) -> _Slot:
+        slot = self._slots.get(partition)
+        if slot is None:  # a record before the recovery callback: not expected, but harmless
+            slot = self._slots[partition] = _Slot(self._factory())
+        return slot
+
+    async def _on_tick(self) -> None:
+        app = self._app
+        if app is None or app.rebalancing or not self._recovered:
+            return  # the models may be changing hands
+        now = self._clock()
+        full = now - self._last_full_snapshot >= self._o.snapshot_interval_s
+        if full:
+            self._last_full_snapshot = now
+        for slot in list(self._slots.values()):
+            try:
+                alerts = slot.detector.tick(int(now * 1000))
+            except Exception:
+                log.exception("detector tick failed")
+                continue
+            changed = slot.detector.take_changed()
+            if full:  # also what is known of the input partitions
+                changed |= slot.models
+            await self._send_alerts(alerts)
+            self._store.write_parts(slot)
+            self._store.write_snapshots(slot, changed)
+        self._m.last_progress.set(now)
+
+    async def _send_alerts(self, alerts: Iterable[Alert]) -> None:
+        """Produce alerts and wait for the broker; a failure stops the stage (at-least-once)."""
+        assert self._alerts_topic is not None
+        pending: list[tuple[Alert, Awaitable[Any]]] = []
+        for alert in alerts:
+            key, value, headers = encode(alert, self._s.alerts.source)
+            fut = await self._alerts_topic.send(key=key, value=value, headers=headers)
+            pending.append((alert, fut))
+        for alert, fut in pending:
+            try:
+                await asyncio.wait_for(fut, timeout=self._o.alert_timeout_s)
+            except Exception as exc:
+                self._m.alerts_failed.inc()
+                log.error(
+                    "alert not acknowledged by the broker",
+                    extra={
+                        "fields": {
+                            "fingerprint": alert.fingerprint,
+                            "status": alert.status,
+                            "summary": alert.summary,
+                            "error": repr(exc),
+                        }
+                    },
+                )
+                self._fatal = self._fatal or exc
+                continue
+            self._m.alerts.labels(kind=alert.kind, status=alert.status).inc()
+
+    # -- rebalance -------------------------------------------------------------------------
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Persist what changed since the last write; no ticks until recovery is done."""
+        self._m.rebalances.labels(phase="revoked").inc()
+        self._recovered = False
+        self._revoked_at = asyncio.get_running_loop().time()
+        try:
+            for slot in self._slots.values():
+                self._store.write_parts(slot)
+                self._store.write_snapshots(slot, slot.models)
+        except Exception:
+            log.exception("writing detector state on revoke failed")
+
+    async def _on_recovered(self) -> None:
+        """After a rebalance: drop lost partitions, restore the models of new ones."""
+        try:
+            app = self._app
+            assert app is not None
+            partials = self._s.topics.partials
+            owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == partials}
+            for lost in set(self._slots) - owned:
+                for model in self._slots.pop(lost).models:
+                    self._store.forget(model)
+            new = owned - set(self._slots)
+            for partition in new:
+                self._slots[partition] = _Slot(self._factory())
+            self._store.restore_partitions(self._slots, new)
+            self._recovered = True
+            self._revoked_at = None
+            self._m.rebalances.labels(phase="recovered").inc()
+            self._m.owned_partitions.set(len(owned))
+            self._ready.details["detect_partitions"] = len(owned)
+            log.info(
+                "detect stage owns partitions",
+                extra={
+                    "fields": {
+                        "partitions": sorted(owned),
+                        "new": sorted(new),
+                        "models": sum(len(slot.models) for slot in self._slots.values()),
+                    }
+                },
+            )
+        except Exception as exc:  # faust would swallow it: fail the stage instead
+            log.exception("restoring detector state after a rebalance failed")
+            self._fatal = self._fatal or exc

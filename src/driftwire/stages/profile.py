@@ -1,0 +1,312 @@
+"""Stage 1 on Kafka: an aiokafka consumer-group member around the pure profile core.
+
+The loop reads bounded batches with ``getmany``, decodes them, sends rejected events to the
+dead-letter topic, folds valid events into the core, produces what the core says is due
+(partials of closed buckets, watermarks), waits for the broker's acknowledgement of all of it
+and only then commits offsets, at the point the core says is safe (at-least-once, never
+at-most-once). Revoked partitions are flushed before they are given up; SIGTERM stops
+fetching, flushes, commits and leaves the group.
+
+aiokafka runs the rebalance listener in the coordinator's task, concurrently with the loop's
+``getmany``, and activates a new assignment *before* ``on_partitions_assigned`` runs: records of
+a new partition can be returned while the listener still reads its resume point. One lock
+serialises the two: the loop holds it while it handles a batch (taken right after ``getmany``
+returns, with no await in between), the listener while it flushes and commits revoked
+partitions or sets up assigned ones. So a batch fetched before a revoke is folded, emitted and
+committed before the partition is given up, and records of a new partition wait for its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
+from driftwire.decode.decoder import DecoderLimits, decode_batch
+from driftwire.ops.config import Settings
+from driftwire.ops.health import Liveness, Readiness
+from driftwire.ops.metrics import Metrics
+from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
+
+log = logging.getLogger(__name__)
+
+STAGE = "profile"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: ProfileStage) -> None:
+        self._stage = stage
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._stage.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._stage.on_assigned(assigned)
+
+
+class ProfileStage:
+    """The profile stage of one worker process.
+
+    Lifecycle: ``await run(stop)`` starts the clients, loops until ``stop`` is set, then
+    flushes, commits and closes. It is not restartable.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        core: ProfileCore,
+        metrics: Metrics,
+        readiness: Readiness,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._s = settings
+        self._core = core
+        self._m = metrics
+        self._ready = readiness
+        self._clock = clock
+        self._limits = DecoderLimits(
+            max_event_bytes=settings.profile.max_event_bytes,
+            max_features=settings.profile.max_features,
+        )
+        self._topic = settings.topics.events
+        self._group = settings.consumer.group_id
+        self.liveness = Liveness(timeout_s=settings.http.liveness_timeout_seconds)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._inflight: list[Awaitable[object]] = []
+        self._partials_partitions: list[int] = []
+        self._last_commit_s = 0.0
+        self._lock = asyncio.Lock()  # the loop's batch handling vs. the rebalance listener
+        self._listener_failure: BaseException | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self._s
+        opts = s.kafka.client_options()
+        self._producer = AIOKafkaProducer(
+            **opts, acks="all", enable_idempotence=True, linger_ms=20, compression_type="gzip"
+        )
+        self._consumer = AIOKafkaConsumer(
+            **opts,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset=s.consumer.auto_offset_reset,
+            max_poll_interval_ms=s.consumer.max_poll_interval_ms,
+            session_timeout_ms=s.consumer.session_timeout_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._admin = AIOKafkaAdminClient(**opts)
+        await self._producer.start()
+        try:
+            await self._admin.start()
+            await self._consumer.start()
+            self._ready.broker_reachable = True
+            self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+            await self._loop(stop)
+            await self._flush_all()
+        finally:
+            await self._consumer.stop()  # leaves the group
+            await self._admin.close()
+            await self._producer.stop()
+            self._ready.broker_reachable = False
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None
+        c = self._s.consumer
+        while not stop.is_set():
+            data = await self._consumer.getmany(
+                timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records
+            )
+            async with self._lock:  # no await before: see the module docstring
+                await self._handle(data)
+
+    async def _handle(self, data: dict[TopicPartition, list]) -> None:
+        assert self._consumer is not None
+        if self._listener_failure is not None:
+            raise self._listener_failure
+        started = time.perf_counter()
+        now_ms = int(self._clock() * 1000)
+        for tp, records in data.items():
+            if not self._core.owns(tp.partition):
+                # Its state was dropped after a failed commit and the rebalance that follows
+                # has not revoked it yet: read these records again if it stays assigned.
+                if tp in self._consumer.assignment():
+                    self._consumer.seek(tp, records[0].offset)
+                continue
+            await self._process(tp, records, now_ms)
+        for tp in self._consumer.assignment():
+            self._core.note_position(
+                tp.partition, await self._consumer.position(tp), self._consumer.highwater(tp)
+            )
+        await self._emit(self._core.due(now_ms))
+        await self._settle(force=False)
+        self._m.batch_duration.observe(time.perf_counter() - started)
+        if data:
+            self.liveness.progress(self._clock())
+            self._m.last_progress.set(self._clock())
+        await self._watch_lag()
+
+    async def _process(self, tp: TopicPartition, records: list, now_ms: int) -> None:
+        assert self._producer is not None
+        values = [r.value for r in records]
+        self._m.events_consumed.labels(topic=tp.topic).inc(len(values))
+        batch = decode_batch(values, self._limits)
+        for rejection in batch.rejections:
+            record = records[rejection.index]
+            headers = dead_letter_headers(
+                rejection,
+                SourceRecord(tp.topic, tp.partition, record.offset, record.timestamp),
+                group=self._group,
+                stage=STAGE,
+                now_ms=now_ms,
+                original=tuple(record.headers or ()),
+            )
+            fut = await self._producer.send(
+                self._s.topics.dead_letter_topic,
+                value=record.value,
+                key=record.key,
+                headers=headers,
+            )
+            self._inflight.append(fut)
+            self._m.events_invalid.labels(reason=rejection.reason).inc()
+        offsets = np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records))
+        self._core.process(tp.partition, batch, offsets[batch.index], now_ms)
+        self._core.note_position(tp.partition, records[-1].offset + 1)
+
+    async def _emit(self, outputs: list[OutRecord]) -> None:
+        assert self._producer is not None
+        if not outputs:
+            return
+        if not self._partials_partitions:
+            parts = await self._producer.partitions_for(self._s.topics.partials)
+            self._partials_partitions = sorted(parts)
+        for out in outputs:
+            targets = self._partials_partitions if out.broadcast else [None]
+            for partition in targets:
+                fut = await self._producer.send(
+                    self._s.topics.partials,
+                    value=out.value,
+                    key=out.key,
+                    partition=partition,
+                    headers=list(out.headers),
+                )
+                self._inflight.append(fut)
+            if not out.broadcast:
+                self._m.partials.inc()
+
+    async def _settle(self, *, force: bool) -> None:
+        """Commit what the core says is safe, once every acknowledgement is in.
+
+        Acknowledgements are awaited only before a commit (at most once a second unless
+        ``force``): waiting for them after every fetch would add the producer's linger and a
+        broker round trip to every batch.
+        """
+        assert self._consumer is not None
+        now = self._clock()
+        if not force and now - self._last_commit_s < 1.0:
+            return
+        if self._inflight:
+            results = await asyncio.gather(*self._inflight, return_exceptions=True)
+            self._inflight.clear()
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                # nothing is committed past unacknowledged output: the events are re-read
+                raise failed[0]
+        self._last_commit_s = now
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp in self._consumer.assignment():
+            point = self._core.commit_point(tp.partition)
+            if point is not None:
+                offsets[tp] = OffsetAndMetadata(point.offset, point.metadata)
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+            self._m.commits.labels(result="ok").inc()
+        except CommitFailedError:
+            # the group moved on without us: the new owner re-reads from its last commit
+            self._m.commits.labels(result="failed").inc()
+            log.warning("commit failed after a rebalance; dropping in-flight state")
+            for tp in offsets:
+                self._core.revoke(tp.partition)
+
+    async def _flush_all(self) -> None:
+        assert self._consumer is not None
+        async with self._lock:
+            parts = [tp.partition for tp in self._consumer.assignment()]
+            await self._emit([out for p in parts for out in self._core.flush(p)])
+            await self._settle(force=True)
+
+    async def _watch_lag(self) -> None:
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        total = 0
+        for tp in assigned:
+            end = self._consumer.highwater(tp)
+            if end is None:
+                continue
+            lag = max(0, end - await self._consumer.position(tp))
+            total += lag
+            self._m.consumer_lag.labels(self._group, tp.topic, str(tp.partition)).set(lag)
+        self._ready.assigned = len(assigned)
+        self._ready.stuck = self.liveness.stuck(self._clock(), len(assigned), total)
+
+    # -- rebalances ------------------------------------------------------------------------
+
+    async def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._m.rebalances.labels(phase="revoked").inc()
+        if not revoked:
+            return
+        async with self._lock:
+            try:
+                # Commit what is already acknowledged first: if the group has moved on without
+                # this member, that commit fails and drops the state, so no partial is flushed
+                # that no commit covers (the next owner would emit its events again).
+                await self._settle(force=True)
+                await self._emit([out for tp in revoked for out in self._core.flush(tp.partition)])
+                await self._settle(force=True)
+            except KafkaError:
+                log.exception("flush on revoke failed; the next owner re-reads uncommitted events")
+            for tp in revoked:
+                self._core.revoke(tp.partition)
+                self._m.consumer_lag.remove(self._group, tp.topic, str(tp.partition))
+
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._m.rebalances.labels(phase="assigned").inc()
+        self._m.assigned_partitions.set(len(assigned))
+        async with self._lock:
+            try:
+                committed = await self._committed(assigned)
+            except Exception as exc:
+                # aiokafka only logs a listener's failure; without their resume points the
+                # partitions must not be consumed, so the loop raises it (the worker restarts)
+                self._listener_failure = exc
+                raise
+            assert self._consumer is not None
+            parts = self._consumer.partitions_for_topic(self._topic) or ()
+            self._core.set_partition_count(len(parts))
+            for tp in assigned:
+                self._core.assign(tp.partition, committed.get(tp))
+
+    async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Resume]:
+        """Committed offsets and their metadata (the core's resume point) for ``partitions``."""
+        assert self._admin is not None
+        if not partitions:
+            return {}
+        found = await self._admin.list_consumer_group_offsets(self._group, partitions=partitions)
+        return {
+            tp: Resume.from_metadata(om.offset, om.metadata)
+            for tp, om in found.items()
+            if om is not None and om.offset >= 0
+        }

@@ -1,0 +1,1 @@
+"""Drift statistics over sketches, with error bounds and null distributions (pure)."""

@@ -1,0 +1,123 @@
+"""What the detector reports as changed, and its snapshot: the inputs of stage 2's state writes."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import orjson
+
+from driftwire.detect._parts import bucket_key, frozen_key
+from driftwire.detect.detector import Detector
+from driftwire.detect.reference import Reference, ReferenceStore
+from driftwire.detect.trailing import decode_slot
+from driftwire.offline.generator import Change, StreamSpec, generate
+from driftwire.ops.config import Settings
+from driftwire.partials import Watermark
+from driftwire.stages.inmemory import InMemoryPipeline
+
+MINUTE = 60_000
+
+
+def _settings() -> Settings:
+    return Settings.model_validate(
+        {"detect": {"window_buckets": 3, "min_count": 100, "min_reference_count": 200}}
+    )
+
+
+def _stream() -> StreamSpec:
+    start = StreamSpec(events=1).start_ms
+    shift = Change("income", start + 8 * MINUTE, 4.0)
+    return StreamSpec(events=12_000, seed=5, events_per_second=12_000 / 720, changes=(shift,))
+
+
+def _fresh(settings: Settings) -> Detector:
+    return Detector(settings.detect, settings.alerts, ReferenceStore(), bucket_ms=MINUTE)
+
+
+def test_partials_and_evaluations_change_a_model_and_bare_watermarks_do_not() -> None:
+    pipeline = InMemoryPipeline(_settings(), batch_size=500)
+    detector = pipeline.detector
+    events = iter(generate(_stream()))
+    seen_changed = False
+    for _ in range(10):
+        pipeline.feed(list(islice(events, 500)))
+        seen_changed |= "churn" in detector.take_changed()
+    assert seen_changed
+    assert detector.take_changed() == set()  # taken: nothing until the next change
+    snapshot = detector.snapshot("churn")
+    # a watermark that completes no new bucket leaves the model's state as it was
+    until = snapshot["evaluated_until"]
+    mark = Watermark("in-memory", 0, 1, until, idle=False)
+    assert detector.on_watermark(mark, 0) == []
+    assert detector.take_changed() == set()
+    assert orjson.dumps(detector.snapshot("churn")) == orjson.dumps(snapshot)
+    # one that completes the open bucket evaluates it: a change
+    later = Watermark("in-memory", 0, 1, until + 10 * MINUTE, idle=False)
+    detector.on_watermark(later, 0)
+    assert detector.take_changed() == {"churn"}
+    assert detector.snapshot("churn")["evaluated_until"] > until
+
+
+def test_snapshot_and_stored_parts_restore_the_same_state_and_alerts() -> None:
+    settings = _settings()
+    values = list(generate(_stream()))
+    half = len(values) // 2
+    whole = InMemoryPipeline(settings, batch_size=500)
+    expected = [a.fingerprint + a.status for a in whole.run(values)]
+    assert any(e.endswith("firing") for e in expected[len(expected) // 2 :])
+
+    first = InMemoryPipeline(settings, batch_size=500)
+    before: list[str] = []
+    for i in range(0, half, 500):
+        before += [a.fingerprint + a.status for a in first.feed(values[i : i + 500])]
+    stored = {key: blob for _, key, blob in first.detector.stored_parts() if blob is not None}
+    state = first.detector.snapshot("churn")
+    # the window's buckets and the frozen reference are stored apart, once: only named here
+    version = next(iter(state["versions"].values()))
+    assert version["buckets"] and all(isinstance(b, int) for b in version["buckets"])
+    assert version["frozen_id"] and "frozen" not in version
+    assert len(orjson.dumps(state)) < sum(map(len, stored.values()))
+    restored = _fresh(settings)
+    restored.restore("churn", orjson.loads(orjson.dumps(state)))
+    keys = restored.part_keys("churn")
+    assert keys and set(keys) <= set(stored)
+    for key in keys:
+        restored.load_part(key, stored[key])
+    assert restored.part_keys("churn") == []  # nothing left to load
+    assert orjson.dumps(restored.snapshot("churn")) == orjson.dumps(state)
+    assert restored.stored_parts() == []  # loaded parts are not stored again
+
+    second = InMemoryPipeline(settings, batch_size=500)
+    second.detector = restored
+    # stage 1 replays the first half (same offsets, so the same partial ids): the restored
+    # detector drops what it already merged and announces nothing twice
+    for i in range(0, half, 500):
+        assert second.feed(values[i : i + 500]) == []
+    after = [a.fingerprint + a.status for a in second.run(values[half:])]
+    assert after and before + after == expected
+
+
+def test_a_snapshot_with_inline_parts_is_still_read_and_its_parts_are_stored() -> None:
+    """The earlier layout held the window's buckets (hex) and the frozen reference inline."""
+    settings = _settings()
+    pipeline = InMemoryPipeline(settings, batch_size=500)
+    for batch in range(0, 6_000, 500):
+        pipeline.feed(list(generate(_stream()))[batch : batch + 500])
+    stored = {k: b for _, k, b in pipeline.detector.stored_parts() if b is not None}
+    state = orjson.loads(orjson.dumps(pipeline.detector.snapshot("churn")))
+    old = orjson.loads(orjson.dumps(state))
+    for name, version in old["versions"].items():
+        buckets = {}
+        for b in version["buckets"]:
+            _, _, profiles = decode_slot(stored[bucket_key("churn", name, b)])
+            buckets[str(b)] = {s: p.to_bytes().hex() for s, p in profiles.items()}
+        version["buckets"] = buckets
+        frozen = Reference.from_bytes(stored[frozen_key("churn", name)])
+        version["frozen"] = frozen.to_state()
+        del version["frozen_id"]
+    restored = _fresh(settings)
+    restored.restore("churn", old)
+    assert restored.part_keys("churn") == []
+    assert orjson.dumps(restored.snapshot("churn")) == orjson.dumps(state)
+    again = {k: b for _, k, b in restored.stored_parts()}
+    assert again == stored  # now stored apart, so the next restart finds them
