@@ -22,9 +22,10 @@ from driftwire.alerts.alert import Alert, fingerprint, iso
 from driftwire.alerts.finding import GROUPED_KINDS, Finding
 from driftwire.alerts.grouping import group_finding
 from driftwire.alerts.policy import AlertPolicy, Transition
+from driftwire.alerts.settings import AlertSettings
 from driftwire.alerts.silences import silenced_by
 from driftwire.detect.reference import Reference
-from driftwire.ops.config import AlertSettings, DetectSettings
+from driftwire.detect.settings import DetectSettings
 
 
 @dataclass

@@ -22,8 +22,8 @@ from driftwire.detect.canary import VersionLedger
 from driftwire.detect.completeness import Completeness
 from driftwire.detect.latency import Creep, LatencyReference
 from driftwire.detect.reference import Reference
+from driftwire.detect.settings import DetectSettings
 from driftwire.detect.throughput import RateState
-from driftwire.ops.config import DetectSettings
 from driftwire.sketch.profile import Profile
 
 

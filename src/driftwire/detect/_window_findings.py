@@ -20,7 +20,7 @@ from driftwire.detect._state import _Version
 from driftwire.detect.compare import Comparison
 from driftwire.detect.latency import Creep, LatencyReference, latency_findings, percentiles
 from driftwire.detect.reference import Reference
-from driftwire.ops.config import DetectSettings
+from driftwire.detect.settings import DetectSettings
 from driftwire.sketch.numeric import NumericSketch
 from driftwire.sketch.profile import Profile
 

@@ -63,7 +63,7 @@ from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
 from driftwire.detect.compare import Comparison, compare_sketches
 from driftwire.detect.latency import percentiles
-from driftwire.ops.config import DetectSettings
+from driftwire.detect.settings import DetectSettings
 from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
 from driftwire.sketch.profile import Profile
 

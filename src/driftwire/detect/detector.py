@@ -35,6 +35,7 @@ from typing import Any
 from driftwire.alerts.alert import Alert
 from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import AlertPolicy
+from driftwire.alerts.settings import AlertSettings
 from driftwire.detect._decisions import Decisions, condition_key
 from driftwire.detect._parts import BUCKET, PartsOutbox, bucket_key, frozen_key, parse_part_key
 from driftwire.detect._state import _Model, _Version, model_snapshot, restored_model
@@ -51,10 +52,10 @@ from driftwire.detect.completeness import Completeness
 from driftwire.detect.latency import LatencyReference
 from driftwire.detect.quality import quality_findings
 from driftwire.detect.reference import Reference, ReferenceStore
+from driftwire.detect.settings import DetectSettings
 from driftwire.detect.throughput import throughput_findings
 from driftwire.detect.trailing import History, decode_slot, is_slot_key
 from driftwire.errors import FormatError
-from driftwire.ops.config import AlertSettings, DetectSettings
 from driftwire.ops.metrics import ConditionSample, LatencySample
 from driftwire.partials import Partial, Watermark
 from driftwire.sketch.profile import Profile

@@ -62,7 +62,7 @@ from river.drift import PageHinkley
 
 from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
-from driftwire.ops.config import LatencySettings
+from driftwire.detect.settings import LatencySettings
 from driftwire.sketch.numeric import NumericSketch
 
 INF = math.inf

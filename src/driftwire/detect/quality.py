@@ -35,7 +35,7 @@ Below ``min_count`` window events or ``min_reference_count`` reference events ev
 is *insufficient data*.
 
 >>> from driftwire.sketch.profile import Profile
->>> from driftwire.ops.config import QualitySettings
+>>> from driftwire.detect.settings import QualitySettings
 >>> ref, cur = Profile(), Profile()
 >>> ref.update([{"age": 30 + i % 7} for i in range(2000)])
 >>> cur.update([{"age": None if i % 4 == 0 else 30} for i in range(1000)])
@@ -55,7 +55,7 @@ from typing import Any
 
 from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
-from driftwire.ops.config import QualitySettings
+from driftwire.detect.settings import QualitySettings
 from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
 from driftwire.sketch.profile import Profile
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
-from driftwire.ops.config import ThroughputSettings
+from driftwire.detect.settings import ThroughputSettings
 
 
 @dataclass

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field, replace
 from driftwire._codec import Reader, Writer, seal, unseal
 from driftwire.alerts.alert import iso
 from driftwire.detect.reference import ALL, Reference
+from driftwire.detect.settings import DetectSettings
 from driftwire.errors import FormatError
-from driftwire.ops.config import DetectSettings
 from driftwire.sketch.profile import Profile, Sketch
 
 __all__ = ["Choice", "History", "decode_slot", "encode_slot", "parse_slot_key", "slot_key"]

@@ -1,0 +1,256 @@
+"""Settings of stage 2's detection core: windows, statistics, references, latency, data quality,
+throughput and canary comparison.
+
+These are the ``detect`` section of the config file; :mod:`driftwire.ops.config` composes them
+with the sections of the shells. The core takes them as plain values and knows nothing of YAML or
+environment variables.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from driftwire._settings import Section as _Section
+from driftwire.errors import ConfigError
+
+ReferenceKind = Literal["baseline", "trailing_window", "seasonal"]
+_PERIOD_MS = {"day": 86_400_000, "week": 7 * 86_400_000}
+
+
+class LatencySettings(_Section):
+    """Latency anomalies per (model, version, segment): spikes against the reference and creep.
+
+    See :mod:`driftwire.detect.latency` for the statistics and the choice of parameters.
+    """
+
+    enabled: bool = True
+    quantiles: tuple[float, ...] = Field(
+        (0.5, 0.95, 0.99), description="window percentiles computed, exported and alerted on"
+    )
+    spike_factor: tuple[float, float] = Field(
+        (3.0, 10.0), description="[warning, critical]: window percentile / reference percentile"
+    )
+    slo_ms: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="optional absolute SLOs, e.g. {p99: [250, 1000]} (warning, critical ms)",
+    )
+    min_tail_events: int = Field(
+        5, ge=1, description="a percentile q is judged only with >= this many events above it"
+    )
+    creep: bool = True
+    creep_delta: float = Field(0.05, ge=0, description="Page-Hinkley delta (log of p95)")
+    creep_threshold: float = Field(1.5, gt=0, description="Page-Hinkley lambda (log of p95)")
+    creep_min_buckets: int = Field(10, ge=1, description="buckets before creep can fire")
+    creep_min_bucket_count: int = Field(
+        50, ge=1, description="a bucket with fewer latencies is left out of the p95 series"
+    )
+    creep_min_ratio: float = Field(
+        1.2, gt=1, description="creep fires only while window p95 / reference p95 >= this"
+    )
+    creep_resolve_ratio: float = Field(
+        1.1, ge=1, description="a creep alert resolves when the ratio falls below this"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LatencySettings:
+        if not self.quantiles or not all(0 < q < 1 for q in self.quantiles):
+            raise ValueError("quantiles must be a non-empty list of numbers in (0, 1)")
+        names = {f"p{q * 100:g}" for q in self.quantiles}
+        for key, (warning, critical) in {**self.slo_ms, "spike_factor": self.spike_factor}.items():
+            if key != "spike_factor" and key not in names:
+                raise ValueError(f"slo_ms: {key!r} is not one of the quantiles {sorted(names)}")
+            if not 0 < warning <= critical:
+                raise ValueError(f"{key}: need 0 < warning <= critical, got {warning}, {critical}")
+        if self.creep_resolve_ratio >= self.creep_min_ratio:
+            raise ValueError("creep_resolve_ratio must be below creep_min_ratio")
+        return self
+
+
+class QualitySettings(_Section):
+    """Data-quality checks per (model, version, segment, feature), separate from drift.
+
+    See :mod:`driftwire.detect.quality` for the statistics and the default thresholds.
+    """
+
+    enabled: bool = True
+    z: float = Field(
+        4.0, gt=0, description="one-sided z a rate increase must reach at these sample sizes"
+    )
+    thresholds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="{statistic: [warning, critical]} overrides (missing_rate, wrong_type, "
+        "non_finite, unseen_share, feature_added, feature_removed)",
+    )
+
+
+class ThroughputSettings(_Section):
+    """Event-rate alerts per (model, version). See :mod:`driftwire.detect.throughput`."""
+
+    enabled: bool = True
+    no_data_buckets: int = Field(
+        3, ge=0, description="silent buckets (while other traffic flows) before 'no data'; 0: off"
+    )
+    rate_drop: tuple[float, float] | None = Field(
+        (5.0, 20.0), description="[warning, critical] factor below the trailing rate; null: off"
+    )
+    rate_jump: tuple[float, float] | None = Field(
+        (5.0, 20.0), description="[warning, critical] factor above the trailing rate; null: off"
+    )
+    reference_buckets: int = Field(
+        60, ge=2, description="trailing buckets (before the window) the rate is compared with"
+    )
+
+
+class CanarySettings(_Section):
+    """A newer live version against the one it replaces, same window
+    (:mod:`driftwire.detect.canary`)."""
+
+    enabled: bool = True
+    thresholds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="{statistic: [warning, critical]} for the prediction comparison; default: "
+        "detect.thresholds, then the statistic's defaults",
+    )
+    latency_factor: tuple[float, float] | None = Field(
+        (2.0, 5.0),
+        description="[warning, critical]: canary percentile / previous version's; null: off",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CanarySettings:
+        for key, (warning, critical) in {
+            **self.thresholds,
+            "latency_factor": self.latency_factor or (1.0, 1.0),
+        }.items():
+            if not 0 < warning <= critical:
+                raise ValueError(f"{key}: need 0 < warning <= critical, got {warning}, {critical}")
+        return self
+
+
+class ReferenceSettings(_Section):
+    """What each model, or feature, is compared with. See :mod:`driftwire.detect.trailing`.
+
+    ``baseline``: the published baseline, else the version's first complete window, frozen.
+    ``trailing_window``: the previous ``trailing_hours`` of the version's own traffic.
+    ``seasonal``: the same slot of the period (hour of the week by default) over the last
+    ``seasonal_periods`` periods. Both are built from slot profiles of ``slot_minutes`` and
+    fall back to ``baseline`` until they have ``min_reference_count`` events (and, seasonal,
+    one past period).
+    """
+
+    default: ReferenceKind = "baseline"
+    overrides: dict[str, ReferenceKind] = Field(
+        default_factory=dict,
+        description='per model or model/feature, e.g. {churn: seasonal, "churn/age": baseline}',
+    )
+    trailing_hours: float = Field(24.0, gt=0, description="span of a trailing_window reference")
+    seasonal_period: Literal["week", "day"] = "week"
+    seasonal_periods: int = Field(4, ge=1, le=52, description="past periods merged (seasonal)")
+    slot_minutes: float = Field(60.0, gt=0, description="slot profiles kept per segment")
+
+    def kind(self, model: str, feature: str | None = None) -> ReferenceKind:
+        """The reference kind of ``model`` (or of one of its features)."""
+        found = self.overrides.get(f"{model}/{feature}") if feature is not None else None
+        return found or self.overrides.get(model) or self.default
+
+    def kinds(self, model: str) -> set[ReferenceKind]:
+        """Every reference kind ``model`` or one of its features uses."""
+        prefix = f"{model}/"
+        found = {k for key, k in self.overrides.items() if key.startswith(prefix)}
+        return found | {self.kind(model)}
+
+    @property
+    def slot_ms(self) -> int:
+        return round(self.slot_minutes * 60_000)
+
+    @property
+    def period_ms(self) -> int:
+        return _PERIOD_MS[self.seasonal_period]
+
+    def check(self, bucket_ms: int) -> None:
+        """Refuse slots that do not tile buckets and periods (needs ``profile.bucket_seconds``)."""
+        key = "detect.references.slot_minutes"
+        slot = self.slot_ms
+        if slot % bucket_ms:
+            raise ConfigError(
+                key,
+                f"{self.slot_minutes:g} min is not a whole number of "
+                f"{bucket_ms / 1000:g} s buckets (profile.bucket_seconds)",
+                "use a multiple of the bucket, e.g. 60",
+            )
+        if self.period_ms % slot:
+            raise ConfigError(
+                key,
+                f"{self.slot_minutes:g} min does not divide a {self.seasonal_period}",
+                "use a divisor of 1440 min (a day), e.g. 60",
+            )
+        if self.trailing_hours * 3_600_000 < slot:
+            raise ConfigError(
+                "detect.references.trailing_hours",
+                f"{self.trailing_hours:g} h is shorter than one {self.slot_minutes:g} min slot",
+                "make it at least slot_minutes / 60",
+            )
+        for name in self.overrides:
+            if not name or name.startswith("/") or name.endswith("/"):
+                raise ConfigError(
+                    f"detect.references.overrides.{name}",
+                    "a key is a model name or model/feature",
+                    'e.g. churn or "churn/age"',
+                )
+
+
+class DetectSettings(_Section):
+    """Windows, references and thresholds of the detection stage.
+
+    ``references`` chooses the reference per model and feature. Trailing and seasonal
+    references keep slot profiles, the largest state of the stage: per model version,
+    ``slots x segments x profile bytes``, where slots = ``seasonal_periods`` x period /
+    ``slot_minutes`` (seasonal: 4 weeks of hours = 672) or ``trailing_hours`` x 60 /
+    ``slot_minutes`` (24), and a profile is about 2.3 KB per numeric feature (10 numeric
+    features x 9 segments x 672 slots ≈ 140 MB), in memory and in the state changelog. Only
+    models that use them keep slots, and only as far back as they reach.
+    """
+
+    window_buckets: int = Field(5, ge=1)
+    min_count: int = Field(200, ge=1)
+    min_reference_count: int = Field(1000, ge=1)
+    grace_seconds: float = Field(10.0, ge=0)
+    consecutive_windows: int = Field(2, ge=1)
+    segments: bool = True
+    statistics: dict[str, list[str]] = Field(
+        default_factory=lambda: {"numeric": ["psi"], "categorical": ["psi"]},
+        description="statistics computed and alerted on, per feature kind",
+    )
+    data_dir: str | None = None  # faust's local files; default: <tmp>/driftwire/<app id>
+
+    @model_validator(mode="after")
+    def _kinds_known(self) -> DetectSettings:
+        unknown = set(self.statistics) - {"numeric", "categorical"}
+        if unknown:
+            raise ValueError(f"statistics: unknown feature kind {sorted(unknown)[0]!r}")
+        return self
+
+    thresholds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    features: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    latency: LatencySettings = LatencySettings()
+    quality: QualitySettings = QualitySettings()
+    throughput: ThroughputSettings = ThroughputSettings()
+    references: ReferenceSettings = ReferenceSettings()
+    group_min_features: int = Field(
+        3,
+        ge=0,
+        description="features of one model version breaching (drift or data quality) in one "
+        "window that make one upstream_change incident instead of separate alerts; 0: off",
+    )
+    group_min_segments: int = Field(
+        0, ge=0, description="segments breaching at once that make an incident too; 0: off"
+    )
+    canary: CanarySettings = CanarySettings()
+    retire_after_buckets: int = Field(
+        1440,
+        ge=0,
+        description="a version without events for this many buckets while other versions of "
+        "its model send is forgotten (state, conditions, gauges); 0: never",
+    )
