@@ -79,8 +79,9 @@ from driftwire.offline.generator import Change, StreamSpec, generate, numeric_na
 from driftwire.ops.config import ConsumerSettings, Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.metrics import Metrics
-from driftwire.profiling.partitions import OutRecord, ProfileCore
+from driftwire.profiling.partitions import Emission, ProfileCore
 from driftwire.stages.profile import ProfileStage
+from driftwire.stages.profile_core import profile_core
 from driftwire.stages.topics import ensure_topics
 
 HERE = Path(__file__).resolve().parent
@@ -365,20 +366,20 @@ class TallyCore(ProfileCore):
         super().__init__(**kwargs)
         self.tally = Tally()
 
-    def _count(self, outs: list[OutRecord]) -> list[OutRecord]:
-        for out in outs:
+    def _count(self, emission: Emission) -> Emission:
+        for out in emission.records:
             if out.broadcast:
                 self.tally.watermarks += 1
             else:
                 self.tally.partials += 1
                 self.tally.partial_bytes += len(out.value)
                 self.tally.max_partial_bytes = max(self.tally.max_partial_bytes, len(out.value))
-        return outs
+        return emission
 
-    def due(self, now_ms: int | None) -> list[OutRecord]:
+    def due(self, now_ms: int | None) -> Emission:
         return self._count(super().due(now_ms))
 
-    def flush(self, partition: int) -> list[OutRecord]:
+    def flush(self, partition: int) -> Emission:
         return self._count(super().flush(partition))
 
 
@@ -394,7 +395,7 @@ async def run_profile_stage(
     await ensure_topics(settings)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    core = TallyCore.from_settings(settings, metrics)
+    core = profile_core(settings, kind=TallyCore)
     assert isinstance(core, TallyCore)
     stage = ProfileStage(settings, core, metrics, Readiness())
     topic = settings.topics.events

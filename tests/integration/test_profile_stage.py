@@ -26,8 +26,9 @@ from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.metrics import Metrics
 from driftwire.partials import Partial, decode_record
-from driftwire.profiling.partitions import ProfileCore, Resume
+from driftwire.profiling.partitions import Resume
 from driftwire.stages.profile import ProfileStage
+from driftwire.stages.profile_core import profile_core
 
 pytestmark = pytest.mark.kafka
 
@@ -84,9 +85,7 @@ def valid_by_partition(values: list[bytes]) -> dict[int, int]:
 
 async def _run_until_consumed(settings: Settings, total: int, registry: CollectorRegistry) -> None:
     metrics = Metrics(registry)
-    stage = ProfileStage(
-        settings, ProfileCore.from_settings(settings, metrics), metrics, Readiness()
-    )
+    stage = ProfileStage(settings, profile_core(settings), metrics, Readiness())
     stop = asyncio.Event()
     task = asyncio.create_task(stage.run(stop))
     deadline = time.monotonic() + 90
@@ -285,9 +284,7 @@ def test_records_of_a_new_partition_wait_for_its_resume_point(
     settings = Settings.model_validate(settings_dict(kafka_bootstrap, topic_name))
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    stage = _SlowResume(
-        settings, ProfileCore.from_settings(settings, metrics), metrics, Readiness()
-    )
+    stage = _SlowResume(settings, profile_core(settings), metrics, Readiness())
 
     async def scenario() -> None:
         await create_topics(kafka_bootstrap, [topic_name], PARTITIONS)
@@ -345,9 +342,7 @@ def test_a_member_joining_and_leaving_mid_stream_counts_every_event_exactly_once
 
     def start(name: str) -> tuple[asyncio.Event, asyncio.Task[None]]:
         metrics = Metrics(registries[name])
-        stage = ProfileStage(
-            settings, ProfileCore.from_settings(settings, metrics), metrics, readiness[name]
-        )
+        stage = ProfileStage(settings, profile_core(settings), metrics, readiness[name])
         stop = asyncio.Event()
         return stop, asyncio.create_task(stage.run(stop), name=f"member-{name}")
 
@@ -470,7 +465,7 @@ def test_a_commit_failed_by_a_lost_membership_loses_and_doubles_nothing(
     settings = Settings.model_validate(doc)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    stage = _Evicted(settings, ProfileCore.from_settings(settings, metrics), metrics, Readiness())
+    stage = _Evicted(settings, profile_core(settings), metrics, Readiness())
 
     async def scenario() -> None:
         await create_topics(kafka_bootstrap, [topic_name], PARTITIONS)

@@ -3,24 +3,61 @@
 from __future__ import annotations
 
 import numpy as np
-from prometheus_client import CollectorRegistry
+import orjson
 
-from driftwire.decode.decoder import DecoderLimits, decode_batch
+from driftwire.decode.batch import DecodedBatch
+from driftwire.decode.decoder import decode_batch
+from driftwire.decode.limits import DecoderLimits
 from driftwire.offline.generator import StreamSpec, generate
-from driftwire.ops.config import Settings
-from driftwire.ops.metrics import Metrics
 from driftwire.partials import Partial, Watermark, decode_record
-from driftwire.profiling.partitions import ProfileCore
+from driftwire.profiling.catalog import ProfilerLimits
+from driftwire.profiling.partitions import ProfileCore, Resume
 
 BUCKET_MS = 60_000
 
 
-def test_one_watermark_record_per_bucket_boundary_not_per_batch() -> None:
-    settings = Settings.model_validate(
-        {"profile": {"bucket_seconds": 60, "allowed_lateness_seconds": 5}}
-    )
-    core = ProfileCore.from_settings(settings, Metrics(CollectorRegistry()), partitions=1)
+def make_core(**options: object) -> ProfileCore:
+    values: dict[str, object] = {
+        "topic": "events",
+        "partitions": 1,
+        "bucket_ms": BUCKET_MS,
+        "allowed_lateness_ms": 5_000,
+        "max_future_ms": 300_000,
+        "idle_ms": 30_000,
+        "limits": ProfilerLimits(),
+        **options,
+    }
+    core = ProfileCore(**values)  # type: ignore[arg-type]
     core.assign(0, None)
+    return core
+
+
+def events(*rows: tuple[int, str, str]) -> DecodedBatch:
+    """Valid events from ``(timestamp ms, model, region)`` rows."""
+    return decode_batch(
+        [
+            orjson.dumps(
+                {
+                    "timestamp": ms,
+                    "model": model,
+                    "model_version": "1",
+                    "segment": {"region": region},
+                    "features": {"x": 1.0},
+                    "prediction": 0.5,
+                    "latency_ms": 3.0,
+                }
+            )
+            for ms, model, region in rows
+        ]
+    )
+
+
+def offsets(batch: DecodedBatch, first: int = 0) -> np.ndarray:
+    return np.arange(first, first + len(batch), dtype=np.int64)
+
+
+def test_one_watermark_record_per_bucket_boundary_not_per_batch() -> None:
+    core = make_core()
     values = list(generate(StreamSpec(events=6_000, seed=3, events_per_second=10.0)))  # 10 min
     limits = DecoderLimits(max_event_bytes=65_536, max_features=500)
     marks: list[Watermark] = []
@@ -32,7 +69,7 @@ def test_one_watermark_record_per_bucket_boundary_not_per_batch() -> None:
         offsets = np.arange(first, first + len(values[first : first + 100]), dtype=np.int64)
         core.process(0, batch, offsets[batch.index], None)
         batches += 1
-        for out in core.due(None):
+        for out in core.due(None).records:
             record = decode_record(out.value)
             if isinstance(record, Watermark):
                 assert out.broadcast
@@ -48,3 +85,47 @@ def test_one_watermark_record_per_bucket_boundary_not_per_batch() -> None:
     assert batches == 60 and partials >= 9
     assert buckets == sorted(set(buckets))  # one record per bucket boundary, in order
     assert len(marks) == len(set(buckets)) <= 11
+
+
+def test_process_returns_the_late_and_future_events_of_the_batch_per_model() -> None:
+    core = make_core(allowed_lateness_ms=0)
+    first = events((1_000, "churn", "eu"), (125_000, "churn", "eu"))
+    counts = core.process(0, first, offsets(first), now_ms=130_000)
+    assert (dict(counts.late), dict(counts.future), counts.replayed) == ({}, {}, 0)
+    # buckets [0, 60 s) and [60 s, 120 s) are closed; 10 min ahead of the wall clock is future
+    second = events(
+        (30_000, "churn", "eu"),
+        (40_000, "churn", "us"),
+        (50_000, "fraud", "eu"),
+        (130_000, "fraud", "eu"),
+        (900_000, "fraud", "eu"),
+    )
+    counts = core.process(0, second, offsets(second, 2), now_ms=130_000)
+    assert dict(counts.late) == {"churn": 2, "fraud": 1}
+    assert dict(counts.future) == {"fraud": 1}
+    empty = core.process(0, events(), offsets(events()), now_ms=130_000)
+    assert (dict(empty.late), dict(empty.future), empty.replayed) == ({}, {}, 0)
+
+
+def test_process_counts_the_events_replayed_from_emitted_buckets() -> None:
+    core = make_core(allowed_lateness_ms=0)
+    core.assign(0, Resume(offset=0, watermark_ms=2 * BUCKET_MS, emitted_through=2))
+    batch = events(*[(ms, "churn", "eu") for ms in (1_000, 2_000, 61_000, 130_000)])
+    counts = core.process(0, batch, offsets(batch), None)
+    assert counts.replayed == 3  # offsets 0-2 were in emitted buckets; 130 s is new
+    assert (dict(counts.late), dict(counts.future)) == ({}, {})
+
+
+def test_emissions_carry_the_cardinality_overflow_once() -> None:
+    core = make_core(limits=ProfilerLimits(max_segments=1))
+    batch = events(*[(1_000 + i, "churn", region) for i, region in enumerate("aabbbc")])
+    core.process(0, batch, offsets(batch), None)
+    assert core.flush(7).overflow == {}  # a partition it does not own: nothing to say
+    assert dict(core.due(None).overflow) == {"segments": 4}  # b, b, b, c: past the cap
+    assert dict(core.due(None).overflow) == {}  # told once
+    more = events((2_000, "churn", "d"), (3_000, "churn", "a"))
+    core.process(0, more, offsets(more, 6), None)
+    emission = core.flush(0)
+    assert dict(emission.overflow) == {"segments": 1}
+    partials = [decode_record(r.value) for r in emission.records]
+    assert [p.model for p in partials if isinstance(p, Partial)] == ["churn"]

@@ -77,12 +77,11 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
 
     Like the worker, a bridge whose consume loop makes no progress for
     ``http.liveness_timeout_seconds`` while alerts wait turns ``/healthz`` to 503 and exits
-    with :data:`~driftwire.cli.worker.EXIT_STUCK` to be restarted.
+    with :data:`~driftwire.ops.health.EXIT_STUCK` to be restarted.
     """
     from prometheus_client import CollectorRegistry
 
-    from driftwire.cli.worker import EXIT_STUCK
-    from driftwire.ops.health import HealthServer, Readiness
+    from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
     from driftwire.ops.metrics import BridgeMetrics
 
     built = build_target(target, settings)

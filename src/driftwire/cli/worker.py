@@ -15,13 +15,12 @@ import signal
 from prometheus_client import CollectorRegistry
 
 from driftwire.ops.config import Settings, load_settings
-from driftwire.ops.health import HealthServer, Readiness
+from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
 from driftwire.ops.logs import configure_logging
 from driftwire.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-EXIT_STUCK = 3
 GC_THRESHOLDS = (50_000, 20, 100)  # CPython's defaults: (700, 10, 10)
 
 
@@ -42,9 +41,9 @@ def tune_gc() -> None:
 
 async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     """Run the chosen stages until ``stop`` is set; returns the process exit code."""
-    from driftwire.profiling.partitions import ProfileCore
     from driftwire.stages.detect.stage import DetectStage
     from driftwire.stages.profile import ProfileStage
+    from driftwire.stages.profile_core import profile_core
 
     if settings.topics.create:
         from driftwire.stages.topics import ensure_topics
@@ -68,9 +67,7 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     tasks: list[asyncio.Task[None]] = []
     profile: ProfileStage | None = None
     if stage in ("all", "profile"):
-        profile = ProfileStage(
-            settings, ProfileCore.from_settings(settings, metrics), metrics, readiness
-        )
+        profile = ProfileStage(settings, profile_core(settings), metrics, readiness)
         tasks.append(asyncio.create_task(profile.run(stop), name="profile"))
     if stage in ("all", "detect"):
         detect = DetectStage.from_settings(settings, metrics, readiness)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import chain, compress, repeat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -29,9 +29,7 @@ from driftwire.decode._checks import (
 from driftwire.decode._event import _Row
 from driftwire.decode._scan import _byte_scan, _strings_ok
 from driftwire.decode.batch import DecodedBatch, FeatureValue, Rejection
-
-if TYPE_CHECKING:
-    from driftwire.decode.decoder import DecoderLimits
+from driftwire.decode.limits import DecoderLimits
 
 _DICT_OR_NONE = frozenset((dict, type(None)))
 _CONTAINERS = frozenset((dict, list))

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from driftwire.decode._timestamps import MAX_EPOCH_MS, _iso_ms
 from driftwire.decode.batch import FeatureValue, Rejection
-
-if TYPE_CHECKING:
-    from driftwire.decode.decoder import DecoderLimits
+from driftwire.decode.limits import DecoderLimits
 
 
 class _Bad(Exception):

@@ -53,3 +53,29 @@ class DecodedBatch:
 
     def __len__(self) -> int:
         return len(self.model)
+
+    def take(self, rows: np.ndarray) -> DecodedBatch:
+        """The accepted events at positions ``rows`` (ascending), without the rejections.
+
+        >>> from driftwire.decode.decoder import decode_batch
+        >>> def event(ms: int, x: int) -> bytes:
+        ...     return (b'{"timestamp": %d, "model": "m", "model_version": "1",'
+        ...             b' "features": {"x": %d}, "prediction": 0.5, "latency_ms": 3}' % (ms, x))
+        >>> batch = decode_batch([event(1000, 1), b"not json", event(2000, 2)])
+        >>> kept = batch.take(np.array([1]))
+        >>> kept.index.tolist(), kept.timestamp_ms.tolist(), kept.features, kept.rejections
+        ([2], [2000], [{'x': 2}], [])
+        """
+        pick = rows.tolist()
+        return DecodedBatch(
+            index=self.index[rows],
+            timestamp_ms=self.timestamp_ms[rows],
+            model=[self.model[i] for i in pick],
+            model_version=[self.model_version[i] for i in pick],
+            segment=[self.segment[i] for i in pick],
+            features=[self.features[i] for i in pick],
+            prediction_score=self.prediction_score[rows],
+            prediction_label=[self.prediction_label[i] for i in pick],
+            latency_ms=self.latency_ms[rows],
+            event_id=[self.event_id[i] for i in pick],
+        )

@@ -74,7 +74,6 @@ output.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import not_
 from typing import Any
@@ -87,7 +86,7 @@ from driftwire.decode._columns import _Columns, _decode_columns, _fill, _merge
 from driftwire.decode._event import _Bad, _parse, _Row, _validate
 from driftwire.decode._timestamps import MAX_EPOCH_MS
 from driftwire.decode.batch import DecodedBatch, Rejection
-from driftwire.errors import ConfigError
+from driftwire.decode.limits import DEFAULT_LIMITS, DecoderLimits
 
 __all__ = ["DEFAULT_LIMITS", "MAX_EPOCH_MS", "REASONS", "DecoderLimits", "decode_batch"]
 
@@ -106,24 +105,6 @@ REASONS: tuple[str, ...] = (
     "too_many_segment_keys",
 )
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DecoderLimits:
-    """Size limits applied to every event; the schema documents the defaults."""
-
-    max_event_bytes: int = 65536
-    max_features: int = 1000
-    max_segment_keys: int = 16
-    max_string_length: int = 256
-
-    def __post_init__(self) -> None:
-        for name in ("max_event_bytes", "max_features", "max_segment_keys", "max_string_length"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise ConfigError(f"decoder.{name}", f"must be an integer >= 1, got {value!r}")
-
-
-DEFAULT_LIMITS = DecoderLimits()
 
 _RAW = frozenset((bytes, type(None)))
 

@@ -52,11 +52,11 @@ from driftwire.detect.completeness import Completeness
 from driftwire.detect.latency import LatencyReference
 from driftwire.detect.quality import quality_findings
 from driftwire.detect.reference import Reference, ReferenceStore
+from driftwire.detect.samples import ConditionSample, LatencySample
 from driftwire.detect.settings import DetectSettings
 from driftwire.detect.throughput import throughput_findings
 from driftwire.detect.trailing import History, decode_slot, is_slot_key
 from driftwire.errors import FormatError
-from driftwire.ops.metrics import ConditionSample, LatencySample
 from driftwire.partials import Partial, Watermark
 from driftwire.sketch.profile import Profile
 

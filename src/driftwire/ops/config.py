@@ -33,6 +33,7 @@ from driftwire.detect.settings import (
     ThroughputSettings,
 )
 from driftwire.errors import ConfigError
+from driftwire.profiling.settings import ProfileSettings
 
 __all__ = [
     "ENV_PREFIX",
@@ -129,18 +130,6 @@ class ConsumerSettings(_Section):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     session_timeout_ms: int = Field(30_000, ge=1000)
-
-
-class ProfileSettings(_Section):
-    """Decoding limits, event-time buckets and cardinality caps of the profile stage."""
-
-    bucket_seconds: float = Field(60.0, gt=0)
-    allowed_lateness_seconds: float = Field(30.0, ge=0)
-    max_future_seconds: float = Field(300.0, gt=0)
-    idle_partition_seconds: float = Field(30.0, gt=0)
-    max_event_bytes: int = Field(65_536, ge=256)
-    max_features: int = Field(500, ge=1)
-    max_segments: int = Field(200, ge=1)
 
 
 BridgeTarget = Literal["alertmanager", "pagerduty", "slack", "webhook"]

@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+#: The exit code of a worker or bridge that stopped because it was stuck (its orchestrator
+#: restarts it); 0 is a clean stop.
+EXIT_STUCK = 3
+
 
 @dataclass
 class Liveness:

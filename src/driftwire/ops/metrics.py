@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 from driftwire import __version__
 from driftwire.alerts.alert import ALERT_NAMES
+from driftwire.detect.samples import ConditionSample, LatencySample
 
 OTHER = "__other__"
 
@@ -224,8 +225,6 @@ class DriftScoreCollector:
         return iter(())
 
 
-ConditionSample = tuple[dict[str, str], float | None, float, float, str | None]
-LatencySample = tuple[dict[str, str], dict[str, float]]  # labels, {"p99": milliseconds}
 DRIFT_KINDS = frozenset({"data_drift", "prediction_drift"})
 
 

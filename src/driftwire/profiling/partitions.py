@@ -19,18 +19,23 @@ An input partition that is caught up with its end and has had no events for ``id
 (processing time; only when ``now_ms`` is given) closes the buckets that end at or before its
 newest event time and is reported idle, so it neither holds back detection nor waits forever
 for its last bucket. A partition that is only behind is never idle.
+
+The core counts, it does not export: :meth:`~ProfileCore.process` returns the late, future and
+replayed events of the batch (:class:`FoldCounts`), :meth:`~ProfileCore.due` and
+:meth:`~ProfileCore.flush` return the records with the cardinality overflow counted since the
+last call (:class:`Emission`); the shells turn them into metrics
+(:mod:`driftwire.stages.profile_core`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 
 from driftwire.decode.batch import DecodedBatch
-from driftwire.ops.config import Settings
-from driftwire.ops.metrics import Metrics
 from driftwire.partials import Partial, Watermark
 from driftwire.profiling.clock import EventClock
 from driftwire.profiling.profiler import ClosedBucket, ModelCatalog, Profiler, ProfilerLimits
@@ -48,6 +53,35 @@ class OutRecord:
     value: bytes
     broadcast: bool = False
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FoldCounts:
+    """What :meth:`ProfileCore.process` set aside from one batch.
+
+    ``late`` and ``future`` count events per model (raw model names: the shell caps them as
+    metric labels); ``replayed`` counts events re-read after a restart whose bucket had already
+    been emitted.
+    """
+
+    late: Mapping[str, int]
+    future: Mapping[str, int]
+    replayed: int = 0
+
+
+_NOTHING_FOLDED = FoldCounts({}, {})
+
+
+@dataclass(frozen=True, slots=True)
+class Emission:
+    """What :meth:`ProfileCore.due` and :meth:`ProfileCore.flush` hand to the shell.
+
+    ``records`` go to the partials topic; ``overflow`` counts, by what was capped (``models``,
+    ``segments``, ``features``), the values folded or dropped since the previous emission.
+    """
+
+    records: list[OutRecord]
+    overflow: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +116,6 @@ class _Partition:
     idle: bool = False
     last_event_ms: int | None = None  # processing time of the last event
     caught_up: bool = False  # position at the partition's end (only then can it be idle)
-    replayed: int = 0
     closed: list[ClosedBucket] = field(default_factory=list)  # closed, not yet emitted
     idle_reported: bool = False
 
@@ -100,7 +133,6 @@ class ProfileCore:
         max_future_ms: int,
         idle_ms: int,
         limits: ProfilerLimits,
-        metrics: Metrics,
     ) -> None:
         self.topic = topic
         self.partitions = partitions
@@ -109,30 +141,8 @@ class ProfileCore:
         self._max_future_ms = max_future_ms
         self._idle_ms = idle_ms
         self._catalog = ModelCatalog(limits)
-        self._m = metrics
         self._parts: dict[int, _Partition] = {}
         self._overflow_seen: dict[str, int] = {}
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        metrics: Metrics,
-        *,
-        topic: str | None = None,
-        partitions: int = 1,
-    ) -> ProfileCore:
-        p = settings.profile
-        return cls(
-            topic=topic or settings.topics.events,
-            partitions=partitions,
-            bucket_ms=int(p.bucket_seconds * 1000),
-            allowed_lateness_ms=int(p.allowed_lateness_seconds * 1000),
-            max_future_ms=int(p.max_future_seconds * 1000),
-            idle_ms=int(p.idle_partition_seconds * 1000),
-            limits=ProfilerLimits(max_segments=p.max_segments, max_features=p.max_features),
-            metrics=metrics,
-        )
 
     # -- partition lifecycle -------------------------------------------------------------
 
@@ -184,17 +194,23 @@ class ProfileCore:
 
     def process(
         self, partition: int, batch: DecodedBatch, offsets: np.ndarray, now_ms: int | None
-    ) -> None:
-        """Fold the valid events of one batch; ``offsets`` are theirs (aligned with rows)."""
+    ) -> FoldCounts:
+        """Fold the valid events of one batch; ``offsets`` are theirs (aligned with rows).
+
+        Returns what was set aside: late and future events per model, replayed events.
+        """
         state = self._parts[partition]
         if len(batch) == 0:
-            return
+            return _NOTHING_FOLDED
         state.last_event_ms = now_ms
         state.idle = False
+        replayed = 0
         if state.resume is not None:
+            before = len(batch)
             batch, offsets = self._skip_replayed(state, batch, offsets)
+            replayed = before - len(batch)
             if len(batch) == 0:
-                return
+                return FoldCounts({}, {}, replayed)
         result = state.profiler.fold(batch, now_ms)
         admission = result.admission
         if admission.accepted.any():
@@ -207,11 +223,8 @@ class ProfileCore:
                 state.offsets[start] = (
                     (lo, hi) if known is None else (min(known[0], lo), max(known[1], hi))
                 )
-        for model, n in result.late.items():
-            self._m.events_late.labels(model=self._m.model_label(model)).inc(n)
-        for model, n in result.future.items():
-            self._m.events_future.labels(model=self._m.model_label(model)).inc(n)
         state.closed.extend(result.closed)
+        return FoldCounts(result.late, result.future, replayed)
 
     def _skip_replayed(
         self, state: _Partition, batch: DecodedBatch, offsets: np.ndarray
@@ -228,13 +241,12 @@ class ProfileCore:
             state.resume = None  # past everything emitted: no more checks needed
         if not replayed.any():
             return batch, offsets
-        state.replayed += int(replayed.sum())
         keep = np.flatnonzero(~replayed)
-        return _take(batch, keep), offsets[keep]
+        return batch.take(keep), offsets[keep]
 
     # -- what is due ---------------------------------------------------------------------
 
-    def due(self, now_ms: int | None) -> list[OutRecord]:
+    def due(self, now_ms: int | None) -> Emission:
         """Partials of closed buckets, then watermark records, for every partition."""
         out: list[OutRecord] = []
         for partition, state in self._parts.items():
@@ -261,18 +273,18 @@ class ProfileCore:
                 state.reported_wm = wm
                 mark = Watermark(self.topic, partition, self.partitions, wm, idle=state.idle)
                 out.append(OutRecord(None, mark.encode(), broadcast=True))
-        return out
+        return Emission(out, self._new_overflow() if self._parts else {})
 
-    def flush(self, partition: int) -> list[OutRecord]:
+    def flush(self, partition: int) -> Emission:
         """Emit every open bucket of ``partition`` now (revoke, shutdown, end of a replay)."""
         state = self._parts.get(partition)
         if state is None:
-            return []
+            return Emission([], {})
         closed = state.closed
         closed.extend(state.profiler.flush())
         out = self._partials(partition, state, closed)
         closed.clear()
-        return out
+        return Emission(out, self._new_overflow())
 
     def _partials(
         self, partition: int, state: _Partition, closed: list[ClosedBucket]
@@ -301,18 +313,20 @@ class ProfileCore:
         done = {b.start_ms for b in closed}
         for start in done:
             state.offsets.pop(start, None)
-        self._count_overflow()
         return out
 
-    def _count_overflow(self) -> None:
+    def _new_overflow(self) -> dict[str, int]:
+        """Overflow counts by what was capped, folded or dropped since the last call."""
         totals: dict[str, int] = {}
         for (_, what), n in self._catalog.overflow_counts.items():
             totals[what] = totals.get(what, 0) + n
+        new: dict[str, int] = {}
         for what, n in totals.items():
             seen = self._overflow_seen.get(what, 0)
             if n > seen:
-                self._m.overflow.labels(what=what).inc(n - seen)
+                new[what] = n - seen
                 self._overflow_seen[what] = n
+        return new
 
     # -- commits -------------------------------------------------------------------------
 
@@ -345,20 +359,3 @@ def _chunks(bucket: ClosedBucket) -> list[tuple[int, dict[str, bytes]]]:
         size += len(blob)
     chunks.append((events, segments))
     return chunks
-
-
-def _take(batch: DecodedBatch, rows: np.ndarray) -> DecodedBatch:
-    """The rows ``rows`` of ``batch``."""
-    pick = rows.tolist()
-    return DecodedBatch(
-        index=batch.index[rows],
-        timestamp_ms=batch.timestamp_ms[rows],
-        model=[batch.model[i] for i in pick],
-        model_version=[batch.model_version[i] for i in pick],
-        segment=[batch.segment[i] for i in pick],
-        features=[batch.features[i] for i in pick],
-        prediction_score=batch.prediction_score[rows],
-        prediction_label=[batch.prediction_label[i] for i in pick],
-        latency_ms=batch.latency_ms[rows],
-        event_id=[batch.event_id[i] for i in pick],
-    )

@@ -19,13 +19,15 @@ from prometheus_client import CollectorRegistry
 
 from driftwire.alerts.alert import Alert
 from driftwire.decode.batch import Rejection
-from driftwire.decode.decoder import DecoderLimits, decode_batch
+from driftwire.decode.decoder import decode_batch
+from driftwire.decode.limits import DecoderLimits
 from driftwire.detect.detector import Detector, Evaluation
 from driftwire.detect.reference import ReferenceStore
 from driftwire.ops.config import Settings
 from driftwire.ops.metrics import Metrics
 from driftwire.partials import Partial, Watermark, decode_record
-from driftwire.profiling.partitions import OutRecord, ProfileCore
+from driftwire.profiling.partitions import OutRecord
+from driftwire.stages.profile_core import count_emitted, count_folded, profile_core
 
 PARTITION = 0
 
@@ -61,7 +63,7 @@ class InMemoryPipeline:
             max_event_bytes=settings.profile.max_event_bytes,
             max_features=settings.profile.max_features,
         )
-        self.core = ProfileCore.from_settings(settings, self.metrics, topic=topic, partitions=1)
+        self.core = profile_core(settings, topic=topic, partitions=1)
         self.detector = Detector(
             settings.detect,
             settings.alerts,
@@ -84,14 +86,14 @@ class InMemoryPipeline:
             self.stats.invalid_by_reason[rejection.reason] += 1
             self.stats.rejections.append((self._offset + rejection.index, rejection))
         offsets = np.arange(self._offset, self._offset + len(values), dtype=np.int64)
-        self.core.process(PARTITION, batch, offsets[batch.index], None)
+        count_folded(self.metrics, self.core.process(PARTITION, batch, offsets[batch.index], None))
         self._offset += len(values)
         self.core.note_position(PARTITION, self._offset)
-        return self._deliver(self.core.due(None))
+        return self._deliver(count_emitted(self.metrics, self.core.due(None)))
 
     def finish(self) -> list[Alert]:
         """End of stream: close every open bucket and evaluate it."""
-        outputs = self.core.flush(PARTITION)
+        outputs = count_emitted(self.metrics, self.core.flush(PARTITION))
         end = self.core.max_event_time(PARTITION)
         alerts = self._deliver(outputs)
         if end is not None:

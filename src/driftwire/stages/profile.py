@@ -30,11 +30,13 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
-from driftwire.decode.decoder import DecoderLimits, decode_batch
+from driftwire.decode.decoder import decode_batch
+from driftwire.decode.limits import DecoderLimits
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Liveness, Readiness
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
+from driftwire.stages.profile_core import count_emitted, count_folded
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ class ProfileStage:
             self._core.note_position(
                 tp.partition, await self._consumer.position(tp), self._consumer.highwater(tp)
             )
-        await self._emit(self._core.due(now_ms))
+        await self._emit(count_emitted(self._m, self._core.due(now_ms)))
         await self._settle(force=False)
         self._m.batch_duration.observe(time.perf_counter() - started)
         if data:
@@ -181,7 +183,7 @@ class ProfileStage:
             self._inflight.append(fut)
             self._m.events_invalid.labels(reason=rejection.reason).inc()
         offsets = np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records))
-        self._core.process(tp.partition, batch, offsets[batch.index], now_ms)
+        count_folded(self._m, self._core.process(tp.partition, batch, offsets[batch.index], now_ms))
         self._core.note_position(tp.partition, records[-1].offset + 1)
 
     async def _emit(self, outputs: list[OutRecord]) -> None:
@@ -245,8 +247,12 @@ class ProfileStage:
         assert self._consumer is not None
         async with self._lock:
             parts = [tp.partition for tp in self._consumer.assignment()]
-            await self._emit([out for p in parts for out in self._core.flush(p)])
+            await self._emit(self._flush(parts))
             await self._settle(force=True)
+
+    def _flush(self, partitions: list[int]) -> list[OutRecord]:
+        """Every open bucket of ``partitions``, as records (overflow counted on the way)."""
+        return [out for p in partitions for out in count_emitted(self._m, self._core.flush(p))]
 
     async def _watch_lag(self) -> None:
         assert self._consumer is not None
@@ -274,7 +280,7 @@ class ProfileStage:
                 # this member, that commit fails and drops the state, so no partial is flushed
                 # that no commit covers (the next owner would emit its events again).
                 await self._settle(force=True)
-                await self._emit([out for tp in revoked for out in self._core.flush(tp.partition)])
+                await self._emit(self._flush([tp.partition for tp in revoked]))
                 await self._settle(force=True)
             except KafkaError:
                 log.exception("flush on revoke failed; the next owner re-reads uncommitted events")

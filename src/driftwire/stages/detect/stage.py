@@ -42,16 +42,11 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from driftwire.alerts.alert import Alert, encode
+from driftwire.detect.samples import ConditionSample, LatencySample
 from driftwire.errors import FormatError, InputError, TransportError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
-from driftwire.ops.metrics import (
-    ConditionSample,
-    DetectMetrics,
-    DriftScoreCollector,
-    LatencySample,
-    Metrics,
-)
+from driftwire.ops.metrics import DetectMetrics, DriftScoreCollector, Metrics
 from driftwire.partials import Partial, decode_record
 from driftwire.stages.detect._baselines import BaselinesFollower
 from driftwire.stages.detect._faust import (
