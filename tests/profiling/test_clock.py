@@ -1,4 +1,4 @@
-"""EventClock (buckets, watermark, lateness, future and jump guards) and DetectionWindow."""
+"""EventClock: buckets, watermark, lateness, future and jump guards."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driftwire.errors import FormatError
-from driftwire.profiling.clock import DetectionWindow, EventClock
-from driftwire.sketch.numeric import SketchParams
-from driftwire.sketch.profile import Profile
+from driftwire.profiling.clock import EventClock
 
 MIN = 60_000
 T0 = 1_767_225_600_000  # a bucket boundary
@@ -216,59 +213,3 @@ def test_clock_invariants(seq: list[tuple[list[int], int | None]], lateness: int
         closed.update(a.closed)
         assert all(start + MIN > wm for start in c.open_buckets) if wm is not None else True
         previous_wm = wm
-
-
-# -- detection windows -------------------------------------------------------------------------
-
-
-def bucket(start: int, events: int) -> Profile:
-    p = Profile(start_ms=start, end_ms=start + MIN)
-    p.update([{"x": float(i)} for i in range(events)])
-    return p
-
-
-def test_window_merges_the_last_n_buckets_and_skips_empty_ones() -> None:
-    w = DetectionWindow(bucket_ms=MIN, size=3)
-    assert w.window() is None
-    assert w.push(T0, bucket(T0, 1))
-    assert w.push(T0 + MIN, bucket(T0 + MIN, 2))
-    assert w.push(T0 + 3 * MIN, bucket(T0 + 3 * MIN, 4))  # T0 + 2 MIN had no events
-    view = w.window()
-    assert view is not None
-    assert (view.start_ms, view.end_ms, view.buckets) == (T0 + MIN, T0 + 4 * MIN, 2)
-    assert view.profile.n_events == 6 and view.profile.feature("x").count == 6  # type: ignore[union-attr]
-    assert (view.profile.start_ms, view.profile.end_ms) == (view.start_ms, view.end_ms)
-    assert w.bucket_starts == (T0 + MIN, T0 + 3 * MIN)  # T0 fell out
-
-
-def test_window_evaluated_at_empty_buckets_slides_on() -> None:
-    w = DetectionWindow(bucket_ms=MIN, size=2)
-    w.push(T0, bucket(T0, 5))
-    at_next = w.window(at_ms=T0 + MIN)
-    assert at_next is not None and at_next.buckets == 1 and at_next.profile.n_events == 5
-    empty = w.window(at_ms=T0 + 5 * MIN)
-    assert empty is not None and empty.buckets == 0 and empty.profile.n_events == 0
-    with pytest.raises(ValueError, match="not the start"):
-        w.window(at_ms=T0 + 1)
-
-
-def test_same_bucket_from_two_partitions_merges_and_old_buckets_are_refused() -> None:
-    w = DetectionWindow(bucket_ms=MIN, size=2)
-    mine = bucket(T0 + 5 * MIN, 3)
-    w.push(T0 + 5 * MIN, mine)
-    w.push(T0 + 5 * MIN, bucket(T0 + 5 * MIN, 4))
-    mine.add_events(100)  # the window keeps its own copy
-    assert w.window().profile.n_events == 7  # type: ignore[union-attr]
-    assert w.push(T0 + 4 * MIN, bucket(T0 + 4 * MIN, 1))  # still inside the window
-    assert not w.push(T0 + 3 * MIN, bucket(T0 + 3 * MIN, 1))  # too old: the caller counts it
-    assert w.window().profile.n_events == 8  # type: ignore[union-attr]
-
-
-def test_window_validates_its_input() -> None:
-    w = DetectionWindow(bucket_ms=MIN, size=2)
-    with pytest.raises(ValueError, match="not the start"):
-        w.push(T0 + 1, bucket(T0, 1))
-    with pytest.raises(FormatError, match="window uses"):
-        w.push(T0, Profile(SketchParams(k=64)))
-    with pytest.raises(ValueError, match="size"):
-        DetectionWindow(bucket_ms=MIN, size=0)

@@ -21,10 +21,9 @@ from driftwire.detect.compare import Comparison
 from driftwire.detect.latency import Creep, LatencyReference, latency_findings, percentiles
 from driftwire.detect.reference import Reference
 from driftwire.detect.settings import DetectSettings
+from driftwire.detect.window import ALL_SEGMENTS
 from driftwire.sketch.numeric import NumericSketch
 from driftwire.sketch.profile import Profile
-
-ALL_SEGMENTS = "all"
 
 
 def drift_finding(

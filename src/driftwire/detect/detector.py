@@ -39,7 +39,7 @@ from driftwire.alerts.settings import AlertSettings
 from driftwire.detect._decisions import Decisions, condition_key
 from driftwire.detect._parts import BUCKET, PartsOutbox, bucket_key, frozen_key, parse_part_key
 from driftwire.detect._state import _Model, _Version, model_snapshot, restored_model
-from driftwire.detect._window_findings import ALL_SEGMENTS, drift_finding, latency_window_findings
+from driftwire.detect._window_findings import drift_finding, latency_window_findings
 from driftwire.detect.canary import (
     Pair,
     comparison_findings,
@@ -56,6 +56,7 @@ from driftwire.detect.samples import ConditionSample, LatencySample
 from driftwire.detect.settings import DetectSettings
 from driftwire.detect.throughput import throughput_findings
 from driftwire.detect.trailing import History, decode_slot, is_slot_key
+from driftwire.detect.window import ALL_SEGMENTS, detection_window
 from driftwire.errors import FormatError
 from driftwire.partials import Partial, Watermark
 from driftwire.sketch.profile import Profile
@@ -252,8 +253,11 @@ class Detector:
         self._parts.bucket(name, version_name, bucket)
         self._history.add(name, version_name, bucket, profiles)
         self._prune(name, version_name, version, end)
-        window = self._window(version, end)
-        complete = self._complete_window(version, end)
+        segments = self._d.segments
+        span = detection_window(
+            version.buckets, end_ms=end, size=n, bucket_ms=self._bucket_ms, segments=segments
+        )
+        window, complete = span.profiles, span.complete
         lat = self._d.latency
         if version.latency_ref is None and complete:
             version.latency_ref = {
@@ -318,32 +322,6 @@ class Detector:
         if self._on_evaluation is not None:
             self._on_evaluation(evaluation)
         return choice.reference(ALL_SEGMENTS), events
-
-    def _complete_window(self, version: _Version, end: int) -> bool:
-        n = self._d.window_buckets
-        first = end - n * self._bucket_ms
-        return min(version.buckets) <= first and len(version.buckets) >= n
-
-    def _window(self, version: _Version, end: int) -> dict[str, Profile]:
-        """Merge the last N buckets per segment, plus all segments together as ``all``."""
-        first = end - self._d.window_buckets * self._bucket_ms
-        merged: dict[str, Profile] = {}
-        total: Profile | None = None
-        for bucket in sorted(b for b in version.buckets if b >= first):
-            for segment, profile in version.buckets[bucket].items():
-                if segment in merged:
-                    merged[segment].merge(profile)
-                else:
-                    merged[segment] = profile.copy()
-                if total is None:
-                    total = profile.copy()
-                else:
-                    total.merge(profile)
-        if not self._d.segments:
-            merged = {}
-        if total is not None:
-            merged[ALL_SEGMENTS] = total
-        return merged
 
     # -- versions: canary comparisons and retirement (driftwire.detect.canary) -------------------
 

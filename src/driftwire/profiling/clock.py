@@ -1,4 +1,4 @@
-"""Event-time buckets, the watermark that closes them, and detection windows over closed buckets.
+"""Event-time buckets and the watermark that closes them.
 
 Buckets are tumbling: an event at ``t`` belongs to ``[s, s + bucket_ms)`` with ``s = t -
 t mod bucket_ms``. :class:`EventClock` keeps the watermark, ``max event time seen - allowed
@@ -24,8 +24,7 @@ batch, before the batch moves the watermark:
 * otherwise **accepted**. The caller folds accepted events, then flushes ``closed``: an event
   whose bucket is closed by the same batch is still on time.
 
-:class:`DetectionWindow` keeps the last N buckets of one stream and merges them into one
-profile on demand; buckets that never got events are simply absent.
+Stage 2's detection window over closed buckets is :mod:`driftwire.detect.window`.
 
 >>> clock = EventClock(bucket_ms=60_000, allowed_lateness_ms=10_000)
 >>> a = clock.advance(np.array([5_000, 59_000, 75_000]))
@@ -42,11 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from driftwire.errors import FormatError
-from driftwire.sketch.numeric import SketchParams
-from driftwire.sketch.profile import Profile
-
-__all__ = ["Admission", "DetectionWindow", "EventClock", "WindowView"]
+__all__ = ["Admission", "EventClock"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,94 +228,3 @@ def _check_times(event_times: object) -> np.ndarray:
             f"{event_times.dtype}"
         )
     return event_times.astype(np.int64, copy=False)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowView:
-    """A detection window: ``profile`` merges the non-empty buckets in ``[start_ms, end_ms)``."""
-
-    start_ms: int
-    end_ms: int
-    profile: Profile
-    buckets: int  # how many buckets had events
-
-
-class DetectionWindow:
-    """The merge of the last ``size`` buckets of one stream, evaluated every bucket.
-
-    >>> w = DetectionWindow(bucket_ms=60_000, size=3)
-    >>> for start in (0, 60_000, 180_000):       # the bucket at 120000 had no events
-    ...     p = Profile(start_ms=start, end_ms=start + 60_000)
-    ...     p.add_events(10)
-    ...     _ = w.push(start, p)
-    >>> view = w.window()
-    >>> view.start_ms, view.end_ms, view.buckets, view.profile.n_events
-    (60000, 240000, 2, 20)
-    >>> w.window(at_ms=300_000).buckets              # two empty buckets later
-    1
-    """
-
-    __slots__ = ("_bucket", "_latest", "_params", "_size", "_slots")
-
-    def __init__(self, *, bucket_ms: int, size: int, params: SketchParams | None = None) -> None:
-        if type(bucket_ms) is not int or bucket_ms < 1:
-            raise ValueError(f"bucket_ms must be an int >= 1, got {bucket_ms!r}")
-        if type(size) is not int or size < 1:
-            raise ValueError(f"size must be an int >= 1, got {size!r}")
-        self._bucket = bucket_ms
-        self._size = size
-        self._params = params if params is not None else SketchParams()
-        self._slots: dict[int, Profile] = {}
-        self._latest: int | None = None
-
-    @property
-    def latest_ms(self) -> int | None:
-        """Start of the newest bucket pushed."""
-        return self._latest
-
-    @property
-    def bucket_starts(self) -> tuple[int, ...]:
-        return tuple(sorted(self._slots))
-
-    def push(self, bucket_start_ms: int, profile: Profile) -> bool:
-        """Add a closed bucket's profile (merged if that bucket is there already).
-
-        Returns ``False``, and keeps nothing, when the bucket is older than the window of the
-        newest bucket pushed (the caller counts it as late).
-        """
-        start = int(bucket_start_ms)
-        if start % self._bucket:
-            raise ValueError(f"{start} is not the start of a {self._bucket} ms bucket")
-        if profile.params != self._params:
-            raise FormatError(f"profile made with {profile.params}, window uses {self._params}")
-        if self._latest is not None and start <= self._latest - self._size * self._bucket:
-            return False
-        slot = self._slots.get(start)
-        if slot is None:
-            self._slots[start] = profile.copy()
-        else:
-            slot.merge(profile)
-        if self._latest is None or start > self._latest:
-            self._latest = start
-            horizon = start - self._size * self._bucket
-            for old in [s for s in self._slots if s <= horizon]:
-                del self._slots[old]
-        return True
-
-    def window(self, at_ms: int | None = None) -> WindowView | None:
-        """The window ending with the bucket that starts at ``at_ms`` (default: the newest).
-
-        ``None`` only when nothing was pushed and no ``at_ms`` is given.
-        """
-        end_bucket = self._latest if at_ms is None else int(at_ms)
-        if end_bucket is None:
-            return None
-        if end_bucket % self._bucket:
-            raise ValueError(f"{end_bucket} is not the start of a {self._bucket} ms bucket")
-        start = end_bucket - (self._size - 1) * self._bucket
-        end = end_bucket + self._bucket
-        merged = Profile(self._params, start_ms=start, end_ms=end)
-        present = sorted(s for s in self._slots if start <= s <= end_bucket)
-        for s in present:
-            merged.merge(self._slots[s])
-        return WindowView(start, end, merged, len(present))
