@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Alert": "driftwire.alerts.alert",
     "AlertPolicy": "driftwire.alerts.policy",
-    "CategoricalSketch": "driftwire.sketch.numeric",
+    "CategoricalSketch": "driftwire.sketch.categorical",
     "ConfigError": "driftwire.errors",
     "DecodedBatch": "driftwire.decode.batch",
     "Detector": "driftwire.detect.detector",
@@ -88,7 +88,8 @@ if TYPE_CHECKING:
     from driftwire.ops.config import Settings, load_settings
     from driftwire.profiling.clock import EventClock
     from driftwire.profiling.profiler import Profiler
-    from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
+    from driftwire.sketch.categorical import CategoricalSketch
+    from driftwire.sketch.numeric import NumericSketch
     from driftwire.sketch.profile import Profile
     from driftwire.stages.inmemory import InMemoryPipeline
     from driftwire.stats.drift import DriftResult, categorical_drift, numeric_drift

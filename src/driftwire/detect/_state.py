@@ -35,7 +35,7 @@ class _Version:
     rate: RateState = field(default_factory=RateState)
     latency_ref: dict[str, LatencyReference] | None = None  # first complete window's latency
     creep: dict[str, Creep] = field(default_factory=dict)  # per segment
-    # after a restore: parts named by the snapshot, not loaded yet (see _detector_parts)
+    # after a restore: parts named by the snapshot, not loaded yet (see driftwire.detect._parts)
     unloaded: set[int] = field(default_factory=set)
     frozen_id: str | None = None
 

@@ -20,7 +20,7 @@ every event against ``schemas/inference-event.schema.json`` with ``jsonschema`` 
 dependency, imported only then) and raises :class:`InvalidEventError` at the call, so mistakes
 show up in tests instead of in the dead-letter topic.
 
-The producer's modules (this one and its ``driftwire._produce_*`` internals) import only the
+The producer's modules (this one and its ``driftwire.producer._*`` internals) import only the
 standard library, orjson and aiokafka, so a model server does not pull in the worker's
 numerical stack. The sending thread shares the GIL with the server: its work (building record
 batches, a few microseconds per event, less with a longer ``linger_ms``) is CPU the process

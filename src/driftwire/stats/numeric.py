@@ -29,7 +29,7 @@ shifts 0 / 0.2 / 0.5 sd): at k = 200, KS +-0.027; PSI +-0.27 / 0.38 / 0.67; JS +
 Hellinger +-0.17; Wasserstein +-0.27 (in sd; for heavy tails several sd, since it grows with
 the range). At k = 1000: KS +-0.008, PSI +-0.01 / 0.04 / 0.09, JS +-0.04, Hellinger +-0.03,
 Wasserstein +-0.07. The binned bounds are worst cases over every bin at once; the errors
-measured against exact computation are 6 - 8 times smaller (tests/test_drift_accuracy.py).
+measured against exact computation are 6 - 8 times smaller (tests/stats/test_drift_accuracy.py).
 
 >>> import datasketches
 >>> ref, cur = datasketches.kll_doubles_sketch(200), datasketches.kll_doubles_sketch(200)
