@@ -42,7 +42,7 @@ def test_detects_where_river_does(mode: str, seed: int) -> None:
         if river_detects(theirs, x):
             river_fired.append(t)
         statistics.append(ours.statistic)
-        river_statistics.append(theirs._sum_increase - theirs._min_increase)
+        river_statistics.append(theirs._sum_increase - theirs._min_increase)  # noqa: SLF001
     assert fired == river_fired
     assert fired and fired[0] > 300  # every mode finds a change, none before the first step
     assert statistics == river_statistics  # bit for bit, not approximately

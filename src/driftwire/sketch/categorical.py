@@ -119,8 +119,9 @@ class CategoricalSketch:
         """Count ``n`` missing values."""
         self._missing += non_negative(n)
 
-    def _add_checked(self, tally: Mapping[str, int], missing: int) -> None:
-        """``update_counts`` for counts known to be valid (str keys, positive ints)."""
+    def update_valid_counts(self, tally: Mapping[str, int], missing: int) -> None:
+        """:meth:`update_counts` for counts the caller made valid (str keys, positive ints,
+        ``missing`` >= 0), as the profiler's tally does: no per-key check on the hot path."""
         self._missing += missing
         self._add(tally)
 
@@ -275,7 +276,7 @@ class CategoricalSketch:
         w = Writer()
         w.uvarint(self._cap)
         w.u8(self._lg_k)
-        self._write(w)
+        self.write_into(w)
         return seal(_MAGIC, _FORMAT, w.getvalue())
 
     @classmethod
@@ -284,11 +285,12 @@ class CategoricalSketch:
         cap, lg_k = r.uvarint(), r.u8()
         if not (1 <= cap <= 1 << 20 and 4 <= lg_k <= 21):
             raise FormatError(f"CategoricalSketch: cap={cap}, lg_k={lg_k} out of range")
-        out = cls._read(r, cap, lg_k)
+        out = cls.read_from(r, cap, lg_k)
         r.done()
         return out
 
-    def _write(self, w: Writer) -> None:
+    def write_into(self, w: Writer) -> None:
+        """The body of :meth:`to_bytes` (without cap and lg_k), for a container that embeds it."""
         w.uvarint(self._count)
         w.uvarint(self._missing)
         w.uvarint(self._offset)
@@ -300,7 +302,8 @@ class CategoricalSketch:
             w.blob(self._hll_raw if self._hll_raw is not None else self._hll.serialize_compact())
 
     @classmethod
-    def _read(cls, r: Reader, cap: int, lg_k: int) -> CategoricalSketch:
+    def read_from(cls, r: Reader, cap: int, lg_k: int) -> CategoricalSketch:
+        """The sketch :meth:`write_into` wrote, made with ``cap`` and ``lg_k``."""
         out = cls(cap, lg_k)
         out._count, out._missing, out._offset = r.uvarint(), r.uvarint(), r.uvarint()
         size = r.uvarint()
