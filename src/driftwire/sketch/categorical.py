@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from datasketches import hll_sketch, hll_union, tgt_hll_type
@@ -65,7 +65,7 @@ class CategoricalSketch:
 
     __slots__ = ("_cap", "_count", "_counts", "_hll", "_hll_raw", "_lg_k", "_missing", "_offset")
 
-    _HLL_TYPE: ClassVar = tgt_hll_type.HLL_4
+    _HLL_TYPE: ClassVar[tgt_hll_type] = tgt_hll_type.HLL_4
 
     def __init__(self, cap: int = DEFAULT_CAP, lg_k: int = DEFAULT_LG_K) -> None:
         check_int("cap", cap, 1, 1 << 20)
@@ -76,7 +76,9 @@ class CategoricalSketch:
         self._count = 0  # non-missing values
         self._missing = 0
         self._offset = 0  # total subtracted by pruning: the count error; 0 while exact
-        self._hll: Any = None  # created at the first prune, from every key seen until then
+        self._hll: hll_sketch | None = (
+            None  # created at the first prune, from every key seen until then
+        )
         # the bytes the HLL was read from, while unchanged: datasketches does not re-serialize
         # a deserialized HLL to identical bytes, and a round trip must be exact
         self._hll_raw: bytes | None = None
@@ -147,7 +149,7 @@ class CategoricalSketch:
         self._offset += cut
         self._counts = {key: n - cut for key, n in counts.items() if n > cut}
 
-    def _hll_of(self, keys: Iterable[str]) -> Any:
+    def _hll_of(self, keys: Iterable[str]) -> hll_sketch:
         hll = hll_sketch(self._lg_k, self._HLL_TYPE)
         for key in keys:
             hll.update(key)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from datasketches import kll_floats_sketch
@@ -216,7 +215,7 @@ class NumericSketch:
         return float(kll_floats_sketch.get_normalized_rank_error(self.k, False))
 
     @property
-    def kll(self) -> Any:
+    def kll(self) -> kll_floats_sketch:
         """The underlying ``kll_floats_sketch`` (read it; updating it breaks the sketch)."""
         return self._kll
 

@@ -27,7 +27,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
 from driftwire.decode.decoder import DecoderLimits, decode_batch
@@ -136,7 +136,7 @@ class ProfileStage:
             async with self._lock:  # no await before: see the module docstring
                 await self._handle(data)
 
-    async def _handle(self, data: dict[TopicPartition, list]) -> None:
+    async def _handle(self, data: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         if self._consumer is None:
             raise self._life.not_started("consumer")
         if self._listener_failure is not None:
@@ -163,7 +163,9 @@ class ProfileStage:
             self._m.last_progress.set(self._clock())
         await self._watch_lag()
 
-    async def _process(self, tp: TopicPartition, records: list, now_ms: int) -> None:
+    async def _process(
+        self, tp: TopicPartition, records: list[ConsumerRecord], now_ms: int
+    ) -> None:
         if self._producer is None:
             raise self._life.not_started("producer")
         values = [r.value for r in records]
