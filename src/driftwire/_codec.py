@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Any
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -160,7 +160,16 @@ def non_negative(n: object) -> int:
     return int(n)
 
 
-def deserialize_sketch(kind: Any, blob: bytes, what: str) -> Any:
+SketchT_co = TypeVar("SketchT_co", covariant=True)
+
+
+class Deserializable(Protocol[SketchT_co]):
+    """A datasketches class: ``deserialize(bytes)`` makes a sketch."""
+
+    def deserialize(self, data: bytes, /) -> SketchT_co: ...
+
+
+def deserialize_sketch(kind: Deserializable[SketchT_co], blob: bytes, what: str) -> SketchT_co:
     """``kind.deserialize(blob)`` for a datasketches class; any failure is FormatError."""
     try:
         return kind.deserialize(blob)

@@ -43,3 +43,10 @@ class TransportError(DriftwireError):
     def __init__(self, message: str, *, retriable: bool = True) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+class LifecycleError(DriftwireError, RuntimeError):
+    """A long-running part was used in the wrong phase: run twice, or used before it started.
+
+    A :class:`RuntimeError` too, as misuse of a started client is in asyncio and aiokafka.
+    """

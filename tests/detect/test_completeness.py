@@ -33,3 +33,15 @@ def test_state_round_trip() -> None:
     c.complete_until(now_ms=0)
     r = Completeness.from_state(50, c.to_state())
     assert r.complete_until(now_ms=0) == c.complete_until(now_ms=0) == 200
+
+
+def test_a_new_model_inherits_the_partitions_but_completes_nothing_yet() -> None:
+    c = Completeness(grace_ms=50)
+    c.observe(partition=0, partitions=2, watermark_ms=300, idle=False, now_ms=0)
+    c.observe(partition=1, partitions=2, watermark_ms=200, idle=True, now_ms=0)
+    assert c.complete_until(now_ms=1) == 300
+    new = c.for_new_model(grace_ms=50)
+    assert (new.partitions, new.watermarks, new.idle) == (2, {0: 300, 1: 200}, {1})
+    assert new.to_state()["complete"] is None
+    assert new.complete_until(now_ms=1) == 300  # from its own watermarks, once asked
+    assert c.to_state()["complete"] == 300  # the original is untouched

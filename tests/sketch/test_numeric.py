@@ -559,3 +559,31 @@ def test_sketch_params_validate_and_report_bounds() -> None:
     for bad in ({"k": 7}, {"cap": 0}, {"lg_k": 22}, {"k": 200.0}):
         with pytest.raises(ValueError):
             SketchParams(**bad)  # type: ignore[arg-type]
+
+
+def test_valid_counts_add_like_checked_counts() -> None:
+    tally = {f"c{i}": i + 1 for i in range(40)}
+    checked, trusted = CategoricalSketch(cap=16), CategoricalSketch(cap=16)
+    checked.update_counts(tally, missing=3)
+    trusted.update_valid_counts(tally, 3)
+    assert trusted.to_bytes() == checked.to_bytes()
+
+
+def test_grouped_moments_add_like_a_batch() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.normal(10.0, 2.0, 150)  # fewer than k: the quantile sketch is exact
+    batch, grouped = NumericSketch(), NumericSketch()
+    batch.update_batch(np.concatenate([values, [np.nan, np.nan, np.inf]]))
+    grouped.add_group(
+        values.size,
+        float(values.mean()),
+        float(((values - values.mean()) ** 2).sum()),
+        float(values.min()),
+        float(values.max()),
+        values.astype(np.float32),
+    )
+    grouped.add_non_finite(2, 1)
+    assert (grouped.count, grouped.missing, grouped.non_finite) == (150, 2, 1)
+    assert grouped.mean == pytest.approx(batch.mean, rel=1e-12)
+    assert grouped.variance == pytest.approx(batch.variance, rel=1e-12)
+    assert grouped.quantiles([0.1, 0.5, 0.9]).tolist() == batch.quantiles([0.1, 0.5, 0.9]).tolist()

@@ -38,7 +38,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        backoff = min(self.max_s, self.initial_s * 2 ** (attempt - 1))
+        backoff = min(self.max_s, self.initial_s * 2.0 ** (attempt - 1))
         backoff *= random.uniform(0.5, 1.0)  # jitter: receivers recovering are not stampeded
         if retry_after is not None:
             backoff = max(backoff, min(retry_after, self.max_s))

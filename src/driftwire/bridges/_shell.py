@@ -46,6 +46,7 @@ from driftwire.decode.batch import Rejection
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
 from driftwire.ops.config import BridgeRoute, Settings
 from driftwire.ops.health import Liveness, Readiness
+from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import BridgeMetrics
 
 log = logging.getLogger(__name__)
@@ -145,10 +146,12 @@ class BridgeShell:
         self.dead_letter_reasons: Counter[str] = Counter()
         self.assigned = asyncio.Event()  # set once partitions are assigned and state rebuilt
         self._fatal: BaseException | None = None
+        self._life = Lifecycle(f"{target.name} bridge")
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._life.start()
         self._stop = stop
         opts = self._s.kafka.client_options()
         if self._s.topics.create:
@@ -189,6 +192,7 @@ class BridgeShell:
             await self._consumer.stop()  # leaves the group
             await self._producer.stop()
             await self._session.close()
+            self._life.stop()
             log.info(
                 "bridge stopped",
                 extra={"fields": {"target": self._target.name, **self.counts}},
@@ -209,7 +213,8 @@ class BridgeShell:
 
     async def _loop(self) -> None:
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None:
+            raise self._life.not_started("consumer")
         while not self._stop.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=200)
             if self._fatal is not None:
@@ -246,7 +251,8 @@ class BridgeShell:
         Every partition is then positioned explicitly, so nothing fetched early is skipped.
         """
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None:
+            raise self._life.not_started("consumer")
         if not assigned:
             self.sample()
             self.assigned.set()
@@ -314,7 +320,8 @@ class BridgeShell:
 
     async def _finish_replays(self) -> None:
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None:
+            raise self._life.not_started("consumer")
         for tp, replay in list(self._replay.items()):
             if tp in consumer.assignment() and await consumer.position(tp) >= replay.until:
                 await self._finish_replay(tp)
@@ -364,7 +371,8 @@ class BridgeShell:
 
     async def _post(self, request: Request) -> Outcome:
         """One request to the target, with the retry policy; attempts are counted."""
-        assert self._session is not None
+        if self._session is None:
+            raise self._life.not_started("HTTP session")
         return await post(
             self._session,
             request,
@@ -375,7 +383,8 @@ class BridgeShell:
         )
 
     async def _deliver(self, alert: AlertEvent) -> Outcome:
-        assert self._session is not None
+        if self._session is None:
+            raise self._life.not_started("HTTP session")
         outcome = Outcome(True, 0)
         started = time.perf_counter()
         for request in self._target.render(alert, int(self._clock() * 1000)):
@@ -403,7 +412,8 @@ class BridgeShell:
         self, tp: TopicPartition, record: ConsumerRecord, reason: str, message: str
     ) -> None:
         """Send the record, unchanged, to the dead-letter topic and wait for the broker's ack."""
-        assert self._producer is not None
+        if self._producer is None:
+            raise self._life.not_started("producer")
         headers = dead_letter_headers(
             Rejection(0, reason, None, message),
             SourceRecord(tp.topic, tp.partition, record.offset, record.timestamp),
@@ -421,7 +431,8 @@ class BridgeShell:
         self.dead_letter_reasons[reason] += 1
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise self._life.not_started("consumer")
         try:
             await self._consumer.commit({tp: OffsetAndMetadata(offset, "")})
             if tp in self._done:
@@ -445,7 +456,8 @@ class BridgeShell:
         ]
 
     async def _resend_loop(self, interval_s: float) -> None:
-        assert self._session is not None
+        if self._session is None:
+            raise self._life.not_started("HTTP session")
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), interval_s)

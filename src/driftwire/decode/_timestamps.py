@@ -131,7 +131,8 @@ def _iso_vector(values: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
         return np.ndarray(shape, dtype=dtype, buffer=buffer, offset=offset, strides=strides)
 
     def has(offset: int, mask: tuple[int, int, int]) -> np.ndarray:
-        return (byte(head, offset, _U8) | mask[1]) & mask[0] == mask[2]
+        found: np.ndarray = (byte(head, offset, _U8) | mask[1]) & mask[0] == mask[2]
+        return found
 
     # "YYYY-MM-DDTHH:MM:SS"
     century = two.take(byte(head, 0, _U2))

@@ -66,6 +66,13 @@ class Completeness:
             self._complete = candidate
         return self._complete
 
+    def for_new_model(self, grace_ms: int) -> Completeness:
+        """What a new model starts with: this tracker's input partitions (their count,
+        watermarks and idle ones), but no bucket completed yet."""
+        state = self.to_state()
+        state["complete"] = None
+        return Completeness.from_state(grace_ms, state)
+
     def to_state(self) -> dict[str, object]:
         return {
             "partitions": self.partitions,

@@ -155,10 +155,7 @@ class Detector:
             model = _Model(Completeness(grace_ms=grace_ms))
             # a new model inherits what is known of the input partitions
             for other in self._models.values():
-                model.completeness = Completeness.from_state(
-                    grace_ms, other.completeness.to_state()
-                )
-                model.completeness._complete = None
+                model.completeness = other.completeness.for_new_model(grace_ms)
                 break
             self._models[name] = model
         return model

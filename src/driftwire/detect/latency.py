@@ -20,23 +20,24 @@ the window (and in the reference): p99 needs 500 events at the default of 5, p95
 Fewer is *insufficient data*: a p99 resting on one or two events is one slow request.
 
 **Creep detector: Page-Hinkley, not ADWIN.** The series is one value per bucket, ``x_t =
-ln(p95 of bucket t)``; river's ``PageHinkley(mode="up")`` accumulates ``x_t - mean(x) -
-delta`` and fires when that sum rises ``threshold`` above its running minimum. It suits this
-series: it detects an increase of the mean (one direction: faster is not an anomaly), its
-state is six numbers (so the detector snapshot stays small JSON; the fields are copied in
-and out by :meth:`Creep.to_state` / :meth:`Creep.from_state`, and a test checks that a
-restored detector continues bit-for-bit), and its two parameters read in the series' units.
-ADWIN would need hundreds of buckets in its window, keeps a bucket list as state and is
-two-sided. On the log scale the parameters are relative: ``delta`` = 0.05 ignores changes
-below ~5%, ``threshold`` = 1.5 is the accumulated log-excess needed. Simulated with 100
-lognormal (sigma 0.3) latencies per bucket, 50 seeds: a sustained +20% p95 fires after 10-21
-buckets, +50% after 3-5, x2 after 2; a ramp of +1% per bucket after 22-30 buckets (at
-1.22-1.30x), +2% per bucket after 16-18 (1.32-1.36x); +10% never. Per-bucket p95 noise (sd
-``s`` of ``ln p95``: 0.09 for 50 such latencies) gives a false alarm per excursion of about
-``exp(-2 delta threshold / s^2)`` (1e-8 there; none in 3 x 60,000 simulated stationary
-buckets at 50, 100 and 1000 latencies per bucket); a bucket with fewer than
-``creep_min_bucket_count`` latencies is left out. Noisier latencies (sigma 1) raise ``s``
-about threefold: raise ``creep_threshold`` or ``creep_min_bucket_count`` for them.
+ln(p95 of bucket t)``; Page-Hinkley (:mod:`driftwire.detect.page_hinkley`, river's test with
+``mode="up"``) accumulates ``x_t - mean(x) - delta`` and fires when that sum rises
+``threshold`` above its running minimum. It suits this series: it detects an increase of the
+mean (one direction: faster is not an anomaly), its state is six numbers (so the detector
+snapshot stays small JSON, written and read by :meth:`Creep.to_state` /
+:meth:`Creep.from_state`; a test checks that a restored detector continues bit-for-bit), and
+its two parameters read in the series' units. ADWIN would need hundreds of buckets in its
+window, keeps a bucket list as state and is two-sided. On the log scale the parameters are
+relative: ``delta`` = 0.05 ignores changes below ~5%, ``threshold`` = 1.5 is the accumulated
+log-excess needed. Simulated with 100 lognormal (sigma 0.3) latencies per bucket, 50 seeds:
+a sustained +20% p95 fires after 10-21 buckets, +50% after 3-5, x2 after 2; a ramp of +1%
+per bucket after 22-30 buckets (at 1.22-1.30x), +2% per bucket after 16-18 (1.32-1.36x);
++10% never. Per-bucket p95 noise (sd ``s`` of ``ln p95``: 0.09 for 50 such latencies) gives
+a false alarm per excursion of about ``exp(-2 delta threshold / s^2)`` (1e-8 there; none in
+3 x 60,000 simulated stationary buckets at 50, 100 and 1000 latencies per bucket); a bucket
+with fewer than ``creep_min_bucket_count`` latencies is left out. Noisier latencies (sigma
+1) raise ``s`` about threefold: raise ``creep_threshold`` or ``creep_min_bucket_count`` for
+them.
 
 A detection *latches* the condition; it fires while the window p95 is at least
 ``creep_min_ratio`` (1.2) x the reference's, so a detection on noise that is not a real
@@ -58,10 +59,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from river.drift import PageHinkley
-
 from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
+from driftwire.detect.page_hinkley import PageHinkley
 from driftwire.detect.settings import LatencySettings
 from driftwire.sketch.numeric import NumericSketch
 
@@ -112,62 +112,61 @@ def _tail_ok(q: float, n: int, settings: LatencySettings) -> bool:
 
 
 class Creep:
-    """Page-Hinkley (river, ``mode="up"``) over ``ln(p95)`` per bucket, with a latch."""
+    """Page-Hinkley (``mode="up"``) over ``ln(p95)`` per bucket, with a latch."""
 
-    _FIELDS = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease")
-
-    def __init__(self, settings: LatencySettings) -> None:
+    def __init__(self, settings: LatencySettings, detector: PageHinkley | None = None) -> None:
         self._s = settings
-        self._ph = PageHinkley(
-            min_instances=settings.creep_min_buckets,
-            delta=settings.creep_delta,
-            threshold=settings.creep_threshold,
-            mode="up",
-        )
+        self._ph = detector if detector is not None else _page_hinkley(settings)
         self.latched_ms: int | None = None  # evaluation time of the detection that latched
 
     @property
     def buckets(self) -> int:
         """Buckets in the series since the last reset."""
-        return int(self._ph._x_mean.n)
+        return self._ph.n
 
     @property
     def statistic(self) -> float:
         """How far the cumulative sum is above its minimum (fires at ``creep_threshold``)."""
-        ph = self._ph
-        return 0.0 if ph._x_mean.n == 0 else float(ph._sum_increase - ph._min_increase)
+        return float(self._ph.statistic)
 
     def update(self, p95_ms: float, now_ms: int = 0) -> bool:
         """Add one bucket's p95; ``True`` when Page-Hinkley detects an increase here."""
         if not p95_ms > 0 or not math.isfinite(p95_ms):
             return False
-        self._ph.update(math.log(p95_ms))
-        if self._ph.drift_detected:
+        if self._ph.update(math.log(p95_ms)):
             if self.latched_ms is None:
                 self.latched_ms = now_ms
             return True
         return False
 
     def to_state(self) -> list[Any]:
-        ph = self._ph
-        values = [ph._x_mean.n, ph._x_mean._mean, *(getattr(ph, f) for f in self._FIELDS)]
-        return [
-            *(None if not math.isfinite(v) else float(v) for v in values),
-            bool(ph.drift_detected),
-            self.latched_ms,
-        ]
+        """The detector's state (:meth:`PageHinkley.to_state`) and the latch time."""
+        return [*self._ph.to_state(), self.latched_ms]
 
     @classmethod
     def from_state(cls, settings: LatencySettings, state: list[Any]) -> Creep:
-        out = cls(settings)
-        ph = out._ph
-        n, mean, *sums, detected, latched = state
-        ph._x_mean.n, ph._x_mean._mean = float(n), float(mean)
-        for name, value, empty in zip(cls._FIELDS, sums, (0.0, 0.0, INF, -1.0), strict=True):
-            setattr(ph, name, empty if value is None else float(value))
-        ph._drift_detected = bool(detected)
+        *detector, latched = state
+        out = cls(settings, _page_hinkley(settings, detector))
         out.latched_ms = None if latched is None else int(latched)
         return out
+
+
+def _page_hinkley(settings: LatencySettings, state: list[Any] | None = None) -> PageHinkley:
+    """A new creep detector, or the one ``state`` holds, with the parameters of ``settings``."""
+    if state is None:
+        return PageHinkley(
+            min_instances=settings.creep_min_buckets,
+            delta=settings.creep_delta,
+            threshold=settings.creep_threshold,
+            mode="up",
+        )
+    return PageHinkley.from_state(
+        state,
+        min_instances=settings.creep_min_buckets,
+        delta=settings.creep_delta,
+        threshold=settings.creep_threshold,
+        mode="up",
+    )
 
 
 def latency_findings(

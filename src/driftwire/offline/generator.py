@@ -10,7 +10,7 @@ the latency) in one segment from a given event time on, and optionally reverts l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,7 +114,7 @@ class StreamSpec:
 
 #: Numeric shapes: ``z`` is the standard normal draw (plus any change), ``m`` and ``s`` the
 #: feature's mean and sd. Monotone in ``z``; ``integer`` and ``zero_inflated`` have ties.
-SHAPES = {
+SHAPES: dict[str, Callable[[np.ndarray, float, float], np.ndarray]] = {
     "normal": lambda z, m, s: m + s * z,
     "lognormal": lambda z, m, s: m * np.exp(0.5 * z),
     "heavy_tailed": lambda z, m, s: m * np.exp(1.5 * z),

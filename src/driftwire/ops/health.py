@@ -75,9 +75,8 @@ class HealthServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        addresses = self._runner.addresses  # (host, port, ...) of the listening sockets
+        self.port = int(addresses[0][1]) if addresses else port
 
     async def stop(self) -> None:
         if self._runner is not None:

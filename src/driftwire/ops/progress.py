@@ -22,7 +22,11 @@ def progress_bar(
         file=sys.stderr,
         disable=not sys.stderr.isatty(),
     )
+
+    def advance(n: int) -> None:
+        bar.update(n)
+
     try:
-        yield bar.update
+        yield advance
     finally:
         bar.close()

@@ -20,7 +20,7 @@ _SCHEMA_NAME = "inference-event.schema.json"
 
 def _schema_path() -> Path:
     """The inference-event schema shipped in the package (``driftwire/schemas``)."""
-    path = Path(__file__).resolve().parent / "schemas" / _SCHEMA_NAME
+    path = Path(__file__).resolve().parents[1] / "schemas" / _SCHEMA_NAME
     if not path.is_file():
         raise ConfigError("producer.validate", f"{_SCHEMA_NAME} not found next to driftwire")
     return path

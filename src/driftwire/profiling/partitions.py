@@ -230,7 +230,8 @@ class ProfileCore:
         self, state: _Partition, batch: DecodedBatch, offsets: np.ndarray
     ) -> tuple[DecodedBatch, np.ndarray]:
         """Drop re-read events whose bucket was emitted before the restart."""
-        assert state.resume is not None
+        if state.resume is None:  # not resuming after a restart: nothing to skip
+            return batch, offsets
         wm = state.resume.watermark_ms
         if wm is None or state.resume.emitted_through < 0:
             state.resume = None

@@ -389,7 +389,7 @@ class Profiler:
             tally, missing, n_wrong = tally_categories(column[a:b])
             sketch = profile.sketch_for(name, FeatureKind.CATEGORICAL)
             if isinstance(sketch, CategoricalSketch):
-                sketch._add_checked(tally, missing)  # tally_categories made them valid
+                sketch.update_valid_counts(tally, missing)  # tally_categories made them valid
             else:  # held as numeric (only after an outside merge)
                 profile.add_untyped_missing(name, missing)
                 n_wrong += sum(tally.values())

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from datasketches import hll_sketch, hll_union, tgt_hll_type
@@ -65,7 +65,7 @@ class CategoricalSketch:
 
     __slots__ = ("_cap", "_count", "_counts", "_hll", "_hll_raw", "_lg_k", "_missing", "_offset")
 
-    _HLL_TYPE: ClassVar = tgt_hll_type.HLL_4
+    _HLL_TYPE: ClassVar[tgt_hll_type] = tgt_hll_type.HLL_4
 
     def __init__(self, cap: int = DEFAULT_CAP, lg_k: int = DEFAULT_LG_K) -> None:
         check_int("cap", cap, 1, 1 << 20)
@@ -76,7 +76,9 @@ class CategoricalSketch:
         self._count = 0  # non-missing values
         self._missing = 0
         self._offset = 0  # total subtracted by pruning: the count error; 0 while exact
-        self._hll: Any = None  # created at the first prune, from every key seen until then
+        self._hll: hll_sketch | None = (
+            None  # created at the first prune, from every key seen until then
+        )
         # the bytes the HLL was read from, while unchanged: datasketches does not re-serialize
         # a deserialized HLL to identical bytes, and a round trip must be exact
         self._hll_raw: bytes | None = None
@@ -119,8 +121,9 @@ class CategoricalSketch:
         """Count ``n`` missing values."""
         self._missing += non_negative(n)
 
-    def _add_checked(self, tally: Mapping[str, int], missing: int) -> None:
-        """``update_counts`` for counts known to be valid (str keys, positive ints)."""
+    def update_valid_counts(self, tally: Mapping[str, int], missing: int) -> None:
+        """:meth:`update_counts` for counts the caller made valid (str keys, positive ints,
+        ``missing`` >= 0), as the profiler's tally does: no per-key check on the hot path."""
         self._missing += missing
         self._add(tally)
 
@@ -146,7 +149,7 @@ class CategoricalSketch:
         self._offset += cut
         self._counts = {key: n - cut for key, n in counts.items() if n > cut}
 
-    def _hll_of(self, keys: Iterable[str]) -> Any:
+    def _hll_of(self, keys: Iterable[str]) -> hll_sketch:
         hll = hll_sketch(self._lg_k, self._HLL_TYPE)
         for key in keys:
             hll.update(key)
@@ -275,7 +278,7 @@ class CategoricalSketch:
         w = Writer()
         w.uvarint(self._cap)
         w.u8(self._lg_k)
-        self._write(w)
+        self.write_into(w)
         return seal(_MAGIC, _FORMAT, w.getvalue())
 
     @classmethod
@@ -284,11 +287,12 @@ class CategoricalSketch:
         cap, lg_k = r.uvarint(), r.u8()
         if not (1 <= cap <= 1 << 20 and 4 <= lg_k <= 21):
             raise FormatError(f"CategoricalSketch: cap={cap}, lg_k={lg_k} out of range")
-        out = cls._read(r, cap, lg_k)
+        out = cls.read_from(r, cap, lg_k)
         r.done()
         return out
 
-    def _write(self, w: Writer) -> None:
+    def write_into(self, w: Writer) -> None:
+        """The body of :meth:`to_bytes` (without cap and lg_k), for a container that embeds it."""
         w.uvarint(self._count)
         w.uvarint(self._missing)
         w.uvarint(self._offset)
@@ -300,7 +304,8 @@ class CategoricalSketch:
             w.blob(self._hll_raw if self._hll_raw is not None else self._hll.serialize_compact())
 
     @classmethod
-    def _read(cls, r: Reader, cap: int, lg_k: int) -> CategoricalSketch:
+    def read_from(cls, r: Reader, cap: int, lg_k: int) -> CategoricalSketch:
+        """The sketch :meth:`write_into` wrote, made with ``cap`` and ``lg_k``."""
         out = cls(cap, lg_k)
         out._count, out._missing, out._offset = r.uvarint(), r.uvarint(), r.uvarint()
         size = r.uvarint()

@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from datasketches import kll_floats_sketch
@@ -151,6 +150,25 @@ class NumericSketch:
         """Count ``n`` missing values that were never materialized as NaN."""
         self._missing += non_negative(n)
 
+    def add_non_finite(self, missing: int, non_finite: int) -> None:
+        """Count ``missing`` (NaN) and ``non_finite`` (±inf) values folded elsewhere.
+
+        For :func:`update_numeric_matrix`, which counts them itself; no checks on this path.
+        """
+        self._missing += missing
+        self._non_finite += non_finite
+
+    def add_group(
+        self, n: int, mean: float, m2: float, lo: float, hi: float, values_f32: np.ndarray
+    ) -> None:
+        """Fold ``n`` > 0 finite values given by their moments and their float32 values.
+
+        For :func:`update_numeric_matrix`, which reduces many groups at once; ``values_f32``
+        go into the quantile sketch, where NaN entries are skipped. No checks on this path.
+        """
+        self._absorb(n, mean, m2, lo, hi)
+        self._kll.update(values_f32)
+
     def _absorb(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         """Fold the moments of ``n`` > 0 finite values (symmetric, hence commutative)."""
         na = self._count
@@ -179,7 +197,7 @@ class NumericSketch:
         return self
 
     def copy(self) -> NumericSketch:
-        out = NumericSketch.__new__(NumericSketch)
+        out: NumericSketch = NumericSketch.__new__(NumericSketch)
         out._kll = kll_floats_sketch.deserialize(self._kll.serialize())
         out._count, out._missing, out._non_finite = self._count, self._missing, self._non_finite
         out._mean, out._m2, out._min, out._max = self._mean, self._m2, self._min, self._max
@@ -197,7 +215,7 @@ class NumericSketch:
         return float(kll_floats_sketch.get_normalized_rank_error(self.k, False))
 
     @property
-    def kll(self) -> Any:
+    def kll(self) -> kll_floats_sketch:
         """The underlying ``kll_floats_sketch`` (read it; updating it breaks the sketch)."""
         return self._kll
 
@@ -271,7 +289,7 @@ class NumericSketch:
     def to_bytes(self) -> bytes:
         w = Writer()
         w.uvarint(self.k)
-        self._write(w)
+        self.write_into(w)
         return seal(_NUMERIC_MAGIC, _FORMAT, w.getvalue())
 
     @classmethod
@@ -280,11 +298,12 @@ class NumericSketch:
         k = r.uvarint()
         if not 8 <= k <= 65_535:
             raise FormatError(f"NumericSketch: k={k} out of range")
-        out = cls._read(r, k)
+        out = cls.read_from(r, k)
         r.done()
         return out
 
-    def _write(self, w: Writer) -> None:
+    def write_into(self, w: Writer) -> None:
+        """The body of :meth:`to_bytes` (without ``k``), for a container that embeds it."""
         w.uvarint(self._count)
         w.uvarint(self._missing)
         w.uvarint(self._non_finite)
@@ -294,7 +313,8 @@ class NumericSketch:
             w.blob(self._kll.serialize())
 
     @classmethod
-    def _read(cls, r: Reader, k: int) -> NumericSketch:
+    def read_from(cls, r: Reader, k: int) -> NumericSketch:
+        """The sketch :meth:`write_into` wrote, made with ``k`` (stored by the container)."""
         out = cls(k)
         out._count, out._missing, out._non_finite = r.uvarint(), r.uvarint(), r.uvarint()
         if out._count:
@@ -405,8 +425,7 @@ def update_numeric_matrix(
         for r, g in zip(*np.nonzero(missing | non_finite), strict=True):
             sketch = sketches[r][int(nonempty[g])]
             if sketch is not None:
-                sketch._missing += int(missing[r, g])
-                sketch._non_finite += int(non_finite[r, g])
+                sketch.add_non_finite(int(missing[r, g]), int(non_finite[r, g]))
         finite_values = np.where(finite, values, 0.0)
         lows = np.where(finite, values, math.inf)
         highs = np.where(finite, values, -math.inf)
@@ -436,5 +455,4 @@ def update_numeric_matrix(
     ):
         sketch = sketches[r][g]
         if sketch is not None:
-            sketch._absorb(count, mean, m2, lo, hi)
-            sketch._kll.update(f32[r, a:b])
+            sketch.add_group(count, mean, m2, lo, hi, f32[r, a:b])

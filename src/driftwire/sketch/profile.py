@@ -276,7 +276,7 @@ class Profile:
                 f"made with {self._params}"
             )
         if other is self:
-            other = other.copy()
+            return self.merge(other.copy())
         self._n_events += other._n_events
         if other._start_ms is not None and other._end_ms is not None:
             self.extend_span(other._start_ms, other._end_ms)
@@ -321,7 +321,7 @@ class Profile:
 
         Names are feature names, or ``prediction.score`` / ``prediction.label``.
         """
-        out = self.copy()
+        out: Profile = self.copy()
         for name, sketch in sketches.items():
             if name == "prediction.score" and isinstance(sketch, NumericSketch):
                 out._score = sketch.copy()
@@ -346,9 +346,9 @@ class Profile:
             w.u8(1)
             w.svarint(self._start_ms)
             w.svarint(self._end_ms)
-        self._score._write(w)
-        self._label._write(w)
-        self._latency._write(w)
+        self._score.write_into(w)
+        self._label.write_into(w)
+        self._latency.write_into(w)
         names = sorted(self._features.keys() | self._untyped.keys() | self._wrong.keys())
         w.uvarint(len(names))
         for name in names:
@@ -366,7 +366,7 @@ class Profile:
             if sketch is None:
                 w.uvarint(self._untyped.get(name, 0))
             else:
-                sketch._write(w)
+                sketch.write_into(w)
         return seal(_MAGIC, _FORMAT, w.getvalue())
 
     @classmethod
@@ -395,9 +395,9 @@ class Profile:
             out._start_ms, out._end_ms = r.svarint(), r.svarint()
             if out._end_ms < out._start_ms:
                 raise FormatError("Profile: span ends before it starts")
-        out._score = NumericSketch._read(r, k)
-        out._label = CategoricalSketch._read(r, cap, lg_k)
-        out._latency = NumericSketch._read(r, k)
+        out._score = NumericSketch.read_from(r, k)
+        out._label = CategoricalSketch.read_from(r, cap, lg_k)
+        out._latency = NumericSketch.read_from(r, k)
         previous: str | None = None
         for _ in range(r.uvarint()):
             name, code, wrong = r.text(), r.u8(), r.uvarint()
@@ -413,9 +413,9 @@ class Profile:
                 if missing:
                     out._untyped[name] = missing
             elif code == _NUMERIC:
-                out._features[name] = NumericSketch._read(r, k)
+                out._features[name] = NumericSketch.read_from(r, k)
             elif code == _CATEGORICAL:
-                out._features[name] = CategoricalSketch._read(r, cap, lg_k)
+                out._features[name] = CategoricalSketch.read_from(r, cap, lg_k)
             else:
                 raise FormatError(f"Profile: unknown feature kind code {code}")
         r.done()

@@ -27,13 +27,14 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
 from driftwire.decode.decoder import decode_batch
 from driftwire.decode.limits import DecoderLimits
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Liveness, Readiness
+from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
 from driftwire.stages.profile_core import count_emitted, count_folded
@@ -90,10 +91,12 @@ class ProfileStage:
         self._last_commit_s = 0.0
         self._lock = asyncio.Lock()  # the loop's batch handling vs. the rebalance listener
         self._listener_failure: BaseException | None = None
+        self._life = Lifecycle("profile stage")
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._life.start()
         s = self._s
         opts = s.kafka.client_options()
         self._producer = AIOKafkaProducer(
@@ -109,8 +112,8 @@ class ProfileStage:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._admin = AIOKafkaAdminClient(**opts)
-        await self._producer.start()
-        try:
+        try:  # clients that never started are closed too
+            await self._producer.start()
             await self._admin.start()
             await self._consumer.start()
             self._ready.broker_reachable = True
@@ -122,9 +125,11 @@ class ProfileStage:
             await self._admin.close()
             await self._producer.stop()
             self._ready.broker_reachable = False
+            self._life.stop()
 
     async def _loop(self, stop: asyncio.Event) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise self._life.not_started("consumer")
         c = self._s.consumer
         while not stop.is_set():
             data = await self._consumer.getmany(
@@ -133,8 +138,9 @@ class ProfileStage:
             async with self._lock:  # no await before: see the module docstring
                 await self._handle(data)
 
-    async def _handle(self, data: dict[TopicPartition, list]) -> None:
-        assert self._consumer is not None
+    async def _handle(self, data: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        if self._consumer is None:
+            raise self._life.not_started("consumer")
         if self._listener_failure is not None:
             raise self._listener_failure
         started = time.perf_counter()
@@ -159,8 +165,11 @@ class ProfileStage:
             self._m.last_progress.set(self._clock())
         await self._watch_lag()
 
-    async def _process(self, tp: TopicPartition, records: list, now_ms: int) -> None:
-        assert self._producer is not None
+    async def _process(
+        self, tp: TopicPartition, records: list[ConsumerRecord], now_ms: int
+    ) -> None:
+        if self._producer is None:
+            raise self._life.not_started("producer")
         values = [r.value for r in records]
         self._m.events_consumed.labels(topic=tp.topic).inc(len(values))
         batch = decode_batch(values, self._limits)
@@ -187,7 +196,8 @@ class ProfileStage:
         self._core.note_position(tp.partition, records[-1].offset + 1)
 
     async def _emit(self, outputs: list[OutRecord]) -> None:
-        assert self._producer is not None
+        if self._producer is None:
+            raise self._life.not_started("producer")
         if not outputs:
             return
         if not self._partials_partitions:
@@ -214,7 +224,8 @@ class ProfileStage:
         ``force``): waiting for them after every fetch would add the producer's linger and a
         broker round trip to every batch.
         """
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise self._life.not_started("consumer")
         now = self._clock()
         if not force and now - self._last_commit_s < 1.0:
             return
@@ -244,7 +255,8 @@ class ProfileStage:
                 self._core.revoke(tp.partition)
 
     async def _flush_all(self) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise self._life.not_started("consumer")
         async with self._lock:
             parts = [tp.partition for tp in self._consumer.assignment()]
             await self._emit(self._flush(parts))
@@ -255,7 +267,8 @@ class ProfileStage:
         return [out for p in partitions for out in count_emitted(self._m, self._core.flush(p))]
 
     async def _watch_lag(self) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise self._life.not_started("consumer")
         assigned = self._consumer.assignment()
         total = 0
         for tp in assigned:
@@ -299,7 +312,8 @@ class ProfileStage:
                 # partitions must not be consumed, so the loop raises it (the worker restarts)
                 self._listener_failure = exc
                 raise
-            assert self._consumer is not None
+            if self._consumer is None:
+                raise self._life.not_started("consumer")
             parts = self._consumer.partitions_for_topic(self._topic) or ()
             self._core.set_partition_count(len(parts))
             for tp in assigned:
@@ -307,7 +321,8 @@ class ProfileStage:
 
     async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Resume]:
         """Committed offsets and their metadata (the core's resume point) for ``partitions``."""
-        assert self._admin is not None
+        if self._admin is None:
+            raise self._life.not_started("admin client")
         if not partitions:
             return {}
         found = await self._admin.list_consumer_group_offsets(self._group, partitions=partitions)

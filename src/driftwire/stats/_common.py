@@ -165,7 +165,8 @@ def _psi_terms(p: FloatArray, q: FloatArray) -> FloatArray:
 def _js_terms(p: FloatArray, q: FloatArray) -> FloatArray:
     """Per-bin Jensen–Shannon divergence in bits (0 log 0 = 0, as scipy's ``rel_entr``)."""
     m = 0.5 * (p + q)
-    return (special.rel_entr(p, m) + special.rel_entr(q, m)) * (0.5 / np.log(2.0))
+    terms: FloatArray = (special.rel_entr(p, m) + special.rel_entr(q, m)) * (0.5 / np.log(2.0))
+    return terms
 
 
 def _hellinger_terms(p: FloatArray, q: FloatArray) -> FloatArray:

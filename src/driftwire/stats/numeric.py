@@ -204,7 +204,8 @@ def reference_scale(reference: Any, grid: int = DEFAULT_GRID) -> tuple[float, st
 
 @functools.lru_cache(maxsize=64)
 def _mid_ranks(g: int) -> list[float]:
-    return ((np.arange(g) + 0.5) / g).tolist()
+    ranks: list[float] = ((np.arange(g) + 0.5) / g).tolist()
+    return ranks
 
 
 def _grid_values(side: _Side, grid: int) -> list[float]:

@@ -46,6 +46,7 @@ from driftwire.detect.samples import ConditionSample, LatencySample
 from driftwire.errors import FormatError, InputError, TransportError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
+from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import DetectMetrics, DriftScoreCollector, Metrics
 from driftwire.partials import Partial, decode_record
 from driftwire.stages.detect._baselines import BaselinesFollower
@@ -120,7 +121,7 @@ class DetectStage:
         self._fatal: BaseException | None = None
         self._revoked_at: float | None = None
         self._last_full_snapshot = 0.0
-        self._state = "new"
+        self._life = Lifecycle("detect stage")
 
     @classmethod
     def from_settings(
@@ -172,9 +173,7 @@ class DetectStage:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        if self._state != "new":
-            raise RuntimeError(f"DetectStage is {self._state}; it cannot run again")
-        self._state = "running"
+        self._life.start()
         finished = asyncio.Event()  # stops the baselines follower
         baselines = asyncio.create_task(self._baselines.run(finished), name="baselines")
         app: faust.App | None = None
@@ -195,7 +194,7 @@ class DetectStage:
                 self._ready.broker_reachable = True
                 await self._supervise(app, baselines, stop)
         finally:
-            self._state = "stopped"
+            self._life.stop()
             finished.set()
             if app is not None:
                 await self._stop_app(app)
@@ -412,7 +411,8 @@ class DetectStage:
 
     async def _send_alerts(self, alerts: Iterable[Alert]) -> None:
         """Produce alerts and wait for the broker; a failure stops the stage (at-least-once)."""
-        assert self._alerts_topic is not None
+        if self._alerts_topic is None:
+            raise self._life.not_started("alerts topic")
         pending: list[tuple[Alert, Awaitable[Any]]] = []
         for alert in alerts:
             key, value, headers = encode(alert, self._s.alerts.source)
@@ -456,7 +456,8 @@ class DetectStage:
         """After a rebalance: drop lost partitions, restore the models of new ones."""
         try:
             app = self._app
-            assert app is not None
+            if app is None:
+                raise self._life.not_started("Faust app")
             partials = self._s.topics.partials
             owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == partials}
             for lost in set(self._slots) - owned:
