@@ -14,8 +14,8 @@ from driftwire.errors import DriftwireError, LifecycleError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.metrics import Metrics
-from driftwire.profiling.partitions import ProfileCore
 from driftwire.stages.profile import ProfileStage
+from driftwire.stages.profile_core import profile_core
 
 
 def closed_port() -> int:
@@ -30,9 +30,7 @@ def profile_stage() -> ProfileStage:
         {"kafka": {"bootstrap_servers": f"127.0.0.1:{closed_port()}"}}
     )
     metrics = Metrics(CollectorRegistry())
-    return ProfileStage(
-        settings, ProfileCore.from_settings(settings, metrics), metrics, Readiness()
-    )
+    return ProfileStage(settings, profile_core(settings), metrics, Readiness())
 
 
 def test_a_rebalance_callback_before_run_is_refused() -> None:
