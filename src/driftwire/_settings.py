@@ -1,7 +1,8 @@
 """The base of every settings section: frozen, keyword-only, unknown keys refused.
 
-The core's rooms declare their own sections (``detect.settings``, ``alerts.settings``); the
-config file loader (``ops.config``) composes them into one :class:`~driftwire.ops.config.Settings`.
+The core's rooms declare their own sections (``profiling.settings``, ``detect.settings``,
+``alerts.settings``); the config file loader (``ops.config``) composes them into one
+:class:`~driftwire.ops.config.Settings`.
 """
 
 from __future__ import annotations
