@@ -54,11 +54,13 @@ def assert_within_bound(s: QuantileSketch, raw: np.ndarray) -> float:
         upto = np.searchsorted(x, q, "right") / n
         assert np.all(below <= RANKS + tol) and np.all(upto >= RANKS - tol)
     points = np.unique(np.concatenate((x[:: max(1, n // 500)], x[-1:], [x[0] - 1, x[-1] + 1])))
+    up, down = s.error_weights
     errors = []
     for inclusive, side in ((True, "right"), (False, "left")):
-        error = np.abs(s.cdf(points, inclusive) - np.searchsorted(x, points, side) / n)
-        assert error.max() <= tol, (error.max(), eps)
-        errors.append(error.max())
+        signed = s.cdf(points, inclusive) * n - np.searchsorted(x, points, side)
+        assert signed.max() <= up + 1e-6 and signed.min() >= -down - 1e-6  # one-sided sums
+        errors.append(np.abs(signed).max() / n)
+        assert errors[-1] <= tol, (errors[-1], eps)
     return max(errors) / eps if eps else 0.0
 
 
@@ -81,23 +83,23 @@ def test_every_query_is_within_the_bound(data: np.ndarray, k: int, batch: int) -
         assert s.num_retained == data.size and s.rank_error_bound() == 0.0
 
 
-@pytest.mark.parametrize("n", [1, 2, 799, 800, 10_000, 100_000, 1_000_000])
+@pytest.mark.parametrize("n", [1, 2, 399, 400, 10_000, 100_000, 1_000_000])
 def test_bound_holds_and_stays_below_the_old_kll_error_up_to_a_million(n: int) -> None:
     rng = np.random.default_rng(n)
     raw = rng.lognormal(0.0, 1.5, n)
     s = fed(raw)
     assert_within_bound(s, raw)
-    assert s.is_exact == (n < 800) and s.rank_error_bound() < 0.0133  # KLL k=200's 99% bound
+    assert s.is_exact == (n < 400) and s.rank_error_bound() < 0.0133  # KLL k=200's 99% bound
     assert len(s.to_bytes()) < 4 * s.num_retained + 20 * 16 + 40
     if n == 1_000_000:
-        assert len(s.to_bytes()) < 13_000  # documented: 12.1 KB at 1e6 values
+        assert len(s.to_bytes()) < 6_500  # documented: 6.1 KB at 1e6 values
 
 
 def test_one_big_batch_is_halved_at_once_with_a_small_bound() -> None:
     raw = np.random.default_rng(3).normal(size=200_000)
     s = QuantileSketch(200)
     s.update_batch(raw)
-    assert s.error_weight < 2 * raw.size / 800  # one compaction per level: 1 + 2 + ... + 2^h
+    assert s.error_weight < 2 * raw.size / 400  # one compaction per level: 1 + 2 + ... + 2^h
     assert_within_bound(s, raw)
 
 
@@ -139,8 +141,9 @@ def test_merge_is_associative_in_what_it_answers(
         if union.size:
             assert_within_bound(s, union)
             assert (s.min, s.max) == (union.min(), union.max())
-    parts = fed(a, k).error_weight + fed(b, k).error_weight + fed(c, k).error_weight
-    assert min(left.error_weight, right.error_weight) >= parts  # merging adds the sums
+    parts = [fed(x, k).error_weights for x in (a, b, c)]
+    for s in (left, right):  # merging adds the sums (and may compact more)
+        assert all(s.error_weights[i] >= sum(p[i] for p in parts) for i in (0, 1))
 
 
 def test_a_window_of_many_merged_buckets_keeps_the_bound() -> None:
@@ -231,7 +234,7 @@ def _run_program(hash_seed: str) -> bytes:
 
 def test_same_input_gives_the_same_bytes_across_processes() -> None:
     first, second = _run_program("1"), _run_program("2")
-    assert len(first) > 20_000 and first == second
+    assert len(first) > 5_000 and first == second
 
 
 def test_same_input_gives_the_same_bytes_run_after_run() -> None:

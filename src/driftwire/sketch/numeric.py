@@ -11,10 +11,11 @@ merging or reading state made with other parameters raises :class:`FormatError`.
     (:class:`~driftwire.sketch.quantiles.QuantileSketch`: the same input gives the same bytes).
     Mean and variance overflow to inf for magnitudes beyond about 1e154. ``rank_error`` is the
     sketch's worst-case bound on every rank, CDF and quantile query, tracked as it compacts:
-    0 while exact (below ``4 k`` values), 0.0036 at 1e4 values, 0.0091 at 1e6 for k=200. It
+    0 while exact (below ``2 k`` values), 0.0056 at 1e4 values, 0.011 at 1e6 for k=200. It
     holds float32 values (relative rounding <= 6e-8, magnitudes beyond 3.4e38 clipped): half
-    the size of doubles for an error far below the rank error. Serialized size at k=200: 2 KB
-    at 1e3 values, 4 KB at 1e4, 12 KB at 1e6 (see :mod:`driftwire.sketch.quantiles`).
+    the size of doubles for an error far below the rank error. Serialized size at k=200:
+    1.0 KB at 1e3 values, 2.0 KB at 1e4, 3.1 KB at 1e5, 6.1 KB at 1e6 (it grows with log n;
+    see :mod:`driftwire.sketch.quantiles`).
     ``quantiles`` and ``cdf`` use inclusive ranks (the fraction of values <= x). Format 1
     (datasketches' randomized KLL) still loads: its items and weights become the new sketch,
     which carries the KLL's 99% single-query error (1.33% at k=200) as its bound.
@@ -118,9 +119,9 @@ class NumericSketch:
     >>> merged.count, round(merged.mean, 1), round(merged.std, 1)
     (10000, 10.0, 2.0)
     >>> round(merged.rank_error, 4)      # worst-case bound of merged.cdf / merged.quantiles
-    0.0022
+    0.0046
 
-    Below ``4 k`` values the quantile sketch is exact:
+    Below ``2 k`` values the quantile sketch is exact:
 
     >>> small = NumericSketch()
     >>> small.update_batch(np.arange(1.0, 101.0))

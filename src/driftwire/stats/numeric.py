@@ -7,8 +7,8 @@ counts, min / max, quantiles, CDF and the rank error.
 
 How each statistic is read off the sketches, and its error bound. ``eps`` is the sketch's
 rank error, 0 for an exact sketch. For a ``QuantileSketch`` it is ``rank_error_bound()``, a
-worst-case bound that holds with certainty at every point at once (0.0036 at 1e4 values and
-0.0091 at 1e6 for k = 200, fed in small batches). For a datasketches KLL sketch in estimation
+worst-case bound that holds with certainty at every point at once (0.0056 at 1e4 values and
+0.011 at 1e6 for k = 200, fed in small batches). For a datasketches KLL sketch in estimation
 mode it is ``get_normalized_rank_error(k, False)`` (0.0133 at k = 200), which holds with 99%
 confidence for one query. Both keep min and max exactly, so the CDF is exact outside
 ``[min, max]``. The bounds below are therefore certain for ``QuantileSketch`` inputs.
