@@ -59,12 +59,14 @@ _FORMAT = 1
 
 
 def to_float32(values: np.ndarray) -> np.ndarray:
-    """float64 -> float32, magnitudes beyond float32 clipped to its largest finite value."""
+    """float64 -> float32, magnitudes beyond float32 clipped to its largest finite value, and
+    -0.0 as 0.0 (so that merge order cannot change the bytes)."""
     with np.errstate(over="ignore"):
         out = values.astype(np.float32)
     if np.isinf(out).any():
         out = np.clip(values, -_F32_MAX, _F32_MAX).astype(np.float32)
         out[np.isinf(values)] = values[np.isinf(values)]
+    out += np.float32(0.0)
     return out
 
 
@@ -73,6 +75,7 @@ class QuantileSketch:
 
     __slots__ = (
         "_buf",
+        "_cap",
         "_count",
         "_done",
         "_down",
@@ -88,7 +91,8 @@ class QuantileSketch:
     def __init__(self, k: int = 200) -> None:
         check_int("k", k, 8, 65_535)
         self._k = k
-        self._buf = np.empty(k * CAPACITY_PER_K, dtype=np.float32)  # level 0, unsorted
+        self._cap = k * CAPACITY_PER_K
+        self._buf = np.empty(16, dtype=np.float32)  # level 0, unsorted; grows up to _cap
         self._fill = 0
         self._levels: list[np.ndarray] = []  # levels 1.. (sorted after a compaction)
         self._done: list[int] = []  # compactions per level, from level 0
@@ -116,15 +120,23 @@ class QuantileSketch:
         if hi > self._hi:
             self._hi = hi
         self._view = None
-        if end < self._buf.size:
+        if end < self._cap:
+            if end > self._buf.size:
+                self._set_level0(self._buf[:fill], max(end, 2 * self._buf.size))
             self._buf[fill:end] = x
             self._fill = end
             return
         self._settle([np.concatenate((self._buf[:fill], x)), *self._levels])
 
+    def _set_level0(self, items: np.ndarray, room: int = 0) -> None:
+        if max(items.size, room) > self._buf.size:
+            self._buf = np.empty(min(self._cap, max(items.size, room)), dtype=np.float32)
+        self._fill = items.size
+        self._buf[: items.size] = items
+
     def _settle(self, levels: list[np.ndarray]) -> None:
         """Halve, from the bottom up, every level (level 0 first) of ``capacity`` or more."""
-        cap, h = self._buf.size, 0
+        cap, h = self._cap, 0
         self._done = _pad(self._done, len(levels))
         while h < len(levels):
             if levels[h].size >= cap:
@@ -142,8 +154,7 @@ class QuantileSketch:
                 else:
                     self._up += 1 << h
             h += 1
-        self._fill = levels[0].size
-        self._buf[: self._fill] = levels[0]
+        self._set_level0(levels[0])
         self._levels = [np.sort(level) for level in levels[1:]]
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
@@ -310,7 +321,7 @@ class QuantileSketch:
             if len(blob) % 4:
                 raise FormatError("QuantileSketch: a level is not whole float32 items")
             levels.append(np.frombuffer(blob, dtype="<f4").astype(np.float32))
-        cap = out._buf.size
+        cap = out._cap
         weight = sum(level.size << h for h, level in enumerate(levels))
         if (
             weight != out._count
@@ -323,8 +334,7 @@ class QuantileSketch:
             or max(out._up, out._down) > out._count
         ):
             raise FormatError("QuantileSketch: inconsistent levels, weights or extremes")
-        out._fill = levels[0].size
-        out._buf[: out._fill] = levels[0]
+        out._set_level0(levels[0])
         out._levels, out._done = levels[1:], done
         return out
 
