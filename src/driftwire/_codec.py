@@ -127,6 +127,13 @@ def seal(magic: bytes, version: int, payload: bytes) -> bytes:
 
 def unseal(data: object, magic: bytes, version: int, what: str) -> bytes:
     """The payload of an envelope made by :func:`seal`, or :class:`FormatError` saying why not."""
+    return unseal_any(data, magic, (version,), what)[1]
+
+
+def unseal_any(
+    data: object, magic: bytes, versions: tuple[int, ...], what: str
+) -> tuple[int, bytes]:
+    """:func:`unseal` for a reader of several format ``versions``: (the version, the payload)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise FormatError(f"{what}: expected bytes, got {type(data).__name__}")
     raw = bytes(data)
@@ -136,12 +143,13 @@ def unseal(data: object, magic: bytes, version: int, what: str) -> bytes:
     if raw[: len(magic)] != magic:
         raise FormatError(f"{what}: bad magic {raw[: len(magic)]!r} (expected {magic!r})")
     found = raw[len(magic)]
-    if found != version:
-        raise FormatError(f"{what}: unsupported format version {found} (reads {version})")
+    if found not in versions:
+        reads = ", ".join(map(str, versions))
+        raise FormatError(f"{what}: unsupported format version {found} (reads {reads})")
     (crc,) = _U32.unpack(raw[-_U32.size :])
     if zlib.crc32(raw[: -_U32.size]) != crc:
         raise FormatError(f"{what}: checksum mismatch (corrupted or truncated)")
-    return raw[len(magic) + 1 : -_U32.size]
+    return found, raw[len(magic) + 1 : -_U32.size]
 
 
 # -- checks shared by the sketches -----------------------------------------------------------

@@ -374,7 +374,7 @@ def test_wrong_types_on_the_column_path() -> None:
     assert isinstance(c_even, CategoricalSketch) and isinstance(c_odd, CategoricalSketch)
     assert c_even.counts == {"false": 1, "x": 1} and even.wrong_type["c"] == 1
     assert c_odd.counts == {"x": 1} and c_odd.missing == 1 and odd.wrong_type["c"] == 1
-    assert math.isinf(n_even.kll.get_max_value()) is False
+    assert math.isinf(n_even.quantile_sketch.max) is False
 
 
 def test_empty_batch_and_all_late_batch() -> None:

@@ -6,6 +6,11 @@ divided by the scale the result used, ``scipy.spatial.distance.jensenshannon(bas
 PSI / Hellinger formulas on the *same* bin edges the result used (so the comparison measures
 only the sketch's error in the shares), ``scipy.stats.chi2_contingency(correction=False)``.
 
+Two kinds of sketch. :class:`~driftwire.sketch.quantiles.QuantileSketch` (what profiles hold)
+is deterministic and its rank error is a worst-case bound: every comparison below holds with
+certainty for it, on the float32-rounded data it stores. The datasketches KLL sketches are
+still accepted and tested.
+
 Randomness. The data are seeded; the KLL sketches cannot be: the C++ library seeds its own
 generator, so every run compacts differently. A stated bound rests on the sketches' a-priori
 rank error eps (0.0133 at k = 200), the 99th percentile of a sketch's largest CDF error over
@@ -34,6 +39,7 @@ from hypothesis import strategies as st
 from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
+from driftwire.sketch.quantiles import QuantileSketch
 from driftwire.stats.drift import (
     CATEGORICAL_STATISTICS,
     NUMERIC_STATISTICS,
@@ -70,6 +76,11 @@ CASES += [("normal", 1_000_000), ("integer_ties", 1_000_000), ("lognormal", 1_00
 
 
 def sketch(values: np.ndarray, kind: str = "doubles", k: int = 200) -> Any:
+    if kind == "quantile":  # fed 250 values at a time, as the profiler does
+        q = QuantileSketch(k)
+        for start in range(0, values.size, 250):
+            q.update_batch(values[start : start + 250])
+        return q
     if kind == "floats":
         s = datasketches.kll_floats_sketch(k)
         s.update(values.astype(np.float32))
@@ -129,15 +140,21 @@ def check(results: dict[str, Any], exact: dict[str, float]) -> dict[str, float]:
 
 @pytest.mark.parametrize(("dist", "n"), CASES, ids=[f"{d}-{n}" for d, n in CASES])
 @pytest.mark.parametrize("drift", [0.0, 0.3], ids=["same", "drifted"])
-def test_numeric_statistics_within_bound(dist: str, n: int, drift: float) -> None:
+@pytest.mark.parametrize("kind", ["quantile", "doubles"])
+def test_numeric_statistics_within_bound(kind: str, dist: str, n: int, drift: float) -> None:
     rng = np.random.default_rng(zlib.crc32(f"{dist}-{n}-{drift}".encode()))
     generate = DISTRIBUTIONS[dist]
     ref = generate(rng, n, 0.0)
     cur = generate(rng, max(n // 2, 10), drift)  # windows are usually smaller
-    results = numeric_drift(sketch(ref), sketch(cur), NUMERIC_STATISTICS, **NO_MINIMUM)
+    if kind == "quantile":  # it stores float32: the oracle is the float32-rounded data
+        ref, cur = (x.astype(np.float32).astype(np.float64) for x in (ref, cur))
+    results = numeric_drift(sketch(ref, kind), sketch(cur, kind), NUMERIC_STATISTICS, **NO_MINIMUM)
     check(results, exact_numeric(results, ref, cur))
     if n <= 200:  # both sketches exact: the statistics are exact
         assert all(r.bound == 0.0 for r in results.values())
+    if kind == "quantile" and n >= 10_000 and dist != "constant":
+        ranks = results["ks"].evidence["rank_error"]
+        assert 0 < ranks["reference"] < 0.0133 and ranks["current"] < 0.0133
 
 
 @pytest.mark.parametrize("dist", ["normal", "integer_ties", "lognormal"])
@@ -372,3 +389,39 @@ def test_balanced_cramers_v_is_cramers_v_at_equal_sizes() -> None:
     r10 = categorical_drift(big, 0, cur, 0, ["cramers_v"])["cramers_v"]
     assert r10.value == pytest.approx(r.value)
     assert r10.evidence["cramers_v_plain"] < 0.7 * r.evidence["cramers_v_plain"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(small_samples, small_samples)
+def test_exact_quantile_sketches_equal_scipy_on_any_small_sample(
+    a: list[float], b: list[float]
+) -> None:
+    ref, cur = (np.array(x).astype(np.float32).astype(np.float64) for x in (a, b))
+    results = numeric_drift(
+        sketch(ref, "quantile"), sketch(cur, "quantile"), NUMERIC_STATISTICS, **NO_MINIMUM
+    )
+    exact = exact_numeric(results, ref, cur)
+    for name, result in results.items():
+        assert result.bound == 0.0
+        assert result.value == pytest.approx(exact[name], rel=1e-9, abs=1e-9), name
+
+
+def test_quantile_sketch_bounds_tighten_with_k_and_equal_the_sketches() -> None:
+    rng = np.random.default_rng(13)
+    ref = rng.normal(size=200_000).astype(np.float32).astype(np.float64)
+    cur = rng.normal(0.3, size=50_000).astype(np.float32).astype(np.float64)
+    small_ref, small_cur = sketch(ref, "quantile"), sketch(cur, "quantile")
+    small = numeric_drift(small_ref, small_cur, NUMERIC_STATISTICS, **NO_MINIMUM)
+    large = numeric_drift(
+        sketch(ref, "quantile", 2000),
+        sketch(cur, "quantile", 2000),
+        NUMERIC_STATISTICS,
+        **NO_MINIMUM,
+    )
+    check(small, exact_numeric(small, ref, cur))
+    check(large, exact_numeric(large, ref, cur))
+    eps = small_ref.rank_error_bound(), small_cur.rank_error_bound()
+    assert small["ks"].evidence["rank_error"] == {"reference": eps[0], "current": eps[1]}
+    assert small["ks"].bound >= sum(eps)
+    for name in NUMERIC_STATISTICS:
+        assert large[name].bound < small[name].bound / 3, name

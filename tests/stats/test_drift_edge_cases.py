@@ -291,7 +291,7 @@ def test_unknown_statistic_and_bad_options_are_config_errors() -> None:
 
 
 def test_bad_inputs_are_input_errors() -> None:
-    with pytest.raises(InputError, match="expected a KLL sketch"):
+    with pytest.raises(InputError, match="expected a QuantileSketch or a KLL sketch"):
         numeric_drift([1.0, 2.0], sketch(np.arange(3.0)))
     with pytest.raises(InputError, match="counts must be finite and >= 0"):
         categorical_drift({"a": -1}, 0, {"a": 1}, 0)

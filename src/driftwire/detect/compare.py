@@ -81,8 +81,8 @@ def compare_sketches(
             return []  # e.g. a model without scores
         stats = overrides.get("statistics", settings.statistics.get("numeric"))
         results = numeric_drift(
-            ref.kll,
-            cur.kll,
+            ref.quantile_sketch,
+            cur.quantile_sketch,
             statistics=stats,
             min_count=settings.min_count,
             min_reference_count=settings.min_reference_count,

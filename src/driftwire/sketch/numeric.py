@@ -7,15 +7,18 @@ merging or reading state made with other parameters raises :class:`FormatError`.
 :class:`NumericSketch` (per numeric feature, prediction score and latency)
     ``count`` of finite values, ``missing`` (NaN), ``non_finite`` (±inf, kept out of everything
     else), mean and variance by the exact parallel merge of ``(n, mean, M2)`` (Chan et al.),
-    ``min``, ``max`` in float64, and a KLL quantile sketch (``datasketches.kll_floats_sketch``).
-    Mean and variance overflow to inf for magnitudes beyond about 1e154.
-    Error of one rank or quantile query at 99% confidence: ``get_normalized_rank_error(k,
-    False)`` = 1.33% at the default k=200 (1.65% for a whole CDF, ``(k, True)``). The KLL sketch
+    ``min``, ``max`` in float64, and a deterministic quantile sketch
+    (:class:`~driftwire.sketch.quantiles.QuantileSketch`: the same input gives the same bytes).
+    Mean and variance overflow to inf for magnitudes beyond about 1e154. ``rank_error`` is the
+    sketch's worst-case bound on every rank, CDF and quantile query, tracked as it compacts:
+    0 while exact (below ``2 k`` values), 0.0056 at 1e4 values, 0.011 at 1e6 for k=200. It
     holds float32 values (relative rounding <= 6e-8, magnitudes beyond 3.4e38 clipped): half
     the size of doubles for an error far below the rank error. Serialized size at k=200:
-    14 bytes empty, 0.5 KB for 100 values, 1.4 KB for 1e3, 2.3 KB for 1e4, 2.4 KB for 1e5,
-    2.6 KB for 1e6 (it grows with log n). ``quantiles`` and ``cdf`` use inclusive ranks (the
-    fraction of values <= x); datasketches' own methods default to exclusive ranks.
+    1.0 KB at 1e3 values, 2.0 KB at 1e4, 3.1 KB at 1e5, 6.1 KB at 1e6 (it grows with log n;
+    see :mod:`driftwire.sketch.quantiles`).
+    ``quantiles`` and ``cdf`` use inclusive ranks (the fraction of values <= x). Format 1
+    (datasketches' randomized KLL) still loads: its items and weights become the new sketch,
+    which carries the KLL's 99% single-query error (1.33% at k=200) as its bound.
 
 :class:`CategoricalSketch` (per categorical feature and prediction label; in
 :mod:`driftwire.sketch.categorical`, re-exported here)
@@ -36,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from datasketches import kll_floats_sketch
@@ -47,10 +51,11 @@ from driftwire._codec import (
     deserialize_sketch,
     non_negative,
     seal,
-    unseal,
+    unseal_any,
 )
 from driftwire.errors import FormatError
 from driftwire.sketch.categorical import DEFAULT_CAP, DEFAULT_LG_K, CategoricalSketch
+from driftwire.sketch.quantiles import QuantileSketch, to_float32
 
 __all__ = [
     "DEFAULT_CAP",
@@ -65,9 +70,10 @@ __all__ = [
 
 DEFAULT_K = 200
 
-_F32_MAX = float(np.finfo(np.float32).max)
 _NUMERIC_MAGIC = b"DWNS"
-_FORMAT = 1
+_FORMAT = 2
+#: Format 1 held a datasketches ``kll_floats_sketch``; it still loads (see :meth:`read_from`).
+LEGACY_KLL_FORMAT = 1
 _ZERO = np.zeros(1, dtype=np.int64)
 
 
@@ -90,12 +96,12 @@ class SketchParams:
 
     @property
     def rank_error(self) -> float:
-        """Normalized rank error of one KLL query at 99% confidence."""
+        """Normalized rank error of one query of the legacy KLL sketch at 99% confidence."""
         return float(kll_floats_sketch.get_normalized_rank_error(self.k, False))
 
     @property
     def cdf_error(self) -> float:
-        """Normalized rank error of a whole KLL CDF/PMF at 99% confidence."""
+        """Normalized rank error of a whole legacy KLL CDF/PMF at 99% confidence."""
         return float(kll_floats_sketch.get_normalized_rank_error(self.k, True))
 
 
@@ -103,7 +109,7 @@ class SketchParams:
 
 
 class NumericSketch:
-    """Count, missing, non-finite, mergeable moments, min, max and a KLL quantile sketch.
+    """Count, missing, non-finite, mergeable moments, min, max and a quantile sketch.
 
     >>> rng = np.random.default_rng(7)
     >>> a, b = NumericSketch(), NumericSketch()
@@ -112,10 +118,10 @@ class NumericSketch:
     >>> merged = a.merge(b)
     >>> merged.count, round(merged.mean, 1), round(merged.std, 1)
     (10000, 10.0, 2.0)
-    >>> round(merged.rank_error, 4)      # bound of merged.cdf / merged.quantiles at 99%
-    0.0133
+    >>> round(merged.rank_error, 4)      # worst-case bound of merged.cdf / merged.quantiles
+    0.0046
 
-    Below ``k`` values the KLL sketch is exact:
+    Below ``2 k`` values the quantile sketch is exact:
 
     >>> small = NumericSketch()
     >>> small.update_batch(np.arange(1.0, 101.0))
@@ -123,11 +129,11 @@ class NumericSketch:
     ([1.0, 50.0, 100.0], [0.25])
     """
 
-    __slots__ = ("_count", "_kll", "_m2", "_max", "_mean", "_min", "_missing", "_non_finite")
+    __slots__ = ("_count", "_m2", "_max", "_mean", "_min", "_missing", "_non_finite", "_q")
 
     def __init__(self, k: int = DEFAULT_K) -> None:
         check_int("k", k, 8, 65_535)
-        self._kll = kll_floats_sketch(k)
+        self._q = QuantileSketch(k)
         self._count = 0
         self._missing = 0
         self._non_finite = 0
@@ -159,15 +165,23 @@ class NumericSketch:
         self._non_finite += non_finite
 
     def add_group(
-        self, n: int, mean: float, m2: float, lo: float, hi: float, values_f32: np.ndarray
+        self,
+        n: int,
+        mean: float,
+        m2: float,
+        lo: float,
+        hi: float,
+        values_f32: np.ndarray,
+        lo_f32: float,
+        hi_f32: float,
     ) -> None:
         """Fold ``n`` > 0 finite values given by their moments and their float32 values.
 
-        For :func:`update_numeric_matrix`, which reduces many groups at once; ``values_f32``
-        go into the quantile sketch, where NaN entries are skipped. No checks on this path.
+        For :func:`update_numeric_matrix`, which reduces many groups at once: ``values_f32``
+        are the finite values as stored, ``lo_f32`` / ``hi_f32`` their extremes. No checks.
         """
         self._absorb(n, mean, m2, lo, hi)
-        self._kll.update(values_f32)
+        self._q.extend_finite(values_f32, lo_f32, hi_f32)
 
     def _absorb(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         """Fold the moments of ``n`` > 0 finite values (symmetric, hence commutative)."""
@@ -193,12 +207,12 @@ class NumericSketch:
         self._non_finite += other._non_finite
         if other._count:
             self._absorb(other._count, other._mean, other._m2, other._min, other._max)
-            self._kll.merge(other._kll)
+            self._q.merge(other._q)
         return self
 
     def copy(self) -> NumericSketch:
         out: NumericSketch = NumericSketch.__new__(NumericSketch)
-        out._kll = kll_floats_sketch.deserialize(self._kll.serialize())
+        out._q = self._q.copy()
         out._count, out._missing, out._non_finite = self._count, self._missing, self._non_finite
         out._mean, out._m2, out._min, out._max = self._mean, self._m2, self._min, self._max
         return out
@@ -207,17 +221,17 @@ class NumericSketch:
 
     @property
     def k(self) -> int:
-        return int(self._kll.k)
+        return self._q.k
 
     @property
     def rank_error(self) -> float:
-        """Normalized rank error of one quantile or rank query at 99% confidence."""
-        return float(kll_floats_sketch.get_normalized_rank_error(self.k, False))
+        """Worst-case normalized error of any quantile, rank or CDF query (0 when exact)."""
+        return self._q.rank_error_bound()
 
     @property
-    def kll(self) -> kll_floats_sketch:
-        """The underlying ``kll_floats_sketch`` (read it; updating it breaks the sketch)."""
-        return self._kll
+    def quantile_sketch(self) -> QuantileSketch:
+        """The underlying :class:`QuantileSketch` (read it; updating it breaks the sketch)."""
+        return self._q
 
     @property
     def count(self) -> int:
@@ -265,7 +279,7 @@ class NumericSketch:
             raise ValueError(f"ranks must be a 1-D sequence in [0, 1], got {r!r}")
         if self._count == 0 or r.size == 0:
             return np.full(r.shape, np.nan)
-        return np.asarray(self._kll.get_quantiles(r, inclusive=True), dtype=np.float64)
+        return self._q.quantiles(r)
 
     def cdf(self, points: Iterable[float] | np.ndarray) -> np.ndarray:
         """Fraction of values <= each point (compared in float32, as stored); NaN when empty."""
@@ -274,9 +288,7 @@ class NumericSketch:
             raise ValueError(f"points must be a 1-D sequence of numbers, got {p!r}")
         if self._count == 0 or p.size == 0:
             return np.full(p.shape, np.nan)
-        unique, inverse = np.unique(_to_f32(p), return_inverse=True)
-        ranks = np.asarray(self._kll.get_cdf(unique, inclusive=True), dtype=np.float64)[:-1]
-        return ranks[inverse]
+        return self._q.cdf(p)
 
     def __repr__(self) -> str:
         return (
@@ -294,11 +306,13 @@ class NumericSketch:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NumericSketch:
-        r = Reader(unseal(data, _NUMERIC_MAGIC, _FORMAT, "NumericSketch"), "NumericSketch")
+        versions = (LEGACY_KLL_FORMAT, _FORMAT)
+        version, payload = unseal_any(data, _NUMERIC_MAGIC, versions, "NumericSketch")
+        r = Reader(payload, "NumericSketch")
         k = r.uvarint()
         if not 8 <= k <= 65_535:
             raise FormatError(f"NumericSketch: k={k} out of range")
-        out = cls.read_from(r, k)
+        out = cls.read_from(r, k, legacy_kll=version == LEGACY_KLL_FORMAT)
         r.done()
         return out
 
@@ -310,11 +324,11 @@ class NumericSketch:
         if self._count:
             for x in (self._mean, self._m2, self._min, self._max):
                 w.f64(x)
-            w.blob(self._kll.serialize())
+            self._q.write_into(w)
 
     @classmethod
-    def read_from(cls, r: Reader, k: int) -> NumericSketch:
-        """The sketch :meth:`write_into` wrote, made with ``k`` (stored by the container)."""
+    def read_from(cls, r: Reader, k: int, *, legacy_kll: bool = False) -> NumericSketch:
+        """Read what :meth:`write_into` wrote, or format 1's KLL bytes (converted)."""
         out = cls(k)
         out._count, out._missing, out._non_finite = r.uvarint(), r.uvarint(), r.uvarint()
         if out._count:
@@ -327,14 +341,32 @@ class NumericSketch:
                 and not out._m2 < 0.0
             ):
                 raise FormatError("NumericSketch: inconsistent moments")
-            kll = deserialize_sketch(kll_floats_sketch, r.blob(), "KLL sketch")
-            if kll.k != k or kll.n != out._count:
+            if legacy_kll:
+                out._q = _from_kll(deserialize_sketch(kll_floats_sketch, r.blob(), "KLL sketch"))
+            else:
+                out._q = QuantileSketch.read_from(r, k)
+            if out._q.k != k or out._q.n != out._count:
                 raise FormatError(
-                    f"NumericSketch: KLL sketch has k={kll.k}, n={kll.n}; "
+                    f"NumericSketch: quantile sketch has k={out._q.k}, n={out._q.n}; "
                     f"expected k={k}, n={out._count}"
                 )
-            out._kll = kll
         return out
+
+
+def _from_kll(kll: Any) -> QuantileSketch:
+    """A legacy ``kll_floats_sketch`` as a :class:`QuantileSketch` of the same items and weights,
+    whose bound is the KLL's 99% single-query error (0 if it was exact)."""
+    if kll.is_empty():
+        return QuantileSketch(kll.k)
+    items, weights = zip(*kll, strict=True)
+    eps = kll.normalized_rank_error(False) if kll.is_estimation_mode() else 0.0
+    return QuantileSketch.from_weighted(
+        np.array(items, dtype=np.float64),
+        np.array(weights, dtype=np.int64),
+        kll.k,
+        extremes=(kll.get_min_value(), kll.get_max_value()),
+        error_weight=math.ceil(eps * kll.n),
+    )
 
 
 def _check_numeric_batch(values: object) -> np.ndarray:
@@ -347,21 +379,6 @@ def _check_numeric_batch(values: object) -> np.ndarray:
     return values
 
 
-def _to_f32(values: np.ndarray, lo: float | None = None, hi: float | None = None) -> np.ndarray:
-    """float64 → float32 for the KLL sketch, clipping magnitudes float32 cannot hold.
-
-    ``lo`` and ``hi``, when known, are the finite minimum and maximum of ``values``.
-    """
-    with np.errstate(over="ignore"):
-        out = values.astype(np.float32)
-    if lo is not None and hi is not None and lo >= -_F32_MAX and hi <= _F32_MAX:
-        return out
-    if np.isinf(out).any():
-        out = np.clip(values, -_F32_MAX, _F32_MAX).astype(np.float32)
-        out[np.isinf(values)] = values[np.isinf(values)]
-    return out
-
-
 def update_numeric_groups(
     sketches: Sequence[NumericSketch], values: np.ndarray, starts: np.ndarray
 ) -> None:
@@ -369,7 +386,7 @@ def update_numeric_groups(
 
     Group ``i`` is ``values[starts[i]:starts[i + 1]]`` (the last one runs to the end; empty
     groups are fine). NaN is missing and ±inf non-finite. One pass of numpy reductions
-    serves all groups, so each group costs a few scalar operations and one KLL update.
+    serves all groups, so each group costs a few scalar operations and one quantile-sketch update.
 
     >>> a, b = NumericSketch(), NumericSketch()
     >>> update_numeric_groups([a, b], np.array([1.0, 3.0, 10.0, np.nan]), np.array([0, 2]))
@@ -387,7 +404,7 @@ def update_numeric_matrix(
     Row ``r`` of ``values`` (a 2-D float64 array, columns sorted by group) goes into
     ``sketches[r]``, one sketch per group; a ``None`` sketch discards its group's values. The
     reductions run once over the whole matrix (non-finite entries masked, not removed), and
-    the KLL sketches receive the float32 rows with non-finite entries as NaN, which they skip.
+    the quantile sketches receive the float32 slices of their groups' finite values.
 
     >>> a, b, c = NumericSketch(), NumericSketch(), NumericSketch()
     >>> update_numeric_matrix([[a, b], [c, None]], np.array([[1.0, 3.0, 10.0], [np.inf, 2.0, 5.0]]),
@@ -413,9 +430,10 @@ def update_numeric_matrix(
     idx, size = bounds[nonempty], sizes[nonempty]
     with np.errstate(over="ignore", invalid="ignore"):
         all_finite = math.isfinite(np.add.reduce(values, axis=None))
+    finite: np.ndarray | None = None  # where values are finite, unless all are
     if all_finite:
         cnt = np.broadcast_to(size, (rows, len(idx)))
-        finite_values = lows = highs = kll_values = values
+        finite_values = lows = highs = values
     else:  # NaN or ±inf somewhere (or a sum beyond float64)
         finite = np.isfinite(values)
         nan = np.isnan(values)
@@ -429,19 +447,19 @@ def update_numeric_matrix(
         finite_values = np.where(finite, values, 0.0)
         lows = np.where(finite, values, math.inf)
         highs = np.where(finite, values, -math.inf)
-        kll_values = np.where(finite, values, math.nan)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         # |x| > 1e154: variance becomes inf; a group without finite values: skipped below
         means = np.add.reduceat(finite_values, idx, axis=1) / cnt
         dev = finite_values - np.repeat(means, size, axis=1)
-        if not all_finite:
+        if finite is not None:
             dev[~finite] = 0.0
         m2s = np.add.reduceat(dev * dev, idx, axis=1)
     mins = np.minimum.reduceat(lows, idx, axis=1)
     maxs = np.maximum.reduceat(highs, idx, axis=1)
-    f32 = _to_f32(kll_values, float(mins.min()), float(maxs.max()))
+    f32 = to_float32(values)
     rr, gg = np.nonzero(cnt)
-    for r, g, count, mean, m2, lo, hi, a, b in zip(
+    clean = cnt[rr, gg] == size[gg]  # groups whose values are all finite
+    for r, g, count, mean, m2, lo, hi, a, b, lo_f, hi_f, whole in zip(
         rr.tolist(),
         nonempty[gg].tolist(),
         cnt[rr, gg].tolist(),
@@ -451,8 +469,14 @@ def update_numeric_matrix(
         maxs[rr, gg].tolist(),
         idx[gg].tolist(),
         (idx + size)[gg].tolist(),
+        to_float32(mins[rr, gg]).tolist(),  # the extremes as stored: float32, clipped
+        to_float32(maxs[rr, gg]).tolist(),
+        clean.tolist(),
         strict=True,
     ):
         sketch = sketches[r][g]
         if sketch is not None:
-            sketch.add_group(count, mean, m2, lo, hi, f32[r, a:b])
+            part = f32[r, a:b]
+            if not whole and finite is not None:
+                part = part[finite[r, a:b]]
+            sketch.add_group(count, mean, m2, lo, hi, part, lo_f, hi_f)

@@ -18,10 +18,11 @@ workers inferred differently), numeric wins: the categorical side's non-missing 
 added to ``wrong_type`` and its missing values to the numeric sketch's. That rule is a join
 on kinds, so merges stay associative and commutative. Declare kinds to avoid it.
 
-Bytes: ``b"DWPF" | format 1 | k, cap, lg_k | n_events | span | score, label, latency sketches
+Bytes: ``b"DWPF" | format 2 | k, cap, lg_k | n_events | span | score, label, latency sketches
 | features sorted by name (name, kind, wrong_type, sketch or missing count) | CRC-32``, with
-varints and length-prefixed strings. State with other sketch parameters, another format
-version, a bad checksum or a short read raises :class:`~driftwire.errors.FormatError`.
+varints and length-prefixed strings. Format 1 (numeric sketches holding datasketches KLL
+bytes) still loads: see :meth:`NumericSketch._read`. State with other sketch parameters, another
+format version, a bad checksum or a short read raises :class:`~driftwire.errors.FormatError`.
 
 >>> p = Profile(start_ms=0, end_ms=60_000)
 >>> p.update(
@@ -45,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from driftwire._codec import Reader, Writer, seal, unseal
+from driftwire._codec import Reader, Writer, seal, unseal_any
 from driftwire.errors import FormatError
 from driftwire.sketch.kinds import (
     FeatureKind,
@@ -61,7 +62,9 @@ __all__ = ["Profile", "Sketch"]
 Sketch = NumericSketch | CategoricalSketch
 
 _MAGIC = b"DWPF"
-_FORMAT = 1
+_FORMAT = 2
+#: Format 1 held the numeric sketches' datasketches KLL bytes; it still loads, converted.
+_LEGACY_FORMAT = 1
 _UNTYPED, _NUMERIC, _CATEGORICAL = 0, 1, 2
 
 
@@ -378,7 +381,10 @@ class Profile:
         kinds: FeatureKinds | None = None,
     ) -> Profile:
         """Read a profile; with ``params``, refuse one made with other sketch parameters."""
-        r = Reader(unseal(data, _MAGIC, _FORMAT, "Profile"), "Profile")
+        versions = (_LEGACY_FORMAT, _FORMAT)
+        version, payload = unseal_any(data, _MAGIC, versions, "Profile")
+        r = Reader(payload, "Profile")
+        legacy = version == _LEGACY_FORMAT
         k, cap, lg_k = r.uvarint(), r.uvarint(), r.u8()
         try:
             found = SketchParams(k, cap, lg_k)
@@ -395,9 +401,9 @@ class Profile:
             out._start_ms, out._end_ms = r.svarint(), r.svarint()
             if out._end_ms < out._start_ms:
                 raise FormatError("Profile: span ends before it starts")
-        out._score = NumericSketch.read_from(r, k)
+        out._score = NumericSketch.read_from(r, k, legacy_kll=legacy)
         out._label = CategoricalSketch.read_from(r, cap, lg_k)
-        out._latency = NumericSketch.read_from(r, k)
+        out._latency = NumericSketch.read_from(r, k, legacy_kll=legacy)
         previous: str | None = None
         for _ in range(r.uvarint()):
             name, code, wrong = r.text(), r.u8(), r.uvarint()
@@ -413,7 +419,7 @@ class Profile:
                 if missing:
                     out._untyped[name] = missing
             elif code == _NUMERIC:
-                out._features[name] = NumericSketch.read_from(r, k)
+                out._features[name] = NumericSketch.read_from(r, k, legacy_kll=legacy)
             elif code == _CATEGORICAL:
                 out._features[name] = CategoricalSketch.read_from(r, cap, lg_k)
             else:

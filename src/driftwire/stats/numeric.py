@@ -1,13 +1,17 @@
-"""Drift of a numeric distribution, from two KLL quantile sketches (Apache DataSketches).
+"""Drift of a numeric distribution, from two quantile sketches.
 
-Inputs are ``datasketches.kll_doubles_sketch`` or ``kll_floats_sketch`` objects (the floats
-sketch stores float32, so "exact" means exact on the float32-rounded values). Only their
-query methods are used: counts, min / max, quantiles, CDF and the a-priori rank error.
+Inputs are :class:`driftwire.sketch.quantiles.QuantileSketch` objects (what profiles hold:
+deterministic, float32) or Apache DataSketches' ``kll_doubles_sketch`` / ``kll_floats_sketch``
+(float32 sketches are "exact" on the float32-rounded values). Only their queries are used:
+counts, min / max, quantiles, CDF and the rank error.
 
-How each statistic is read off the sketches, and its error bound. ``eps`` is
-``get_normalized_rank_error(k, False)`` (0.0133 at k = 200) for a sketch in estimation mode
-and 0 for an exact one: with 99% confidence the sketch's CDF is within ``eps`` of the true CDF
-at every point. KLL keeps min and max exactly, so the CDF is exact outside ``[min, max]``.
+How each statistic is read off the sketches, and its error bound. ``eps`` is the sketch's
+rank error, 0 for an exact sketch. For a ``QuantileSketch`` it is ``rank_error_bound()``, a
+worst-case bound that holds with certainty at every point at once (0.0056 at 1e4 values and
+0.011 at 1e6 for k = 200, fed in small batches). For a datasketches KLL sketch in estimation
+mode it is ``get_normalized_rank_error(k, False)`` (0.0133 at k = 200), which holds with 99%
+confidence for one query. Both keep min and max exactly, so the CDF is exact outside
+``[min, max]``. The bounds below are therefore certain for ``QuantileSketch`` inputs.
 
 * **ks**: the largest ``|F_ref - F_cur|`` of the right-continuous CDFs ``P(X <= x)`` over the
   union of both sketches' quantile grids (``grid`` mid-ranks each, or every item of an exact
@@ -24,12 +28,14 @@ at every point. KLL keeps min and max exactly, so the CDF is exact outside ``[mi
   reference scale (:func:`reference_scale`). Bound: ``(eps_ref * range_ref + eps_cur *
   range_cur + grid slack) / scale``, since ``integral |F_sketch - F| dx <= eps * (max - min)``.
 
-How wide the bounds are, both sketches in estimation mode (1e6 vs 1e5 normal events, mean
-shifts 0 / 0.2 / 0.5 sd): at k = 200, KS +-0.027; PSI +-0.27 / 0.38 / 0.67; JS +-0.2;
-Hellinger +-0.17; Wasserstein +-0.27 (in sd; for heavy tails several sd, since it grows with
-the range). At k = 1000: KS +-0.008, PSI +-0.01 / 0.04 / 0.09, JS +-0.04, Hellinger +-0.03,
-Wasserstein +-0.07. The binned bounds are worst cases over every bin at once; the errors
-measured against exact computation are 6 - 8 times smaller (tests/stats/test_drift_accuracy.py).
+How wide the bounds are with datasketches KLL inputs, both in estimation mode (1e6 vs 1e5
+normal events, mean shifts 0 / 0.2 / 0.5 sd): at k = 200, KS +-0.027; PSI +-0.27 / 0.38 / 0.67;
+JS +-0.2; Hellinger +-0.17; Wasserstein +-0.27 (in sd; for heavy tails several sd, since it
+grows with the range). At k = 1000: KS +-0.008, PSI +-0.01 / 0.04 / 0.09, JS +-0.04, Hellinger
++-0.03, Wasserstein +-0.07. ``QuantileSketch`` inputs at k = 200 (the profile's) give the
+figures of ``load_tests/bench_drift.py``. The binned bounds are worst cases over every bin at
+once; the errors measured against exact computation are several times smaller
+(tests/stats/test_drift_accuracy.py).
 
 >>> import datasketches
 >>> ref, cur = datasketches.kll_doubles_sketch(200), datasketches.kll_doubles_sketch(200)
@@ -46,7 +52,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -56,6 +62,7 @@ import numpy as np
 from scipy import special
 
 from driftwire.errors import ConfigError, InputError
+from driftwire.sketch.quantiles import QuantileSketch
 from driftwire.stats._common import (
     BINNED_STATISTICS,
     DEFAULT_BINS,
@@ -95,9 +102,13 @@ def _read_attr(obj: Any, *names: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class _Side:
-    """What is read once from one sketch."""
+    """What is read once from one sketch, and its two queries.
 
-    sketch: Any
+    ``quantiles(ranks, inclusive)`` and ``cdf(points, inclusive)`` (one value per point).
+    """
+
+    quantiles: Callable[[Sequence[float], bool], list[float]]
+    cdf: Callable[[Sequence[float], bool], FloatArray]
     n: int
     eps: float  # normalized rank error; 0 for an exact sketch
     lo: float
@@ -110,21 +121,39 @@ class _Side:
 
 
 def _side(sketch: Any, role: str) -> _Side:
+    if isinstance(sketch, QuantileSketch):
+
+        def ask(ranks: Sequence[float], inclusive: bool) -> list[float]:
+            values: list[float] = sketch.quantiles(ranks, inclusive).tolist()
+            return values
+
+        def cdf(points: Sequence[float], inclusive: bool) -> FloatArray:
+            return sketch.cdf(points, inclusive)
+
+        bound = sketch.rank_error_bound()
+        return _Side(ask, cdf, sketch.n, bound, sketch.min, sketch.max, True)
     if not all(hasattr(sketch, m) for m in ("get_cdf", "get_quantiles", "get_min_value")):
         raise InputError(
-            f"{role}: expected a KLL sketch (datasketches.kll_doubles_sketch or "
-            f"kll_floats_sketch), got {type(sketch).__name__}"
+            f"{role}: expected a QuantileSketch or a KLL sketch (datasketches."
+            f"kll_doubles_sketch or kll_floats_sketch), got {type(sketch).__name__}"
         )
+
+    def kll_quantiles(ranks: Sequence[float], inclusive: bool) -> list[float]:
+        return list(sketch.get_quantiles(ranks, inclusive=inclusive))
+
+    def kll_cdf(points: Sequence[float], inclusive: bool) -> FloatArray:
+        return np.array(sketch.get_cdf(points, inclusive=inclusive), dtype=np.float64)[:-1]
+
     float32 = isinstance(sketch, datasketches.kll_floats_sketch)
     n = 0 if _read_attr(sketch, "is_empty") else int(_read_attr(sketch, "n", "get_n"))
     if n == 0:
-        return _Side(sketch, 0, 0.0, float("nan"), float("nan"), float32)
+        return _Side(kll_quantiles, kll_cdf, 0, 0.0, float("nan"), float("nan"), float32)
     eps = 0.0
     if _read_attr(sketch, "is_estimation_mode"):
         k = int(_read_attr(sketch, "k", "get_k"))
         eps = float(type(sketch).get_normalized_rank_error(k, False))
     lo, hi = float(sketch.get_min_value()), float(sketch.get_max_value())
-    return _Side(sketch, n, eps, lo, hi, float32)
+    return _Side(kll_quantiles, kll_cdf, n, eps, lo, hi, float32)
 
 
 def _next_up(x: float, float32: bool) -> float:
@@ -134,7 +163,7 @@ def _next_up(x: float, float32: bool) -> float:
 
 def _edges(ref: _Side, bins: int, float32: bool) -> FloatArray:
     ranks = [j / bins for j in range(1, bins)]
-    q = ref.sketch.get_quantiles(ranks)  # exclusive ranks: exact shares 1/bins without ties
+    q = ref.quantiles(ranks, False)  # exclusive ranks: exact shares 1/bins without ties
     if float32:
         q = np.asarray(q, dtype=np.float32).tolist()
     # At most bins - 1 values: deduplicating them in Python is cheaper than np.unique.
@@ -197,7 +226,7 @@ def reference_scale(reference: Any, grid: int = DEFAULT_GRID) -> tuple[float, st
     side = _side(reference, "reference")
     if side.n == 0:
         return 1.0, "unit"
-    q25, q50, q75 = side.sketch.get_quantiles([0.25, 0.5, 0.75], inclusive=True)
+    q25, q50, q75 = side.quantiles([0.25, 0.5, 0.75], True)
     points = None if q75 > q25 else _grid_points(side, grid)
     return _scale(q25, q50, q75, points)
 
@@ -210,7 +239,7 @@ def _mid_ranks(g: int) -> list[float]:
 
 def _grid_values(side: _Side, grid: int) -> list[float]:
     """Quantiles at ``grid`` mid-ranks; every item, in order, for an exact sketch."""
-    return list(side.sketch.get_quantiles(_mid_ranks(side.n if side.exact else grid), True))
+    return list(side.quantiles(_mid_ranks(side.n if side.exact else grid), True))
 
 
 def _grid_points(side: _Side, grid: int) -> FloatArray:
@@ -234,12 +263,12 @@ class _Comparison:
 
     @cached_property
     def _ref_q(self) -> list[float]:
-        return list(self.ref.sketch.get_quantiles([0.05, 0.25, 0.5, 0.75, 0.95], inclusive=True))
+        return list(self.ref.quantiles([0.05, 0.25, 0.5, 0.75, 0.95], True))
 
     @cached_property
     def quantiles(self) -> dict[str, dict[str, float]]:
         r = self._ref_q
-        c = self.cur.sketch.get_quantiles([0.05, 0.5, 0.95], inclusive=True)
+        c = self.cur.quantiles([0.05, 0.5, 0.95], True)
         return {
             "reference": {"p5": r[0], "p50": r[2], "p95": r[4]},
             "current": {"p5": c[0], "p50": c[1], "p95": c[2]},
@@ -253,7 +282,7 @@ class _Comparison:
 
     def _shares(self, side: _Side) -> tuple[FloatArray, FloatArray | None]:
         edges = self.edges.tolist()
-        cdf = np.array(side.sketch.get_cdf(edges), dtype=np.float64)  # P(X < e) ..., 1
+        cdf = np.append(side.cdf(edges, False), 1.0)  # P(X < e) ..., 1
         shares = cdf.copy()
         shares[1:] -= cdf[:-1]
         if side.exact:
@@ -314,14 +343,13 @@ class _Comparison:
         (ties, heavy items), else ``P(X <= x_j+1)``, higher by at most that step. An exact
         sketch has no item inside a gap (its grid holds every item): its limit is ``F(x_j)``.
         """
-        f = np.array(side.sketch.get_cdf(xs, inclusive=True), dtype=np.float64)[:-1]
+        f = side.cdf(xs, True)
         if side.exact:
             return f, f[:-1]
         upper = f[1:].copy()
         jumps = np.flatnonzero(upper - f[:-1] > 1.0 / self.grid)
         if jumps.size:
-            below = side.sketch.get_cdf(x[jumps + 1].tolist(), inclusive=False)
-            upper[jumps] = np.array(below, dtype=np.float64)[:-1]
+            upper[jumps] = side.cdf(x[jumps + 1].tolist(), False)
         return f, upper
 
     @cached_property
@@ -406,7 +434,7 @@ def numeric_drift(
     min_reference_count: int = DEFAULT_MIN_REFERENCE_COUNT,
     grid: int = DEFAULT_GRID,
 ) -> dict[str, DriftResult]:
-    """Compare two KLL sketches; one :class:`DriftResult` per statistic, keyed by name.
+    """Compare two quantile sketches; one :class:`DriftResult` per statistic, keyed by name.
 
     ``statistics`` from ``ks``, ``psi``, ``wasserstein``, ``js``, ``hellinger`` (default
     ``DEFAULT_STATISTICS["numeric"]``). Too little data gives ``status="insufficient_data"``
