@@ -80,6 +80,7 @@ QUICK = {  # the --quick subset: (group, scenario)
     (CANCER.name, "new category at 1%"),
     (RAND.name, "stationary"),
     (RAND.name, "4 inputs +0.3 sd, one per window"),
+    (RAND.name, "composition: fmde +0.3 sd in free, -0.3 sd in the others"),
     (TINY.name, "bmi +1 sd"),
 }
 

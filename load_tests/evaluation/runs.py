@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from driftwire.detect.reference import Reference, ReferenceStore
-from driftwire.ops.config import Settings
-from driftwire.stages.inmemory import InMemoryPipeline
 from evaluation.real import Scenario, evaluations, limit
 from evaluation.scoring import RunScore, episodes, score_run
 from evaluation.streams import baseline_bytes, build
 from evaluation.tables import load
+
+from driftwire.detect.reference import Reference, ReferenceStore
+from driftwire.ops.config import Settings
+from driftwire.stages.inmemory import InMemoryPipeline
 
 SOURCE = "driftwire-evaluation"
 BUCKET_SECONDS = 3600

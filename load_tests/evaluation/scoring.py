@@ -166,9 +166,7 @@ class RunScore:
     flap_pairs: int
 
 
-def score_run(
-    eps: list[Episode], stream: Stream, table: Table, *, window_buckets: int
-) -> RunScore:
+def score_run(eps: list[Episode], stream: Stream, table: Table, *, window_buckets: int) -> RunScore:
     """Precision, recall, delays and flaps of one run's episodes."""
     changes = stream.design.changes
     buckets = stream.design.buckets

@@ -35,7 +35,6 @@ from typing import Literal
 
 import numpy as np
 import orjson
-
 from evaluation.tables import Columns, Table, load
 
 HOUR = 3_600_000
@@ -180,7 +179,9 @@ def build(design: Design, seed: int, *, window_buckets: int) -> Stream:
                 "model_version": VERSION,
                 "features": {f: lists[f][i] for f in features},
                 "prediction": (
-                    score_list[i] if labels is None else {"score": score_list[i], "label": labels[i]}
+                    score_list[i]
+                    if labels is None
+                    else {"score": score_list[i], "label": labels[i]}
                 ),
                 "latency_ms": float(latency[i]),
             }

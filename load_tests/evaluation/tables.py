@@ -6,9 +6,9 @@ its segment, and how its prediction is computed from the logged numeric inputs (
 logistic model fitted once to a real target column of the same table), so that a change
 injected into an input also moves the prediction, as it would in production.
 
-=============  ==========================  ======  ===================================================
+=============  ==========================  ======  ===============================================
 table          source                      rows    what makes it realistic
-=============  ==========================  ======  ===================================================
+=============  ==========================  ======  ===============================================
 ``cancer``     sklearn breast_cancer       569     correlated, right-skewed and heavy-tailed
                                                    (``area_error``: skew 5.5) measurements; two
                                                    categoricals binned from other columns;
@@ -22,7 +22,7 @@ table          source                      rows    what makes it realistic
                                                    (6-7 values), real categoricals; segment =
                                                    occupation group; classifier, segmented
 ``diabetes``   sklearn diabetes (raw)      442     small clinical table; regression, unsegmented
-=============  ==========================  ======  ===================================================
+=============  ==========================  ======  ===============================================
 
 >>> t = load("cancer")
 >>> t.rows, t.segment, t.numeric[:2]
@@ -150,10 +150,14 @@ def _rand() -> Table:
     numeric = ("lpi", "fmde", "physlm", "disea")
     cols: Columns = {c: d[c].to_numpy(np.float64) for c in numeric}
     coins = d["lncoins"].to_numpy(np.float64)
-    plan = np.where(coins == 0, "free", np.where(coins < 3.5, "c25", np.where(coins < 4.2, "c50", "c95")))
+    plan = np.where(
+        coins == 0, "free", np.where(coins < 3.5, "c25", np.where(coins < 4.2, "c50", "c95"))
+    )
     cols["plan"] = plan.astype(object)
     health = np.where(
-        d["hlthp"] == 1, "poor", np.where(d["hlthf"] == 1, "fair", np.where(d["hlthg"] == 1, "good", "excellent"))
+        d["hlthp"] == 1,
+        "poor",
+        np.where(d["hlthf"] == 1, "fair", np.where(d["hlthg"] == 1, "good", "excellent")),
     )
     cols["health"] = health.astype(object)
     cols["idp"] = np.where(d["idp"] == 1, "yes", "no").astype(object)

@@ -89,7 +89,9 @@ def level(detect: Any) -> Level:
 def statistics_per_kind(detect: Any) -> tuple[int, int]:
     """How many statistics are tested per numeric and per categorical input."""
     stats = getattr(detect, "statistics", None) or {}
-    return max(len(stats.get("numeric", ()) or ()), 1), max(len(stats.get("categorical", ()) or ()), 1)
+    return max(len(stats.get("numeric", ()) or ()), 1), max(
+        len(stats.get("categorical", ()) or ()), 1
+    )
 
 
 def family_size(detect: Any, numeric: int, categorical: int, scopes: int) -> int:
