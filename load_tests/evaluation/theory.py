@@ -52,7 +52,8 @@ class Level:
         return self.q / (family * harmonic)
 
 
-_Q_NAMES = ("fdr_q", "fdr_level", "false_discovery_rate", "q", "fdr", "alpha")
+_Q_NAMES = ("fdr_q", "fdr_level", "false_discovery_rate", "q", "fdr", "alpha", "significance",
+            "false_discovery")  # fmt: skip
 _METHOD_NAMES = ("fdr_method", "method", "correction")
 
 
@@ -76,7 +77,7 @@ def level(detect: Any) -> Level:
     value, name = found
     section, where = detect, f"detect.{name}"
     if not isinstance(value, int | float):
-        inner = _look(value, ("q", "level", "alpha"))
+        inner = _look(value, ("q", "fdr_q", "level", "alpha"))
         if inner is None or not isinstance(inner[0], int | float):
             return Level(ASSUMED_Q, "BH", "assumed")
         section, where, value = value, f"{where}.{inner[1]}", inner[0]

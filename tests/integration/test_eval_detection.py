@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -219,6 +220,10 @@ def test_the_level_is_read_from_settings_or_assumed() -> None:
     tests = real.family(tables.load("cancer"), config.detect)
     assert level.alpha(tests) <= level.q / tests + 1e-15
     assert theory.Level(0.05, "BY", "x").alpha(10) < theory.Level(0.05, "BH", "x").alpha(10)
+    by = theory.level(SimpleNamespace(significance=SimpleNamespace(q=0.01, method="BY")))
+    assert (by.q, by.method, by.source) == (0.01, "BY", "detect.significance.q")
+    assert theory.level(SimpleNamespace(fdr_q=0.1)).q == 0.1
+    assert theory.level(SimpleNamespace(statistics={})).source == "assumed"
 
 
 def test_quick_subset_and_targets_cover_every_kind_of_row() -> None:
