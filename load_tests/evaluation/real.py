@@ -159,7 +159,7 @@ def family(table: Table, detect: Any) -> int:
     return theory.family_size(detect, numeric, categorical, scopes(table))
 
 
-def evaluations(scenario: Scenario, w: int) -> int:
+def evaluations(scenario: Scenario) -> int:
     """(input, scope) evaluations the design calls for: every bucket closes one window."""
     table = load(scenario.design.table)
     return scenario.design.buckets * table.inputs * scopes(table)

@@ -14,14 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from driftwire.detect.reference import Reference, ReferenceStore
+from driftwire.ops.config import Settings
+from driftwire.stages.inmemory import InMemoryPipeline
 from evaluation.real import Scenario, evaluations, limit
 from evaluation.scoring import RunScore, episodes, score_run
 from evaluation.streams import baseline_bytes, build
 from evaluation.tables import load
-
-from driftwire.detect.reference import Reference, ReferenceStore
-from driftwire.ops.config import Settings
-from driftwire.stages.inmemory import InMemoryPipeline
 
 SOURCE = "driftwire-evaluation"
 BUCKET_SECONDS = 3600
@@ -87,7 +86,7 @@ def run_scenario(scenario: Scenario, seeds: range, config: Settings) -> Outcome:
         t0 = time.perf_counter()
         events, stream = alerts_of(scenario, seed, config)
         outcome.add(score_run(episodes(events), stream, table, window_buckets=w),
-                    evaluations(scenario, w))  # fmt: skip
+                    evaluations(scenario))  # fmt: skip
         outcome.seconds += time.perf_counter() - t0
     return outcome
 
