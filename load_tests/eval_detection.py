@@ -83,15 +83,16 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "detection.json"
 
 
 def describe(config: Any) -> dict[str, Any]:
+    """The settings that shape the figures (read defensively: the detector evolves)."""
     d = config.detect
     level = theory.level(d)
     return {
         "bucket_seconds": config.profile.bucket_seconds,
         "window_buckets": d.window_buckets,
-        "consecutive_windows": d.consecutive_windows,
-        "min_count": d.min_count,
-        "min_reference_count": d.min_reference_count,
-        "statistics": dict(d.statistics),
+        "consecutive_windows": getattr(d, "consecutive_windows", None),
+        "min_count": getattr(d, "min_count", None),
+        "min_reference_count": getattr(d, "min_reference_count", None),
+        "statistics": dict(getattr(d, "statistics", None) or {}),
         "q": level.q,
         "fdr_method": level.method,
         "fdr_source": level.source,
