@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DRIFTWIRE_CACHE_DIR ?= $(HOME)/.cache/driftwire
 export PIP_CACHE_DIR ?= $(DRIFTWIRE_CACHE_DIR)/pip
 
-.PHONY: help setup kafka-dist ops-deps alertmanager dashboards demo test lint typecheck unit kafka bench clean
+.PHONY: help setup kafka-dist ops-deps alertmanager dashboards demo test lint typecheck unit kafka bench eval clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ bench: setup kafka-dist ## the benchmarks, sized to finish in a few minutes
 	$(PY) load_tests/bench_drift.py --json load_tests/results/drift.json
 	$(PY) load_tests/bench_producer.py --json load_tests/results/producer.json
 	$(PY) load_tests/bench_pipeline.py --events 100000 --grid 1x12,100x12 --json load_tests/results/pipeline-quick.json
+
+eval: setup ## detection quality: real tables, power table, generated streams (about 10 min)
+	$(PY) load_tests/eval_detection.py --json load_tests/results/detection.json
 
 clean: ## remove the virtual environment and caches inside the repo
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
