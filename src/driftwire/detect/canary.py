@@ -63,6 +63,7 @@ from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
 from driftwire.detect.compare import Comparison, compare_sketches
 from driftwire.detect.latency import percentiles
+from driftwire.detect.reference import segmented
 from driftwire.detect.settings import DetectSettings
 from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
 from driftwire.sketch.profile import Profile
@@ -179,6 +180,8 @@ def outputs(buckets: Iterable[dict[str, Profile]], *, segments: bool) -> dict[st
                     out[key].add(p)
                 else:
                     out[key] = Outputs.of(p)
+    if segments and not segmented(out):  # an unsegmented model: all traffic, once
+        out = {k: v for k, v in out.items() if k == ALL}
     return out
 
 

@@ -51,7 +51,7 @@ from driftwire.detect.compare import Comparison, compare_profiles
 from driftwire.detect.completeness import Completeness
 from driftwire.detect.latency import LatencyReference
 from driftwire.detect.quality import quality_findings
-from driftwire.detect.reference import Reference, ReferenceStore
+from driftwire.detect.reference import Reference, ReferenceStore, segmented
 from driftwire.detect.settings import DetectSettings
 from driftwire.detect.throughput import throughput_findings
 from driftwire.detect.trailing import History, decode_slot, is_slot_key
@@ -325,7 +325,11 @@ class Detector:
         return min(version.buckets) <= first and len(version.buckets) >= n
 
     def _window(self, version: _Version, end: int) -> dict[str, Profile]:
-        """Merge the last N buckets per segment, plus all segments together as ``all``."""
+        """Merge the last N buckets per segment, plus all segments together as ``all``.
+
+        Without real segments (:func:`~driftwire.detect.reference.segmented`) the window is
+        ``all`` alone, so that every condition is evaluated once.
+        """
         first = end - self._d.window_buckets * self._bucket_ms
         merged: dict[str, Profile] = {}
         total: Profile | None = None
@@ -339,8 +343,8 @@ class Detector:
                     total = profile.copy()
                 else:
                     total.merge(profile)
-        if not self._d.segments:
-            merged = {}
+        if not self._d.segments or not segmented(merged):
+            merged = {}  # an unsegmented model: its one segment is all traffic, once
         if total is not None:
             merged[ALL_SEGMENTS] = total
         return merged

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +126,20 @@ class Reference:
         if not isinstance(doc, dict):
             raise FormatError("a reference must be a JSON object")
         return cls.from_state(doc)
+
+
+def segmented(names: Iterable[str]) -> bool:
+    """Whether profiles keyed by segment ``names`` have real segments, so that an ``all``
+    aggregate beside them says something: two or more segment values, or any non-empty one.
+
+    An unsegmented model has the one segment ``""``: its traffic *is* all traffic, evaluated
+    once, as segment ``all``.
+
+    >>> segmented([""]), segmented(["", ALL]), segmented(["region=eu"]), segmented(["", "a=1"])
+    (False, False, True, True)
+    """
+    keys = set(names) - {ALL}
+    return len(keys) >= 2 or any(keys)
 
 
 def baseline_id(model: str, version: str, profiles: dict[str, Profile]) -> str:
