@@ -222,7 +222,9 @@ class Detector:
             else:
                 self._prune(name, version_name, version, end)
             out.extend(
-                self._decisions.decide(model.muted, labels, findings, reference, events, start, end)
+                self._decisions.decide(
+                    model.muted, labels, findings, reference, events, start, end, model.incidents
+                )
             )
         out.extend(self._versions(name, model, bucket))
         return out
@@ -383,7 +385,7 @@ class Detector:
             why_over = comparison_over(self._conditions[key], pairs, live)
             if why_over is not None:
                 ended.setdefault(key, why_over)
-        out = self._decisions.close(model.muted, ended, start, end)
+        out = self._decisions.close(model.muted, ended, start, end, model.incidents)
         model.compared.difference_update(ended)
         windows = {
             v: outputs(
