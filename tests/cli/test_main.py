@@ -143,3 +143,31 @@ def test_baseline_build_names_a_missing_column(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "no column 'score'" in out.stderr
+
+
+def test_baseline_build_of_a_small_file_warns_with_the_fix(tmp_path: Path) -> None:
+    rows = _training_rows(500)
+    for i, row in enumerate(rows):
+        row["region"] = "eu" if i % 5 else "us"
+    train = tmp_path / "train.csv"
+    with train.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    args = ["baseline", "build", str(train), "--model", "churn", "--model-version", "1"]
+    out = run_cli(*args, "--segment-columns", "region", "-o", str(tmp_path / "b.dwb"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "b.dwb").exists()
+    warning = next(line for line in out.stderr.splitlines() if line.startswith("warning:"))
+    assert "fewer than 1000 events (detect.min_reference_count)" in warning
+    assert "all 500" in warning and "region=eu 400" in warning and "region=us 100" in warning
+    assert "rebuild the baseline from more rows" in warning
+    assert "lower detect.min_reference_count" in warning
+    # enough rows for the configured minimum: no warning
+    config = tmp_path / "c.yaml"
+    config.write_text("detect:\n  min_reference_count: 100\n")
+    out = run_cli(
+        *args, "--segment-columns", "region", "-o", str(tmp_path / "c.dwb"), "-c", str(config)
+    )
+    assert out.returncode == 0, out.stderr
+    assert "warning" not in out.stderr

@@ -42,3 +42,21 @@ def test_a_segmented_model_keeps_its_segments_and_the_aggregate() -> None:
     alerts = run(generate(small(12_000, 45, Change("income", T, 2.0))))
     segments = {a.labels["segment"] for a in of(alerts, "data_drift", "firing")}
     assert segments == {"all", SEGMENT, "region=us,tier=gold"}
+
+
+def test_the_aggregate_names_the_segment_that_drives_it() -> None:
+    alerts = run(generate(small(12_000, 45, Change("income", T, 2.0, SEGMENT))))
+    aggregate = [a for a in of(alerts, "data_drift", "firing") if a.labels["segment"] == "all"]
+    assert aggregate, "the shift in one segment moves the aggregate too"
+    for alert in aggregate:
+        assert "all traffic" not in alert.summary
+        assert f"in the aggregate over segments, driven by {SEGMENT}" in alert.summary
+        assert alert.evidence["driving_segments"] == [SEGMENT]
+
+
+def test_a_bound_wider_than_the_value_is_not_shown() -> None:
+    alerts = run(generate(small(12_000, 45, Change("income", T, 2.0, SEGMENT))))
+    assert alerts
+    for alert in alerts:
+        if alert.bound is not None and alert.value is not None and alert.bound >= alert.value:
+            assert "error bound" not in alert.description

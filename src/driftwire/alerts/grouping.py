@@ -105,7 +105,7 @@ def group_finding(
             "statistic": "breaching_inputs",
         },
         value=score,
-        thresholds=Thresholds(1.0, 1.0 if critical else math.inf),
+        thresholds=Thresholds(1.0, 1.0 if critical else math.inf, 0.8),
         headline=text,
         description=(
             f"{len(pairs)} (feature, segment) conditions of {who} breach in the same window: "

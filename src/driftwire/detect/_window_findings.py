@@ -21,6 +21,7 @@ from driftwire.detect.compare import Comparison
 from driftwire.detect.latency import Creep, LatencyReference, latency_findings, percentiles
 from driftwire.detect.reference import Reference
 from driftwire.detect.settings import DetectSettings
+from driftwire.detect.wording import bound_note
 from driftwire.sketch.numeric import NumericSketch
 from driftwire.sketch.profile import Profile
 
@@ -58,7 +59,7 @@ def drift_finding(
     description = (
         f"{r.statistic} between the window {iso(start)} – {iso(end)} ({r.n_current} events) "
         f"and the {reference.kind.replace('_', ' ')} {reference.id} ({r.n_reference} events)"
-        f" is {value_text} (error bound ±{r.bound:.2g}). {reference.note}"
+        f" is {value_text}{bound_note(r.value, r.bound, comparison.warning)}. {reference.note}"
     ).strip()
     return Finding(
         labels={

@@ -51,10 +51,17 @@ from driftwire.detect.compare import Comparison, compare_profiles
 from driftwire.detect.completeness import Completeness
 from driftwire.detect.latency import LatencyReference
 from driftwire.detect.quality import quality_findings
-from driftwire.detect.reference import Reference, ReferenceStore, segmented
+from driftwire.detect.reference import (
+    Reference,
+    ReferenceSample,
+    ReferenceStore,
+    SmallReference,
+    segmented,
+)
 from driftwire.detect.settings import DetectSettings
 from driftwire.detect.throughput import throughput_findings
 from driftwire.detect.trailing import History, decode_slot, is_slot_key
+from driftwire.detect.wording import attributed
 from driftwire.errors import FormatError
 from driftwire.ops.metrics import ConditionSample, LatencySample
 from driftwire.partials import Partial, Watermark
@@ -91,7 +98,10 @@ class Detector:
         self._on_evaluation = on_evaluation
         self._models: dict[str, _Model] = {}
         self.policy = AlertPolicy(
-            consecutive=detect.consecutive_windows, renotify_ms=int(alerts.renotify_seconds * 1000)
+            consecutive=detect.consecutive_windows,
+            renotify_ms=int(alerts.renotify_seconds * 1000),
+            resolve_windows=detect.resolve_windows,
+            resolve_ratio=detect.resolve_ratio,
         )
         self._conditions: dict[str, Finding] = {}  # condition key -> its latest finding
         self._decisions = Decisions(self.policy, self._conditions, detect, alerts)
@@ -99,6 +109,11 @@ class Detector:
         self._history = History(detect, bucket_ms=bucket_ms)  # trailing / seasonal references
         self._parts = PartsOutbox(bucket_ms)  # window buckets and frozen references to store
         self._changed: set[str] = set()  # models whose state changed beyond completeness
+        # reference events per segment of every (model, version) evaluated, for the gauges;
+        # small references are reported once per (model, version, reference)
+        self._reference_sizes: dict[tuple[str, str], dict[str, int]] = {}
+        self._small_seen: set[tuple[str, str, str]] = set()
+        self._small_new: list[SmallReference] = []
 
     # -- input -----------------------------------------------------------------------------
 
@@ -281,6 +296,7 @@ class Detector:
                 version.frozen = Reference.frozen(name, version_name, window, end)
                 self._parts.frozen(name, version_name)
             return None, events
+        self._note_reference(name, version_name, reference, window)
         evaluation = Evaluation(name, version_name, end)
         start = end - n * self._bucket_ms
         choice = self._history.choose(name, version_name, reference, start, end)
@@ -317,9 +333,26 @@ class Detector:
                 ):
                     f.reference = described
                     findings.append(f)
+        if len(window) > 1:  # segmented: the all aggregate names the segments driving it
+            findings[:] = attributed(findings)
         if self._on_evaluation is not None:
             self._on_evaluation(evaluation)
         return choice.reference(ALL_SEGMENTS), events
+
+    def _note_reference(
+        self, name: str, version_name: str, reference: Reference, window: dict[str, Profile]
+    ) -> None:
+        """Keep the reference's events per window segment; note a small reference once."""
+        need = self._d.min_reference_count
+        sizes = {s: reference.profile(s).n_events for s in window}
+        self._reference_sizes[(name, version_name)] = sizes
+        small = {s: n for s, n in sizes.items() if n < need}
+        seen = (name, version_name, reference.id)
+        if small and seen not in self._small_seen:
+            self._small_seen.add(seen)
+            self._small_new.append(
+                SmallReference(name, version_name, reference.kind, reference.id, small, need)
+            )
 
     def _complete_window(self, version: _Version, end: int) -> bool:
         n = self._d.window_buckets
@@ -379,6 +412,7 @@ class Detector:
                     ended[key] = why
             for gauge in [k for k in self._latency if k[:2] == (name, version_name)]:
                 del self._latency[gauge]
+            self._reference_sizes.pop((name, version_name), None)
         live = {v for v, st in model.versions.items() if any(b >= start for b in st.buckets)}
         pairs = predecessors(ledger, live) if self._d.canary.enabled else {}
         for key in model.compared:
@@ -417,6 +451,21 @@ class Detector:
         for (model, version, segment), quantiles in self._latency.items():
             labels = {"model": model, "model_version": version, "segment": segment}
             yield labels, quantiles
+
+    def reference_samples(self) -> Iterator[ReferenceSample]:
+        """Events of the reference profile each evaluated segment is compared with, and
+        whether that is below ``detect.min_reference_count`` (for metrics)."""
+        need = self._d.min_reference_count
+        for (model, version), sizes in self._reference_sizes.items():
+            for segment, n in sizes.items():
+                labels = {"model": model, "model_version": version, "segment": segment}
+                yield labels, n, n < need
+
+    def take_small_references(self) -> list[SmallReference]:
+        """References found too small since the last call, each once per (model, version,
+        reference): the shell logs them."""
+        out, self._small_new = self._small_new, []
+        return out
 
     def take_changed(self) -> set[str]:
         """Models whose state changed since the last call (a partial merged, buckets evaluated).
