@@ -97,10 +97,18 @@ def test_wrong_types_and_unseen_categories() -> None:
 
     alerts = run(edited(small(12_000, 45), garble))
     quality = {(a.labels["feature"], a.labels["statistic"]) for a in of(alerts, "data_quality")}
-    assert quality == {("age", "wrong_type"), ("country", "unseen_share")}
+    # three new countries of ~3.3% each: unseen together, and each one new
+    assert quality == {
+        ("age", "wrong_type"),
+        ("country", "unseen_share"),
+        ("country", "new_category"),
+    }
     unseen = next(a for a in alerts if a.labels.get("statistic") == "unseen_share")
     assert {c["category"] for c in unseen.evidence["unseen"]} <= {"X0", "X1", "X2"}
     assert unseen.evidence["expected_share"] == 0.0  # no singletons among 8 countries
+    new = next(a for a in alerts if a.labels.get("statistic") == "new_category")
+    assert {c["category"] for c in new.evidence["new_categories"]} <= {"X0", "X1", "X2"}
+    assert new.evidence["new_categories"]  # those above the threshold in the firing window
 
 
 def profiles(n0: int, missing0: int, n1: int, missing1: int) -> tuple[Profile, Profile]:
