@@ -4,7 +4,9 @@ Per model it keeps, for every version, the profiles of the last ``window_buckets
 buckets per segment, plus the buckets still being assembled from partials. A bucket is
 evaluated once :class:`~driftwire.detect.completeness.Completeness` says every input partition has
 passed it (or the grace period ran out). The window (merge of the last N buckets) of every
-segment, and of all traffic (segment ``all``), is checked:
+segment, and of all traffic (segment ``all``), is checked; a model without real segments has
+only ``all``, so that each condition is evaluated once
+(:func:`~driftwire.detect.reference.segmented`):
 
 * drift of every feature and of the prediction against the version's reference (a published
   baseline if there is one, else the first complete window of the version, frozen), via
