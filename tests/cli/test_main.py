@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,7 +155,7 @@ def test_baseline_build_of_a_small_file_warns_with_the_fix(tmp_path: Path) -> No
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    args = ["baseline", "build", str(train), "--model", "churn", "--model-version", "1"]
+    args = ["baseline", "build", str(train), "--model", "churn", "--model-version", "1.4.2"]
     out = run_cli(*args, "--segment-columns", "region", "-o", str(tmp_path / "b.dwb"))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "b.dwb").exists()
@@ -163,6 +164,15 @@ def test_baseline_build_of_a_small_file_warns_with_the_fix(tmp_path: Path) -> No
     assert "all 500" in warning and "region=eu 400" in warning and "region=us 100" in warning
     assert "rebuild the baseline from more rows" in warning
     assert "lower detect.min_reference_count" in warning
+    # replaying live traffic against it says so too, once
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(
+        b"\n".join(generate(StreamSpec(events=3_000, seed=2, events_per_second=5))) + b"\n"
+    )
+    out = run_cli("replay", str(events), "--baseline", str(tmp_path / "b.dwb"), "-o", os.devnull)
+    assert out.returncode == 0, out.stderr
+    (replayed,) = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
+    assert "the baseline reference of churn 1.4.2 has fewer than 1000 events" in replayed
     # enough rows for the configured minimum: no warning
     config = tmp_path / "c.yaml"
     config.write_text("detect:\n  min_reference_count: 100\n")
