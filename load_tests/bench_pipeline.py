@@ -477,7 +477,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        cmd = [sys.executable, "-m", "driftwire.cli.main", "worker", "--stage", self.stage]
+        cmd = [sys.executable, "-m", "driftwire.cli.command", "worker", "--stage", self.stage]
         # the config file alone decides: no DRIFTWIRE_<SECTION>_<KEY> overrides from here
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWIRE_")}
         env.update(PYTHONUNBUFFERED="1")

@@ -16,14 +16,13 @@ import statistics
 import sys
 from typing import Any
 
+from driftwire.ops.config import Settings
 from evaluation import theory
 from evaluation.real import Scenario, family
 from evaluation.runs import alerts_of
 from evaluation.scoring import announces, change_ms, episodes
 from evaluation.streams import HOUR, Change, Design
 from evaluation.tables import load
-
-from driftwire.ops.config import Settings
 
 GRID = (0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.10, 0.12, 0.14, 0.17, 0.20, 0.25, 0.30,
         0.35, 0.40, 0.50, 0.60, 0.80, 1.00)  # fmt: skip

@@ -35,6 +35,7 @@ from typing import Literal
 
 import numpy as np
 import orjson
+
 from evaluation.tables import Columns, Table, load
 
 HOUR = 3_600_000

@@ -26,9 +26,9 @@ def test_many_features_at_once_are_one_upstream_change_incident() -> None:
         ("resolved", "upstream_change", "all", "", "breaching_inputs"),
     ]
     # K = 2 windows after the change; resolved once (almost) no shifted bucket is left in
-    # the window (the changes end at minute 50)
+    # the window (the changes end at minute 50) and 5 windows more (detect.resolve_windows)
     assert minute(alerts[0].evaluated_at_ms) == 32
-    assert 52 <= minute(alerts[1].evaluated_at_ms) <= 55
+    assert 56 <= minute(alerts[1].evaluated_at_ms) <= 59
     incident = alerts[0]
     assert incident.labels["severity"] == "critical"
     assert incident.evidence["features"] == dict.fromkeys(sorted(FOUR), 3)  # eu, us, all
@@ -130,3 +130,24 @@ def test_bad_silences_stop_start_up_naming_the_key(silence: dict[str, object]) -
     with pytest.raises(ConfigError) as info:
         load_settings(None, env=env)
     assert "alerts.silences" in str(info.value)
+
+
+def test_an_incident_is_re_sent_when_a_member_joins_and_resolves_listing_every_member() -> None:
+    later = Change("basket_value", START + 40 * MINUTE, 2.0, end_ms=E)
+    alerts = of(
+        run(generate(small(15_000, 70, *shifted(*FOUR), later, numeric=5))), "upstream_change"
+    )
+    first, *resent, end = alerts
+    assert [a.status for a in alerts] == ["firing"] * (1 + len(resent)) + ["resolved"]
+    assert {a.fingerprint for a in alerts} == {first.fingerprint}
+    assert "basket_value" not in first.evidence["features"]
+    joined = next(a for a in resent if "basket_value" in a.evidence["features"])
+    assert 41 <= minute(joined.evaluated_at_ms) <= 44  # K = 2 windows after its change
+    assert joined.starts_at_ms == first.starts_at_ms
+    assert {m["feature"] for m in joined.evidence["joined"]} == {"basket_value"}
+    assert "joined: basket_value@" in joined.summary
+    assert set(joined.evidence["features"]) == {*FOUR, "basket_value"}
+    everyone = {(m["feature"], m["segment"]) for m in end.evidence["members"]}
+    assert {f for f, _ in everyone} == {*FOUR, "basket_value"}
+    assert end.evidence["member_count"] == len(everyone) == 15
+    assert "it had 15 conditions of 5 features" in end.summary

@@ -687,7 +687,7 @@ def test_cli_runs_a_bridge_until_sigterm(
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "driftwire.cli.main",
+                "driftwire.cli.command",
                 "bridge",
                 "webhook",
                 "--config",

@@ -97,10 +97,18 @@ def test_wrong_types_and_unseen_categories() -> None:
 
     alerts = run(edited(small(12_000, 45), garble))
     quality = {(a.labels["feature"], a.labels["statistic"]) for a in of(alerts, "data_quality")}
-    assert quality == {("age", "wrong_type"), ("country", "unseen_share")}
+    # three new countries of ~3.3% each: unseen together, and each one new
+    assert quality == {
+        ("age", "wrong_type"),
+        ("country", "unseen_share"),
+        ("country", "new_category"),
+    }
     unseen = next(a for a in alerts if a.labels.get("statistic") == "unseen_share")
     assert {c["category"] for c in unseen.evidence["unseen"]} <= {"X0", "X1", "X2"}
     assert unseen.evidence["expected_share"] == 0.0  # no singletons among 8 countries
+    new = next(a for a in alerts if a.labels.get("statistic") == "new_category")
+    assert {c["category"] for c in new.evidence["new_categories"]} <= {"X0", "X1", "X2"}
+    assert new.evidence["new_categories"]  # those above the threshold in the firing window
 
 
 def profiles(n0: int, missing0: int, n1: int, missing1: int) -> tuple[Profile, Profile]:
@@ -154,3 +162,29 @@ def test_a_rare_feature_vanishing_from_a_small_window_is_not_significant() -> No
     assert value == 0.1 and threshold > value
     value, threshold = removed(1000)  # 100 expected: absence is not chance
     assert value == 0.1 and threshold == 0.05
+
+
+def new_country(share: float) -> Any:
+    def edit(event: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        if event["timestamp"] >= T and rng.random() < share:
+            event["features"]["country"] = "XX"
+        return event
+
+    return edit
+
+
+def test_a_new_category_at_one_percent_is_reported_and_one_at_a_fifth_of_that_is_not() -> None:
+    alerts = run(edited(small(30_000, 45), new_country(0.01)))
+    found = [a for a in of(alerts, "data_quality", "firing") if a.labels["segment"] == "all"]
+    assert [a.labels["statistic"] for a in found] == ["new_category"]
+    alert = found[0]
+    assert alert.labels["feature"] == "country"
+    # the 5-bucket window reaches 0.5% at minute 33 (3 buckets of 1%), K = 2 windows later
+    assert 33 <= (alert.evaluated_at_ms - START) // MINUTE <= 36
+    (new,) = alert.evidence["new_categories"]
+    assert new["category"] == "XX" and 0.005 <= new["share"] <= 0.02 and new["count"] >= 10
+    assert "new categories: 'XX' " in alert.summary and "country" in alert.summary
+    assert round(alert.value, 6) == new["share"] and alert.threshold == 0.005
+    quiet = run(edited(small(30_000, 45), new_country(0.002)))
+    assert not [a for a in quiet if a.labels.get("statistic") == "new_category"]
+    assert not of(quiet, "data_quality")

@@ -6,6 +6,7 @@ from itertools import islice
 
 import orjson
 
+from driftwire.alerts.alert import Alert
 from driftwire.detect._parts import bucket_key, frozen_key
 from driftwire.detect.detector import Detector
 from driftwire.detect.reference import Reference, ReferenceStore
@@ -121,3 +122,47 @@ def test_a_snapshot_with_inline_parts_is_still_read_and_its_parts_are_stored() -
     assert orjson.dumps(restored.snapshot("churn")) == orjson.dumps(state)
     again = {k: b for _, k, b in restored.stored_parts()}
     assert again == stored  # now stored apart, so the next restart finds them
+
+
+def test_an_incident_keeps_its_members_across_a_restart_and_older_snapshots_still_load() -> None:
+    start = StreamSpec(events=1).start_ms
+    four = [Change(f, start + 30 * MINUTE, 2.0) for f in ("age", "income", "tenure_days")]
+    later = Change("sessions_7d", start + 40 * MINUTE, 2.0)
+    spec = StreamSpec(
+        events=12_000, seed=5, events_per_second=12_000 / 3000, numeric_features=4,
+        categorical_features=1, regions=("eu", "us"), tiers=("gold",), changes=(*four, later),
+    )  # fmt: skip
+    settings = Settings.model_validate(
+        {"detect": {"window_buckets": 5, "min_count": 200, "min_reference_count": 400}}
+    )
+    values = list(generate(spec))
+    cut = 36 * len(values) // 50  # the incident fires at minute 32, the late member joins at 42
+
+    def incident(alerts: list[Alert]) -> list[tuple[str, tuple[str, ...]]]:
+        return [
+            (a.status, tuple(sorted({m["feature"] for m in a.evidence["members"]})))
+            for a in alerts
+            if a.kind == "upstream_change"
+        ]
+
+    whole = incident(InMemoryPipeline(settings, batch_size=500).run(values))
+    assert whole == [
+        ("firing", ("age", "income", "tenure_days")),
+        ("firing", ("age", "income", "sessions_7d", "tenure_days")),  # re-sent: it joined
+    ]
+    for drop in (False, True):
+        first = InMemoryPipeline(settings, batch_size=500)
+        before = incident(first.feed(values[:cut]))
+        assert [status for status, _ in before] == ["firing"]
+        stored = {key: blob for _, key, blob in first.detector.stored_parts() if blob is not None}
+        state = orjson.loads(orjson.dumps(first.detector.snapshot("churn")))
+        assert state["incidents"]
+        if drop:
+            del state["incidents"]  # a snapshot of the earlier format
+        restored = _fresh(settings)
+        restored.restore("churn", state)
+        for key in restored.part_keys("churn"):
+            restored.load_part(key, stored[key])
+        second = InMemoryPipeline(settings, batch_size=500)
+        second.detector = restored
+        assert before + incident(second.run(values[cut:])) == whole

@@ -102,7 +102,7 @@ class Worker:
                 [
                     sys.executable,
                     "-m",
-                    "driftwire.cli.main",
+                    "driftwire.cli.command",
                     "worker",
                     "--config",
                     str(self.config),

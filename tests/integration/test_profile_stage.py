@@ -169,7 +169,7 @@ def _start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "driftwire.cli.main",
+                "driftwire.cli.command",
                 "worker",
                 "--stage",
                 "profile",

@@ -84,7 +84,7 @@ def test_worker_refuses_bad_config_with_one_line(tmp_path: Path, case: str) -> N
         [
             sys.executable,
             "-m",
-            "driftwire.cli.main",
+            "driftwire.cli.command",
             "worker",
             "--config",
             str(write(tmp_path, text)),

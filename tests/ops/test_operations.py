@@ -573,7 +573,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                     [
                         sys.executable,
                         "-m",
-                        "driftwire.cli.main",
+                        "driftwire.cli.command",
                         "worker",
                         "--config",
                         str(tmp / "worker.yaml"),
@@ -613,7 +613,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                     [
                         sys.executable,
                         "-m",
-                        "driftwire.cli.main",
+                        "driftwire.cli.command",
                         "bridge",
                         "webhook",
                         "--config",

@@ -8,7 +8,10 @@ unit change, a new traffic source). One ``upstream_change`` alert then lists eve
 (feature, segment) condition with its value, threshold, severity and the fingerprint its own
 alert has, sorted by how far each is past its threshold. While the incident fires, the
 members' own alert emissions are held back (their policy states keep running and stay
-visible in the metrics); members still firing when the incident resolves are emitted then.
+visible in the metrics); the incident announces them instead: it is re-sent with the same
+fingerprint when members join or leave, and its resolution lists every member it had
+(:mod:`driftwire.alerts.incident`). Members still firing when the incident resolves are
+emitted then.
 Members are also held back while the incident breaches but has not reached its K windows
 yet, so that members breaching one window earlier than the incident do not slip out as
 separate alerts; should the incident not fire after all, they are emitted a window later.
@@ -39,11 +42,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from driftwire.alerts.alert import fingerprint
 from driftwire.alerts.finding import GROUPED_KINDS, Finding
+from driftwire.alerts.incident import MAX_MEMBERS, member_entry, ranked
 from driftwire.alerts.policy import Thresholds
-
-MAX_MEMBERS = 50  # listed in the evidence; the counts cover all
 
 
 def members(findings: list[Finding]) -> list[Finding]:
@@ -74,23 +75,7 @@ def group_finding(
     if min_segments:
         score = max(score, len(segments) / min_segments)
 
-    def excess(f: Finding) -> float:
-        t = f.thresholds.warning
-        return (f.value or 0.0) / t if t > 0 else math.inf
-
-    listed = [
-        {
-            "kind": f.kind,
-            "feature": f.labels.get("feature", ""),
-            "segment": f.labels["segment"],
-            "statistic": f.labels["statistic"],
-            "value": f.reported,
-            "threshold": f.threshold(f.level or "warning"),
-            "severity": f.level,
-            "fingerprint": fingerprint({**f.labels, "severity": f.level or "warning"}),
-        }
-        for f in sorted(breaching, key=lambda f: (-excess(f), f.labels.get("feature", "")))
-    ][:MAX_MEMBERS]
+    listed = ranked([member_entry(f, f.level) for f in breaching])[:MAX_MEMBERS]
     who = f"{labels['model']} {labels['model_version']}"
     nf, ns = len(features), len(segments)
     limits = " or ".join(
@@ -120,7 +105,7 @@ def group_finding(
             "statistic": "breaching_inputs",
         },
         value=score,
-        thresholds=Thresholds(1.0, 1.0 if critical else math.inf),
+        thresholds=Thresholds(1.0, 1.0 if critical else math.inf, 0.8),
         headline=text,
         description=(
             f"{len(pairs)} (feature, segment) conditions of {who} breach in the same window: "

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``driftwire`` command (see :mod:`driftwire.cli.main`)."""
-    from driftwire.cli.main import main as run
+    """Run the ``driftwire`` command (see :mod:`driftwire.cli.command`)."""
+    from driftwire.cli.command import main as run
 
     return run(argv)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from driftwire.detect.reference import Reference, baseline_key
+from driftwire.detect.reference import Reference, SmallReference, baseline_key, small_profiles
 from driftwire.offline.baseline import BaselineSpec, build_baseline, count_rows
 from driftwire.ops.config import Settings, load_settings
 from driftwire.ops.progress import progress_bar
@@ -41,7 +41,8 @@ async def publish(settings: Settings, reference: Reference) -> None:
 
 
 def run_baseline_build(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config) if args.publish else None
+    config = load_settings(args.config)  # detect.min_reference_count, and kafka to publish
+    settings = config if args.publish else None
     spec = BaselineSpec(
         model=args.model,
         model_version=args.model_version,
@@ -62,6 +63,13 @@ def run_baseline_build(args: argparse.Namespace) -> int:
         f"-> {args.output}",
         file=sys.stderr,
     )
+    need = config.detect.min_reference_count
+    small = small_profiles(reference, need)
+    if small:
+        notice = SmallReference(
+            spec.model, spec.model_version, reference.kind, reference.id, small, need
+        )
+        print(f"warning: {notice.message}", file=sys.stderr)
     if settings is not None:
         asyncio.run(publish(settings, reference))
         print(

@@ -58,6 +58,8 @@ def run_replay(file: str, *, config: str | None, baselines: list[str], out: str 
         f"{s.windows_evaluated} window evaluations, {fired} alert events",
         file=sys.stderr,
     )
+    for small in s.small_references:
+        print(f"warning: {small.message}", file=sys.stderr)
     for offset, rejection in s.rejections[:20]:
         print(
             f"  line {offset + 1}: {rejection.reason} {rejection.field or ''} {rejection.message}",

@@ -21,6 +21,7 @@ from typing import Any
 from driftwire.alerts.alert import Alert, fingerprint, iso
 from driftwire.alerts.finding import GROUPED_KINDS, Finding
 from driftwire.alerts.grouping import group_finding
+from driftwire.alerts.incident import Membership, incident_finding, member_entry
 from driftwire.alerts.policy import AlertPolicy, Transition
 from driftwire.alerts.settings import AlertSettings
 from driftwire.alerts.silences import silenced_by
@@ -33,6 +34,7 @@ class _Keyed:
     key: str
     finding: Finding
     transitions: list[Transition]
+    resolved: Finding | None = None  # what a resolution says, when it differs (an incident)
 
 
 class Decisions:
@@ -80,11 +82,15 @@ class Decisions:
         events: int,
         start: int,
         end: int,
+        incidents: dict[str, dict[str, Any]] | None = None,
     ) -> list[Alert]:
         """Feed the policy, group, cross-reference, apply silences, render the alerts.
 
-        ``muted`` is the model's map of held-back alerts (condition key -> why).
+        ``muted`` is the model's map of held-back alerts (condition key -> why);
+        ``incidents`` its map of incident memberships (incident key -> state).
         """
+        if incidents is None:
+            incidents = {}
         name = labels["model"]
         keyed: list[_Keyed] = []
         for f in findings:
@@ -109,6 +115,8 @@ class Decisions:
             self._conditions[group_key] = g
             keyed.append(_Keyed(group_key, g, transitions))
         firing = self._policy.firing()
+        if group_key is not None:
+            self._follow(incidents, keyed[-1], keyed, firing)
         group = None  # the incident's fingerprint while it fires, or breaches towards firing
         if group_key is not None:
             incident = self._conditions[group_key]
@@ -131,7 +139,8 @@ class Decisions:
             for t in k.transitions:
                 if t.status == "resolved":
                     if muted.pop(k.key, None) is None:
-                        out.append(self._render(k.finding, t, quality, start, end, escalation))
+                        said = k.resolved or k.finding
+                        out.append(self._render(said, t, quality, start, end, escalation))
                     continue
                 why = held(k.finding, t.severity)
                 if why is not None:
@@ -155,8 +164,54 @@ class Decisions:
                 out.append(self._render(k.finding, t, quality, start, end))
         return out
 
+    def _follow(
+        self,
+        incidents: dict[str, dict[str, Any]],
+        incident: _Keyed,
+        keyed: list[_Keyed],
+        firing: dict[str, Any],
+    ) -> None:
+        """Keep the incident's membership; re-send it when members joined or left."""
+        key = incident.key
+        current = {
+            k.key: member_entry(k.finding, firing.get(k.key))
+            for k in keyed
+            if k.finding.kind in GROUPED_KINDS and (k.key in firing or k.finding.level)
+        }
+        state = incidents.get(key)
+        m = Membership.from_state(state) if state is not None else None
+        fired = any(t.status == "firing" and not t.renotify for t in incident.transitions)
+        ended = any(t.status == "resolved" for t in incident.transitions)
+        if ended and m is not None:
+            incident.resolved = incident_finding(incident.finding, m, resolved=True)
+        if fired:
+            m = Membership(ever=m.ever if m is not None else {})
+            m.start(current)
+        elif key in firing:
+            if m is None:  # firing since before memberships were kept: announced as it is
+                m = Membership()
+                m.start(current)
+            elif m.follow(current, firing={k for k in current if k in firing}) and not any(
+                t.renotify for t in incident.transitions
+            ):
+                starts = self._policy.starts_at(key)
+                severity = firing[key]
+                incident.transitions.append(
+                    Transition(key, "firing", severity, starts or 0, None, renotify=True)
+                )
+        if key in firing and m is not None:
+            incidents[key] = m.to_state()
+            incident.finding = incident_finding(incident.finding, m)
+        else:
+            incidents.pop(key, None)
+
     def close(
-        self, muted: dict[str, str], ended: dict[str, str], start: int, end: int
+        self,
+        muted: dict[str, str],
+        ended: dict[str, str],
+        start: int,
+        end: int,
+        incidents: dict[str, dict[str, Any]] | None = None,
     ) -> list[Alert]:
         """Forget conditions no longer evaluated (key -> why); resolve announced alerts once."""
         if not ended:
@@ -165,6 +220,9 @@ class Decisions:
         out: list[Alert] = []
         for key, why in ended.items():
             f = self._conditions.pop(key)
+            state = (incidents or {}).pop(key, None)
+            if state is not None:  # an incident's resolution lists every member it had
+                f = incident_finding(f, Membership.from_state(state), resolved=True)
             starts = self._policy.starts_at(key)
             self._policy.forget(key)
             severity = firing.get(key)

@@ -3,8 +3,9 @@
 A model's state (:class:`_Model`) holds, per version (:class:`_Version`), the profiles of
 the last evaluated buckets and of those still being assembled, the frozen reference, the rate
 and latency state, plus the model's completeness, the partial ids already merged, the
-traffic per bucket, the held-back alerts and the version ledger. :func:`model_snapshot`
-turns it (and the model's alert-policy conditions) into a JSON-able dict, bytes as hex;
+traffic per bucket, the held-back alerts, the incidents' members and the ledger.
+:func:`model_snapshot` turns it (and the model's alert-policy conditions) into a JSON-able
+dict, bytes as hex;
 :func:`restored_model` reads it back. The evaluated buckets and the frozen reference are
 stored apart, once each (:mod:`driftwire.detect._parts`): the snapshot only names them,
 and a restored version lists what is still to be loaded (``unloaded``, ``frozen_id``). A
@@ -50,6 +51,8 @@ class _Model:
     traffic: dict[int, int] = field(default_factory=dict)  # bucket start -> events, any version
     last_bucket: int | None = None  # start of the newest evaluated bucket
     muted: dict[str, str] = field(default_factory=dict)  # condition key -> why it is held back
+    # incident key -> its membership (driftwire.alerts.incident.Membership.to_state)
+    incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
     ledger: VersionLedger = field(default_factory=VersionLedger)  # first / last seen per version
     compared: set[str] = field(default_factory=set)  # version_comparison keys (not persisted)
 
@@ -79,6 +82,7 @@ def model_snapshot(model: str, m: _Model, policy: AlertPolicy) -> dict[str, Any]
         "traffic": {str(b): n for b, n in m.traffic.items()},
         "last_bucket": m.last_bucket,
         "muted": m.muted,
+        "incidents": m.incidents,
         "ledger": m.ledger.to_state(),
         "policy": {k: v for k, v in policy.to_state().items() if k.startswith(f"{model}/")},
     }
@@ -95,6 +99,7 @@ def restored_model(state: dict[str, Any], detect: DetectSettings) -> _Model:
         traffic={int(b): int(n) for b, n in state.get("traffic", {}).items()},
         last_bucket=state.get("last_bucket"),
         muted=dict(state.get("muted", {})),
+        incidents=dict(state.get("incidents", {})),  # absent from earlier snapshots
         ledger=VersionLedger.from_state(state.get("ledger", {})),
     )
     for v, st in state["versions"].items():

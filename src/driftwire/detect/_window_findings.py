@@ -22,6 +22,7 @@ from driftwire.detect.latency import Creep, LatencyReference, latency_findings, 
 from driftwire.detect.reference import Reference
 from driftwire.detect.settings import DetectSettings
 from driftwire.detect.window import ALL_SEGMENTS
+from driftwire.detect.wording import bound_note
 from driftwire.sketch.numeric import NumericSketch
 from driftwire.sketch.profile import Profile
 
@@ -57,7 +58,7 @@ def drift_finding(
     description = (
         f"{r.statistic} between the window {iso(start)} – {iso(end)} ({r.n_current} events) "
         f"and the {reference.kind.replace('_', ' ')} {reference.id} ({r.n_reference} events)"
-        f" is {value_text} (error bound ±{r.bound:.2g}). {reference.note}"
+        f" is {value_text}{bound_note(r.value, r.bound, comparison.warning)}. {reference.note}"
     ).strip()
     return Finding(
         labels={

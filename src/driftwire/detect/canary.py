@@ -64,11 +64,12 @@ from driftwire.alerts.policy import Thresholds
 from driftwire.detect.compare import Comparison, compare_sketches
 from driftwire.detect.latency import percentiles
 from driftwire.detect.settings import DetectSettings
+from driftwire.detect.window import ALL_SEGMENTS, segmented
 from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
 from driftwire.sketch.profile import Profile
 
 KIND = "version_comparison"
-ALL = "all"
+ALL = ALL_SEGMENTS
 LATENCY = "latency_ms"
 
 
@@ -179,6 +180,8 @@ def outputs(buckets: Iterable[dict[str, Profile]], *, segments: bool) -> dict[st
                     out[key].add(p)
                 else:
                     out[key] = Outputs.of(p)
+    if segments and not segmented(out):  # an unsegmented model: all traffic, once
+        out = {k: v for k, v in out.items() if k == ALL}
     return out
 
 

@@ -4,7 +4,9 @@ Per model it keeps, for every version, the profiles of the last ``window_buckets
 buckets per segment, plus the buckets still being assembled from partials. A bucket is
 evaluated once :class:`~driftwire.detect.completeness.Completeness` says every input partition has
 passed it (or the grace period ran out). The window (merge of the last N buckets) of every
-segment, and of all traffic (segment ``all``), is checked:
+segment, and of all traffic (segment ``all``), is checked; a model without real segments has
+only ``all``, so that each condition is evaluated once
+(:func:`~driftwire.detect.reference.segmented`):
 
 * drift of every feature and of the prediction against the version's reference (a published
   baseline if there is one, else the first complete window of the version, frozen), via
@@ -51,12 +53,13 @@ from driftwire.detect.compare import Comparison, compare_profiles
 from driftwire.detect.completeness import Completeness
 from driftwire.detect.latency import LatencyReference
 from driftwire.detect.quality import quality_findings
-from driftwire.detect.reference import Reference, ReferenceStore
-from driftwire.detect.samples import ConditionSample, LatencySample
+from driftwire.detect.reference import Reference, ReferenceStore, SmallReference
+from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 from driftwire.detect.settings import DetectSettings
 from driftwire.detect.throughput import throughput_findings
 from driftwire.detect.trailing import History, decode_slot, is_slot_key
 from driftwire.detect.window import ALL_SEGMENTS, detection_window
+from driftwire.detect.wording import attributed
 from driftwire.errors import FormatError
 from driftwire.partials import Partial, Watermark
 from driftwire.sketch.profile import Profile
@@ -92,7 +95,10 @@ class Detector:
         self._on_evaluation = on_evaluation
         self._models: dict[str, _Model] = {}
         self.policy = AlertPolicy(
-            consecutive=detect.consecutive_windows, renotify_ms=int(alerts.renotify_seconds * 1000)
+            consecutive=detect.consecutive_windows,
+            renotify_ms=int(alerts.renotify_seconds * 1000),
+            resolve_windows=detect.resolve_windows,
+            resolve_ratio=detect.resolve_ratio,
         )
         self._conditions: dict[str, Finding] = {}  # condition key -> its latest finding
         self._decisions = Decisions(self.policy, self._conditions, detect, alerts)
@@ -100,6 +106,11 @@ class Detector:
         self._history = History(detect, bucket_ms=bucket_ms)  # trailing / seasonal references
         self._parts = PartsOutbox(bucket_ms)  # window buckets and frozen references to store
         self._changed: set[str] = set()  # models whose state changed beyond completeness
+        # reference events per segment of every (model, version) evaluated, for the gauges;
+        # small references are reported once per (model, version, reference)
+        self._reference_sizes: dict[tuple[str, str], dict[str, int]] = {}
+        self._small_seen: set[tuple[str, str, str]] = set()
+        self._small_new: list[SmallReference] = []
 
     # -- input -----------------------------------------------------------------------------
 
@@ -220,7 +231,9 @@ class Detector:
             else:
                 self._prune(name, version_name, version, end)
             out.extend(
-                self._decisions.decide(model.muted, labels, findings, reference, events, start, end)
+                self._decisions.decide(
+                    model.muted, labels, findings, reference, events, start, end, model.incidents
+                )
             )
         out.extend(self._versions(name, model, bucket))
         return out
@@ -280,6 +293,7 @@ class Detector:
                 version.frozen = Reference.frozen(name, version_name, window, end)
                 self._parts.frozen(name, version_name)
             return None, events
+        self._note_reference(name, version_name, reference, window)
         evaluation = Evaluation(name, version_name, end)
         start = end - n * self._bucket_ms
         choice = self._history.choose(name, version_name, reference, start, end)
@@ -316,9 +330,26 @@ class Detector:
                 ):
                     f.reference = described
                     findings.append(f)
+        if len(window) > 1:  # segmented: the all aggregate names the segments driving it
+            findings[:] = attributed(findings)
         if self._on_evaluation is not None:
             self._on_evaluation(evaluation)
         return choice.reference(ALL_SEGMENTS), events
+
+    def _note_reference(
+        self, name: str, version_name: str, reference: Reference, window: dict[str, Profile]
+    ) -> None:
+        """Keep the reference's events per window segment; note a small reference once."""
+        need = self._d.min_reference_count
+        sizes = {s: reference.profile(s).n_events for s in window}
+        self._reference_sizes[(name, version_name)] = sizes
+        small = {s: n for s, n in sizes.items() if n < need}
+        seen = (name, version_name, reference.id)
+        if small and seen not in self._small_seen:
+            self._small_seen.add(seen)
+            self._small_new.append(
+                SmallReference(name, version_name, reference.kind, reference.id, small, need)
+            )
 
     # -- versions: canary comparisons and retirement (driftwire.detect.canary) -------------------
 
@@ -348,13 +379,14 @@ class Detector:
                     ended[key] = why
             for gauge in [k for k in self._latency if k[:2] == (name, version_name)]:
                 del self._latency[gauge]
+            self._reference_sizes.pop((name, version_name), None)
         live = {v for v, st in model.versions.items() if any(b >= start for b in st.buckets)}
         pairs = predecessors(ledger, live) if self._d.canary.enabled else {}
         for key in model.compared:
             why_over = comparison_over(self._conditions[key], pairs, live)
             if why_over is not None:
                 ended.setdefault(key, why_over)
-        out = self._decisions.close(model.muted, ended, start, end)
+        out = self._decisions.close(model.muted, ended, start, end, model.incidents)
         model.compared.difference_update(ended)
         windows = {
             v: outputs(
@@ -386,6 +418,21 @@ class Detector:
         for (model, version, segment), quantiles in self._latency.items():
             labels = {"model": model, "model_version": version, "segment": segment}
             yield labels, quantiles
+
+    def reference_samples(self) -> Iterator[ReferenceSample]:
+        """Events of the reference profile each evaluated segment is compared with, and
+        whether that is below ``detect.min_reference_count`` (for metrics)."""
+        need = self._d.min_reference_count
+        for (model, version), sizes in self._reference_sizes.items():
+            for segment, n in sizes.items():
+                labels = {"model": model, "model_version": version, "segment": segment}
+                yield labels, n, n < need
+
+    def take_small_references(self) -> list[SmallReference]:
+        """References found too small since the last call, each once per (model, version,
+        reference): the shell logs them."""
+        out, self._small_new = self._small_new, []
+        return out
 
     def take_changed(self) -> set[str]:
         """Models whose state changed since the last call (a partial merged, buckets evaluated).

@@ -13,6 +13,8 @@ missing_rate        window missing share - reference missing share       0.05 / 
 wrong_type          increase of the share of values of the other kind    0.01 / 0.05
 non_finite          increase of the share of NaN / ±inf (numeric)        0.01 / 0.05
 unseen_share        window share in categories the reference never saw  0.05 / 0.20
+new_category        share of the largest category the reference never   0.005 / never
+                    saw (with at least ``new_category_min_count`` values)
 feature_added       share of window events carrying a feature the        0.01 / never
                     reference never had (schema change)
 feature_removed     share of reference events that carried a feature     0.05 / 0.50
@@ -30,6 +32,14 @@ categories a same-distribution window is expected to show. A feature absent from
 window is significant only when the reference would have put enough events there:
 ``p0 * n >= -ln(p)`` for the z's one-sided ``p`` (10.4 events at z = 4), and symmetrically a
 new feature must exceed what could have hidden unseen in the reference (``10.4 / n0``).
+
+``new_category`` names each never-seen category above its warning level, with its share and
+count, in the summary and the evidence: a new category carrying 0.5% of traffic is worth a
+look long before all unseen categories together reach 5%. Its floor is what the reference
+could have missed: a category of share ``p`` is absent from ``n0`` reference values with
+probability ``(1 - p) ** n0``, below the z's one-sided ``p`` once ``p >= 10.4 / n0`` (0.5% at
+2,100 reference values); a reference that stopped counting exactly (more than 256
+categories) could also have pruned a category with up to its count error.
 
 Below ``min_count`` window events or ``min_reference_count`` reference events every check
 is *insufficient data*.
@@ -66,6 +76,7 @@ DEFAULT_QUALITY_THRESHOLDS: dict[str, tuple[float, float]] = {
     "wrong_type": (0.01, 0.05),
     "non_finite": (0.01, 0.05),
     "unseen_share": (0.05, 0.20),
+    "new_category": (0.005, INF),
     "feature_added": (0.01, INF),
     "feature_removed": (0.05, 0.50),
 }
@@ -182,6 +193,7 @@ class _Check:
                 cur.sketch, CategoricalSketch
             ):
                 out.append(self._unseen(ref.sketch, cur.sketch))
+                out.append(self._new_categories(ref.sketch, cur.sketch))
             out.append(self._removed(ref, False, n1))
             return out
         if ref is not None:  # in the reference, absent from the whole window: all missing
@@ -246,6 +258,47 @@ class _Check:
                 "unseen_categories": len(unseen),
                 "expected_share": round(expected, 6),
                 "reference_exact": ref.is_exact,
+            },
+            count=n1,
+        )
+
+    def _new_categories(self, ref: CategoricalSketch, cur: CategoricalSketch) -> Finding:
+        n0, n1 = ref.count, cur.count
+        least = self.s.new_category_min_count
+        unseen = {k: n for k, n in cur.unseen(ref).items() if n >= least}
+        floor = self.lack / n0 if n0 else INF
+        if not ref.is_exact:
+            floor += ref.count_error / max(n0, 1)
+        thresholds = _thresholds(self.s, "new_category", floor, floor_critical=False)
+        ranked = sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0]))
+        largest = ranked[0][1] / n1 if ranked and n1 else 0.0
+        ok = self.enough and n1 >= 1 and n0 >= 1
+        new = [
+            {"category": k, "share": round(n / n1, 6), "count": n}
+            for k, n in ranked
+            if n / n1 >= thresholds.warning
+        ][:10]
+        listed = ", ".join(f"{c['category']!r} {c['share']:.1%} ({c['count']})" for c in new)
+        more = sum(1 for k, n in ranked if n / n1 >= thresholds.warning) - len(new)
+        if more > 0:
+            listed += f" and {more} more"
+        return self._finding(
+            "new_category",
+            largest if ok else None,
+            thresholds,
+            firing=f"new categories: {listed} of the window (≥ {{threshold}} each)",
+            resolved="no new category above its threshold any more",
+            description=(
+                f"Categories of {self.name} the reference ({n0} values) never saw, each carrying "
+                f"at least the threshold share of the window's {n1} values: {listed or 'none'}. "
+                f"The threshold is the larger of the configured share and what the reference "
+                f"could have missed ({floor:.2%} at its size)."
+            ),
+            evidence={
+                "new_categories": new,
+                "unseen_categories": len(unseen),
+                "reference_exact": ref.is_exact,
+                "floor": None if floor == INF else round(floor, 6),
             },
             count=n1,
         )

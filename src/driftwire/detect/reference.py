@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from driftwire.alerts.alert import iso
+from driftwire.detect.window import ALL_SEGMENTS, segmented
 from driftwire.errors import FormatError
 from driftwire.sketch.profile import Profile
 
+__all__ = ["ALL", "Reference", "ReferenceStore", "SmallReference", "segmented"]
+
 FORMAT = 1
-ALL = "all"
+ALL = ALL_SEGMENTS
 
 
 @dataclass
@@ -125,6 +129,68 @@ class Reference:
         if not isinstance(doc, dict):
             raise FormatError("a reference must be a JSON object")
         return cls.from_state(doc)
+
+
+@dataclass(frozen=True)
+class SmallReference:
+    """A reference with (segment) profiles smaller than ``detect.min_reference_count``: the
+    checks of those segments report insufficient data until it is rebuilt larger."""
+
+    model: str
+    model_version: str
+    reference_kind: str
+    reference_id: str
+    segments: dict[str, int]  # segment -> events of its reference profile, the small ones
+    min_reference_count: int
+
+    @property
+    def message(self) -> str:
+        listed = ", ".join(f"{s} {n}" for s, n in sorted(self.segments.items())[:10])
+        more = len(self.segments) - 10
+        if more > 0:
+            listed += f" and {more} more"
+        fix = (
+            "rebuild the baseline from more rows"
+            if self.reference_kind == "baseline"
+            else "publish a baseline (driftwire baseline build --publish)"
+        )
+        return (
+            f"the {self.reference_kind.replace('_', ' ')} reference of {self.model} "
+            f"{self.model_version} has fewer than {self.min_reference_count} events "
+            f"(detect.min_reference_count) in {len(self.segments)} profile(s): {listed}; "
+            f"their drift and data-quality checks report insufficient data. Fix: {fix} "
+            f"(at least {self.min_reference_count} events per segment), or lower "
+            "detect.min_reference_count"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """For a structured (JSON) log line."""
+        return {
+            "model": self.model,
+            "model_version": self.model_version,
+            "reference_kind": self.reference_kind,
+            "reference_id": self.reference_id,
+            "segments": dict(sorted(self.segments.items())[:20]),
+            "min_reference_count": self.min_reference_count,
+        }
+
+
+def small_profiles(
+    reference: Reference, min_count: int, segments: Iterable[str] | None = None
+) -> dict[str, int]:
+    """Events of the profiles of ``reference`` below ``min_count`` (of ``segments``, each
+    falling back to ``all`` as in comparisons; default: every profile it has).
+
+    >>> from driftwire.sketch.profile import Profile
+    >>> small, big = Profile(), Profile()
+    >>> small.update([{"a": 1.0}] * 300); big.update([{"a": 1.0}] * 1500)
+    >>> ref = Reference("baseline", "b", "m", "1", {"all": big, "region=eu": small})
+    >>> small_profiles(ref, 1000), small_profiles(ref, 1000, ["region=us"])
+    ({'region=eu': 300}, {})
+    """
+    names = list(reference.profiles) if segments is None else list(segments)
+    sizes = {s: reference.profile(s).n_events for s in names}
+    return {s: n for s, n in sizes.items() if n < min_count}
 
 
 def baseline_id(model: str, version: str, profiles: dict[str, Profile]) -> str:

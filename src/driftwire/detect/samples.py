@@ -8,7 +8,7 @@ so that the detector needs nothing from the metrics module.
 
 from __future__ import annotations
 
-__all__ = ["ConditionSample", "LatencySample"]
+__all__ = ["ConditionSample", "LatencySample", "ReferenceSample"]
 
 #: ``(labels, latest value or None, warning threshold, critical threshold, firing severity or
 #: None)`` of one condition (a feature's drift, a quality check, ...).
@@ -17,3 +17,6 @@ ConditionSample = tuple[dict[str, str], float | None, float, float, str | None]
 #: ``(labels, {"p99": milliseconds, ...})``: the latest window's latency percentiles of one
 #: (model, version, segment).
 LatencySample = tuple[dict[str, str], dict[str, float]]
+
+#: ``(labels {model, model_version, segment}, reference events, below min_reference_count)``
+ReferenceSample = tuple[dict[str, str], int, bool]

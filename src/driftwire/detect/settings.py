@@ -81,7 +81,13 @@ class QualitySettings(_Section):
     thresholds: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
         description="{statistic: [warning, critical]} overrides (missing_rate, wrong_type, "
-        "non_finite, unseen_share, feature_added, feature_removed)",
+        "non_finite, unseen_share, new_category, feature_added, feature_removed)",
+    )
+    new_category_min_count: int = Field(
+        5,
+        ge=1,
+        description="values a never-seen category needs in a window to count as new_category "
+        "(its share threshold is thresholds.new_category, 0.5% by default)",
     )
 
 
@@ -253,4 +259,18 @@ class DetectSettings(_Section):
         ge=0,
         description="a version without events for this many buckets while other versions of "
         "its model send is forgotten (state, conditions, gauges); 0: never",
+    )
+    resolve_windows: int = Field(
+        5,
+        ge=1,
+        description="consecutive windows a firing condition's value must stay below its "
+        "resolve level before it resolves (hysteresis; driftwire.alerts.policy); the default "
+        "is the default window: a window wholly renewed since the value calmed",
+    )
+    resolve_ratio: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="the resolve level as a share of the warning threshold, for checks that "
+        "set none of their own",
     )

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 
 from driftwire._codec import Reader, Writer, seal, unseal
 from driftwire.alerts.alert import iso
-from driftwire.detect.reference import ALL, Reference
+from driftwire.detect.reference import ALL, Reference, segmented
 from driftwire.detect.settings import DetectSettings
 from driftwire.errors import FormatError
 from driftwire.sketch.profile import Profile, Sketch
@@ -331,7 +331,9 @@ class History:
                     merged[segment] = profile.copy()
                 else:
                     mine.merge(profile)
-        if self._segments:
+        if not self._segments or not segmented(merged):
+            merged = {ALL: _union(merged.values())}  # all traffic, once
+        else:
             merged[ALL] = _union(merged.values())
         first, last = iso(chosen[0]), iso(chosen[-1] + self._slot)
         span: dict[str, object] = {"start": first, "end": last, "slots": len(chosen)}

@@ -22,12 +22,12 @@ events: only a complete window is frozen as a reference (and gives the latency r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from driftwire.sketch.profile import Profile
 
-__all__ = ["ALL_SEGMENTS", "Window", "detection_window"]
+__all__ = ["ALL_SEGMENTS", "Window", "detection_window", "segmented"]
 
 #: The segment key of all of a version's traffic in a window.
 ALL_SEGMENTS = "all"
@@ -83,8 +83,24 @@ def detection_window(
                 total = profile.copy()
             else:
                 total.merge(profile)
-    if not segments:
-        merged = {}
+    if not segments or not segmented(merged):
+        merged = {}  # an unsegmented model: its one segment is all traffic, evaluated once
     if total is not None:
         merged[ALL_SEGMENTS] = total
     return Window(first, end_ms, merged, len(present), len(present) == size)
+
+
+def segmented(names: Iterable[str]) -> bool:
+    """Whether profiles keyed by segment ``names`` have real segments, so that an ``all``
+    aggregate beside them says something: two or more segment values, or any non-empty one.
+
+    An unsegmented model has the one segment ``""``: its traffic *is* all traffic, evaluated
+    once, as segment ``all``.
+
+    >>> segmented([""]), segmented(["", ALL_SEGMENTS])
+    (False, False)
+    >>> segmented(["region=eu"]), segmented(["", "a=1"])
+    (True, True)
+    """
+    keys = set(names) - {ALL_SEGMENTS}
+    return len(keys) >= 2 or any(keys)

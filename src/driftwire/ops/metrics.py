@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 from driftwire import __version__
 from driftwire.alerts.alert import ALERT_NAMES
-from driftwire.detect.samples import ConditionSample, LatencySample
+from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 
 OTHER = "__other__"
 
@@ -163,9 +163,11 @@ class DriftScoreCollector:
         self,
         conditions: Callable[[], Iterable[ConditionSample]],
         latency: Callable[[], Iterable[LatencySample]] | None = None,
+        references: Callable[[], Iterable[ReferenceSample]] | None = None,
     ) -> None:
         self._conditions = conditions
         self._latency = latency
+        self._references = references
 
     def collect(self) -> Iterator[Metric]:
         names = ["model", "model_version", "segment", "feature", "statistic"]
@@ -220,6 +222,29 @@ class DriftScoreCollector:
                 for name, ms in quantiles.items():
                     latency.add_metric([*key, name], ms / 1000.0)  # name: "p50", "p99"
             yield latency
+        if self._references is not None:
+            yield from self._reference_metrics(self._references)
+
+    @staticmethod
+    def _reference_metrics(samples: Callable[[], Iterable[ReferenceSample]]) -> Iterator[Metric]:
+        names = ["model", "model_version", "segment"]
+        events = GaugeMetricFamily(
+            "driftwire_reference_events",
+            "Events of the reference profile each evaluated segment is compared with",
+            labels=names,
+        )
+        small = GaugeMetricFamily(
+            "driftwire_reference_too_small",
+            "1 while a segment's reference has fewer events than detect.min_reference_count "
+            "(its drift and data-quality checks report insufficient data)",
+            labels=names,
+        )
+        for labels, n, too_small in samples():
+            key = [labels.get(name, "") for name in names]
+            events.add_metric(key, n)
+            small.add_metric(key, 1.0 if too_small else 0.0)
+        yield events
+        yield small
 
     def describe(self) -> Iterator[Metric]:
         return iter(())

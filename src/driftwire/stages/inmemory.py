@@ -22,7 +22,7 @@ from driftwire.decode.batch import Rejection
 from driftwire.decode.decoder import decode_batch
 from driftwire.decode.limits import DecoderLimits
 from driftwire.detect.detector import Detector, Evaluation
-from driftwire.detect.reference import ReferenceStore
+from driftwire.detect.reference import ReferenceStore, SmallReference
 from driftwire.ops.config import Settings
 from driftwire.ops.metrics import Metrics
 from driftwire.partials import Partial, Watermark, decode_record
@@ -40,6 +40,7 @@ class PipelineStats:
     partials: int = 0
     windows_evaluated: int = 0
     rejections: list[tuple[int, Rejection]] = field(default_factory=list)
+    small_references: list[SmallReference] = field(default_factory=list)  # each reported once
 
 
 class InMemoryPipeline:
@@ -116,4 +117,5 @@ class InMemoryPipeline:
                 alerts += self.detector.on_partial(record, 0)
             else:
                 alerts += self.detector.on_watermark(record, 0)
+        self.stats.small_references += self.detector.take_small_references()
         return alerts

@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from driftwire.alerts.alert import Alert, encode
-from driftwire.detect.samples import ConditionSample, LatencySample
+from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 from driftwire.errors import FormatError, InputError, TransportError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
@@ -147,7 +147,9 @@ class DetectStage:
 
         stage = cls(settings, factory, references, detect_metrics, readiness, **kwargs)
         metrics.registry.register(
-            DriftScoreCollector(stage.condition_samples, stage.latency_samples)
+            DriftScoreCollector(
+                stage.condition_samples, stage.latency_samples, stage.reference_samples
+            )
         )
         return stage
 
@@ -164,6 +166,20 @@ class DetectStage:
             samples = getattr(detector, "latency_samples", None)
             if samples is not None:
                 yield from samples()
+
+    def reference_samples(self) -> Iterator[ReferenceSample]:
+        """Every owned detector's reference sizes, for the reference gauges."""
+        for detector in list(self.detectors.values()):
+            samples = getattr(detector, "reference_samples", None)
+            if samples is not None:
+                yield from samples()
+
+    @staticmethod
+    def _report_small_references(detector: DetectorLike) -> None:
+        """Log each reference the detector found too small (it reports each once)."""
+        take = getattr(detector, "take_small_references", None)
+        for small in take() if take is not None else ():
+            log.warning(small.message, extra={"fields": small.fields()})
 
     @property
     def detectors(self) -> dict[int, DetectorLike]:
@@ -376,6 +392,7 @@ class DetectStage:
                 extra={"fields": {"partition": partition}},
             )
             return
+        self._report_small_references(slot.detector)
         await self._send_alerts(alerts)
         self._store.write_parts(slot)
         self._store.write_snapshots(slot, slot.detector.take_changed())
@@ -401,6 +418,7 @@ class DetectStage:
             except Exception:
                 log.exception("detector tick failed")
                 continue
+            self._report_small_references(slot.detector)
             changed = slot.detector.take_changed()
             if full:  # also what is known of the input partitions
                 changed |= slot.models

@@ -88,7 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also publish it to the baselines topic (kafka settings from --config / env)",
     )
-    build.add_argument("--config", "-c", help="YAML settings file, for --publish")
+    build.add_argument(
+        "--config",
+        "-c",
+        help="YAML settings file: detect.min_reference_count (too small profiles are warned "
+        "about) and kafka for --publish",
+    )
 
     bridge = sub.add_parser(
         "bridge", help="forward the alerts topic to Alertmanager, PagerDuty, Slack or a webhook"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 
 from driftwire import __version__
 from driftwire.cli.demo import DRIFT_SEGMENT, run_demo
-from driftwire.cli.main import main
+from driftwire.cli.command import main
 from driftwire.offline.generator import Change, StreamSpec, generate
 
 MINUTE = 60_000
@@ -22,7 +23,7 @@ MINUTE = 60_000
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "driftwire.cli.main", *args],
+        [sys.executable, "-m", "driftwire.cli.command", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -143,3 +144,40 @@ def test_baseline_build_names_a_missing_column(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "no column 'score'" in out.stderr
+
+
+def test_baseline_build_of_a_small_file_warns_with_the_fix(tmp_path: Path) -> None:
+    rows = _training_rows(500)
+    for i, row in enumerate(rows):
+        row["region"] = "eu" if i % 5 else "us"
+    train = tmp_path / "train.csv"
+    with train.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    args = ["baseline", "build", str(train), "--model", "churn", "--model-version", "1.4.2"]
+    out = run_cli(*args, "--segment-columns", "region", "-o", str(tmp_path / "b.dwb"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "b.dwb").exists()
+    warning = next(line for line in out.stderr.splitlines() if line.startswith("warning:"))
+    assert "fewer than 1000 events (detect.min_reference_count)" in warning
+    assert "all 500" in warning and "region=eu 400" in warning and "region=us 100" in warning
+    assert "rebuild the baseline from more rows" in warning
+    assert "lower detect.min_reference_count" in warning
+    # replaying live traffic against it says so too, once
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(
+        b"\n".join(generate(StreamSpec(events=3_000, seed=2, events_per_second=5))) + b"\n"
+    )
+    out = run_cli("replay", str(events), "--baseline", str(tmp_path / "b.dwb"), "-o", os.devnull)
+    assert out.returncode == 0, out.stderr
+    (replayed,) = [line for line in out.stderr.splitlines() if line.startswith("warning:")]
+    assert "the baseline reference of churn 1.4.2 has fewer than 1000 events" in replayed
+    # enough rows for the configured minimum: no warning
+    config = tmp_path / "c.yaml"
+    config.write_text("detect:\n  min_reference_count: 100\n")
+    out = run_cli(
+        *args, "--segment-columns", "region", "-o", str(tmp_path / "c.dwb"), "-c", str(config)
+    )
+    assert out.returncode == 0, out.stderr
+    assert "warning" not in out.stderr
