@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from driftwire import __version__
-from driftwire.cli.demo import DRIFT_SEGMENT, run_demo
 from driftwire.cli.command import main
+from driftwire.cli.demo import DRIFT_SEGMENT, run_demo
 from driftwire.offline.generator import Change, StreamSpec, generate
 
 MINUTE = 60_000
