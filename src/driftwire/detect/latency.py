@@ -55,17 +55,20 @@ condition breaches, the spike alert speaks and the creep latch is cleared.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from river.drift import PageHinkley
 
 from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
+from driftwire.detect._latency_tails import between_parts, dispersion, tail_pvalue
 from driftwire.detect.settings import LatencySettings
 from driftwire.sketch.numeric import NumericSketch
 
 INF = math.inf
+DEFAULT_RANK_ERROR = NumericSketch().rank_error
 
 
 def quantile_name(q: float) -> str:
@@ -83,20 +86,57 @@ def percentiles(sketch: NumericSketch, quantiles: tuple[float, ...]) -> dict[str
 
 @dataclass
 class LatencyReference:
-    """The percentiles (ms) a window's latency is compared with, and where they come from."""
+    """The percentiles (ms) a window's latency is compared with, and where they come from.
+
+    ``tails``: the reference's share of latencies above each percentile; ``spread``: the
+    between-part variance of that share per event (:func:`~driftwire.detect._latency_tails.
+    between_parts`, 0 for a reference without parts); ``rank_error``: its sketch's (0 while the
+    sketch is exact). A reference stored by the earlier format has none of them: the share is
+    then ``1 - q``, the spread 0 and the rank error the sketch default's.
+    """
 
     quantiles: dict[str, float]
     count: int
     source: str  # the reference id, or "first window"
+    tails: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)
+    rank_error: float = DEFAULT_RANK_ERROR
+    parts: int = 0
 
     @classmethod
     def of(
-        cls, sketch: NumericSketch, quantiles: tuple[float, ...], source: str
+        cls,
+        sketch: NumericSketch,
+        quantiles: tuple[float, ...],
+        source: str,
+        parts: Sequence[NumericSketch] = (),
     ) -> LatencyReference:
-        return cls(percentiles(sketch, quantiles), sketch.count, source)
+        found = percentiles(sketch, quantiles)
+        eps = sketch_error(sketch)
+        tails: dict[str, float] = {}
+        spread: dict[str, float] = {}
+        if found:
+            names = list(found)
+            above = 1.0 - sketch.cdf([found[n] for n in names])
+            for name, share in zip(names, above, strict=True):
+                tails[name] = float(share) if share > 0 else 1.0 / (sketch.count + 1)
+                spread[name] = between_parts(parts, found[name], tails[name], eps)
+        return cls(found, sketch.count, source, tails, spread, eps, len(parts))
+
+    def tail(self, q: float) -> float:
+        """Share of the reference's latencies above its ``q`` percentile."""
+        return self.tails.get(quantile_name(q), 1.0 - q)
 
     def to_state(self) -> dict[str, Any]:
-        return {"quantiles": self.quantiles, "count": self.count, "source": self.source}
+        return {
+            "quantiles": self.quantiles,
+            "count": self.count,
+            "source": self.source,
+            "tails": self.tails,
+            "spread": self.spread,
+            "rank_error": self.rank_error,
+            "parts": self.parts,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> LatencyReference:
@@ -104,7 +144,71 @@ class LatencyReference:
             {k: float(v) for k, v in state["quantiles"].items()},
             int(state["count"]),
             str(state["source"]),
+            {k: float(v) for k, v in state.get("tails", {}).items()},
+            {k: float(v) for k, v in state.get("spread", {}).items()},
+            float(state.get("rank_error", DEFAULT_RANK_ERROR)),
+            int(state.get("parts", 0)),
         )
+
+
+def sketch_error(sketch: NumericSketch) -> float:
+    """The sketch's rank error, 0 while it still holds every value."""
+    return sketch.rank_error if sketch.kll.is_estimation_mode() else 0.0
+
+
+@dataclass(frozen=True)
+class TailCount:
+    """The window's latencies above the reference's percentile against the null of no change."""
+
+    name: str
+    above: float  # window latencies above the reference percentile (from the sketch)
+    n: int
+    share: float  # the reference's share above it
+    dispersion: float
+    p_value: float
+    alpha: float
+
+    @property
+    def expected(self) -> float:
+        return self.n * self.share
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < self.alpha
+
+    def text(self) -> str:
+        return (
+            f"{self.above:.0f} of {self.n} requests above the reference {self.name} where "
+            f"{self.expected:.1f} are expected (p = {self.p_value:.2g} "
+            f"{'<' if self.significant else '≥'} {self.alpha:g})"
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "above": round(self.above, 1),
+            "n": self.n,
+            "expected": round(self.expected, 2),
+            "reference_share": round(self.share, 5),
+            "dispersion": round(self.dispersion, 3),
+            "p_value": float(f"{self.p_value:.3g}"),
+            "alpha": self.alpha,
+        }
+
+
+def tail_count(
+    current: NumericSketch, reference: LatencyReference, q: float, alpha: float
+) -> TailCount | None:
+    """The tail-count test of percentile ``q`` (``None`` without a reference percentile)."""
+    name = quantile_name(q)
+    r = reference.quantiles.get(name)
+    n = current.count
+    if r is None or n == 0:
+        return None
+    above = n * (1.0 - float(current.cdf([r])[0]))
+    share = reference.tail(q)
+    spread = reference.spread.get(name, 0.0)
+    d = dispersion(n, reference.count, share, sketch_error(current), reference.rank_error, spread)
+    return TailCount(name, above, n, share, d, tail_pvalue(above, n, share, d), alpha)
 
 
 def _tail_ok(q: float, n: int, settings: LatencySettings) -> bool:
@@ -112,9 +216,18 @@ def _tail_ok(q: float, n: int, settings: LatencySettings) -> bool:
 
 
 class Creep:
-    """Page-Hinkley (river, ``mode="up"``) over ``ln(p95)`` per bucket, with a latch."""
+    """Page-Hinkley (river, ``mode="up"``) over ``ln(p95 / reference p95)`` per bucket, with a
+    latch.
+
+    The series is each bucket's p95 over the reference's p95 (the same reference as the window's,
+    so a seasonal reference takes the daily cycle out of it). Against a constant reference it
+    is the earlier ``ln(p95)`` series shifted by a constant, which Page-Hinkley does not see.
+    A state of the earlier format (a series of ``ln(p95)``) is not continued: the detector
+    starts a new series.
+    """
 
     _FIELDS = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease")
+    _SERIES = "ratio"  # the last entry of the state: what the series holds
 
     def __init__(self, settings: LatencySettings) -> None:
         self._s = settings
@@ -137,11 +250,11 @@ class Creep:
         ph = self._ph
         return 0.0 if ph._x_mean.n == 0 else float(ph._sum_increase - ph._min_increase)
 
-    def update(self, p95_ms: float, now_ms: int = 0) -> bool:
-        """Add one bucket's p95; ``True`` when Page-Hinkley detects an increase here."""
-        if not p95_ms > 0 or not math.isfinite(p95_ms):
+    def update(self, ratio: float, now_ms: int = 0) -> bool:
+        """Add one bucket's p95 / reference p95; ``True`` when Page-Hinkley detects an increase."""
+        if not ratio > 0 or not math.isfinite(ratio):
             return False
-        self._ph.update(math.log(p95_ms))
+        self._ph.update(math.log(ratio))
         if self._ph.drift_detected:
             if self.latched_ms is None:
                 self.latched_ms = now_ms
@@ -155,13 +268,16 @@ class Creep:
             *(None if not math.isfinite(v) else float(v) for v in values),
             bool(ph.drift_detected),
             self.latched_ms,
+            self._SERIES,
         ]
 
     @classmethod
     def from_state(cls, settings: LatencySettings, state: list[Any]) -> Creep:
         out = cls(settings)
+        if len(state) != 9 or state[8] != cls._SERIES:
+            return out  # the earlier ln(p95) series: start a new one
         ph = out._ph
-        n, mean, *sums, detected, latched = state
+        n, mean, *sums, detected, latched, _ = state
         ph._x_mean.n, ph._x_mean._mean = float(n), float(mean)
         for name, value, empty in zip(cls._FIELDS, sums, (0.0, 0.0, INF, -1.0), strict=True):
             setattr(ph, name, empty if value is None else float(value))
@@ -191,6 +307,7 @@ def latency_findings(
     where = "all traffic" if labels["segment"] == "all" else labels["segment"]
     who = f"{labels['model']} {labels['model_version']}"
     base = {**labels, "kind": "latency_anomaly"}
+    source = reference.source if reference is not None else "none yet"
     evidence: dict[str, Any] = {
         "quantiles_ms": {"current": window, "reference": ref_q},
         "rank_error": round(current.rank_error, 4),
@@ -198,13 +315,16 @@ def latency_findings(
     if reference is not None:
         evidence["reference_source"] = reference.source
     out: list[Finding] = []
+    tests: dict[str, TailCount] = {}
     spike_breach = False
+    counting = settings.rule == "tail_count"
     for q in settings.quantiles:
         name = quantile_name(q)
         enough = n >= min_count and _tail_ok(q, n, settings)
         cur = window.get(name) if enough else None
         ref = ref_q.get(name)
-        value: float | None = None
+        ratio: float | None = None
+        test: TailCount | None = None
         if (
             cur is not None
             and ref is not None
@@ -212,28 +332,57 @@ def latency_findings(
             and reference is not None
             and _tail_ok(q, reference.count, settings)
         ):
-            value = cur / ref
+            ratio = cur / ref
+            test = tail_count(current, reference, q, settings.alpha)
+            if test is not None:
+                tests[name] = test
+        if counting:
+            warning, critical = settings.min_ratio, settings.spike_factor[1]
+            thresholds = Thresholds(warning, critical, settings.resolve_ratio)
+            value = ratio
+            if ratio is not None and (test is None or not test.significant):
+                value = min(ratio, math.nextafter(warning, 0.0))  # holds, never starts, an alert
+            rule = (
+                f"rule: window / reference {name} ≥ {warning:g}x (critical {critical:g}x) and "
+                f"its tail count significant at {settings.alpha:g}; resolves below "
+                f"{settings.resolve_ratio:g}x"
+            )
+        else:
+            thresholds = Thresholds(*settings.spike_factor)
+            value = ratio
+            rule = (
+                f"rule: window / reference {name} ≥ {thresholds.warning:g}x (critical "
+                f"{thresholds.critical:g}x)"
+            )
 
-        def spike_text(status: str, threshold: float, name: str = name, value: Any = value) -> str:
-            shown = "n/a" if value is None else f"{value:.2f}x"
+        def spike_text(
+            status: str, threshold: float, name: str = name, ratio: Any = ratio, test: Any = test
+        ) -> str:
+            shown = "n/a" if ratio is None else f"{ratio:.2f}x"
+            counted = "" if test is None or not counting else f"; {test.text()}"
             if status == "firing":
                 return (
                     f"{name} latency of {who} spiked in {where} "
-                    f"({shown} its reference ≥ {threshold:g}x)"
+                    f"({shown} its reference ≥ {threshold:g}x{counted})"
                 )
             return f"{name} latency of {who} back to normal in {where} ({shown} its reference)"
 
-        warning, critical = settings.spike_factor
+        finding_evidence = {**evidence, "statistic": f"window {name} / reference {name}"}
+        if test is not None and counting:
+            finding_evidence["tail_count"] = test.evidence()
         finding = Finding(
             labels={**base, "statistic": name},
             value=value,
-            thresholds=Thresholds(warning, critical),
+            shown=ratio,
+            thresholds=thresholds,
             headline=spike_text,
             description=(
                 f"The window's {name} latency is {_ms(cur)} against {_ms(ref)} in the reference"
-                f" ({reference.source if reference else 'none yet'}); {n} latencies in the window."
+                f" ({source}); {n} latencies in the window"
+                + ("" if test is None or not counting else f"; {test.text()}")
+                + f". {rule.capitalize()}."
             ),
-            evidence={**evidence, "statistic": f"window {name} / reference {name}"},
+            evidence=finding_evidence,
             bound=None,
             consecutive=consecutive,
             count=n,
@@ -267,7 +416,10 @@ def latency_findings(
                 )
             )
     if creep is not None and settings.creep:
-        out.append(_creep_finding(creep, window, ref_q, reference, spike_breach, settings, base))
+        test = tests.get("p95") if counting else None
+        out.append(
+            _creep_finding(creep, window, ref_q, reference, spike_breach, settings, base, test)
+        )
         out[-1].count = n
     return out
 
@@ -280,32 +432,52 @@ def _creep_finding(
     spike_breach: bool,
     settings: LatencySettings,
     base: dict[str, str],
+    test: TailCount | None,
 ) -> Finding:
     cur, ref = window.get("p95"), ref_q.get("p95")
     ratio = None if cur is None or ref is None or ref <= 0 else cur / ref
     superseded = spike_breach and creep.latched_ms is not None
     if spike_breach or (ratio is not None and ratio < settings.creep_resolve_ratio):
         creep.latched_ms = None  # the spike speaks, or the latency is back
+    counting = settings.rule == "tail_count"
     if ratio is None:
         value = None
     elif creep.latched_ms is None:
         value = 0.0  # not a detected change: below the resolve level for the policy
+    elif counting and (test is None or not test.significant):
+        value = min(ratio, math.nextafter(settings.creep_min_ratio, 0.0))  # holds, never starts
     else:
         value = ratio
     where = "all traffic" if base["segment"] == "all" else base["segment"]
     who = f"{base['model']} {base['model_version']}"
     shown = "n/a" if ratio is None else f"{ratio:.2f}x"
+    counted = "" if test is None else f"; {test.text()}"
 
     def text(status: str, threshold: float) -> str:
         if status == "firing":
             return (
                 f"p95 latency of {who} is creeping up in {where} "
-                f"({shown} its reference ≥ {threshold:g}x)"
+                f"({shown} its reference ≥ {threshold:g}x{counted})"
             )
         if superseded:
             return f"p95 latency creep of {who} in {where} superseded by a latency spike alert"
         return f"p95 latency of {who} back to normal in {where} ({shown} its reference)"
 
+    significance = (
+        f" and the p95 tail count significant at {settings.alpha:g}" if counting else ""
+    )
+    evidence: dict[str, Any] = {
+        "quantiles_ms": {"current": window, "reference": ref_q},
+        "page_hinkley": {
+            "statistic": round(creep.statistic, 4),
+            "threshold": settings.creep_threshold,
+            "delta": settings.creep_delta,
+            "buckets": creep.buckets,
+            "detected_at": creep.latched_ms,
+        },
+    }
+    if test is not None:
+        evidence["tail_count"] = test.evidence()
     return Finding(
         labels={**base, "statistic": "p95_creep"},
         value=value,
@@ -313,21 +485,14 @@ def _creep_finding(
         thresholds=Thresholds(settings.creep_min_ratio, INF, settings.creep_resolve_ratio),
         headline=text,
         description=(
-            f"Page-Hinkley over ln(p95) per bucket (delta {settings.creep_delta:g}, threshold "
-            f"{settings.creep_threshold:g}) detected a sustained increase; the window p95 is "
-            f"{_ms(cur)} against {_ms(ref)} in the reference "
-            f"({reference.source if reference else 'none yet'})."
+            f"Page-Hinkley over ln(bucket p95 / reference p95) (delta {settings.creep_delta:g}, "
+            f"threshold {settings.creep_threshold:g}) detected a sustained increase; the window "
+            f"p95 is {_ms(cur)} against {_ms(ref)} in the reference "
+            f"({reference.source if reference else 'none yet'}){counted}. Rule: a detection "
+            f"fires while the window p95 is ≥ {settings.creep_min_ratio:g}x the reference's"
+            f"{significance}; it resolves below {settings.creep_resolve_ratio:g}x."
         ),
-        evidence={
-            "quantiles_ms": {"current": window, "reference": ref_q},
-            "page_hinkley": {
-                "statistic": round(creep.statistic, 4),
-                "threshold": settings.creep_threshold,
-                "delta": settings.creep_delta,
-                "buckets": creep.buckets,
-                "detected_at": creep.latched_ms,
-            },
-        },
+        evidence=evidence,
         consecutive=1,
     )
 
