@@ -18,6 +18,12 @@ three things that are known, each as a factor on the binomial variance ``n p (1 
   which adds ``n tau^2 / (p (1 - p))`` (:func:`between_parts`). A daily cycle inside a 24-hour
   trailing reference makes it large, so such a reference asks for stronger evidence.
 
+A seasonal reference merges the same hours of several periods, which should agree; one that
+holds an incident (a spike last Tuesday) would hide this week's. :func:`left_out` drops such
+parts before the merge: those whose share above the median of the parts' p95 is at least
+``OUTLIER_SHARE`` (20%, four times the 5% expected), the worst first, at most a third of the
+parts, so that a lasting change (the majority) becomes the reference as it should.
+
 With the total factor ``D`` the count is judged quasi-binomially: the p-value is the binomial
 upper tail of ``k / D`` successes in ``n / D`` trials, ``I_p(k/D, (n - k)/D + 1)`` (the
 regularized incomplete beta function, which is ``P(X >= k)`` of a binomial for ``D = 1`` and
@@ -32,6 +38,7 @@ integer ``k``; :func:`tail_pvalue`).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable
 
 from scipy.special import betainc
@@ -62,17 +69,32 @@ def sketch_term(n: float, p: float, eps: float) -> float:
 def between_parts(parts: Iterable[NumericSketch], r: float, p: float, eps: float) -> float:
     """``tau^2 / (p (1 - p))``: between-part variance of the tail share above ``r``, per event.
 
-    0 with fewer than 3 non-empty parts (too few to tell variability from noise).
+    0 with fewer than 2 non-empty parts (nothing to compare).
     """
     counts = [(s.count, s.count * (1.0 - float(s.cdf([r])[0]))) for s in parts if s.count > 0]
     m = len(counts)
-    if m < 3 or not 0.0 < p < 1.0:
+    if m < 2 or not 0.0 < p < 1.0:
         return 0.0
     pq = p * (1.0 - p)
     chi2 = sum((k - n * p) ** 2 / (n * pq) for n, k in counts)
     mean_n = sum(n for n, _ in counts) / m
     excess = chi2 / (m - 1) - 1.0 - sketch_term(mean_n, p, eps)
     return max(0.0, excess) / mean_n
+
+
+#: a seasonal part with at least this share above the parts' median p95 is an incident
+OUTLIER_SHARE = 0.2
+
+
+def left_out(parts: list[NumericSketch]) -> list[int]:
+    """Indices of the parts of a seasonal reference that hold an incident (see above)."""
+    filled = [s for s in parts if s.count > 0]
+    if len(filled) < 3:
+        return []
+    r = statistics.median(float(s.quantiles([0.95])[0]) for s in filled)
+    shares = [1.0 - float(s.cdf([r])[0]) if s.count else 0.0 for s in parts]
+    worst = sorted(range(len(parts)), key=lambda i: -shares[i])[: len(filled) // 3]
+    return sorted(i for i in worst if shares[i] >= OUTLIER_SHARE)
 
 
 def dispersion(

@@ -180,11 +180,22 @@ def _latency_reference(
             hit = cache.get(segment)
             if hit is None or hit[0] is not profile:
                 sketches = [_part_latency(p, segment) for p in parts]
-                found = LatencyReference.of(
-                    profile.latency_ms, qs, built.id, [s for s in sketches if s is not None]
-                )
+                kept = [s for s in sketches if s is not None]
+                found: LatencyReference | None = None
+                if kind == "seasonal":
+                    found = LatencyReference.seasonal(kept, qs, built.id)
+                if found is None:
+                    found = LatencyReference.of(profile.latency_ms, qs, built.id, kept)
                 hit = cache[segment] = (profile, found)
-            return hit[1], {**built.describe(), "count": hit[1].count}
+            ref = hit[1]
+            described = {**built.describe(), "count": ref.count}
+            if ref.left_out:
+                described["note"] = (
+                    f"{described.get('note', '')} Latency: {ref.left_out} of {ref.parts + ref.left_out}"
+                    " slots left out, each with 20% or more of its latencies above the slots' "
+                    "median p95 (an incident, not the usual level)."
+                ).strip()
+            return ref, described
     ref = _fallback_reference(detect, reference, version, segment)
     if ref is None or reference is None or ref.source != reference.id:
         described: dict[str, Any] = {

@@ -63,7 +63,7 @@ from river.drift import PageHinkley
 
 from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
-from driftwire.detect._latency_tails import between_parts, dispersion, tail_pvalue
+from driftwire.detect._latency_tails import between_parts, dispersion, left_out, tail_pvalue
 from driftwire.detect.settings import LatencySettings
 from driftwire.sketch.numeric import NumericSketch
 
@@ -102,6 +102,23 @@ class LatencyReference:
     spread: dict[str, float] = field(default_factory=dict)
     rank_error: float = DEFAULT_RANK_ERROR
     parts: int = 0
+    left_out: int = 0  # seasonal parts left out as incidents
+
+    @classmethod
+    def seasonal(
+        cls, parts: Sequence[NumericSketch], quantiles: tuple[float, ...], source: str
+    ) -> LatencyReference | None:
+        """The merge of ``parts`` without those that hold an incident (``None``: no part)."""
+        dropped = set(left_out(list(parts)))
+        kept = [s for i, s in enumerate(parts) if i not in dropped and s.count > 0]
+        if not kept:
+            return None
+        merged = kept[0].copy()
+        for s in kept[1:]:
+            merged.merge(s)
+        out = cls.of(merged, quantiles, source, kept)
+        out.left_out = len(dropped)
+        return out
 
     @classmethod
     def of(
@@ -136,6 +153,7 @@ class LatencyReference:
             "spread": self.spread,
             "rank_error": self.rank_error,
             "parts": self.parts,
+            "left_out": self.left_out,
         }
 
     @classmethod
@@ -148,6 +166,7 @@ class LatencyReference:
             {k: float(v) for k, v in state.get("spread", {}).items()},
             float(state.get("rank_error", DEFAULT_RANK_ERROR)),
             int(state.get("parts", 0)),
+            int(state.get("left_out", 0)),
         )
 
 
@@ -437,15 +456,18 @@ def _creep_finding(
     cur, ref = window.get("p95"), ref_q.get("p95")
     ratio = None if cur is None or ref is None or ref <= 0 else cur / ref
     superseded = spike_breach and creep.latched_ms is not None
-    if spike_breach or (ratio is not None and ratio < settings.creep_resolve_ratio):
-        creep.latched_ms = None  # the spike speaks, or the latency is back
     counting = settings.rule == "tail_count"
+    floor, resolve = (
+        (settings.min_ratio, settings.resolve_ratio)
+        if counting
+        else (settings.creep_min_ratio, settings.creep_resolve_ratio)
+    )
+    if spike_breach or (ratio is not None and ratio < resolve):
+        creep.latched_ms = None  # the spike speaks, or the latency is back
     if ratio is None:
         value = None
     elif creep.latched_ms is None:
         value = 0.0  # not a detected change: below the resolve level for the policy
-    elif counting and (test is None or not test.significant):
-        value = min(ratio, math.nextafter(settings.creep_min_ratio, 0.0))  # holds, never starts
     else:
         value = ratio
     where = "all traffic" if base["segment"] == "all" else base["segment"]
@@ -463,9 +485,6 @@ def _creep_finding(
             return f"p95 latency creep of {who} in {where} superseded by a latency spike alert"
         return f"p95 latency of {who} back to normal in {where} ({shown} its reference)"
 
-    significance = (
-        f" and the p95 tail count significant at {settings.alpha:g}" if counting else ""
-    )
     evidence: dict[str, Any] = {
         "quantiles_ms": {"current": window, "reference": ref_q},
         "page_hinkley": {
@@ -482,15 +501,15 @@ def _creep_finding(
         labels={**base, "statistic": "p95_creep"},
         value=value,
         shown=ratio,
-        thresholds=Thresholds(settings.creep_min_ratio, INF, settings.creep_resolve_ratio),
+        thresholds=Thresholds(floor, INF, resolve),
         headline=text,
         description=(
             f"Page-Hinkley over ln(bucket p95 / reference p95) (delta {settings.creep_delta:g}, "
             f"threshold {settings.creep_threshold:g}) detected a sustained increase; the window "
             f"p95 is {_ms(cur)} against {_ms(ref)} in the reference "
             f"({reference.source if reference else 'none yet'}){counted}. Rule: a detection "
-            f"fires while the window p95 is ≥ {settings.creep_min_ratio:g}x the reference's"
-            f"{significance}; it resolves below {settings.creep_resolve_ratio:g}x."
+            f"fires while the window p95 is ≥ {floor:g}x the reference's"
+            f"; it resolves below {resolve:g}x."
         ),
         evidence=evidence,
         consecutive=1,
