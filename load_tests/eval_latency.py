@@ -253,9 +253,7 @@ class Outcome:
 def score(series: Series, alerts: list[Alert], outcome: Outcome) -> None:
     window_ms = WINDOW * POINT_MS
     counted_from = START_MS + series.reference_points * POINT_MS
-    spans = [
-        (START_MS + s * POINT_MS, START_MS + e * POINT_MS, f) for s, e, f in series.anomalies
-    ]
+    spans = [(START_MS + s * POINT_MS, START_MS + e * POINT_MS, f) for s, e, f in series.anomalies]
     firsts: list[int | None] = [None] * len(spans)
     outcome.series += 1
     outcome.weeks += (len(series.level) - series.reference_points) / WEEK_POINTS

@@ -187,15 +187,16 @@ def _latency_reference(
                 if found is None:
                     found = LatencyReference.of(profile.latency_ms, qs, built.id, kept)
                 hit = cache[segment] = (profile, found)
-            ref = hit[1]
-            described = {**built.describe(), "count": ref.count}
-            if ref.left_out:
-                described["note"] = (
-                    f"{described.get('note', '')} Latency: {ref.left_out} of {ref.parts + ref.left_out}"
-                    " slots left out, each with 20% or more of its latencies above the slots' "
-                    "median p95 (an incident, not the usual level)."
+            own_ref = hit[1]
+            told: dict[str, Any] = {**built.describe(), "count": own_ref.count}
+            if own_ref.left_out:
+                slots = own_ref.parts + own_ref.left_out
+                told["note"] = (
+                    f"{told.get('note', '')} Latency: {own_ref.left_out} of {slots} slots left "
+                    "out, each with 20% or more of its latencies above the slots' median p95 "
+                    "(an incident, not the usual level)."
                 ).strip()
-            return ref, described
+            return own_ref, told
     ref = _fallback_reference(detect, reference, version, segment)
     if ref is None or reference is None or ref.source != reference.id:
         described: dict[str, Any] = {

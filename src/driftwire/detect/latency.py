@@ -4,23 +4,39 @@ Every window's p50 / p95 / p99 (``detect.latency.quantiles``) come from the merg
 latency sketch (rank error ±1.3% at k = 200). Three checks turn them into findings of kind
 ``latency_anomaly``:
 
-* **Spike** (statistic ``p50``, ``p95``, ``p99``): the window percentile divided by the same
-  percentile of the reference; warning at 3x, critical at 10x (``spike_factor``). A ratio is
-  scale-free, so one default fits a 5 ms model and a 2 s one. The reference is the latency of
-  the drift reference (a baseline) when it has ``min_reference_count`` latencies, else the
-  version's first complete window of live traffic (a baseline built from training data
-  rarely has latencies).
+* **Spike** (statistic ``p50``, ``p95``, ``p99``): the window percentile against the same
+  percentile of the reference, judged by *relevance* and *significance* (``rule:
+  tail_count``, the default). Relevance: the ratio window / reference is at least
+  ``min_ratio`` (1.5); a ratio is scale-free, so one default fits a 5 ms model and a 2 s one.
+  Significance: the number of the window's requests above the reference percentile is beyond
+  what the reference predicts, at ``alpha`` (1e-4, one-sided), by a binomial null at the
+  reference's tail share, widened by the reference's own size, the sketches' rank error and
+  the reference's variability between its slots (:class:`TailCount`; the statistics are in
+  ``driftwire.detect._latency_tails``). Warning when both hold, critical at 10x
+  (``spike_factor[1]``); a firing alert holds while the ratio is at least ``resolve_ratio``
+  (1.2). The alert shows the ratio, the percentiles in ms, the tail count against its
+  expectation, the p-value, the reference and the rule. ``rule: ratio`` is the earlier rule:
+  the ratio alone, warning at 3x, critical at 10x (``spike_factor``).
 * **SLO** (statistic ``p99_slo`` ...): optional absolute limits in ms (``slo_ms``), no
   reference needed.
-* **Creep** (statistic ``p95_creep``): a change detector over the per-bucket p95 series, for
-  a slow degradation (or a modest sustained step) that never reaches the spike factor.
+* **Creep** (statistic ``p95_creep``): a change detector over the per-bucket series of p95 /
+  reference p95, for a slow degradation the windows' tail counts are too noisy to confirm.
+
+The reference is the model's trailing or seasonal reference (``detect.references``: the
+model's kind, or an override ``model/latency_ms``) once it holds ``min_reference_count``
+latencies in the segment, so a daily cycle is compared with the same hours of earlier days;
+else the latency of the drift reference (a baseline) when it has ``min_reference_count``
+latencies, else the version's first complete window of live traffic (a baseline built from
+training data rarely has latencies). A seasonal reference leaves out slots that hold an
+incident (a spike last Tuesday must not hide this Tuesday's).
 
 A percentile ``q`` is judged only when at least ``min_tail_events`` events lie above it in
 the window (and in the reference): p99 needs 500 events at the default of 5, p95 needs 100.
 Fewer is *insufficient data*: a p99 resting on one or two events is one slow request.
 
 **Creep detector: Page-Hinkley, not ADWIN.** The series is one value per bucket, ``x_t =
-ln(p95 of bucket t)``; river's ``PageHinkley(mode="up")`` accumulates ``x_t - mean(x) -
+ln(p95 of bucket t / reference p95)`` (against a fixed reference the same as ``ln(p95)``, as
+Page-Hinkley is blind to a constant; against a seasonal one without the daily cycle); river's ``PageHinkley(mode="up")`` accumulates ``x_t - mean(x) -
 delta`` and fires when that sum rises ``threshold`` above its running minimum. It suits this
 series: it detects an increase of the mean (one direction: faster is not an anomaly), its
 state is six numbers (so the detector snapshot stays small JSON; the fields are copied in
@@ -38,16 +54,21 @@ buckets at 50, 100 and 1000 latencies per bucket); a bucket with fewer than
 ``creep_min_bucket_count`` latencies is left out. Noisier latencies (sigma 1) raise ``s``
 about threefold: raise ``creep_threshold`` or ``creep_min_bucket_count`` for them.
 
-A detection *latches* the condition; it fires while the window p95 is at least
-``creep_min_ratio`` (1.2) x the reference's, so a detection on noise that is not a real
-elevation stays silent, and it resolves below ``creep_resolve_ratio`` (1.1). When a spike
-condition breaches, the spike alert speaks and the creep latch is cleared.
+A detection *latches* the condition; it fires while the window p95 is at least the relevance
+floor x the reference's, so a detection on noise that is not a real elevation stays silent,
+and resolves below the resolve level: ``min_ratio`` / ``resolve_ratio`` (1.5 / 1.2, the same
+as the percentiles) under ``rule: tail_count``, ``creep_min_ratio`` / ``creep_resolve_ratio``
+(1.2 / 1.1) under ``rule: ratio``. Page-Hinkley's accumulated evidence is its significance, so
+the creep can fire where a window's tail count is not significant (a reference with much
+spread); when a spike condition breaches, the spike alert speaks and the creep latch is
+cleared. (Realistic operations series wander by ±10% for hours, which made a 1.2x floor fire
+a few times a week on stationary series in ``load_tests/eval_latency.py``.)
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(3)
 >>> creep = Creep(LatencySettings())
 >>> ramp = [1.0] * 20 + [1.0 + 0.02 * i for i in range(40)]    # +2% per bucket from 20 on
->>> fired = [t for t, f in enumerate(ramp) if creep.update(12.0 * f * rng.lognormal(0, 0.03))]
+>>> fired = [t for t, f in enumerate(ramp) if creep.update(f * rng.lognormal(0, 0.03))]
 >>> fired[0], round(ramp[fired[0]], 2)                          # 18 buckets into the ramp
 (38, 1.36)
 """
