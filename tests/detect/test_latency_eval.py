@@ -29,8 +29,10 @@ def test_quick_latency_evaluation_meets_the_targets(tmp_path: Path) -> None:
     rows = {r["family"]: r for r in json.loads(out.read_text())}
     assert set(rows) == {"stationary", "heavy_tail", "daily", "weekly", "spikes"}
     for family in ("stationary", "heavy_tail", "daily", "weekly"):
-        assert rows[family]["weeks"] >= 1.0
-        assert rows[family]["false_per_series_week"] <= 1.0, rows[family]
+        row = rows[family]
+        assert row["weeks"] >= 0.85  # a week minus its 15% of reference (weekly: 1 of 3)
+        # at most one false alert per series per week: one in the evaluated 0.85-1 week
+        assert row["false_alerts"] <= max(1.0, row["weeks"]), row
     spikes = rows["spikes"]
     assert spikes["anomalies"] >= 3
     assert spikes["spikes_3x_within_window"] == 1.0, spikes

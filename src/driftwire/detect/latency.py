@@ -36,8 +36,8 @@ Fewer is *insufficient data*: a p99 resting on one or two events is one slow req
 
 **Creep detector: Page-Hinkley, not ADWIN.** The series is one value per bucket, ``x_t =
 ln(p95 of bucket t / reference p95)`` (against a fixed reference the same as ``ln(p95)``, as
-Page-Hinkley is blind to a constant; against a seasonal one without the daily cycle); river's ``PageHinkley(mode="up")`` accumulates ``x_t - mean(x) -
-delta`` and fires when that sum rises ``threshold`` above its running minimum. It suits this
+Page-Hinkley is blind to a constant; against a seasonal one without the daily cycle);
+river's ``PageHinkley(mode="up")`` accumulates ``x_t - mean(x) - delta`` and fires when that sum rises ``threshold`` above its running minimum. It suits this
 series: it detects an increase of the mean (one direction: faster is not an anomaly), its
 state is six numbers (so the detector snapshot stays small JSON; the fields are copied in
 and out by :meth:`Creep.to_state` / :meth:`Creep.from_state`, and a test checks that a
