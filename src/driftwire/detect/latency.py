@@ -34,25 +34,25 @@ A percentile ``q`` is judged only when at least ``min_tail_events`` events lie a
 the window (and in the reference): p99 needs 500 events at the default of 5, p95 needs 100.
 Fewer is *insufficient data*: a p99 resting on one or two events is one slow request.
 
-**Creep detector: Page-Hinkley, not ADWIN.** The series is one value per bucket, ``x_t =
-ln(p95 of bucket t / reference p95)`` (against a fixed reference the same as ``ln(p95)``, as
-Page-Hinkley is blind to a constant; against a seasonal one without the daily cycle);
-river's ``PageHinkley(mode="up")`` accumulates ``x_t - mean(x) - delta`` and fires when that sum rises ``threshold`` above its running minimum. It suits this
-series: it detects an increase of the mean (one direction: faster is not an anomaly), its
-state is six numbers (so the detector snapshot stays small JSON; the fields are copied in
-and out by :meth:`Creep.to_state` / :meth:`Creep.from_state`, and a test checks that a
-restored detector continues bit-for-bit), and its two parameters read in the series' units.
-ADWIN would need hundreds of buckets in its window, keeps a bucket list as state and is
-two-sided. On the log scale the parameters are relative: ``delta`` = 0.05 ignores changes
-below ~5%, ``threshold`` = 1.5 is the accumulated log-excess needed. Simulated with 100
-lognormal (sigma 0.3) latencies per bucket, 50 seeds: a sustained +20% p95 fires after 10-21
-buckets, +50% after 3-5, x2 after 2; a ramp of +1% per bucket after 22-30 buckets (at
-1.22-1.30x), +2% per bucket after 16-18 (1.32-1.36x); +10% never. Per-bucket p95 noise (sd
-``s`` of ``ln p95``: 0.09 for 50 such latencies) gives a false alarm per excursion of about
-``exp(-2 delta threshold / s^2)`` (1e-8 there; none in 3 x 60,000 simulated stationary
-buckets at 50, 100 and 1000 latencies per bucket); a bucket with fewer than
-``creep_min_bucket_count`` latencies is left out. Noisier latencies (sigma 1) raise ``s``
-about threefold: raise ``creep_threshold`` or ``creep_min_bucket_count`` for them.
+**Creep detector: Page-Hinkley, not ADWIN.** The series is one value per bucket, ``x_t = ln(p95
+of bucket t / reference p95)`` (against a fixed reference the same as ``ln(p95)``, as
+Page-Hinkley is blind to a constant; against a seasonal one without the daily cycle); river's
+``PageHinkley(mode="up")`` accumulates ``x_t - mean(x) - delta`` and fires when that sum rises
+``threshold`` above its running minimum. It suits this series: it detects an increase of the
+mean (one direction: faster is not an anomaly), its state is six numbers (so the detector
+snapshot stays small JSON; the fields are copied in and out by :meth:`Creep.to_state` /
+:meth:`Creep.from_state`, and a test checks that a restored detector continues bit-for-bit), and
+its two parameters read in the series' units. ADWIN would need hundreds of buckets in its
+window, keeps a bucket list as state and is two-sided. On the log scale the parameters are
+relative: ``delta`` = 0.05 ignores changes below ~5%, ``threshold`` = 1.5 is the accumulated
+log-excess needed. Simulated with 100 lognormal (sigma 0.3) latencies per bucket, 50 seeds: a
+sustained +20% p95 fires after 10-21 buckets, +50% after 3-5, x2 after 2; a ramp of +1% per
+bucket after 22-30 buckets (at 1.22-1.30x), +2% per bucket after 16-18 (1.32-1.36x); +10% never.
+Per-bucket p95 noise (sd ``s`` of ``ln p95``: 0.09 for 50 such latencies) gives a false alarm
+per excursion of about ``exp(-2 delta threshold / s^2)`` (1e-8 there; none in 3 x 60,000
+simulated stationary buckets at 50, 100 and 1000 latencies per bucket); a bucket with fewer than
+``creep_min_bucket_count`` latencies is left out. Noisier latencies (sigma 1) raise ``s`` about
+threefold: raise ``creep_threshold`` or ``creep_min_bucket_count`` for them.
 
 A detection *latches* the condition; it fires while the window p95 is at least the relevance
 floor x the reference's, so a detection on noise that is not a real elevation stays silent,
