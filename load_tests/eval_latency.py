@@ -50,8 +50,17 @@ a window.
                                       [--references baseline,seasonal] [--quick] [--json PATH]
 
 ``--quick``: one seed, one week (weekly: three), the quiet families and spikes, seasonal
-reference only: under a minute.
-The figures are in the README (Latency anomalies) and in ``load_tests/results/latency.json``.
+reference only: under a minute. (It allows one false alert in its 0.85 evaluated weeks.)
+
+Measured (``--seeds 3``: 3 series per family, 2.55 weeks evaluated each; weekly 3), false
+latency alerts per series and week, before (the earlier code, baseline; its latency ignored
+``detect.references``) -> after with the baseline -> after with the seasonal reference:
+stationary 2.22 -> 0 -> 0, heavy_tail 1.70 -> 0 -> 0, daily 3.14 -> 8.37 -> 0.26, weekly 3.67
+-> 8.78 -> 0.44; spikes: precision 0.71 -> 0.63 -> 0.99, recall 0.93 -> 0.93 -> 0.96, spikes
+of 3x+ within a window 0.94 -> 1.0 -> 1.0 (median delay 15 min); level shifts and creep:
+recall 1.0 throughout, precision 0.81 -> 0.90 / 0.78 -> 1.0; one-point bursts: recall 0.19 ->
+0 -> 0 (below the relevance floor in a 1-hour window). The full table is in the README
+(Latency, data quality, throughput and canaries) and in ``load_tests/results/latency.json``.
 """
 
 from __future__ import annotations
