@@ -250,14 +250,27 @@ def daily_cycle(days: int, amplitude: float, seed: int) -> np.ndarray:
 SEASONAL_DAY = {"references": {"default": "seasonal", "seasonal_period": "day"}}
 
 
-def test_daily_cycle_with_a_seasonal_reference_is_quiet_for_a_week() -> None:
+LATENCY_ONLY = {
+    "references": {"overrides": {"api/latency_ms": "seasonal"}, "seasonal_period": "day"}
+}
+
+
+@pytest.mark.parametrize("detect", [SEASONAL_DAY, LATENCY_ONLY], ids=["model", "latency_ms"])
+def test_daily_cycle_with_a_seasonal_reference_is_quiet_for_a_week(detect: dict) -> None:
     # trough to peak 3.3x every day; the first day is the baseline, the seasonal reference (the
-    # same hours of the last 4 days) takes over from day 2: nothing fires over the next week.
-    # Before, latency ignored detect.references: compared with the baseline, every peak fired.
+    # same hours of the last 4 days; of the model, or of its latency alone) takes over from
+    # day 2: nothing fires over the next week. Before, latency ignored detect.references:
+    # compared with the baseline, every peak fired.
     level = daily_cycle(9, 0.6, seed=4)
-    alerts, _ = series_alerts(level, seed=4, baseline_points=DAY, detect=SEASONAL_DAY)
+    alerts, _ = series_alerts(level, seed=4, baseline_points=DAY, detect=detect)
     counted = [a for a in alerts if a.evaluated_at_ms >= SERIES_START + 2 * DAY * POINT]
     assert [a.summary for a in counted if a.status == "firing"] == []
+    early = [a for a in alerts if a.evaluated_at_ms < SERIES_START + DAY * POINT]
+    assert early  # the first day against the all-day baseline: the cycle shows, and says why
+    for alert in early:
+        assert alert.reference["kind"] == "baseline"
+        assert alert.reference["note"].startswith("seasonal: 0 of 4 days, 0 latencies")
+        assert "until then the baseline is the latency reference" in alert.reference["note"]
     # the same series against the baseline alone fires at the daily peaks: the reference matters
     against_baseline, _ = series_alerts(level, seed=4, baseline_points=DAY)
     days = {(a.evaluated_at_ms - SERIES_START) // (DAY * POINT) for a in against_baseline}
