@@ -277,13 +277,21 @@ def test_daily_cycle_with_a_seasonal_reference_is_quiet_for_a_week(detect: dict)
     assert len(days - {0, 1}) >= 5
 
 
-@pytest.mark.parametrize("factor", [3.0, 5.0])
-def test_spike_of_3x_is_caught_within_one_window(factor: float) -> None:
-    # a daily cycle (trough to peak 2.2x), every request x factor for one hour on day 5
+TRAILING_DAY = {"references": {"default": "trailing_window"}}
+
+
+@pytest.mark.parametrize(
+    ("factor", "detect", "kind"),
+    [(3.0, SEASONAL_DAY, "seasonal"), (5.0, SEASONAL_DAY, "seasonal"),
+     (5.0, TRAILING_DAY, "trailing_window")],
+)  # fmt: skip
+def test_spike_of_3x_is_caught_within_one_window(factor: float, detect: dict, kind: str) -> None:
+    # a daily cycle (trough to peak 2.2x), every request x factor for one hour on day 5; a
+    # trailing day holds the whole cycle, whose spread between slots widens the test 15-30x
     level = daily_cycle(6, 0.4, seed=11)
     at = 5 * DAY + 14 * 12 + 5  # 14:25 on day 5
     level[at : at + 12] *= factor
-    alerts, _ = series_alerts(level, seed=11, baseline_points=DAY, detect=SEASONAL_DAY)
+    alerts, _ = series_alerts(level, seed=11, baseline_points=DAY, detect=detect)
     fired = [a for a in alerts if a.status == "firing" and a.evaluated_at_ms >= SERIES_START
              + 2 * DAY * POINT]  # fmt: skip
     spike_ms = SERIES_START + at * POINT
@@ -292,7 +300,7 @@ def test_spike_of_3x_is_caught_within_one_window(factor: float) -> None:
     first = min(fired, key=lambda a: a.evaluated_at_ms)
     assert first.evaluated_at_ms - spike_ms <= 12 * POINT  # within one 1-hour window
     # self-explanatory: the values, the reference and the rule
-    assert first.reference["kind"] == "seasonal"
+    assert first.reference["kind"] == kind
     counted = first.evidence.get("tail_count")
     if first.labels["statistic"] != "p95_creep":
         assert counted["p_value"] < counted["alpha"] and counted["above"] > counted["expected"]
