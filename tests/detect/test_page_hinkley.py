@@ -100,16 +100,21 @@ def creep_series() -> list[float]:
     return (12.0 * rng.lognormal(0.0, 0.05, 200) * np.linspace(1.0, 1.5, 200)).tolist()
 
 
-def test_creep_state_of_the_previous_release_loads_and_continues() -> None:
-    series = creep_series()
-    straight = Creep(LatencySettings())
-    fired = [t for t, x in enumerate(series[:150]) if straight.update(x, now_ms=t)]
-    assert fired == [82]
-    # the same state, in the same JSON, as the previous release wrote
-    assert orjson.dumps(straight.to_state()).decode() == OLD_CREEP_STATE
+def test_creep_state_of_the_previous_release_loads_as_a_new_series() -> None:
+    # the previous release's series held ln(p95); today's holds ln(p95 / reference p95), so a
+    # stored series of the old kind is not continued: the detector starts afresh
     restored = Creep.from_state(LatencySettings(), orjson.loads(OLD_CREEP_STATE))
-    assert restored.latched_ms == 82 and restored.buckets == 67
-    rest = [(straight.update(x, t), restored.update(x, t)) for t, x in enumerate(series[150:])]
+    assert restored.buckets == 0 and restored.latched_ms is None and restored.statistic == 0.0
+
+
+def test_creep_state_round_trips_through_json_and_continues_identically() -> None:
+    ratios = [x / 12.0 for x in creep_series()]
+    straight = Creep(LatencySettings())
+    fired = [t for t, x in enumerate(ratios[:150]) if straight.update(x, now_ms=t)]
+    assert fired and straight.latched_ms == fired[0]
+    restored = Creep.from_state(LatencySettings(), orjson.loads(orjson.dumps(straight.to_state())))
+    assert restored.latched_ms == straight.latched_ms and restored.buckets == straight.buckets
+    rest = [(straight.update(x, t), restored.update(x, t)) for t, x in enumerate(ratios[150:])]
     assert [a for a, _ in rest] == [b for _, b in rest] and any(a for a, _ in rest)
     assert restored.to_state() == straight.to_state()
 

@@ -36,6 +36,8 @@ class _Version:
     rate: RateState = field(default_factory=RateState)
     latency_ref: dict[str, LatencyReference] | None = None  # first complete window's latency
     creep: dict[str, Creep] = field(default_factory=dict)  # per segment
+    # built latency references by segment, keyed by the reference profile (not persisted)
+    latency_cache: dict[str, tuple[object, LatencyReference]] = field(default_factory=dict)
     # after a restore: parts named by the snapshot, not loaded yet (see driftwire.detect._parts)
     unloaded: set[int] = field(default_factory=set)
     frozen_id: str | None = None

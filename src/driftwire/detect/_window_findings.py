@@ -5,8 +5,9 @@ asks.
 prediction) with its reference as a ``data_drift`` / ``prediction_drift`` finding.
 :func:`latency_window_findings` checks a window's latency (:mod:`driftwire.detect.latency`) per
 segment: it feeds each bucket's p95 to the creep detector and compares the window with the
-drift reference's latency, or with the version's first complete window when the reference
-has too few latencies.
+model's trailing or seasonal reference (``detect.references``) once it holds enough
+latencies, else with the drift reference's latency, or with the version's first complete
+window when the reference has too few latencies.
 """
 
 from __future__ import annotations
@@ -90,10 +91,13 @@ def latency_window_findings(
     reference: Reference | None,
     end: int,
     gauges: dict[tuple[str, str, str], dict[str, float]],
+    own: OwnReference = ("baseline", None, "", []),
 ) -> list[Finding]:
     """Latency findings of the window ending at ``end`` (``profiles``: its newest bucket).
 
-    Sets the window's percentiles per (model, version, segment) in ``gauges``.
+    ``own`` is :meth:`History.latency <driftwire.detect.trailing.History.latency>` of the
+    window: the trailing or seasonal reference of the model's latency, if it has one. Sets the
+    window's percentiles per (model, version, segment) in ``gauges``.
     """
     lat = detect.latency
     bucket_latency: dict[str, NumericSketch] = {}
@@ -106,14 +110,16 @@ def latency_window_findings(
         bucket_latency[ALL_SEGMENTS] = merged
     out: list[Finding] = []
     for segment, current in window.items():
+        ref, described = _latency_reference(detect, name, version_name, reference, version,
+                                            segment, own)  # fmt: skip
         creep = version.creep.get(segment)
         if creep is None and lat.creep:
             creep = version.creep[segment] = Creep(lat)
         sketch = bucket_latency.get(segment)
         enough = sketch is not None and sketch.count >= lat.creep_min_bucket_count
-        if creep is not None and sketch is not None and enough:
-            creep.update(float(sketch.quantiles([0.95])[0]), end)
-        ref = _latency_reference(detect, reference, version, segment)
+        ref_p95 = None if ref is None else ref.quantiles.get("p95")
+        if creep is not None and sketch is not None and enough and ref_p95:
+            creep.update(float(sketch.quantiles([0.95])[0]) / ref_p95, end)
         labels = {"model": name, "model_version": version_name, "segment": segment}
         found = latency_findings(
             current.latency_ms,
@@ -124,16 +130,6 @@ def latency_window_findings(
             min_count=detect.min_count,
             consecutive=detect.consecutive_windows,
         )
-        if ref is None or reference is None or ref.source != reference.id:
-            described: dict[str, Any] = {
-                "kind": "frozen_window",
-                "id": f"first-window:{name}/{version_name}",
-                "count": 0 if ref is None else ref.count,
-                "note": "Latency is compared with this version's first complete window of "
-                "live traffic (the drift reference has too few latencies).",
-            }
-        else:
-            described = {**reference.describe(), "count": ref.count}
         for f in found:
             f.reference = described
         out.extend(found)
@@ -142,7 +138,89 @@ def latency_window_findings(
     return out
 
 
+#: :meth:`History.latency <driftwire.detect.trailing.History.latency>`: kind, built, progress, parts
+OwnReference = tuple[str, Reference | None, str, list[dict[str, Profile]]]
+
+
+def _part_latency(part: dict[str, Profile], segment: str) -> NumericSketch | None:
+    """One slot's latency of ``segment`` (``all``: every segment of the slot merged)."""
+    profile = part.get(segment)
+    if profile is not None:
+        return profile.latency_ms
+    if segment != ALL_SEGMENTS or not part:
+        return None
+    merged: NumericSketch | None = None
+    for p in part.values():
+        merged = p.latency_ms.copy() if merged is None else merged.merge(p.latency_ms)
+    return merged
+
+
 def _latency_reference(
+    detect: DetectSettings,
+    name: str,
+    version_name: str,
+    reference: Reference | None,
+    version: _Version,
+    segment: str,
+    own: OwnReference,
+) -> tuple[LatencyReference | None, dict[str, Any]]:
+    """The latency reference of ``segment`` and its description for the alert.
+
+    The model's trailing / seasonal reference when it has ``min_reference_count`` latencies in
+    the segment; else the drift reference's latency if it has enough, else the first live
+    window's. Built references are cached on the version until their profiles change.
+    """
+    need = detect.min_reference_count
+    qs = detect.latency.quantiles
+    kind, built, progress, parts = own
+    cache = version.latency_cache
+    if built is not None:
+        profile = built.profiles.get(segment)
+        if profile is not None and profile.latency_ms.count >= need:
+            hit = cache.get(segment)
+            if hit is None or hit[0] is not profile:
+                sketches = [_part_latency(p, segment) for p in parts]
+                kept = [s for s in sketches if s is not None]
+                found: LatencyReference | None = None
+                if kind == "seasonal":
+                    found = LatencyReference.seasonal(kept, qs, built.id)
+                if found is None:
+                    found = LatencyReference.of(profile.latency_ms, qs, built.id, kept)
+                hit = cache[segment] = (profile, found)
+            own_ref = hit[1]
+            told: dict[str, Any] = {**built.describe(), "count": own_ref.count}
+            if own_ref.left_out:
+                slots = own_ref.parts + own_ref.left_out
+                told["note"] = (
+                    f"{told.get('note', '')} Latency: {own_ref.left_out} of {slots} slots left "
+                    "out, each with 20% or more of its latencies above the slots' median p95 "
+                    "(an incident, not the usual level)."
+                ).strip()
+            return own_ref, told
+    ref = _fallback_reference(detect, reference, version, segment)
+    if ref is None or reference is None or ref.source != reference.id:
+        described: dict[str, Any] = {
+            "kind": "frozen_window",
+            "id": f"first-window:{name}/{version_name}",
+            "count": 0 if ref is None else ref.count,
+            "note": "Latency is compared with this version's first complete window of "
+            "live traffic (the drift reference has too few latencies).",
+        }
+    else:
+        described = {**reference.describe(), "count": ref.count}
+    if kind != "baseline":
+        profile = None if built is None else built.profiles.get(segment)
+        n = 0 if profile is None else profile.latency_ms.count
+        what = "first window" if described["kind"] == "frozen_window" else "baseline"
+        note = (
+            f"{kind}: {progress or 'no slot yet'}, {n} latencies (needs {need}); until then the "
+            f"{what} is the latency reference."
+        )
+        described["note"] = f"{note} {described.get('note', '')}".strip()
+    return ref, described
+
+
+def _fallback_reference(
     detect: DetectSettings, reference: Reference | None, version: _Version, segment: str
 ) -> LatencyReference | None:
     """The drift reference's latency if it has enough, else the first live window's."""
@@ -153,7 +231,12 @@ def _latency_reference(
         if reference is not None:
             profile = reference.profiles.get(seg)
             if profile is not None and profile.latency_ms.count >= need:
-                return LatencyReference.of(profile.latency_ms, qs, reference.id)
+                key = f"baseline:{seg}"
+                hit = version.latency_cache.get(key)
+                if hit is None or hit[0] is not profile:
+                    found = LatencyReference.of(profile.latency_ms, qs, reference.id)
+                    hit = version.latency_cache[key] = (profile, found)
+                return hit[1]
         mine = live.get(seg)
         if mine is not None and mine.count >= need:
             return mine

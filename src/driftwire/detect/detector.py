@@ -276,6 +276,7 @@ class Detector:
             }
         reference = self._refs.get(name, version_name) or version.frozen
         if lat.enabled:
+            own = self._history.latency(name, version_name, end - n * self._bucket_ms, end)
             findings += latency_window_findings(
                 self._d,
                 name,
@@ -286,6 +287,7 @@ class Detector:
                 reference,
                 end,
                 self._latency,
+                own,
             )
         events = window[ALL_SEGMENTS].n_events
         if reference is None:

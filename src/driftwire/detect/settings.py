@@ -52,6 +52,21 @@ class LatencySettings(_Section):
     creep_resolve_ratio: float = Field(
         1.1, ge=1, description="a creep alert resolves when the ratio falls below this"
     )
+    rule: Literal["tail_count", "ratio"] = Field(
+        "tail_count",
+        description="tail_count: a percentile breaches when its window/reference ratio is at "
+        "least min_ratio AND the window's count above the reference percentile is significant "
+        "at alpha; ratio: the ratio alone against spike_factor (the earlier rule)",
+    )
+    alpha: float = Field(
+        1e-4, gt=0, lt=0.5, description="tail_count: one-sided significance of a tail count"
+    )
+    min_ratio: float = Field(
+        1.5, gt=1, description="tail_count: relevance floor, window / reference percentile"
+    )
+    resolve_ratio: float = Field(
+        1.2, ge=1, description="tail_count: a firing percentile resolves below this ratio"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> LatencySettings:
@@ -65,6 +80,10 @@ class LatencySettings(_Section):
                 raise ValueError(f"{key}: need 0 < warning <= critical, got {warning}, {critical}")
         if self.creep_resolve_ratio >= self.creep_min_ratio:
             raise ValueError("creep_resolve_ratio must be below creep_min_ratio")
+        if self.resolve_ratio >= self.min_ratio:
+            raise ValueError("resolve_ratio must be below min_ratio")
+        if self.min_ratio > self.spike_factor[1]:
+            raise ValueError("min_ratio must not exceed the critical spike_factor")
         return self
 
 

@@ -12,6 +12,12 @@ are built from and what the shell stores, one value per (model, version, slot) u
   back k periods (a day or a week): the same hour of the week over the last weeks, so a
   daily or weekly pattern is not reported as drift.
 
+Latency uses the same references (:meth:`History.latency`): the model's kind, or the kind of
+the override ``model/latency_ms``, so a daily cycle of latency is compared with the same
+hours a day or week earlier. A latency reference needs ``min_reference_count`` latencies in
+the segment; until then the baseline's latency, or the first window's, is used and the
+alert's reference note says why.
+
 A reference is rebuilt only when its set of slots changes (about once per slot), not every
 bucket. Until a segment's trailing or seasonal profile holds ``min_reference_count`` events
 (which for seasonal needs at least one past period) the segment is compared with the
@@ -44,6 +50,7 @@ from driftwire.sketch.profile import Profile, Sketch
 __all__ = ["Choice", "History", "decode_slot", "encode_slot", "parse_slot_key", "slot_key"]
 
 BASELINE, TRAILING, SEASONAL = "baseline", "trailing_window", "seasonal"
+LATENCY = "latency_ms"  # the name of the latency in references.overrides (model/latency_ms)
 _MAGIC = b"DWSL"
 _FORMAT = 1
 _HOUR_MS = 3_600_000
@@ -289,6 +296,25 @@ class History:
         if slots.choice is None or slots.choice[0] != key:
             slots.choice = (key, Choice(fallback, kind, features, built, self._need))
         return slots.choice[1]
+
+    def latency(
+        self, model: str, version: str, start: int, end: int
+    ) -> tuple[str, Reference | None, str, list[dict[str, Profile]]]:
+        """What the latency of the window ``[start, end)`` is compared with.
+
+        ``(kind, built, progress, parts)``: the reference kind of ``model``'s latency (the
+        model's, or an override ``model/latency_ms``); for ``trailing_window`` / ``seasonal``
+        the reference built from the slots (``None`` before any slot), its progress text and the
+        slot profiles it merges (their spread widens the latency test); for ``baseline``
+        ``(baseline, None, "", [])``.
+        """
+        kind = self._s.kind(model, LATENCY)
+        if kind == BASELINE or kind not in self._plan(model)[0]:
+            return kind, None, "", []
+        slots = self._slots.get((model, version)) or _Slots()
+        built, progress = self._build(model, version, slots, kind, start, end)
+        chosen = [s for s in slots.built[kind][0][1:] if isinstance(s, int)]
+        return kind, built, progress, [slots.closed[s] for s in chosen if s in slots.closed]
 
     def _build(
         self, model: str, version: str, slots: _Slots, kind: str, start: int, end: int
