@@ -150,6 +150,66 @@ def _calibrated_finding(
     )
 
 
+def refusal_findings(
+    model: str,
+    version: str,
+    family: list[tuple[str, Comparison]],
+    reference: Reference,
+    window: dict[str, Profile],
+) -> list[Finding]:
+    """One ``data_quality`` finding per segment whose reference is too small for any decision.
+
+    The calibrated rule evaluates small references (the null widens with them) and refuses
+    only one where even the most extreme window could not be significant; that refusal is an
+    alert (feature ``reference``, statistic ``reference_too_small``), never silence.
+    """
+    refused: dict[str, list[str]] = {}
+    reasons: dict[str, str] = {}
+    for segment, c in family:
+        if c.result.evidence.get("reference_too_small"):
+            refused.setdefault(segment, []).append(c.feature)
+            reasons.setdefault(segment, str(c.result.evidence["reason"]))
+    out: list[Finding] = []
+    for segment, features in refused.items():
+        where = "all traffic" if segment == ALL_SEGMENTS else segment
+        subject = f"the reference of {model} {version} in {where}"
+        reason = reasons[segment]
+
+        def headline(status: str, threshold: float, subject: str = subject) -> str:
+            if status == "firing":
+                return f"{subject} is too small for any drift decision"
+            return f"{subject} is large enough for drift decisions again"
+
+        out.append(
+            Finding(
+                labels={
+                    "kind": "data_quality",
+                    "model": model,
+                    "model_version": version,
+                    "segment": segment,
+                    "feature": "reference",
+                    "statistic": "reference_too_small",
+                },
+                value=1.0,
+                thresholds=Thresholds(1.0, 2.0, 0.5),
+                headline=headline,
+                description=(
+                    f"Drift of {len(features)} features is not decided: {reason}. Publish a "
+                    "larger baseline (driftwire baseline build) for this version."
+                ),
+                evidence={
+                    "statistic": "reference_too_small",
+                    "reason": reason,
+                    "features": sorted(features)[:50],
+                },
+                consecutive=1,
+                count=window[segment].n_events,
+                reference={**reference.describe(), "count": reference.profile(segment).n_events},
+            )
+        )
+    return out
+
+
 def latency_window_findings(
     detect: DetectSettings,
     name: str,

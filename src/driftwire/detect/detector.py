@@ -39,7 +39,12 @@ from driftwire.alerts.settings import AlertSettings
 from driftwire.detect._decisions import Decisions, condition_key
 from driftwire.detect._parts import BUCKET, PartsOutbox, bucket_key, frozen_key, parse_part_key
 from driftwire.detect._state import _Model, _Version, model_snapshot, restored_model
-from driftwire.detect._window_findings import ALL_SEGMENTS, drift_finding, latency_window_findings
+from driftwire.detect._window_findings import (
+    ALL_SEGMENTS,
+    drift_finding,
+    latency_window_findings,
+    refusal_findings,
+)
 from driftwire.detect.canary import (
     Pair,
     comparison_findings,
@@ -289,7 +294,11 @@ class Detector:
             cache = choice.reference(segment).cache(segment)
             for comparison in compare_profiles(ref_profile, current, self._d, cache=cache):
                 family.append((segment, comparison))
-        for segment, comparison in decide_family(family, self._d, aggregate=ALL_SEGMENTS):
+        family = decide_family(family, self._d, aggregate=ALL_SEGMENTS)
+        findings += refusal_findings(
+            name, version_name, family, choice.reference(ALL_SEGMENTS), window
+        )
+        for segment, comparison in family:
             evaluation.results.append(comparison)
             if comparison.result.value is None:
                 evaluation.insufficient += 1
