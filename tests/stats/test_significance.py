@@ -30,7 +30,7 @@ def sketch(values: np.ndarray) -> NumericSketch:
 def test_ks_p_value_of_exact_sketches_is_scipy_asymp(shift: float) -> None:
     rng = np.random.default_rng(5)
     ref, cur = rng.normal(size=180), rng.normal(shift, size=150)  # <= k: exact sketches
-    test = numeric_test(sketch(ref).kll, sketch(cur).kll, "ks", q=0.01)
+    test = numeric_test(sketch(ref).kll, sketch(cur).kll, "ks")
     exact = stats.ks_2samp(ref.astype(np.float32), cur.astype(np.float32), method="asymp")
     assert test.value == pytest.approx(exact.statistic, abs=1e-12)
     assert test.p_value == pytest.approx(exact.pvalue, rel=STEPHENS_RTOL)
@@ -42,7 +42,7 @@ def test_ks_p_value_from_sketches_brackets_scipy_on_the_raw_data(shift: float, n
     D - bound and D + bound, and the default (widened) p-value is never below the lower one."""
     rng = np.random.default_rng(8)
     ref, cur = rng.normal(size=60_000), rng.normal(shift, size=n_cur)
-    test = numeric_test(sketch(ref).kll, sketch(cur).kll, "ks", q=0.01)
+    test = numeric_test(sketch(ref).kll, sketch(cur).kll, "ks")
     assert test.value is not None and test.p_value is not None
     exact = stats.ks_2samp(ref.astype(np.float32), cur.astype(np.float32), method="asymp")
     bound = test.result.bound
@@ -86,7 +86,7 @@ def test_chi2_equals_scipy_without_pooling_and_on_the_pooled_table() -> None:
 def test_categorical_test_effect_is_total_variation_of_shares() -> None:
     ref = {"DE": 6000, "FR": 3000, "IT": 1000}
     cur = {"DE": 1100, "FR": 700, "IT": 200}  # shares 0.55 / 0.35 / 0.10 vs 0.6 / 0.3 / 0.1
-    t = categorical_test(ref, 0, cur, 0, q=0.01)
+    t = categorical_test(ref, 0, cur, 0)
     assert t.effect == pytest.approx(0.05)
     table = np.array([[6000, 3000, 1000], [1100, 700, 200]])
     assert t.p_value == pytest.approx(stats.chi2_contingency(table, correction=False).pvalue)

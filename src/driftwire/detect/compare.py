@@ -47,7 +47,13 @@ from typing import Any
 from driftwire.detect.settings import DetectSettings
 from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
 from driftwire.sketch.profile import Profile
-from driftwire.stats.calibrated import Test, categorical_test, describe_effect, numeric_test
+from driftwire.stats.calibrated import (
+    Test,
+    categorical_test,
+    describe_effect,
+    numeric_test,
+    refused,
+)
 from driftwire.stats.drift import (
     DEFAULT_THRESHOLDS,
     DriftResult,
@@ -173,7 +179,6 @@ def _calibrated(
 ) -> list[Comparison]:
     overrides = settings.features.get(name, {})
     out: list[Comparison] = []
-    q = settings.fdr_q
     if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
         if ref.count == 0 and cur.count == 0:
             return []
@@ -183,7 +188,6 @@ def _calibrated(
                 ref.kll,
                 cur.kll,
                 statistic,
-                q=q,
                 min_count=settings.min_count,
                 sketch_error=settings.ks_sketch_error,
                 reference_cache=cache,
@@ -200,7 +204,6 @@ def _calibrated(
                 cur.counts,
                 cur.other,
                 statistic,
-                q=q,
                 min_count=settings.min_count,
             )
             out.append(_undecided(name, test, "categorical", settings))
@@ -235,23 +238,27 @@ def decide_family(
     The FDR cut-off is taken over every calibrated test with a p-value; then each gets its
     decision score and explanation (see the module docstring).
     """
-    p_values = [
-        c.test.p_value for _, c in family if c.test is not None and c.test.p_value is not None
-    ]
-    if not p_values:
+    tested = [(s, c.test) for s, c in family if c.test is not None and c.test.p_value is not None]
+    if not tested:
         return family
-    segments = {s for s, c in family if c.test is not None and c.test.p_value is not None}
-    method = fdr_method(settings, segments, aggregate)
+    method = fdr_method(settings, {s for s, _ in tested}, aggregate)
     q = settings.fdr_q
+    # a test whose most extreme outcome could not reach the cut-off it would need alone
+    # (q / m) is refused: its reference is too small for any decision
+    alone = fdr_threshold([1.0] * len(tested), q, method)
+    p_values = [t.p_value for _, t in tested if t.p_value is not None and t.p_min <= alone]
     cutoff = fdr_threshold(p_values, q, method)
     out: list[tuple[str, Comparison]] = []
     m = len(p_values)
     for segment, c in family:
         t = c.test
-        if t is None or t.p_value is None or t.tested is None or t.effect is None:
+        if t is None or t.p_value is None:
             out.append((segment, c))
-            continue
-        out.append((segment, _decided(c, t, cutoff, method, q, m, settings)))
+        elif t.p_min > alone:
+            no = refused(t, alone)
+            out.append((segment, replace(c, test=no, result=no.result)))
+        else:
+            out.append((segment, _decided(c, t, cutoff, method, q, m, settings)))
     return out
 
 

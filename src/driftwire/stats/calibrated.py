@@ -12,16 +12,19 @@ A :class:`Test` knows its p-value and how to turn a p-value cut-off into the sta
 quantile (:meth:`Test.null_quantile`); the cut-off itself comes from the family
 (:func:`driftwire.stats.significance.fdr_threshold`).
 
-A reference too small for any decision is refused (``status="insufficient_data"``): when even
-the most extreme outcome (KS ``D = 1``: the window lies wholly beside the reference; chi-square:
-the two sides share no category) has a p-value above ``q``, the most lenient cut-off a family
-can give. With the default ``q`` that is a reference of fewer than about 3 events.
+A reference too small for any decision is refused (:func:`refused`, by the family's decision):
+when even the most extreme outcome (KS ``D = 1``: the window lies wholly beside the reference,
+exact p = ``2 / C(n + m, n)``; chi-square: the two sides share no category, chi2 = n + m) has a
+p-value above the cut-off the test would need as the family's only discovery (``q / m``).
+At q = 0.01 and m = 100 tests: a 1-event reference against windows under 20,000 events, a
+2-event one against windows under 199 events; from 3 events on, against windows of at least
+``min_count`` = 200 events, every reference is decided.
 
 >>> import datasketches, numpy as np
 >>> rng = np.random.default_rng(3)
 >>> ref, cur = datasketches.kll_doubles_sketch(200), datasketches.kll_doubles_sketch(200)
 >>> ref.update(rng.normal(size=150)); cur.update(rng.normal(1.0, size=150))
->>> t = numeric_test(ref, cur, "ks", q=0.01)
+>>> t = numeric_test(ref, cur, "ks")
 >>> t.status, t.p_value < 1e-6, 0.7 < t.effect < 1.3
 ('ok', True, True)
 """
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from driftwire.stats._common import DriftResult, Status, binned_value
 from driftwire.stats.categorical import align_counts, categorical_drift
@@ -73,6 +77,9 @@ class Test:
     result: DriftResult
     shown: dict[str, float | None] = field(default_factory=dict)
     null: dict[str, Any] = field(default_factory=dict)
+    #: the p-value of the most extreme outcome at these sizes, and that outcome in words
+    p_min: float = 0.0
+    extreme: str = ""
 
     @property
     def status(self) -> Status:
@@ -90,24 +97,35 @@ class Test:
         )
 
 
-def _refused(
-    statistic: str, result: DriftResult, p_min: float, q: float, extreme: str, unit: str
-) -> Test:
+def refused(test: Test, cutoff: float) -> Test:
+    """``test`` refused: its reference is too small for even the most extreme outcome to
+    reach ``cutoff`` (the p-value it would need as the family's only discovery)."""
+    r = test.result
     reason = (
-        f"the reference has {result.n_reference} events, too few for any decision: even "
-        f"{extreme} has p = {p_min:.3g} > q = {q:g}"
+        f"the reference has {r.n_reference} events, too few for any decision: even "
+        f"{test.extreme} has p = {test.p_min:.3g} > {cutoff:.3g}, the cut-off it would need"
     )
-    refused = DriftResult(
-        statistic,
+    result = DriftResult(
+        test.statistic,
         None,
         0.0,
         None,
-        result.n_reference,
-        result.n_current,
+        r.n_reference,
+        r.n_current,
         "insufficient_data",
         {"reason": reason, "reference_too_small": True},
     )
-    return Test(statistic, None, None, None, None, unit, refused)
+    return Test(test.statistic, None, None, None, None, test.effect_unit, result)
+
+
+def ks_p_min(n_reference: int, n_current: int) -> float:
+    """Exact p-value of D = 1 (the two samples do not overlap): ``2 / C(n + m, n)``."""
+    log_choose = (
+        special.gammaln(n_reference + n_current + 1)
+        - special.gammaln(n_reference + 1)
+        - special.gammaln(n_current + 1)
+    )
+    return float(min(1.0, 2.0 * math.exp(-log_choose)))
 
 
 def _unavailable(statistic: str, result: DriftResult, unit: str) -> Test:
@@ -119,7 +137,6 @@ def numeric_test(
     current: Any,
     statistic: str = "ks",
     *,
-    q: float,
     min_count: int = 1,
     sketch_error: SketchError = "variance",
     reference_cache: dict[str, Any] | None = None,
@@ -145,9 +162,6 @@ def numeric_test(
     if statistic == "ks":
         eps = main.evidence["rank_error"]
         e_r, e_c = float(eps["reference"]), float(eps["current"])
-        p_min = ks_p_value(1.0, n_r, n_c, e_r, e_c, sketch_error)[0]
-        if p_min > q:
-            return _refused(statistic, main, p_min, q, "a complete separation (D = 1)", "sd")
         p, n_eff, tested = ks_p_value(main.value, n_r, n_c, e_r, e_c, sketch_error)
         null = {"kind": "ks", "n_effective": n_eff, "sketch_error": sketch_error}
     else:
@@ -155,7 +169,11 @@ def numeric_test(
         p = binned_p_value(statistic, main.value, dof, n_r, n_c)
         tested = main.value
         null = {"kind": statistic, "dof": dof}
-    return Test(statistic, main.value, tested, p, wasserstein, "sd", main, shown, null)
+    extreme = "a window wholly beside the reference (D = 1)"
+    p_min = ks_p_min(n_r, n_c)
+    return Test(
+        statistic, main.value, tested, p, wasserstein, "sd", main, shown, null, p_min, extreme
+    )
 
 
 def _binned_dof(result: DriftResult) -> int:
@@ -170,7 +188,6 @@ def categorical_test(
     current_other: int,
     statistic: str = "chi2",
     *,
-    q: float,
     min_count: int = 1,
 ) -> Test:
     """The calibrated test of two category-count tables (see the module docstring)."""
@@ -194,10 +211,8 @@ def categorical_test(
     shown: dict[str, float | None] = {"psi": base.value, "js": results["js"].value}
     if statistic == "chi2":
         n = n_r + n_c
-        p_min = float(chi2_homogeneity(np.array([n_r, 0.0]), np.array([0.0, n_c]), ["a", "b"])[2])
-        if p_min > q:
-            main = DriftResult("chi2", None, 0.0, None, n_r, n_c, "ok")
-            return _refused("chi2", main, p_min, q, f"no shared category (chi2 = {n})", "share")
+        p_min = float(special.chdtrc(1, n))  # two disjoint categories: chi2 = N, 1 dof
+        extreme = f"no shared category (chi2 = {n})"
         chi2, dof, p, pooled = chi2_homogeneity(aligned.reference, aligned.current, aligned.labels)
         evidence = {
             "dof": dof,
@@ -208,7 +223,7 @@ def categorical_test(
         }
         main = DriftResult("chi2", chi2, 0.0, p, n_r, n_c, "ok", evidence)
         null = {"kind": "chi2", "dof": max(dof, 1)}
-        return Test("chi2", chi2, chi2, p, tvd, "share", main, shown, null)
+        return Test("chi2", chi2, chi2, p, tvd, "share", main, shown, null, p_min, extreme)
     main = results.get(statistic, base)
     dof = max(len(aligned.labels) - 1, 0)
     value = float(main.value) if main.value is not None else binned_value(statistic, p_ref, p_cur)
