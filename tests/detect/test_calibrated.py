@@ -228,3 +228,31 @@ def test_the_refusal_reaches_the_alerts() -> None:
     assert refused and refused[0].status == "firing" and refused[0].kind == "data_quality"
     assert "too small for any drift decision" in refused[0].summary
     assert "too few for any decision" in refused[0].description
+
+
+def test_reference_side_quantities_are_cached_with_the_reference() -> None:
+    """The reference's grid, scale, PSI edges and shares are read once and kept in
+    Reference.derived; a second window reuses them and gives the same answer as no cache."""
+    store = store_of(3_000, 300)
+    ref = store.get("churn", "1.4.2")
+    assert ref is not None
+    stream = StreamSpec(
+        events=300 * 12,
+        seed=9,
+        events_per_second=300 / 60,
+        **FEATURES,  # type: ignore[arg-type]
+    )
+    run(stream, store, window_buckets=1)
+    cached = ref.derived["all"]["age"]
+    assert cached["calibrated_of"] is ref.profiles["all"].features["age"].kll  # type: ignore[union-attr]
+    (key,) = [k for k in cached if k.startswith("calibrated:")]
+    points, _, edges, shares = cached[key]
+    assert points.size == 1024 and edges.size == 9 and abs(shares.sum() - 1.0) < 1e-9
+    d = DetectSettings()
+    cur = numeric(np.random.default_rng(3).normal(10.0, 1.0, size=800))
+    sketch = ref.profiles["all"].features["age"]
+    with_cache = compare_sketches("age", sketch, cur, d, cache=ref.derived["all"]["age"])
+    without = compare_sketches("age", sketch, cur, d)
+    assert with_cache[0].test is not None and without[0].test is not None
+    assert with_cache[0].test.p_value == without[0].test.p_value
+    assert with_cache[0].test.effect == without[0].test.effect
