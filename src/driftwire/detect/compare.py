@@ -48,7 +48,7 @@ from driftwire.detect.settings import DetectSettings
 from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
 from driftwire.sketch.profile import Profile
 from driftwire.stats.calibrated import (
-    Test,
+    FeatureTest,
     categorical_test,
     describe_effect,
     numeric_test,
@@ -89,7 +89,7 @@ class Comparison:
     result: DriftResult
     warning: float
     critical: float
-    test: Test | None = None
+    test: FeatureTest | None = None
     score: float | None = None
     decision: dict[str, Any] | None = None
 
@@ -217,7 +217,7 @@ def _effects(name: str, kind: str, settings: DetectSettings) -> tuple[float, flo
     return low, max(low, high)
 
 
-def _undecided(name: str, test: Test, kind: str, settings: DetectSettings) -> Comparison:
+def _undecided(name: str, test: FeatureTest, kind: str, settings: DetectSettings) -> Comparison:
     low, high = _effects(name, kind, settings)
     return Comparison(name, test.result, 1.0, high / low, test)
 
@@ -263,7 +263,13 @@ def decide_family(
 
 
 def _decided(
-    c: Comparison, t: Test, cutoff: float, method: str, q: float, m: int, settings: DetectSettings
+    c: Comparison,
+    t: FeatureTest,
+    cutoff: float,
+    method: str,
+    q: float,
+    m: int,
+    settings: DetectSettings,
 ) -> Comparison:
     if t.p_value is None or t.tested is None or t.effect is None:
         return c

@@ -8,8 +8,8 @@ homogeneity test with small cells pooled) by default, the effect = total-variati
 of the shares (``sum |p - q| / 2``, in share points: 0.05 = five percentage points moved),
 Jensen–Shannon distance as magnitude and PSI, shown.
 
-A :class:`Test` knows its p-value and how to turn a p-value cut-off into the statistic's null
-quantile (:meth:`Test.null_quantile`); the cut-off itself comes from the family
+A :class:`FeatureTest` knows its p-value and how to turn a p-value cut-off into the statistic's null
+quantile (:meth:`FeatureTest.null_quantile`); the cut-off itself comes from the family
 (:func:`driftwire.stats.significance.fdr_threshold`).
 
 A reference too small for any decision is refused (:func:`refused`, by the family's decision):
@@ -48,7 +48,7 @@ from driftwire.stats._common import (
     guard,
     unavailable,
 )
-from driftwire.stats.categorical import align_counts, categorical_drift
+from driftwire.stats.categorical import align_counts
 from driftwire.stats.numeric import (
     _mid_ranks,
     _scale,
@@ -74,7 +74,7 @@ CATEGORICAL_SIGNIFICANCE = ("chi2", "psi", "js")
 
 
 @dataclass(frozen=True, slots=True)
-class Test:
+class FeatureTest:
     """One significance test of one feature, with its effect size and PSI.
 
     ``value`` is the significance statistic (KS ``D``, chi-square, PSI or JS distance);
@@ -114,7 +114,7 @@ class Test:
         )
 
 
-def refused(test: Test, cutoff: float) -> Test:
+def refused(test: FeatureTest, cutoff: float) -> FeatureTest:
     """``test`` refused: its reference is too small for even the most extreme outcome to
     reach ``cutoff`` (the p-value it would need as the family's only discovery)."""
     r = test.result
@@ -132,7 +132,7 @@ def refused(test: Test, cutoff: float) -> Test:
         "insufficient_data",
         {"reason": reason, "reference_too_small": True},
     )
-    return Test(test.statistic, None, None, None, None, test.effect_unit, result)
+    return FeatureTest(test.statistic, None, None, None, None, test.effect_unit, result)
 
 
 def ks_p_min(n_reference: int, n_current: int) -> float:
@@ -145,8 +145,8 @@ def ks_p_min(n_reference: int, n_current: int) -> float:
     return float(min(1.0, 2.0 * math.exp(-log_choose)))
 
 
-def _unavailable(statistic: str, result: DriftResult, unit: str) -> Test:
-    return Test(statistic, None, None, None, None, unit, result)
+def _unavailable(statistic: str, result: DriftResult, unit: str) -> FeatureTest:
+    return FeatureTest(statistic, None, None, None, None, unit, result)
 
 
 def _points(sketch: Any, side: Any, grid: int) -> FloatArray:
@@ -233,7 +233,7 @@ def numeric_test(
     sketch_error: SketchError = "variance",
     reference_cache: dict[str, Any] | None = None,
     grid: int = CALIBRATED_GRID,
-) -> Test:
+) -> FeatureTest:
     """The calibrated test of two KLL sketches (see the module docstring)."""
     ks, wasserstein, psi = _numeric_side(reference, current, reference_cache, grid, min_count)
     if ks.value is None or wasserstein is None:
@@ -264,7 +264,9 @@ def numeric_test(
         null = {"kind": statistic, "dof": dof}
     extreme = "a window wholly beside the reference (D = 1)"
     p_min = ks_p_min(n_r, n_c)
-    return Test(statistic, value, tested, p, wasserstein, "sd", main, shown, null, p_min, extreme)
+    return FeatureTest(
+        statistic, value, tested, p, wasserstein, "sd", main, shown, null, p_min, extreme
+    )
 
 
 def _binned_dof(result: DriftResult) -> int:
@@ -280,47 +282,52 @@ def categorical_test(
     statistic: str = "chi2",
     *,
     min_count: int = 1,
-) -> Test:
-    """The calibrated test of two category-count tables (see the module docstring)."""
-    shown_names = ["psi", "js"]
-    results = categorical_drift(
-        reference,
-        reference_other,
-        current,
-        current_other,
-        shown_names,
-        min_count=min_count,
-        min_reference_count=1,
-    )
-    base = results["psi"]
-    if base.value is None:
-        return _unavailable(statistic, base, "share")
-    n_r, n_c = base.n_reference, base.n_current
+) -> FeatureTest:
+    """The calibrated test of two category-count tables (see the module docstring).
+
+    The categories are aligned once (:func:`driftwire.stats.categorical.align_counts`); PSI
+    and the JS distance are those of :func:`driftwire.stats.categorical.categorical_drift`.
+    """
     aligned = align_counts(reference, reference_other, current, current_other)
+    n_r, n_c = int(aligned.reference.sum()), int(aligned.current.sum())
+    why = guard(n_r, n_c, min_count=min_count, min_reference_count=1)
+    if why is not None:
+        return _unavailable(statistic, unavailable(statistic, n_r, n_c, why), "share")
     p_ref, p_cur = aligned.reference / n_r, aligned.current / n_c
-    tvd = 0.5 * float(np.abs(p_ref - p_cur).sum())
-    shown: dict[str, float | None] = {"psi": base.value, "js": results["js"].value}
-    if statistic == "chi2":
-        n = n_r + n_c
-        p_min = float(special.chdtrc(1, n))  # two disjoint categories: chi2 = N, 1 dof
-        extreme = f"no shared category (chi2 = {n})"
-        chi2, dof, p, pooled = chi2_homogeneity(aligned.reference, aligned.current, aligned.labels)
-        evidence = {
-            "dof": dof,
-            "pooled": pooled[:20],
-            "top_categories": base.evidence.get("top_categories", []),
-            "other": base.evidence.get("other"),
-            "p_value_method": "Pearson chi-square, 2 x k, cells pooled to expected counts >= 5",
-        }
-        main = DriftResult("chi2", chi2, 0.0, p, n_r, n_c, "ok", evidence)
-        null = {"kind": "chi2", "dof": max(dof, 1)}
-        return Test("chi2", chi2, chi2, p, tvd, "share", main, shown, null, p_min, extreme)
-    main = results.get(statistic, base)
-    dof = max(len(aligned.labels) - 1, 0)
-    value = float(main.value) if main.value is not None else binned_value(statistic, p_ref, p_cur)
-    p = binned_p_value(statistic, value, dof, n_r, n_c)
-    null = {"kind": statistic, "dof": dof}
-    return Test(statistic, value, value, p, tvd, "share", main, shown, null)
+    moved = np.abs(p_ref - p_cur)
+    tvd = 0.5 * float(moved.sum())
+    shown: dict[str, float | None] = {
+        "psi": binned_value("psi", p_ref, p_cur),
+        "js": binned_value("js", p_ref, p_cur),
+    }
+    order = np.argsort(-moved, kind="stable")[:5].tolist()
+    top = [
+        {"category": aligned.labels[i], "reference": float(p_ref[i]), "current": float(p_cur[i])}
+        for i in order
+    ]
+    evidence: dict[str, Any] = {
+        "top_categories": top,
+        "folded_for_alignment": aligned.folded[:20],
+    }
+    if statistic != "chi2":
+        dof = max(len(aligned.labels) - 1, 0)
+        value = float(shown[statistic] or 0.0)
+        p = binned_p_value(statistic, value, dof, n_r, n_c)
+        main = DriftResult(statistic, value, 0.0, p, n_r, n_c, "ok", evidence)
+        null = {"kind": statistic, "dof": dof}
+        return FeatureTest(statistic, value, value, p, tvd, "share", main, shown, null)
+    n = n_r + n_c
+    p_min = float(special.chdtrc(1, n))  # two disjoint categories: chi2 = N, 1 dof
+    extreme = f"no shared category (chi2 = {n})"
+    chi2, dof, p, pooled = chi2_homogeneity(aligned.reference, aligned.current, aligned.labels)
+    evidence.update(
+        dof=dof,
+        pooled=pooled[:20],
+        p_value_method="Pearson chi-square, 2 x k, cells pooled to expected counts >= 5",
+    )
+    main = DriftResult("chi2", chi2, 0.0, p, n_r, n_c, "ok", evidence)
+    null = {"kind": "chi2", "dof": max(dof, 1)}
+    return FeatureTest("chi2", chi2, chi2, p, tvd, "share", main, shown, null, p_min, extreme)
 
 
 def describe_effect(effect: float, unit: str) -> str:
