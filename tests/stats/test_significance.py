@@ -11,6 +11,7 @@ from driftwire.stats.calibrated import categorical_test, numeric_test
 from driftwire.stats.significance import (
     chi2_homogeneity,
     fdr_cutoff,
+    fdr_threshold,
     ks_null_quantile,
     ks_p_value,
 )
@@ -101,3 +102,11 @@ def test_fdr_cutoff_rejects_what_scipy_rejects(method: str) -> None:
         cut = fdr_cutoff(p.tolist(), 0.05, method)  # type: ignore[arg-type]
         ours = p <= cut if cut is not None else np.zeros(p.size, dtype=bool)
         assert (ours == (adjusted <= 0.05)).all()
+
+
+def test_fdr_threshold_is_the_bh_line_at_the_number_of_discoveries() -> None:
+    p = [0.0001, 0.004, 0.019, 0.03, 0.5]
+    # BH at 0.05 over 5: lines 0.01, 0.02, 0.03, 0.04, 0.05 -> 4 discoveries (0.03 <= 0.04)
+    assert fdr_threshold(p, 0.05) == pytest.approx(0.04)
+    assert all((x <= fdr_threshold(p, 0.05)) == (x <= 0.03) for x in p)
+    assert fdr_threshold([0.2, 0.9], 0.01) == pytest.approx(0.005)  # what one would need

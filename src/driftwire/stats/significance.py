@@ -21,7 +21,7 @@ one model version in one window gives the cut-off a p-value must reach.
 
 >>> f"{ks_p_value(0.06, 60_000, 2_500)[0]:.2g}"       # exact sketches
 '5.7e-08'
->>> fdr_cutoff([0.001, 0.02, 0.04, 0.3], 0.05, "bh")  # 3 x 0.05 / 4 = 0.0375 >= 0.02
+>>> fdr_cutoff([0.001, 0.02, 0.04, 0.3], 0.05, "bh")  # 2 x 0.05 / 4 = 0.025 >= 0.02
 0.02
 """
 
@@ -217,10 +217,15 @@ def fdr_cutoff(p_values: Sequence[float], q: float, method: FdrMethod = "bh") ->
 
 
 def fdr_threshold(p_values: Sequence[float], q: float, method: FdrMethod = "bh") -> float:
-    """The p-value a test of this family must reach: the cut-off, or ``q / (m c)`` when
-    nothing is rejected (what one more discovery would need)."""
-    cut = fdr_cutoff(p_values, q, method)
-    if cut is not None:
-        return cut
+    """The p-value cut-off of this family: ``max(k, 1) q / (m c)`` with ``k`` the number of
+    discoveries (``c = 1`` for BH, ``c(m)`` for BY). A test is a discovery iff its p-value is
+    at most it; with no discovery it is what one discovery would need.
+
+    >>> fdr_threshold([0.001, 0.02, 0.04, 0.3], 0.05), fdr_threshold([0.5, 0.9], 0.05)
+    (0.025, 0.025)
+    """
     m = max(len(p_values), 1)
-    return q / (m * (by_factor(m) if method == "by" else 1.0))
+    c = by_factor(m) if method == "by" else 1.0
+    cut = fdr_cutoff(p_values, q, method)
+    k = 0 if cut is None else int(np.sum(np.asarray(p_values, dtype=np.float64) <= cut))
+    return max(k, 1) * q / (m * c)
