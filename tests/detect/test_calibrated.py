@@ -256,3 +256,13 @@ def test_reference_side_quantities_are_cached_with_the_reference() -> None:
     assert with_cache[0].test is not None and without[0].test is not None
     assert with_cache[0].test.p_value == without[0].test.p_value
     assert with_cache[0].test.effect == without[0].test.effect
+
+
+def test_a_per_feature_min_effect_overrides_the_kind_default() -> None:
+    rng = np.random.default_rng(6)
+    ref, cur = numeric(rng.normal(size=60_000)), numeric(rng.normal(0.3, size=2_500))
+    for overrides, fires in (({}, True), ({"x": {"min_effect": 0.5}}, False)):
+        d = DetectSettings(features=overrides)
+        (c,) = decide(compare_sketches("x", ref, cur, d), d)
+        assert c.decision is not None and c.decision["significant"]
+        assert (c.value is not None and c.value >= 1.0) is fires
