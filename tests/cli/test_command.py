@@ -52,7 +52,11 @@ def test_demo_catches_the_injected_drift_and_its_end() -> None:
     text = out.getvalue()
     firing = [line for line in text.splitlines() if "FIRING" in line]
     resolved = [line for line in text.splitlines() if "RESOLVED" in line]
-    assert firing and all("income" in line and DRIFT_SEGMENT in line for line in firing)
+    # the injected segment fires; under the calibrated rule the aggregate over segments, which
+    # the shift moves by a few tenths of an sd, fires too, and nothing else does
+    assert firing and all("income" in line for line in firing)
+    assert any(DRIFT_SEGMENT in line for line in firing)
+    assert all(DRIFT_SEGMENT in line or "all traffic" in line for line in firing)
     assert resolved and all("income" in line for line in resolved)
     assert "dead-lettered" in text
 

@@ -26,6 +26,7 @@ from driftwire.detect.window import ALL_SEGMENTS
 from driftwire.detect.wording import bound_note
 from driftwire.sketch.numeric import NumericSketch
 from driftwire.sketch.profile import Profile
+from driftwire.stats.calibrated import describe_effect
 
 
 def drift_finding(
@@ -43,6 +44,11 @@ def drift_finding(
     r = comparison.result
     feature = comparison.feature
     where = "all traffic" if segment == ALL_SEGMENTS else segment
+    decision = comparison.decision
+    if decision is not None:
+        return _calibrated_finding(
+            kind, model, version, segment, comparison, decision, reference, current, start, end
+        )
     value_text = "n/a" if r.value is None else f"{r.value:.3g}"
 
     def headline(status: str, threshold: float) -> str:
@@ -56,10 +62,74 @@ def drift_finding(
             f"({r.statistic.upper()} {value_text})"
         )
 
+    reason = r.evidence.get("reason") if r.value is None else None
     description = (
         f"{r.statistic} between the window {iso(start)} – {iso(end)} ({r.n_current} events) "
         f"and the {reference.kind.replace('_', ' ')} {reference.id} ({r.n_reference} events)"
-        f" is {value_text}{bound_note(r.value, r.bound, comparison.warning)}. {reference.note}"
+        f" is {value_text}"
+        + (f" ({reason})." if reason else f"{bound_note(r.value, r.bound, comparison.warning)}.")
+        + f" {reference.note}"
+    ).strip()
+    evidence = r.evidence
+    if comparison.test is not None:  # calibrated, undecided: no p-value (too little data)
+        undecided = {"rule": "calibrated", "text": f"not decided: {reason}"}
+        evidence = {**evidence, "decision": undecided}
+    return Finding(
+        labels={
+            "kind": kind,
+            "model": model,
+            "model_version": version,
+            "segment": segment,
+            "feature": feature,
+            "statistic": r.statistic,
+        },
+        value=comparison.value,
+        thresholds=Thresholds(comparison.warning, comparison.critical),
+        headline=headline,
+        description=description,
+        evidence=evidence,
+        bound=r.bound,
+        count=current.n_events,
+        reference={**reference.describe(), "count": r.n_reference},
+    )
+
+
+def _calibrated_finding(
+    kind: str,
+    model: str,
+    version: str,
+    segment: str,
+    comparison: Comparison,
+    decision: dict[str, Any],
+    reference: Reference,
+    current: Profile,
+    start: int,
+    end: int,
+) -> Finding:
+    """A drift finding decided by the calibrated rule: the score, and why, in words."""
+    r = comparison.result
+    feature = comparison.feature
+    where = "all traffic" if segment == ALL_SEGMENTS else segment
+    effect = describe_effect(decision["effect"], decision["effect_unit"])
+    psi = decision.get("psi")
+    psi_text = "" if psi is None else f", PSI {psi:.2g}"
+    stat = {"ks": "KS", "chi2": "chi2", "psi": "PSI", "js": "JS"}[decision["statistic"]]
+    critical_effect = describe_effect(decision["critical_effect"], decision["effect_unit"])
+
+    def headline(status: str, threshold: float) -> str:
+        if status == "firing":
+            return (
+                f"{feature} of {model} {version} drifted in {where} by {effect} "
+                f"({stat} p={decision['p_value']:.2g}{psi_text})"
+            )
+        return f"{feature} of {model} {version} back to normal in {where} ({effect}{psi_text})"
+
+    description = (
+        f"The window {iso(start)} – {iso(end)} ({r.n_current} events) against the "
+        f"{reference.kind.replace('_', ' ')} {reference.id} ({r.n_reference} events): "
+        f"{decision['text']}. {stat} = {decision['value']:.4g}, its null quantile at the "
+        f"cut-off {decision['null_quantile']:.4g}; critical from an effect of "
+        f"{critical_effect}. {reference.note}"
     ).strip()
     return Finding(
         labels={
@@ -70,15 +140,75 @@ def drift_finding(
             "feature": feature,
             "statistic": r.statistic,
         },
-        value=r.value,
+        value=comparison.value,
         thresholds=Thresholds(comparison.warning, comparison.critical),
         headline=headline,
         description=description,
-        evidence=r.evidence,
+        evidence={**r.evidence, "decision": decision},
         bound=r.bound,
         count=current.n_events,
         reference={**reference.describe(), "count": r.n_reference},
     )
+
+
+def refusal_findings(
+    model: str,
+    version: str,
+    family: list[tuple[str, Comparison]],
+    reference: Reference,
+    window: dict[str, Profile],
+) -> list[Finding]:
+    """One ``data_quality`` finding per segment whose reference is too small for any decision.
+
+    The calibrated rule evaluates small references (the null widens with them) and refuses
+    only one where even the most extreme window could not be significant; that refusal is an
+    alert (feature ``reference``, statistic ``reference_too_small``), never silence.
+    """
+    refused: dict[str, list[str]] = {}
+    reasons: dict[str, str] = {}
+    for segment, c in family:
+        if c.result.evidence.get("reference_too_small"):
+            refused.setdefault(segment, []).append(c.feature)
+            reasons.setdefault(segment, str(c.result.evidence["reason"]))
+    out: list[Finding] = []
+    for segment, features in refused.items():
+        where = "all traffic" if segment == ALL_SEGMENTS else segment
+        subject = f"the reference of {model} {version} in {where}"
+        reason = reasons[segment]
+
+        def headline(status: str, threshold: float, subject: str = subject) -> str:
+            if status == "firing":
+                return f"{subject} is too small for any drift decision"
+            return f"{subject} is large enough for drift decisions again"
+
+        out.append(
+            Finding(
+                labels={
+                    "kind": "data_quality",
+                    "model": model,
+                    "model_version": version,
+                    "segment": segment,
+                    "feature": "reference",
+                    "statistic": "reference_too_small",
+                },
+                value=1.0,
+                thresholds=Thresholds(1.0, 2.0, 0.5),
+                headline=headline,
+                description=(
+                    f"Drift of {len(features)} features is not decided: {reason}. Publish a "
+                    "larger baseline (driftwire baseline build) for this version."
+                ),
+                evidence={
+                    "statistic": "reference_too_small",
+                    "reason": reason,
+                    "features": sorted(features)[:50],
+                },
+                consecutive=1,
+                count=window[segment].n_events,
+                reference={**reference.describe(), "count": reference.profile(segment).n_events},
+            )
+        )
+    return out
 
 
 def latency_window_findings(

@@ -210,6 +210,7 @@ def comparison_findings(
         update={
             "thresholds": {**detect.thresholds, **detect.canary.thresholds},
             "min_reference_count": detect.min_count,
+            "rule": "fixed",  # a pair of live versions: the fixed thresholds of detect.canary
         }
     )
     out: list[Finding] = []

@@ -41,7 +41,11 @@ from driftwire.alerts.settings import AlertSettings
 from driftwire.detect._decisions import Decisions, condition_key
 from driftwire.detect._parts import BUCKET, PartsOutbox, bucket_key, frozen_key, parse_part_key
 from driftwire.detect._state import _Model, _Version, model_snapshot, restored_model
-from driftwire.detect._window_findings import drift_finding, latency_window_findings
+from driftwire.detect._window_findings import (
+    drift_finding,
+    latency_window_findings,
+    refusal_findings,
+)
 from driftwire.detect.canary import (
     Pair,
     comparison_findings,
@@ -49,7 +53,7 @@ from driftwire.detect.canary import (
     outputs,
     predecessors,
 )
-from driftwire.detect.compare import Comparison, compare_profiles
+from driftwire.detect.compare import Comparison, compare_profiles, decide_family
 from driftwire.detect.completeness import Completeness
 from driftwire.detect.latency import LatencyReference
 from driftwire.detect.quality import quality_findings
@@ -299,24 +303,34 @@ class Detector:
         evaluation = Evaluation(name, version_name, end)
         start = end - n * self._bucket_ms
         choice = self._history.choose(name, version_name, reference, start, end)
+        # every test of the window first: the calibrated rule decides them as one family
+        family: list[tuple[str, Comparison]] = []
         for segment, current in window.items():
             ref_profile = choice.profile(segment)  # per feature from its configured reference
-            for comparison in compare_profiles(ref_profile, current, self._d):
-                evaluation.results.append(comparison)
-                if comparison.result.value is None:
-                    evaluation.insufficient += 1
-                findings.append(
-                    drift_finding(
-                        name,
-                        version_name,
-                        segment,
-                        comparison,
-                        choice.reference(segment, comparison.feature),
-                        current,
-                        start,
-                        end,
-                    )
+            cache = choice.reference(segment).cache(segment)
+            for comparison in compare_profiles(ref_profile, current, self._d, cache=cache):
+                family.append((segment, comparison))
+        family = decide_family(family, self._d, aggregate=ALL_SEGMENTS)
+        findings += refusal_findings(
+            name, version_name, family, choice.reference(ALL_SEGMENTS), window
+        )
+        for segment, comparison in family:
+            evaluation.results.append(comparison)
+            if comparison.result.value is None:
+                evaluation.insufficient += 1
+            findings.append(
+                drift_finding(
+                    name,
+                    version_name,
+                    segment,
+                    comparison,
+                    choice.reference(segment, comparison.feature),
+                    window[segment],
+                    start,
+                    end,
                 )
+            )
+        for segment, current in window.items():
             if self._d.quality.enabled:
                 base = choice.reference(segment)  # the model's reference, not per feature
                 labels = {"model": name, "model_version": version_name, "segment": segment}

@@ -44,6 +44,16 @@ class Reference:
     note: str = ""
     created_ms: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    #: What is derived from the profiles alone (edges, grids, shares), per segment and
+    #: feature, computed on first use and kept for as long as this reference is used; never
+    #: stored (it is rebuilt from the profiles after a restart).
+    derived: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def cache(self, segment: str) -> dict[str, dict[str, Any]]:
+        """The derived quantities of ``segment``'s profile (per feature)."""
+        return self.derived.setdefault(segment, {})
 
     @property
     def count(self) -> int:

@@ -257,8 +257,60 @@ class DetectSettings(_Section):
             raise ValueError(f"statistics: unknown feature kind {sorted(unknown)[0]!r}")
         return self
 
-    thresholds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    thresholds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="{statistic: [warning, critical]} of the fixed rule"
+    )
     features: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rule: Literal["calibrated", "fixed"] = Field(
+        "calibrated",
+        description="calibrated: significance (p-value at the actual sizes, FDR-controlled) and "
+        "relevance (effect >= min_effect); fixed: statistics against detect.thresholds",
+    )
+    fdr: Literal["auto", "bh", "by"] = Field(
+        "auto",
+        description="false-discovery control over one model version's tests in one window: "
+        "Benjamini-Hochberg, Benjamini-Yekutieli, or auto (BY when the all aggregate is "
+        "tested with its segments, else BH)",
+    )
+    fdr_q: float = Field(0.01, gt=0, lt=1, description="the false-discovery rate q")
+    min_effect: dict[str, float] = Field(
+        default_factory=lambda: {"numeric": 0.05, "categorical": 0.02},
+        description="smallest relevant effect: numeric in reference sds (normalised "
+        "Wasserstein), categorical in share (total-variation distance)",
+    )
+    critical_effect: dict[str, float] = Field(
+        default_factory=lambda: {"numeric": 0.5, "categorical": 0.10},
+        description="effect from which a significant drift is critical",
+    )
+    significance: dict[str, list[str]] = Field(
+        default_factory=lambda: {"numeric": ["ks"], "categorical": ["chi2"]},
+        description="significance statistics of the calibrated rule, per feature kind "
+        "(numeric: ks, psi, js; categorical: chi2, psi, js)",
+    )
+    ks_sketch_error: Literal["variance", "worst_case"] = Field(
+        "variance",
+        description="how the sketches' rank error widens the KS null: added to its variance, "
+        "or subtracted from D whole (conservative, far less power at k=200)",
+    )
+
+    @model_validator(mode="after")
+    def _calibrated_consistent(self) -> DetectSettings:
+        for table in (self.min_effect, self.critical_effect, self.significance):
+            unknown = set(table) - {"numeric", "categorical"}
+            if unknown:
+                raise ValueError(f"unknown feature kind {sorted(unknown)[0]!r}")
+        for kind in ("numeric", "categorical"):
+            low = self.min_effect.get(kind, 0.05)
+            high = self.critical_effect.get(kind, 0.5)
+            if not 0 < low <= high:
+                raise ValueError(f"{kind}: need 0 < min_effect <= critical_effect")
+        known = {"numeric": ("ks", "psi", "js"), "categorical": ("chi2", "psi", "js")}
+        for kind, names in self.significance.items():
+            for name in names:
+                if name not in known[kind]:
+                    raise ValueError(f"significance.{kind}: unknown statistic {name!r}")
+        return self
+
     latency: LatencySettings = LatencySettings()
     quality: QualitySettings = QualitySettings()
     throughput: ThroughputSettings = ThroughputSettings()

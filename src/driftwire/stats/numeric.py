@@ -294,8 +294,12 @@ class _Comparison:
         return shares, np.array(width)
 
     @cached_property
+    def _ref_shares(self) -> tuple[FloatArray, FloatArray | None]:
+        return self._shares(self.ref)
+
+    @cached_property
     def shares(self) -> BinnedShares:
-        p, wp = self._shares(self.ref)
+        p, wp = self._ref_shares
         q, wq = self._shares(self.cur)
         return BinnedShares(p, q, wp, wq)
 
@@ -433,8 +437,13 @@ def numeric_drift(
     min_count: int = DEFAULT_MIN_COUNT,
     min_reference_count: int = DEFAULT_MIN_REFERENCE_COUNT,
     grid: int = DEFAULT_GRID,
+    reference_cache: dict[str, Any] | None = None,
 ) -> dict[str, DriftResult]:
     """Compare two quantile sketches; one :class:`DriftResult` per statistic, keyed by name.
+
+    ``reference_cache``: a dict kept with the reference sketch by the caller; what depends on
+    the reference alone (its quantiles, grid, bin edges and shares) is read from it, or
+    computed once and stored in it, so a reference is read once however many windows use it.
 
     ``statistics`` from ``ks``, ``psi``, ``wasserstein``, ``js``, ``hellinger`` (default
     ``DEFAULT_STATISTICS["numeric"]``). Too little data gives ``status="insufficient_data"``
@@ -460,7 +469,24 @@ def numeric_drift(
     if why is not None:
         return {name: unavailable(name, ref.n, cur.n, why) for name in names}
     comparison = _Comparison(ref, cur, bins, grid)
-    return {name: comparison.compute(name) for name in names}
+    if reference_cache is None:
+        return {name: comparison.compute(name) for name in names}
+    key = (ref.n, bins, grid, comparison.float32)
+    if reference_cache.get("sketch") is not reference or reference_cache.get("key") != key:
+        reference_cache.clear()
+        reference_cache.update(sketch=reference, key=key)
+    for part in _REFERENCE_SIDE:
+        if part in reference_cache:
+            comparison.__dict__[part] = reference_cache[part]  # a cached_property's slot
+    out = {name: comparison.compute(name) for name in names}
+    for part in _REFERENCE_SIDE:
+        if part in comparison.__dict__:
+            reference_cache[part] = comparison.__dict__[part]
+    return out
+
+
+#: The cached properties of :class:`_Comparison` that depend on the reference sketch alone.
+_REFERENCE_SIDE = ("_ref_q", "edges", "_ref_values", "ref_points", "_ref_shares")
 
 
 __all__ = [
