@@ -7,9 +7,10 @@ breaching drift / quality conditions make one ``upstream_change`` incident
 (:mod:`driftwire.alerts.grouping`) that holds back its members' emissions; silences from the config
 (:mod:`driftwire.alerts.silences`) hold back what they match; a drift alert on a feature whose data
 quality breaches in the same window says so and names the quality alert's fingerprint.
-A held-back alert that is still firing when the hold ends is emitted then; one that resolved
-meanwhile is never announced. Held-back alerts are recorded in the model's ``muted`` map
-(condition key -> why), which the detector persists.
+A held-back alert that is still firing and breaching when the hold ends is emitted then; one
+that resolved meanwhile, or that only the resolve hysteresis keeps firing, is never announced.
+Held-back alerts are recorded in the model's ``muted`` map (condition key -> why), which the
+detector persists.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ class Decisions:
                     continue
                 muted.pop(k.key, None)
                 out.append(self._render(k.finding, t, quality, start, end))
-        # held-back alerts still firing whose hold is over are announced now
+        # held-back alerts still firing whose hold is over are announced now, if they still
+        # breach: one that only the resolve hysteresis holds stays muted and resolves unsaid
         for k in keyed:
             if k.key not in muted:
                 continue
@@ -157,7 +159,7 @@ class Decisions:
             if severity is None:
                 del muted[k.key]
                 continue
-            if held(k.finding, severity) is None:
+            if held(k.finding, severity) is None and k.finding.level is not None:
                 del muted[k.key]
                 starts = self._policy.starts_at(k.key) or end
                 t = Transition(k.key, "firing", severity, starts, None)

@@ -152,7 +152,7 @@ def _unavailable(statistic: str, result: DriftResult, unit: str) -> FeatureTest:
 def _points(sketch: Any, side: Any, grid: int) -> FloatArray:
     """The sketch's quantiles at ``grid`` mid-ranks (every item, in order, if it is exact)."""
     g = side.n if side.exact else grid
-    return np.asarray(sketch.get_quantiles(_mid_ranks(g), True), dtype=np.float64)
+    return np.asarray(side.quantiles(_mid_ranks(g), True), dtype=np.float64)
 
 
 def _reference_side(reference: Any, ref: Any, cache: dict[str, Any] | None, grid: int) -> Any:
@@ -161,10 +161,10 @@ def _reference_side(reference: Any, ref: Any, cache: dict[str, Any] | None, grid
     if cache is not None and cache.get("calibrated_of") is reference and key in cache:
         return cache[key]
     points = _points(reference, ref, grid)
-    q25, q50, q75 = reference.get_quantiles([0.25, 0.5, 0.75], inclusive=True)
+    q25, q50, q75 = ref.quantiles([0.25, 0.5, 0.75], True)
     scale = _scale(q25, q50, q75, None if q75 > q25 else points)
     edges = reference_edges(reference, DEFAULT_BINS)
-    cdf = np.asarray(reference.get_cdf(edges.tolist()), dtype=np.float64)  # P(X < e) ..., 1
+    cdf = np.append(np.asarray(ref.cdf(edges.tolist(), True), dtype=np.float64), 1.0)
     shares = np.diff(cdf, prepend=0.0)
     found = (points, scale, edges, shares)
     if cache is not None:
