@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from driftwire.alerts.alert import iso
-from driftwire.alerts.finding import Finding
+from driftwire.alerts.finding import Finding, Headline
 from driftwire.alerts.policy import Thresholds
 from driftwire.detect._state import _Version
 from driftwire.detect.compare import Comparison
@@ -74,23 +74,17 @@ def drift_finding(
     if comparison.test is not None:  # calibrated, undecided: no p-value (too little data)
         undecided = {"rule": "calibrated", "text": f"not decided: {reason}"}
         evidence = {**evidence, "decision": undecided}
-    return Finding(
-        labels={
-            "kind": kind,
-            "model": model,
-            "model_version": version,
-            "segment": segment,
-            "feature": feature,
-            "statistic": r.statistic,
-        },
-        value=comparison.value,
-        thresholds=Thresholds(comparison.warning, comparison.critical),
-        headline=headline,
-        description=description,
-        evidence=evidence,
-        bound=r.bound,
-        count=current.n_events,
-        reference={**reference.describe(), "count": r.n_reference},
+    return _finding(
+        kind,
+        model,
+        version,
+        segment,
+        comparison,
+        reference,
+        current,
+        headline,
+        description,
+        evidence,
     )
 
 
@@ -131,20 +125,49 @@ def _calibrated_finding(
         f"cut-off {decision['null_quantile']:.4g}; critical from an effect of "
         f"{critical_effect}. {reference.note}"
     ).strip()
+    evidence = {**r.evidence, "decision": decision}
+    return _finding(
+        kind,
+        model,
+        version,
+        segment,
+        comparison,
+        reference,
+        current,
+        headline,
+        description,
+        evidence,
+    )
+
+
+def _finding(
+    kind: str,
+    model: str,
+    version: str,
+    segment: str,
+    comparison: Comparison,
+    reference: Reference,
+    current: Profile,
+    headline: Headline,
+    description: str,
+    evidence: dict[str, Any],
+) -> Finding:
+    """The finding of one drift comparison, worded by either rule."""
+    r = comparison.result
     return Finding(
         labels={
             "kind": kind,
             "model": model,
             "model_version": version,
             "segment": segment,
-            "feature": feature,
+            "feature": comparison.feature,
             "statistic": r.statistic,
         },
         value=comparison.value,
         thresholds=Thresholds(comparison.warning, comparison.critical),
         headline=headline,
         description=description,
-        evidence={**r.evidence, "decision": decision},
+        evidence=evidence,
         bound=r.bound,
         count=current.n_events,
         reference={**reference.describe(), "count": r.n_reference},
