@@ -480,6 +480,7 @@ def _real_settings(bootstrap: str, name: str, **detect: Any) -> Settings:
         min_count=100,
         min_reference_count=100,
         consecutive_windows=1,
+        resolve_windows=1,  # these scenarios check restores, not hysteresis: resolve at once
         **detect,
     )
 
