@@ -92,7 +92,12 @@ def describe(config: Any) -> dict[str, Any]:
         "consecutive_windows": getattr(d, "consecutive_windows", None),
         "min_count": getattr(d, "min_count", None),
         "min_reference_count": getattr(d, "min_reference_count", None),
-        "statistics": dict(getattr(d, "statistics", None) or {}),
+        "rule": getattr(d, "rule", "fixed"),
+        "statistics": dict(
+            getattr(d, "significance" if getattr(d, "rule", "") == "calibrated" else "statistics")
+            or {}
+        ),
+        "fdr": getattr(d, "fdr", None),
         "q": level.q,
         "fdr_method": level.method,
         "fdr_source": level.source,

@@ -204,7 +204,7 @@ SCENARIOS = [
     Scenario("latency x4 (spike)", (Change("latency", T, 4.0),), None,
              kind_is("latency_anomaly", "p50", "p95", "p99")),
     Scenario("latency +2%/min (creep)", ramp("latency", 0.02, 60), None,
-             kind_is("latency_anomaly", "p95_creep", "p95", "p99"), minutes=60),
+             kind_is("latency_anomaly", "p95_creep", "p50", "p95", "p99"), minutes=60),
     Scenario("version 2.0.0 stops", (), stop_version, kind_is("throughput", "no_data"),
              versions=("1.4.2", "2.0.0"), share=0.5),
     Scenario("canary 10%, score +0.5 sd", (), canary_version, canary_differs, share=0.1),

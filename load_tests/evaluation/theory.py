@@ -89,7 +89,8 @@ def level(detect: Any) -> Level:
 
 def statistics_per_kind(detect: Any) -> tuple[int, int]:
     """How many statistics are tested per numeric and per categorical input."""
-    stats = getattr(detect, "statistics", None) or {}
+    calibrated = getattr(detect, "rule", "fixed") == "calibrated"
+    stats = getattr(detect, "significance" if calibrated else "statistics", None) or {}
     return max(len(stats.get("numeric", ()) or ()), 1), max(
         len(stats.get("categorical", ()) or ()), 1
     )
