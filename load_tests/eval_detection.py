@@ -19,7 +19,7 @@ Two suites of streams and a power table, scored from the alerts a subscriber rec
 * **generated** (``evaluation.generated``): the synthetic streams this evaluation always had
   (40 events/s over 8 segments, 5-minute windows; shifts of 0.5-2 sd, missing values, a new
   country, a schema change, latency spike and creep, a stopped version, a canary, a seasonal
-  pattern), scored as before (one alert = one fingerprint).
+  pattern), scored per alert episode (one fingerprint from firing to resolved).
 * **power** (``evaluation.power``): per window size (300, 1,000, 3,000 events, 20,000
   reference rows) the smallest location shift of a real column detected within 2 windows, by
   bisection over a grid, per seed; next to the theoretical limit.

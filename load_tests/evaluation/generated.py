@@ -19,7 +19,9 @@ segment on day 3 at noon; and two stationary streams of 2 hours (all-normal feat
 mixed shapes: lognormal, heavy-tailed, uniform-like, bimodal, integer with ties, zero-inflated
 and skewed categoricals with a 0.5% category).
 
-Here an alert is one fingerprint that fired (the incident itself for ``upstream_change``);
+Here an alert is one episode of one fingerprint, from firing to resolved (the incident itself
+for ``upstream_change``), so a condition that fired while a reference was still building and
+fires again at the change counts twice;
 recall is the share of runs in which a true alert fired after the change; delay runs from the
 change to the end of the window whose evaluation fired the first true alert (minutes, windows,
 events of the changed traffic); evaluations are (input, scope) pairs per evaluated window
@@ -254,13 +256,9 @@ def run_one(scenario: Scenario, seed: int, outcome: Outcome) -> None:
     outcome.evaluations += pipeline.stats.windows_evaluated * INPUTS * SCOPES
     outcome.seconds += time.perf_counter() - t0
     outcome.runs += 1
-    fired: dict[str, Alert] = {}
-    for alert in alerts:
-        if alert.status == "firing":
-            fired.setdefault(alert.fingerprint, alert)
     first: int | None = None
     change = scenario.change_ms or T
-    for alert in fired.values():
+    for alert in episodes(alerts):
         if alert.evaluated_at_ms < scenario.warmup_ms:
             continue
         true = (
@@ -277,6 +275,27 @@ def run_one(scenario: Scenario, seed: int, outcome: Outcome) -> None:
         outcome.delays.append((first - change) / MINUTE)
         outcome.windows.append((first - change) / window_ms)
         outcome.delay_events.append((first - change) / 1000 * rate(scenario) * scenario.share)
+
+
+def episodes(alerts: list[Alert]) -> list[Alert]:
+    """The alert that starts each episode of each condition (firing until resolved).
+
+    An escalation (the warning resolved and the critical firing in one evaluation) continues
+    its episode; a condition that resolves and fires again later starts a new one.
+    """
+    firing: dict[str, bool] = {}
+    resolved_at: dict[str, int] = {}
+    out: list[Alert] = []
+    for alert in alerts:
+        key = alert.fingerprint
+        if alert.status == "resolved":
+            firing[key] = False
+            resolved_at[key] = alert.evaluated_at_ms
+        elif not firing.get(key):
+            firing[key] = True
+            if resolved_at.get(key) != alert.evaluated_at_ms:
+                out.append(alert)
+    return out
 
 
 def evaluate(seeds: Iterable[int], scenarios: list[Scenario]) -> dict[str, Outcome]:

@@ -120,7 +120,7 @@ def test_daily_pattern_is_silent_against_a_seasonal_reference(daily: list[bytes]
     assert early
     for a in early:
         assert a.reference["kind"] == "frozen_window"
-        assert a.reference["note"].startswith("seasonal: 0 of 2 days, 0 events (needs 300)")
+        assert a.reference["note"].startswith("seasonal: 0 of 2 days, 0 events (needs 150)")
     # from day 2 on, the pattern is the reference's too: silent but for the real shift
     assert not firing(alerts, "age", START + DAY + H, SHIFT)
     assert not firing(alerts, "income", START + DAY + H)
@@ -281,11 +281,21 @@ def test_fallback_until_enough_history_says_so() -> None:
     none = history.choose("churn", "1", fb, START + 30 * 60_000, START + H)  # no past day
     waiting = none.reference("all")
     assert waiting.kind == "frozen_window" and waiting.id == "frozen:x"
+    # the calibrated rule needs a window's minimum (min_count); its test widens for the rest
     assert waiting.note == (
-        "seasonal: 0 of 2 days, 0 events (needs 300); until then the frozen window is the "
+        "seasonal: 0 of 2 days, 0 events (needs 150); until then the frozen window is the "
         "reference. Frozen."
     )
     assert none.profile("all") is fb.profiles["all"]
+
+
+def test_the_fixed_rule_waits_for_min_reference_count() -> None:
+    s = settings(default="seasonal")
+    fixed = s.model_copy(update={"detect": s.detect.model_copy(update={"rule": "fixed"})})
+    history = History(fixed.detect, bucket_ms=BUCKET)
+    fill(history, START + DAY, np.random.default_rng(3))
+    waiting = history.choose("churn", "1", frozen(), START + 30 * 60_000, START + H)
+    assert waiting.reference("all").note.startswith("seasonal: 0 of 2 days, 0 events (needs 300)")
 
 
 def test_per_feature_sketches_come_from_their_own_reference() -> None:

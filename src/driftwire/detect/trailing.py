@@ -19,8 +19,9 @@ the segment; until then the baseline's latency, or the first window's, is used a
 alert's reference note says why.
 
 A reference is rebuilt only when its set of slots changes (about once per slot), not every
-bucket. Until a segment's trailing or seasonal profile holds ``min_reference_count`` events
-(which for seasonal needs at least one past period) the segment is compared with the
+bucket. Until a segment's trailing or seasonal profile holds enough events (``min_count``
+under the calibrated rule, whose test widens for a small reference; ``min_reference_count``
+under the fixed rule; for seasonal at least one past period) the segment is compared with the
 baseline, or the frozen first window, and the reference's note says why. A model keeps slots
 only if it or one of its features uses such a reference, and only as far back as they reach.
 The part of a slot seen before a restart is lost with the restart (a slot is stored once,
@@ -200,7 +201,9 @@ class History:
         self._s = detect.references
         self._s.check(bucket_ms)
         self._segments = detect.segments
-        self._need = detect.min_reference_count
+        # under the calibrated rule a smaller reference widens the test instead of misleading
+        # it, so a trailing or seasonal drift reference is used from a window's minimum on
+        self._need = detect.min_reference_count if detect.rule == "fixed" else detect.min_count
         self._window_ms = detect.window_buckets * bucket_ms
         self._slot = self._s.slot_ms
         self._slots: dict[tuple[str, str], _Slots] = {}
