@@ -231,7 +231,7 @@ def test_the_refusal_reaches_the_alerts() -> None:
 
 
 def test_reference_side_quantities_are_cached_with_the_reference() -> None:
-    """The reference's grid, scale, PSI edges and shares are read once and kept in
+    """The reference's sorted items, scale, PSI edges and shares are read once and kept in
     Reference.derived; a second window reuses them and gives the same answer as no cache."""
     store = store_of(3_000, 300)
     ref = store.get("churn", "1.4.2")
@@ -246,8 +246,11 @@ def test_reference_side_quantities_are_cached_with_the_reference() -> None:
     cached = ref.derived["all"]["age"]
     assert cached["calibrated_of"] is ref.profiles["all"].features["age"].quantile_sketch  # type: ignore[union-attr]
     (key,) = [k for k in cached if k.startswith("calibrated:")]
-    points, _, edges, shares = cached[key]
-    assert points.size == 1024 and edges.size == 9 and abs(shares.sum() - 1.0) < 1e-9
+    side = cached[key]
+    items, weights = ref.profiles["all"].features["age"].quantile_sketch.sorted_view()  # type: ignore[union-attr]
+    assert side.items.items.tolist() == items.tolist()
+    assert side.items.weights.tolist() == weights.tolist()
+    assert side.edges.size == 9 and abs(side.shares.sum() - 1.0) < 1e-9
     d = DetectSettings()
     cur = numeric(np.random.default_rng(3).normal(10.0, 1.0, size=800))
     sketch = ref.profiles["all"].features["age"]

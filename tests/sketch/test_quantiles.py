@@ -78,6 +78,9 @@ def test_every_query_is_within_the_bound(data: np.ndarray, k: int, batch: int) -
     assert s.n == data.size and s.min == data.min() and s.max == data.max()
     items, weights = s.sorted_view()
     assert np.all(np.diff(items) >= 0) and weights.sum() == data.size
+    same, cumulative = s.cumulative_view()
+    assert np.array_equal(same, items) and np.array_equal(cumulative, np.cumsum(weights))
+    assert not (same.flags.writeable or cumulative.flags.writeable)
     assert_within_bound(s, data)
     if s.is_exact:
         assert s.num_retained == data.size and s.rank_error_bound() == 0.0

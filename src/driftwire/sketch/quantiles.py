@@ -218,13 +218,21 @@ class QuantileSketch:
         items, cum = self._sorted()
         return items, np.diff(cum, prepend=0)
 
+    def cumulative_view(self) -> tuple[np.ndarray, np.ndarray]:
+        """Retained items in ascending order (float32) and their cumulative weights (int64,
+        ending at ``n``): the inclusive rank of item ``i`` is ``cumulative[i]``. Read-only
+        arrays, kept until the next update or merge."""
+        return self._sorted()
+
     def _sorted(self) -> tuple[np.ndarray, np.ndarray]:
         if self._view is None:
             parts = [self._buf[: self._fill], *self._levels]
             items = np.concatenate(parts)
             weights = np.repeat(1 << np.arange(len(parts), dtype=np.int64), [p.size for p in parts])
             order = np.argsort(items, kind="stable")
-            self._view = items[order], np.cumsum(weights[order])
+            items, cumulative = items[order], np.cumsum(weights[order])
+            items.flags.writeable = cumulative.flags.writeable = False
+            self._view = items, cumulative
         return self._view
 
     def quantiles(self, ranks: Iterable[float] | np.ndarray, inclusive: bool = True) -> np.ndarray:

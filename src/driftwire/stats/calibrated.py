@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from driftwire.sketch.quantiles import QuantileSketch
 from driftwire.stats._common import (
     DEFAULT_BINS,
     DriftResult,
@@ -48,6 +49,7 @@ from driftwire.stats._common import (
     guard,
     unavailable,
 )
+from driftwire.stats._weighted import WeightedItems, cdf_distances
 from driftwire.stats.categorical import align_counts
 from driftwire.stats.numeric import (
     _mid_ranks,
@@ -67,8 +69,9 @@ from driftwire.stats.significance import (
 )
 
 NUMERIC_SIGNIFICANCE = ("ks", "psi", "js")
-#: Mid-rank quantiles read per sketch in estimation mode: a grid CDF is then within
-#: ``eps + 1 / 2048`` of the sketch's (a coarser grid inflates D under the null).
+#: Mid-rank quantiles read per sketch in estimation mode from a sketch with no sorted view
+#: (datasketches KLL): a grid CDF is then within ``eps + 1 / 2048`` of the sketch's (a coarser
+#: grid inflates D under the null). A QuantileSketch is compared on its own items, no grid.
 CALIBRATED_GRID = 1024
 CATEGORICAL_SIGNIFICANCE = ("chi2", "psi", "js")
 
@@ -136,13 +139,17 @@ def refused(test: FeatureTest, cutoff: float) -> FeatureTest:
 
 
 def ks_p_min(n_reference: int, n_current: int) -> float:
-    """Exact p-value of D = 1 (the two samples do not overlap): ``2 / C(n + m, n)``."""
+    """Exact p-value of D = 1 (the two samples do not overlap): ``2 / C(n + m, n)``.
+
+    >>> round(ks_p_min(2, 3), 12)  # 2 of the C(5, 2) = 10 orderings put one wholly below
+    0.2
+    """
     log_choose = (
-        special.gammaln(n_reference + n_current + 1)
-        - special.gammaln(n_reference + 1)
-        - special.gammaln(n_current + 1)
+        math.lgamma(n_reference + n_current + 1)
+        - math.lgamma(n_reference + 1)
+        - math.lgamma(n_current + 1)
     )
-    return float(min(1.0, 2.0 * math.exp(-log_choose)))
+    return min(1.0, 2.0 * math.exp(-log_choose))
 
 
 def _unavailable(statistic: str, result: DriftResult, unit: str) -> FeatureTest:
@@ -155,18 +162,52 @@ def _points(sketch: Any, side: Any, grid: int) -> FloatArray:
     return np.asarray(side.quantiles(_mid_ranks(g), True), dtype=np.float64)
 
 
-def _reference_side(reference: Any, ref: Any, cache: dict[str, Any] | None, grid: int) -> Any:
-    """Grid points, scale, PSI edges and shares of the reference: read once, then cached."""
+def _weighted(sketch: Any, side: Any, grid: int) -> tuple[WeightedItems, float]:
+    """The CDF a sketch answers, as weighted sorted items, and how far it is from the data's.
+
+    A :class:`~driftwire.sketch.quantiles.QuantileSketch` gives its retained items and weights:
+    its own CDF, within its rank-error bound. Other KLL sketches are read at ``grid``
+    mid-rank quantiles (every item if exact), within ``eps + 1 / (2 grid)``.
+    """
+    if isinstance(sketch, QuantileSketch):
+        return WeightedItems.of_cumulative(*sketch.cumulative_view()), side.eps
+    points = _points(sketch, side, grid)
+    ranks = np.arange(1, points.size + 1)
+    return WeightedItems.of_cumulative(points, ranks), 0.0 if side.exact else side.eps + 0.5 / grid
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceSide:
+    """What the calibrated numeric test needs of a reference, read once per reference."""
+
+    items: WeightedItems
+    bound: float  # the most its CDF may be off the data's
+    scale: float
+    scale_kind: str
+    edges: FloatArray
+    shares: FloatArray  # of the PSI bins [lower, upper) at ``edges``
+    quantiles: dict[str, float]
+
+
+def _read_reference(reference: Any, ref: Any, grid: int) -> ReferenceSide:
+    items, bound = _weighted(reference, ref, grid)
+    q25, q50, q75 = ref.quantiles([0.25, 0.5, 0.75], True)
+    scale, kind = _scale(q25, q50, q75, None if q75 > q25 else _points(reference, ref, grid))
+    edges = reference_edges(reference, DEFAULT_BINS)
+    return ReferenceSide(
+        items, bound, scale, kind, edges, items.shares_below(edges), _quantiles(items)
+    )
+
+
+def _reference_side(
+    reference: Any, ref: Any, cache: dict[str, Any] | None, grid: int
+) -> ReferenceSide:
+    """The reference's :class:`ReferenceSide`: read once, then kept in ``cache``."""
     key = f"calibrated:{ref.n}:{grid}"
     if cache is not None and cache.get("calibrated_of") is reference and key in cache:
-        return cache[key]
-    points = _points(reference, ref, grid)
-    q25, q50, q75 = ref.quantiles([0.25, 0.5, 0.75], True)
-    scale = _scale(q25, q50, q75, None if q75 > q25 else points)
-    edges = reference_edges(reference, DEFAULT_BINS)
-    cdf = np.append(np.asarray(ref.cdf(edges.tolist(), True), dtype=np.float64), 1.0)
-    shares = np.diff(cdf, prepend=0.0)
-    found = (points, scale, edges, shares)
+        found: ReferenceSide = cache[key]
+        return found
+    found = _read_reference(reference, ref, grid)
     if cache is not None:
         if cache.get("calibrated_of") is not reference:
             for k in [k for k in cache if k.startswith("calibrated:")]:
@@ -176,52 +217,50 @@ def _reference_side(reference: Any, ref: Any, cache: dict[str, Any] | None, grid
     return found
 
 
-def _quantiles(points: FloatArray) -> dict[str, float]:
-    at = np.minimum((np.array([0.05, 0.5, 0.95]) * points.size).astype(int), points.size - 1)
-    p5, p50, p95 = points[at].tolist()
+def _quantiles(side: WeightedItems) -> dict[str, float]:
+    p5, p50, p95 = side.quantiles([0.05, 0.5, 0.95]).tolist()
     return {"p5": p5, "p50": p50, "p95": p95}
 
 
 def _numeric_side(
     reference: Any, current: Any, cache: dict[str, Any] | None, grid: int, min_count: int
 ) -> tuple[DriftResult, float | None, float]:
-    """KS (with evidence), normalised Wasserstein and PSI from the two sketches' grids.
+    """KS (with evidence), normalised Wasserstein and PSI from the two sketches' CDFs.
 
-    Each side's CDF is read off its ``grid`` mid-rank quantiles (``np.searchsorted``): one
-    query of the window's sketch, the reference's read once and cached. Exact sketches give
-    every item, so D is exactly scipy's. In estimation mode a grid CDF is within ``eps +
-    1 / (2 grid)`` of the true one (the KS ``bound``). PSI: the reference-decile bins of
-    :func:`driftwire.stats.numeric.reference_edges`, the window's shares off its grid.
+    Both CDFs are the sketches' own, read off their weighted sorted items
+    (:func:`driftwire.stats._weighted.cdf_distances`; the reference's read once and cached):
+    exact sketches give every item, so D is exactly scipy's; otherwise D is within the two
+    rank-error bounds of the data's (the KS ``bound``). PSI: the reference-decile bins of
+    :func:`driftwire.stats.numeric.reference_edges`, both sides' shares from their exclusive
+    CDFs at the edges (as the fixed rule's PSI). Sketches without a sorted view (datasketches
+    KLL) are read at ``grid`` mid-rank quantiles instead, within ``eps + 1 / (2 grid)``.
     """
     ref, cur = _side(reference, "reference"), _side(current, "current")
     why = guard(ref.n, cur.n, min_count=min_count, min_reference_count=1)
     if why is not None:
         return unavailable("ks", ref.n, cur.n, why), None, 0.0
-    r, (scale, kind), edges, p = _reference_side(reference, ref, cache, grid)
-    c = _points(current, cur, grid)
-    x = np.union1d(r, c)
-    fr = np.searchsorted(r, x, side="right") / r.size
-    fc = np.searchsorted(c, x, side="right") / c.size
-    diff = np.abs(fr - fc)
-    j = int(diff.argmax())
-    d = float(diff[j])
-    w1 = float(np.dot(diff[:-1], np.diff(x))) if x.size > 1 else 0.0
-    q = np.diff(np.searchsorted(c, edges, side="left") / c.size, prepend=0.0, append=1.0)
-    psi = binned_value("psi", p, q)
-    bound = sum(0.0 if s.exact else s.eps + 0.5 / grid for s in (ref, cur))
+    r = _reference_side(reference, ref, cache, grid)
+    c, c_bound = _weighted(current, cur, grid)
+    dist = cdf_distances(r.items, c)
+    psi = binned_value("psi", r.shares, c.shares_below(r.edges))
+    wasserstein = dist.w1 / r.scale
+    method = "the sketches' CDFs (weighted sorted items)"
+    if not isinstance(reference, QuantileSketch) or not isinstance(current, QuantileSketch):
+        method = f"CDFs read off {grid} mid-rank quantiles per sketch"
     evidence = {
-        "at": float(x[j]),
-        "reference_cdf": float(fr[j]),
-        "current_cdf": float(fc[j]),
+        "at": dist.at,
+        "reference_cdf": dist.reference_cdf,
+        "current_cdf": dist.current_cdf,
         "n_effective": ref.n * cur.n / (ref.n + cur.n),
         "rank_error": {"reference": ref.eps, "current": cur.eps},
-        "quantiles": {"reference": _quantiles(r), "current": _quantiles(c)},
-        "wasserstein": {"value": w1 / scale, "scale": scale, "scale_kind": kind},
-        "psi": {"value": psi, "edges": edges.tolist()},
-        "method": f"CDFs read off {grid} mid-rank quantiles per sketch",
+        "quantiles": {"reference": dict(r.quantiles), "current": _quantiles(c)},
+        "wasserstein": {"value": wasserstein, "scale": r.scale, "scale_kind": r.scale_kind},
+        "psi": {"value": psi, "edges": r.edges.tolist()},
+        "method": method,
     }
-    result = DriftResult("ks", d, bound, None, ref.n, cur.n, "ok", evidence)
-    return result, w1 / scale, psi
+    bound = r.bound + c_bound
+    result = DriftResult("ks", dist.d, bound, None, ref.n, cur.n, "ok", evidence)
+    return result, wasserstein, psi
 
 
 def numeric_test(
