@@ -14,7 +14,7 @@ from scenarios import VALIDATOR
 from driftwire.alerts.alert import Alert, encode
 from driftwire.detect.detector import Detector
 from driftwire.detect.reference import Reference
-from driftwire.detect.trailing import History, decode_slot, parse_slot_key
+from driftwire.detect.trailing import History, decode_slot, parse_slot_key, read_slot, slot_key
 from driftwire.errors import ConfigError
 from driftwire.offline.generator import Change, StreamSpec, daily_pattern, generate
 from driftwire.ops.config import Settings, load_settings
@@ -28,8 +28,9 @@ START = StreamSpec(events=1).start_ms
 SHIFT = START + 2 * DAY + 10 * H  # a real change on day 3, 10:00-13:00, on top of the pattern
 
 
-def settings(**references: Any) -> Settings:
-    """10-minute buckets, 30-minute windows, hourly slots, a daily period of 2 days."""
+def settings(latency: str = "references", **references: Any) -> Settings:
+    """10-minute buckets, 30-minute windows, hourly slots, a daily period of 2 days; latency
+    follows ``detect.references`` unless ``latency`` names its own reference."""
     refs = {"seasonal_period": "day", "seasonal_periods": 2, **references}
     return Settings.model_validate(
         {
@@ -40,6 +41,7 @@ def settings(**references: Any) -> Settings:
                 "min_reference_count": 300,
                 "segments": False,
                 "references": refs,
+                "latency": {"reference": latency},
             },
         }
     )
@@ -351,6 +353,69 @@ def test_models_on_baseline_keep_no_slots() -> None:
     assert history.choose("churn", "1", fb, START, START + H).reference("all") is fb
 
 
+def latency_fill(history: History, until: int, rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """Buckets up to ``until`` with an age and a latency each; raw latencies by bucket start."""
+    raw: dict[int, np.ndarray] = {}
+    for b in range(START, until, BUCKET):
+        n = int(rng.integers(40, 60))
+        raw[b] = rng.lognormal(np.log(80.0), 0.5, n)
+        p = Profile(start_ms=b, end_ms=b + BUCKET)
+        p.update([{"age": float(v)} for v in rng.normal(0, 1, n)], latency_ms=raw[b])
+        history.add("churn", "1", b, {"": p})
+    return raw
+
+
+def test_latency_alone_keeps_latency_sketches_for_its_own_days() -> None:
+    # the defaults of latency (seasonal: the same hour of the last 7 days) with drift on the
+    # baseline: the slots hold the latency alone, 7 days back, and the drift keeps the baseline
+    s = settings(latency="seasonal")
+    assert s.detect.latency_reference("churn") == ("seasonal", "day", 7)
+    history = History(s.detect, bucket_ms=BUCKET)
+    assert history.retention_ms("churn") == 7 * DAY + 3 * BUCKET + H
+    start = START + 8 * DAY + 10 * H  # day 9, 10:00-10:30
+    raw = latency_fill(history, start + 3 * BUCKET, np.random.default_rng(7))
+    kind, built, progress, parts = history.latency("churn", "1", start, start + 3 * BUCKET)
+    days = [START + k * DAY + 10 * H for k in range(1, 8)]
+    exact = np.concatenate([v for b, v in raw.items() if any(d <= b < d + H for d in days)])
+    assert (kind, progress, len(parts)) == ("seasonal", "7 of 7 days", 7)
+    assert built is not None and built.profile("all").latency_ms.count == len(exact)
+    assert built.profile("all").feature("age") is None  # no feature sketch kept
+    fb = frozen()
+    assert history.choose("churn", "1", fb, start, start + 3 * BUCKET).reference("all") is fb
+    stored = [blob for _, _, blob in history.drain() if blob is not None]
+    # closed: 7 days back from 10:00 of day 9, and the window and a slot more: 08:00 of day 2 on
+    assert len(stored) == 7 * 24 + 2
+    found_start, slot_ms, profiles, latency_only = read_slot(stored[0])
+    assert latency_only and slot_ms == H and profiles["all"].feature("age") is None
+    assert profiles["all"].latency_ms.count == profiles["all"].n_events > 0
+    # the same slots with every sketch (latency following a seasonal drift reference) are
+    # larger; a slot of latency alone cannot serve a drift reference: dropped, deleted
+    full = History(settings(default="seasonal", seasonal_periods=7).detect, bucket_ms=BUCKET)
+    latency_fill(full, start + 3 * BUCKET, np.random.default_rng(7))
+    full_blobs = {key: blob for _, key, blob in full.drain() if blob is not None}
+    assert sum(map(len, full_blobs.values())) > 1.5 * sum(map(len, stored))
+    again = History(settings(default="seasonal", seasonal_periods=7).detect, bucket_ms=BUCKET)
+    key = slot_key("churn", "1", found_start)
+    again.load(key, stored[0])
+    assert again.drain() == [("churn", key, None)]
+    # and a full slot loaded for latency alone keeps its latency only
+    alone = History(s.detect, bucket_ms=BUCKET)
+    key, blob = next(iter(full_blobs.items()))
+    alone.load(key, blob)
+    loaded = alone.latency("churn", "1", parse_slot_key(key)[2] + DAY, parse_slot_key(key)[2]
+                           + DAY + 3 * BUCKET)[1]  # fmt: skip
+    assert loaded is not None and loaded.profile("all").feature("age") is None
+    assert loaded.profile("all").latency_ms.count == decode_slot(blob)[2]["all"].n_events
+
+
+def test_latency_on_the_baseline_keeps_no_slots() -> None:
+    s = settings(latency="baseline")
+    history = History(s.detect, bucket_ms=BUCKET)
+    latency_fill(history, START + DAY, np.random.default_rng(8))
+    assert history.drain() == [] and history.retention_ms("churn") == 0
+    assert history.latency("churn", "1", START + DAY, START + DAY + H) == ("baseline", None, "", [])
+
+
 # -- config ------------------------------------------------------------------------------------
 
 
@@ -365,11 +430,21 @@ def test_models_on_baseline_keep_no_slots() -> None:
         ({"overrides": {"/age": "seasonal"}}, "detect.references.overrides./age"),
         ({"seasonal_period": "month"}, "detect.references.seasonal_period"),
         ({"seasonal_periods": 0}, "detect.references.seasonal_periods"),
+        ({"latency": {"reference": "weekly"}}, "detect.latency.reference"),
+        ({"latency": {"seasonal_period": "month"}}, "detect.latency.seasonal_period"),
+        ({"latency": {"seasonal_periods": 0}}, "detect.latency.seasonal_periods"),
+        # a slot that divides a week but not a day, which latency's own period needs
+        ({"slot_minutes": 1008, "seasonal_period": "week"}, "detect.references.slot_minutes"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, references: dict[str, Any], key: str) -> None:
     path = tmp_path / "driftwire.yaml"
-    doc = {"profile": {"bucket_seconds": 600}, "detect": {"references": references}}
+    references = dict(references)
+    latency = references.pop("latency", None)
+    detect: dict[str, Any] = {"references": references}
+    if latency is not None:
+        detect["latency"] = latency
+    doc = {"profile": {"bucket_seconds": 600}, "detect": detect}
     path.write_text(orjson.dumps(doc).decode())  # JSON is YAML
     with pytest.raises(ConfigError) as info:
         load_settings(path, env={})

@@ -22,13 +22,24 @@ latency sketch (rank error ±1.3% at k = 200). Three checks turn them into findi
 * **Creep** (statistic ``p95_creep``): a change detector over the per-bucket series of p95 /
   reference p95, for a slow degradation the windows' tail counts are too noisy to confirm.
 
-The reference is the model's trailing or seasonal reference (``detect.references``: the
-model's kind, or an override ``model/latency_ms``) once it holds ``min_reference_count``
-latencies in the segment, so a daily cycle is compared with the same hours of earlier days;
-else the latency of the drift reference (a baseline) when it has ``min_reference_count``
-latencies, else the version's first complete window of live traffic (a baseline built from
-training data rarely has latencies). A seasonal reference leaves out slots that hold an
-incident (a spike last Tuesday must not hide this Tuesday's).
+The reference is latency's own (``detect.latency.reference``, ``seasonal`` by default: the
+same hour of each of the last ``seasonal_periods`` = 7 days; or ``trailing_window``,
+``baseline``, or ``references`` to follow ``detect.references`` as drift does; an override
+``detect.references.overrides["model/latency_ms"]`` wins) once it holds
+``min_reference_count`` latencies in the segment, so a daily cycle is compared with the same
+hours of earlier days; until then the latency of the drift reference (a baseline) when it has
+``min_reference_count`` latencies, else the version's first complete window of live traffic
+(a baseline built from training data rarely has latencies), and the alert's reference note
+says so. A seasonal reference leaves out slots that hold an incident (a spike last Tuesday
+must not hide this Tuesday's).
+
+Why a day over 7 days by default (``load_tests/eval_latency.py``, 3 series per family): against
+the baseline a daily cycle (2.2x trough to peak) fires 8-9 times per series and week, as the
+relevance floor (1.5x) sits inside the cycle. A daily period over 4 days is quiet on daily
+cycles (0.4 false alerts per week) but not on weekly ones (1.1: on Mondays the reference holds
+the quiet weekend); over 7 days every day of the week is in it (0.4 and 0.7). A weekly period
+needs a week of history before it takes over (daily cycles: 3.3 per week over the first 3
+weeks) and, over one week, rests on one past hour (weekly cycles: 3.2).
 
 A percentile ``q`` is judged only when at least ``min_tail_events`` events lie above it in
 the window (and in the reference): p99 needs 500 events at the default of 5, p95 needs 100.

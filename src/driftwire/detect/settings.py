@@ -16,6 +16,9 @@ from driftwire._settings import Section as _Section
 from driftwire.errors import ConfigError
 
 ReferenceKind = Literal["baseline", "trailing_window", "seasonal"]
+Period = Literal["day", "week"]
+#: what latency is compared with: a reference kind, or "references" (as drift)
+LatencyReferenceKind = Literal["seasonal", "trailing_window", "baseline", "references"]
 _PERIOD_MS = {"day": 86_400_000, "week": 7 * 86_400_000}
 
 
@@ -23,6 +26,9 @@ class LatencySettings(_Section):
     """Latency anomalies per (model, version, segment): spikes against the reference and creep.
 
     See :mod:`driftwire.detect.latency` for the statistics and the choice of parameters.
+    ``reference`` is latency's own reference, independent of the drift reference
+    (``detect.references``): by default the same hour of each of the last 7 days, so a daily
+    cycle is not an anomaly and a weekly one (weekends) is averaged over a whole week of days.
     """
 
     enabled: bool = True
@@ -66,6 +72,19 @@ class LatencySettings(_Section):
     )
     resolve_ratio: float = Field(
         1.2, ge=1, description="tail_count: a firing percentile resolves below this ratio"
+    )
+    reference: LatencyReferenceKind = Field(
+        "seasonal",
+        description="what latency is compared with: seasonal (the same hour of the last "
+        "seasonal_periods days), trailing_window (detect.references.trailing_hours), baseline, "
+        "or references (follow detect.references, as drift does); an override "
+        "detect.references.overrides['model/latency_ms'] wins",
+    )
+    seasonal_period: Period = Field(
+        "day", description="period of latency's own seasonal reference (reference: seasonal)"
+    )
+    seasonal_periods: int = Field(
+        7, ge=1, le=52, description="past periods merged by latency's own seasonal reference"
     )
 
     @model_validator(mode="after")
@@ -171,7 +190,7 @@ class ReferenceSettings(_Section):
         description='per model or model/feature, e.g. {churn: seasonal, "churn/age": baseline}',
     )
     trailing_hours: float = Field(24.0, gt=0, description="span of a trailing_window reference")
-    seasonal_period: Literal["week", "day"] = "week"
+    seasonal_period: Period = "week"
     seasonal_periods: int = Field(4, ge=1, le=52, description="past periods merged (seasonal)")
     slot_minutes: float = Field(60.0, gt=0, description="slot profiles kept per segment")
 
@@ -235,7 +254,10 @@ class DetectSettings(_Section):
     ``slot_minutes`` (seasonal: 4 weeks of hours = 672) or ``trailing_hours`` x 60 /
     ``slot_minutes`` (24), and a profile is about 2.3 KB per numeric feature (10 numeric
     features x 9 segments x 672 slots ≈ 140 MB), in memory and in the state changelog. Only
-    models that use them keep slots, and only as far back as they reach.
+    models that use them keep slots, and only as far back as they reach. Latency's default
+    seasonal reference keeps slots for every model: while the drift reference is the baseline
+    they hold the latency sketch alone (1.3-5 KB per slot and segment: 7 days of hours x 9
+    segments ≈ 1,530 sketches ≈ 4-7 MB per version in memory, about 60% of that stored).
     """
 
     window_buckets: int = Field(5, ge=1)
@@ -292,6 +314,41 @@ class DetectSettings(_Section):
         description="how the sketches' rank error widens the KS null: added to its variance, "
         "or subtracted from D whole (conservative, far less power at k=200)",
     )
+
+    def latency_reference(self, model: str) -> tuple[ReferenceKind, Period, int]:
+        """What ``model``'s latency is compared with: the reference kind, and the period and
+        number of periods a seasonal one spans.
+
+        An override ``detect.references.overrides["model/latency_ms"]`` wins, and so does
+        ``detect.references`` under ``latency.reference: references``; both come with
+        ``detect.references``' period. Else ``latency.reference`` with ``latency``'s period.
+
+        >>> detect = DetectSettings()
+        >>> detect.latency_reference("churn")
+        ('seasonal', 'day', 7)
+        >>> refs = {"overrides": {"churn/latency_ms": "baseline"}}
+        >>> DetectSettings(references=refs).latency_reference("churn")
+        ('baseline', 'week', 4)
+        >>> follow = {"reference": "references"}
+        >>> DetectSettings(latency=follow).latency_reference("churn")
+        ('baseline', 'week', 4)
+        """
+        refs, lat, own = self.references, self.latency, self.latency.reference
+        if own != "references" and f"{model}/latency_ms" not in refs.overrides:
+            return own, lat.seasonal_period, lat.seasonal_periods
+        return refs.kind(model, "latency_ms"), refs.seasonal_period, refs.seasonal_periods
+
+    def check(self, bucket_ms: int) -> None:
+        """Refuse slots that do not tile buckets and periods, latency's period included."""
+        self.references.check(bucket_ms)
+        period = self.latency.seasonal_period
+        if self.latency.reference == "seasonal" and _PERIOD_MS[period] % self.references.slot_ms:
+            raise ConfigError(
+                "detect.references.slot_minutes",
+                f"{self.references.slot_minutes:g} min does not divide a {period} "
+                "(detect.latency.seasonal_period)",
+                "use a divisor of 1440 min (a day), e.g. 60",
+            )
 
     @model_validator(mode="after")
     def _calibrated_consistent(self) -> DetectSettings:

@@ -12,11 +12,13 @@ are built from and what the shell stores, one value per (model, version, slot) u
   back k periods (a day or a week): the same hour of the week over the last weeks, so a
   daily or weekly pattern is not reported as drift.
 
-Latency uses the same references (:meth:`History.latency`): the model's kind, or the kind of
-the override ``model/latency_ms``, so a daily cycle of latency is compared with the same
-hours a day or week earlier. A latency reference needs ``min_reference_count`` latencies in
-the segment; until then the baseline's latency, or the first window's, is used and the
-alert's reference note says why.
+Latency has its own reference (:meth:`History.latency`; ``detect.latency.reference``, the
+same hour of the last 7 days by default, or the kind of the override ``model/latency_ms``),
+built from the same slots, so a daily cycle of latency is compared with the same hours of
+earlier days. A model whose latency alone uses slots (its drift reference is the baseline)
+keeps only the latency sketch in them (slot format 2). A latency reference needs
+``min_reference_count`` latencies in the segment; until then the baseline's latency, or the
+first window's, is used and the alert's reference note says why.
 
 A reference is rebuilt only when its set of slots changes (about once per slot), not every
 bucket. Until a segment's trailing or seasonal profile holds enough events (``min_count``
@@ -28,7 +30,9 @@ The part of a slot seen before a restart is lost with the restart (a slot is sto
 when it closes).
 
 Slot bytes: ``b"DWSL" | format 1 | slot_ms | start_ms | segments (name, profile bytes) |
-CRC-32``; the profiles carry their sketch parameters.
+CRC-32``; the profiles carry their sketch parameters. Format 2 (profiles of the latency alone)
+adds a content byte (1) before the CRC; a full slot is still written as format 1, so its bytes
+are those of the earlier release.
 
 >>> slot_key("churn", "1.4.2", 3_600_000)
 b'churn\\x00slot\\x001.4.2\\x003600000'
@@ -41,7 +45,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from driftwire._codec import Reader, Writer, seal, unseal
+from driftwire._codec import Reader, Writer, seal, unseal_any
 from driftwire.alerts.alert import iso
 from driftwire.detect.reference import ALL, Reference, segmented
 from driftwire.detect.settings import DetectSettings
@@ -53,8 +57,10 @@ __all__ = ["Choice", "History", "decode_slot", "encode_slot", "parse_slot_key", 
 BASELINE, TRAILING, SEASONAL = "baseline", "trailing_window", "seasonal"
 LATENCY = "latency_ms"  # the name of the latency in references.overrides (model/latency_ms)
 _MAGIC = b"DWSL"
-_FORMAT = 1
+_FORMAT = 1  # every sketch of the profiles (the bytes of the earlier release)
+_LATENCY_FORMAT = 2  # latency sketches alone, then a content byte
 _HOUR_MS = 3_600_000
+_PERIOD_MS = {"day": 24 * _HOUR_MS, "week": 7 * 24 * _HOUR_MS}
 
 
 def slot_key(model: str, version: str, start_ms: int) -> bytes:
@@ -77,7 +83,10 @@ def parse_slot_key(key: bytes) -> tuple[str, str, int]:
         raise FormatError(f"bad slot key {key[:80]!r}: {exc}") from exc
 
 
-def encode_slot(start_ms: int, slot_ms: int, profiles: Mapping[str, Profile]) -> bytes:
+def encode_slot(
+    start_ms: int, slot_ms: int, profiles: Mapping[str, Profile], *, latency_only: bool = False
+) -> bytes:
+    """Slot bytes; ``latency_only``: the profiles hold the latency alone (format 2)."""
     w = Writer()
     w.uvarint(slot_ms)
     w.svarint(start_ms)
@@ -85,16 +94,70 @@ def encode_slot(start_ms: int, slot_ms: int, profiles: Mapping[str, Profile]) ->
     for segment in sorted(profiles):
         w.text(segment)
         w.blob(profiles[segment].to_bytes())
-    return seal(_MAGIC, _FORMAT, w.getvalue())
+    if latency_only:
+        w.u8(1)
+    return seal(_MAGIC, _LATENCY_FORMAT if latency_only else _FORMAT, w.getvalue())
+
+
+def read_slot(blob: bytes) -> tuple[int, int, dict[str, Profile], bool]:
+    """``(start_ms, slot_ms, profiles by segment, latency_only)`` of :func:`encode_slot` bytes."""
+    version, payload = unseal_any(blob, _MAGIC, (_FORMAT, _LATENCY_FORMAT), "Slot")
+    r = Reader(payload, "Slot")
+    slot_ms, start_ms = r.uvarint(), r.svarint()
+    profiles = {r.text(): Profile.from_bytes(r.blob()) for _ in range(r.uvarint())}
+    latency_only = version == _LATENCY_FORMAT
+    if latency_only and r.u8() != 1:
+        raise FormatError("Slot: bad content flag")
+    r.done()
+    return start_ms, slot_ms, profiles, latency_only
 
 
 def decode_slot(blob: bytes) -> tuple[int, int, dict[str, Profile]]:
     """``(start_ms, slot_ms, profiles by segment)`` of :func:`encode_slot` bytes."""
-    r = Reader(unseal(blob, _MAGIC, _FORMAT, "Slot"), "Slot")
-    slot_ms, start_ms = r.uvarint(), r.svarint()
-    profiles = {r.text(): Profile.from_bytes(r.blob()) for _ in range(r.uvarint())}
-    r.done()
+    start_ms, slot_ms, profiles, _ = read_slot(blob)
     return start_ms, slot_ms, profiles
+
+
+@dataclass(frozen=True)
+class Span:
+    """Which closed slots a trailing or seasonal reference merges.
+
+    ``trailing_window``: those ending within ``reach_ms`` before the window; ``seasonal``:
+    those overlapping the window moved back 1 .. ``periods`` x ``period``.
+    """
+
+    kind: str
+    reach_ms: int = 0  # trailing_window
+    period: str = ""  # seasonal: "day" or "week"
+    periods: int = 0
+
+    @property
+    def period_ms(self) -> int:
+        return _PERIOD_MS[self.period]
+
+    @property
+    def back_ms(self) -> int:
+        """How far back from the window its slots lie."""
+        return self.reach_ms if self.kind == TRAILING else self.periods * self.period_ms
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one model keeps slots for."""
+
+    kind: str  # the model's drift reference kind
+    drift: Mapping[str, Span]  # kind -> span, every non-baseline kind the model's features use
+    features: Mapping[str, str]  # feature -> kind, where it differs from the model's
+    latency: Span | None  # the latency's span; None: baseline
+
+    @property
+    def keeps(self) -> bool:
+        return bool(self.drift) or self.latency is not None
+
+    @property
+    def latency_only(self) -> bool:
+        """Only the latency uses slots: they keep latency sketches alone."""
+        return not self.drift and self.latency is not None
 
 
 @dataclass
@@ -105,7 +168,9 @@ class _Slots:
     open_start: int | None = None
     open: dict[str, Profile] = field(default_factory=dict)
     reopened: int = 0  # bumps when a closed slot takes buckets again: cached builds are stale
-    built: dict[str, tuple[tuple[object, ...], Reference | None, str]] = field(default_factory=dict)
+    built: dict[Span, tuple[tuple[object, ...], Reference | None, str]] = field(
+        default_factory=dict
+    )
     choice: tuple[tuple[int, ...], Choice] | None = None
 
 
@@ -194,12 +259,15 @@ class History:
     """Slot profiles per (model, version) and the trailing / seasonal references built on them.
 
     Pure: the caller adds each evaluated bucket, asks for a window's :class:`Choice`, drains
-    the closed (or expired) slots to store them, and loads them back after a restart.
+    the closed (or expired) slots to store them, and loads them back after a restart. A model
+    whose latency alone uses slots (its drift reference is the baseline) keeps latency sketches
+    alone in them.
     """
 
     def __init__(self, detect: DetectSettings, *, bucket_ms: int) -> None:
+        detect.check(bucket_ms)
+        self._d = detect
         self._s = detect.references
-        self._s.check(bucket_ms)
         self._segments = detect.segments
         # under the calibrated rule a smaller reference widens the test instead of misleading
         # it, so a trailing or seasonal drift reference is used from a window's minimum on
@@ -209,10 +277,17 @@ class History:
         self._slots: dict[tuple[str, str], _Slots] = {}
         self._latest: dict[str, int] = {}  # model -> newest bucket added
         self._outbox: dict[bytes, tuple[str, str, int]] = {}  # to store (or delete)
-        self._plans: dict[str, tuple[set[str], dict[str, str]]] = {}
+        self._plans: dict[str, _Plan] = {}
 
-    def _plan(self, model: str) -> tuple[set[str], dict[str, str]]:
-        """Kinds that need slots, and the features whose kind differs from the model's."""
+    def _span(self, kind: str, period: str, periods: int) -> Span | None:
+        if kind == TRAILING:
+            return Span(TRAILING, reach_ms=round(self._s.trailing_hours * _HOUR_MS))
+        if kind == SEASONAL:
+            return Span(SEASONAL, period=period, periods=periods)
+        return None
+
+    def _plan(self, model: str) -> _Plan:
+        """The spans ``model``'s drift and latency references use, and its feature overrides."""
         plan = self._plans.get(model)
         if plan is None:
             kind = self._s.kind(model)
@@ -220,20 +295,24 @@ class History:
             features: dict[str, str] = {
                 key[len(prefix) :]: k
                 for key, k in self._s.overrides.items()
-                if key.startswith(prefix) and k != kind
+                if key.startswith(prefix) and key != prefix + LATENCY and k != kind
             }
-            uses = {str(k) for k in self._s.kinds(model)} - {BASELINE}
-            plan = self._plans[model] = (uses, features)
+            drift: dict[str, Span] = {}
+            for k in {kind, *features.values()}:
+                span = self._span(k, self._s.seasonal_period, self._s.seasonal_periods)
+                if span is not None:
+                    drift[k] = span
+            latency = self._span(*self._d.latency_reference(model))
+            if not self._d.latency.enabled:
+                latency = None
+            plan = self._plans[model] = _Plan(kind, drift, features, latency)
         return plan
 
     def retention_ms(self, model: str) -> int:
         """How far back ``model``'s references reach (0: it keeps no slots)."""
-        uses = self._plan(model)[0]
-        reach = 0
-        if TRAILING in uses:
-            reach = round(self._s.trailing_hours * _HOUR_MS)
-        if SEASONAL in uses:
-            reach = max(reach, self._s.seasonal_periods * self._s.period_ms)
+        plan = self._plan(model)
+        spans = [*plan.drift.values(), *([plan.latency] if plan.latency else [])]
+        reach = max((span.back_ms for span in spans), default=0)
         return reach + self._window_ms + self._slot if reach else 0
 
     # -- input ------------------------------------------------------------------------------
@@ -242,8 +321,11 @@ class History:
         self, model: str, version: str, bucket_ms: int, profiles: Mapping[str, Profile]
     ) -> None:
         """Merge one evaluated bucket's profiles (by segment) into its slot."""
-        if not self._plan(model)[0]:
+        plan = self._plan(model)
+        if not plan.keeps:
             return
+        if plan.latency_only:
+            profiles = {segment: p.latency_part() for segment, p in profiles.items()}
         start = bucket_ms - bucket_ms % self._slot
         slots = self._slots.setdefault((model, version), _Slots())
         if slots.open_start != start:
@@ -258,7 +340,7 @@ class History:
         for segment, profile in profiles.items():
             mine = slots.open.get(segment)
             if mine is None:
-                slots.open[segment] = profile.copy()
+                slots.open[segment] = profile if plan.latency_only else profile.copy()
             else:
                 mine.merge(profile)
         self._latest[model] = max(bucket_ms, self._latest.get(model, bucket_ms))
@@ -289,15 +371,17 @@ class History:
 
     def choose(self, model: str, version: str, fallback: Reference, start: int, end: int) -> Choice:
         """The references of the window ``[start, end)``; ``fallback`` is baseline or frozen."""
-        uses, features = self._plan(model)
-        kind = self._s.kind(model)
-        if not uses:
-            return Choice(fallback, kind, features, {}, self._need)
+        plan = self._plan(model)
+        if not plan.drift:
+            return Choice(fallback, plan.kind, plan.features, {}, self._need)
         slots = self._slots.get((model, version)) or _Slots()
-        built = {k: self._build(model, version, slots, k, start, end) for k in sorted(uses)}
+        built = {
+            k: self._build(model, version, slots, span, start, end)
+            for k, span in sorted(plan.drift.items())
+        }
         key = (id(fallback), *(id(r) for r, _ in built.values()))
         if slots.choice is None or slots.choice[0] != key:
-            slots.choice = (key, Choice(fallback, kind, features, built, self._need))
+            slots.choice = (key, Choice(fallback, plan.kind, plan.features, built, self._need))
         return slots.choice[1]
 
     def latency(
@@ -305,52 +389,51 @@ class History:
     ) -> tuple[str, Reference | None, str, list[dict[str, Profile]]]:
         """What the latency of the window ``[start, end)`` is compared with.
 
-        ``(kind, built, progress, parts)``: the reference kind of ``model``'s latency (the
-        model's, or an override ``model/latency_ms``); for ``trailing_window`` / ``seasonal``
-        the reference built from the slots (``None`` before any slot), its progress text and the
-        slot profiles it merges (their spread widens the latency test); for ``baseline``
-        ``(baseline, None, "", [])``.
+        ``(kind, built, progress, parts)``: the reference kind of ``model``'s latency
+        (:meth:`DetectSettings.latency_reference <driftwire.detect.settings.DetectSettings.
+        latency_reference>`: ``detect.latency.reference``, or an override ``model/latency_ms``);
+        for ``trailing_window`` / ``seasonal`` the reference built from the slots (``None``
+        before any slot), its progress text and the slot profiles it merges (their spread
+        widens the latency test); for ``baseline`` ``(baseline, None, "", [])``.
         """
-        kind = self._s.kind(model, LATENCY)
-        if kind == BASELINE or kind not in self._plan(model)[0]:
-            return kind, None, "", []
+        span = self._plan(model).latency
+        if span is None:
+            return BASELINE, None, "", []
         slots = self._slots.get((model, version)) or _Slots()
-        built, progress = self._build(model, version, slots, kind, start, end)
-        chosen = [s for s in slots.built[kind][0][1:] if isinstance(s, int)]
-        return kind, built, progress, [slots.closed[s] for s in chosen if s in slots.closed]
+        built, progress = self._build(model, version, slots, span, start, end)
+        chosen = [s for s in slots.built[span][0][1:] if isinstance(s, int)]
+        return span.kind, built, progress, [slots.closed[s] for s in chosen if s in slots.closed]
 
     def _build(
-        self, model: str, version: str, slots: _Slots, kind: str, start: int, end: int
+        self, model: str, version: str, slots: _Slots, span: Span, start: int, end: int
     ) -> tuple[Reference | None, str]:
         slot = self._slot
         periods = 0
-        if kind == TRAILING:
-            reach = round(self._s.trailing_hours * _HOUR_MS)
-            chosen = sorted(s for s in slots.closed if start - reach < s + slot <= start)
+        if span.kind == TRAILING:
+            chosen = sorted(s for s in slots.closed if start - span.reach_ms < s + slot <= start)
         else:
             chosen = []
-            for k in range(1, self._s.seasonal_periods + 1):
-                lo, hi = start - k * self._s.period_ms, end - k * self._s.period_ms
+            for k in range(1, span.periods + 1):
+                lo, hi = start - k * span.period_ms, end - k * span.period_ms
                 found = [s for s in range(lo - lo % slot, hi, slot) if s in slots.closed]
                 periods += bool(found)
                 chosen += found
             chosen.sort()
         key: tuple[object, ...] = (slots.reopened, *chosen)
-        cached = slots.built.get(kind)
+        cached = slots.built.get(span)
         if cached is None or cached[0] != key:
-            ref = self._merge(model, version, kind, chosen, slots, periods) if chosen else None
-            cached = slots.built[kind] = (key, ref, self._progress(kind, len(chosen), periods))
+            ref = self._merge(model, version, span, chosen, slots, periods) if chosen else None
+            cached = slots.built[span] = (key, ref, self._progress(span, len(chosen), periods))
         return cached[1], cached[2]
 
-    def _progress(self, kind: str, n_slots: int, periods: int) -> str:
-        if kind == TRAILING:
+    def _progress(self, span: Span, n_slots: int, periods: int) -> str:
+        if span.kind == TRAILING:
             hours = n_slots * self._slot / _HOUR_MS
-            return f"{hours:g} h of {self._s.trailing_hours:g} h"
-        unit = self._s.seasonal_period
-        return f"{periods} of {self._s.seasonal_periods} {unit}s"
+            return f"{hours:g} h of {span.reach_ms / _HOUR_MS:g} h"
+        return f"{periods} of {span.periods} {span.period}s"
 
     def _merge(
-        self, model: str, version: str, kind: str, chosen: list[int], slots: _Slots, periods: int
+        self, model: str, version: str, span: Span, chosen: list[int], slots: _Slots, periods: int
     ) -> Reference:
         merged: dict[str, Profile] = {}
         for start in chosen:
@@ -365,14 +448,15 @@ class History:
         else:
             merged[ALL] = _union(merged.values())
         first, last = iso(chosen[0]), iso(chosen[-1] + self._slot)
-        span: dict[str, object] = {"start": first, "end": last, "slots": len(chosen)}
-        progress = self._progress(kind, len(chosen), periods)
+        described: dict[str, object] = {"start": first, "end": last, "slots": len(chosen)}
+        progress = self._progress(span, len(chosen), periods)
+        kind = span.kind
         if kind == TRAILING:
             note = f"trailing_window: {progress} of this version's own traffic before the window."
         else:
-            span.update(period=self._s.seasonal_period, periods=periods)
+            described.update(period=span.period, periods=periods)
             note = (
-                f"seasonal: {progress}, the same time of the {self._s.seasonal_period} "
+                f"seasonal: {progress}, the same time of the {span.period} "
                 "in this version's own traffic."
             )
         return Reference(
@@ -383,7 +467,7 @@ class History:
             profiles=merged,
             note=note,
             created_ms=chosen[-1] + self._slot,
-            meta={"span": span},
+            meta={"span": described},
         )
 
     # -- persistence ----------------------------------------------------------------------------
@@ -397,7 +481,12 @@ class History:
             if slots is not None and slots.open_start == start:
                 continue  # taking buckets again: stored when it closes again
             profiles = None if slots is None else slots.closed.get(start)
-            blob = None if profiles is None else encode_slot(start, self._slot, profiles)
+            only = self._plan(model).latency_only
+            blob = (
+                None
+                if profiles is None
+                else encode_slot(start, self._slot, profiles, latency_only=only)
+            )
             out.append((model, key, blob))
         self._outbox.clear()
         return out
@@ -413,15 +502,26 @@ class History:
         return [slot_key(model, v, s) for v in versions for s in range(first, last + 1, slot)]
 
     def load(self, key: bytes, blob: bytes) -> None:
-        """Take back a stored slot (after a restart); one outside the reach is ignored."""
+        """Take back a stored slot (after a restart).
+
+        A slot of latency alone cannot serve a drift reference (the settings changed since it
+        was stored): it is dropped and marked for deletion, and the reference fills again. A
+        full slot of a model that now keeps latency alone keeps only its latency.
+        """
         model, version, start = parse_slot_key(key)
-        found, slot_ms, profiles = decode_slot(blob)
+        found, slot_ms, profiles, latency_only = read_slot(blob)
         if found != start or slot_ms != self._slot:
             raise FormatError(
                 f"slot {key!r} holds {slot_ms} ms from {found}; settings say {self._slot} ms"
             )
-        if not self._plan(model)[0]:
+        plan = self._plan(model)
+        if not plan.keeps:
             return
+        if latency_only and not plan.latency_only:
+            self._outbox[key] = (model, version, start)
+            return
+        if plan.latency_only and not latency_only:
+            profiles = {segment: p.latency_part() for segment, p in profiles.items()}
         slots = self._slots.setdefault((model, version), _Slots())
         if slots.open_start != start:
             slots.closed[start] = profiles

@@ -229,7 +229,7 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _slots_tile_buckets(self) -> Settings:
-        self.detect.references.check(round(self.profile.bucket_seconds * 1000))
+        self.detect.check(round(self.profile.bucket_seconds * 1000))
         return self
 
 

@@ -319,6 +319,14 @@ class Profile:
         out._latency = self._latency.copy()
         return out
 
+    def latency_part(self) -> Profile:
+        """A copy with the span, the event count and the latency sketch only (no feature or
+        prediction sketch): what a reference of latency alone needs to keep."""
+        out = Profile(self._params, kinds=self._kinds)
+        out._n_events, out._start_ms, out._end_ms = self._n_events, self._start_ms, self._end_ms
+        out._latency = self._latency.copy()
+        return out
+
     def with_sketches(self, sketches: Mapping[str, Sketch]) -> Profile:
         """A copy whose named sketches come from ``sketches`` (a reference composed per feature).
 
