@@ -16,14 +16,21 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
 import driftwire
 from driftwire.alerts.alert import encode
+from driftwire.decode.decoder import decode_batch
+from driftwire.decode.limits import DecoderLimits
+from driftwire.detect.detector import Detector
+from driftwire.detect.reference import ReferenceStore
 from driftwire.offline.generator import Change, StreamSpec, generate
 from driftwire.ops.config import Settings
+from driftwire.partials import Partial, Watermark, decode_record
 from driftwire.stages.inmemory import InMemoryPipeline
+from driftwire.stages.profile_core import profile_core
 
 MINUTE = 60_000
 START = StreamSpec(events=1).start_ms
@@ -45,11 +52,13 @@ def scenario() -> StreamSpec:
     )
 
 
+SETTINGS = Settings.model_validate(
+    {"detect": {"window_buckets": 5, "min_count": 200, "min_reference_count": 400}}
+)
+
+
 def encoded_alerts() -> Encoded:
-    settings = Settings.model_validate(
-        {"detect": {"window_buckets": 5, "min_count": 200, "min_reference_count": 400}}
-    )
-    pipeline = InMemoryPipeline(settings)
+    pipeline = InMemoryPipeline(SETTINGS)
     return [encode(a, "driftwire-test") for a in pipeline.run(generate(scenario()))]
 
 
@@ -109,6 +118,66 @@ def test_two_processes_with_other_hash_seeds_give_byte_identical_alerts(
     assert outputs[0]
     assert outputs[0] == outputs[1]
     assert outputs[0] == reference_run  # and this process agrees
+
+
+def partials_of_two_partitions() -> list[list[bytes]]:
+    """Stage 1's records (partials, then watermarks) of two input partitions that hold
+    different segments, as producers keyed by region would fill them: eu and us in one,
+    apac and latam in the other."""
+    settings = SETTINGS
+    core = profile_core(settings, topic="events", partitions=2)
+    limits = DecoderLimits(
+        max_event_bytes=settings.profile.max_event_bytes,
+        max_features=settings.profile.max_features,
+    )
+    values = list(generate(scenario()))
+    west = [orjson.loads(v)["segment"]["region"] in ("eu", "us") for v in values]
+    records: list[list[bytes]] = [[], []]
+    for partition in (0, 1):
+        core.assign(partition, None)
+        mine = [v for v, w in zip(values, west, strict=True) if w == (partition == 0)]
+        for first in range(0, len(mine), 2000):
+            chunk = mine[first : first + 2000]
+            batch = decode_batch(chunk, limits)
+            offsets = np.arange(first, first + len(chunk), dtype=np.int64)
+            core.process(partition, batch, offsets[batch.index], None)
+            core.note_position(partition, first + len(chunk))
+            records[partition] += [out.value for out in core.due(None).records]
+        records[partition] += [out.value for out in core.flush(partition).records]
+        end = core.max_event_time(partition)
+        assert end is not None
+        mark = Watermark("events", partition, 2, end + 1, idle=False)
+        records[partition].append(mark.encode())
+    return records
+
+
+def detect(records: list[list[bytes]], order: list[int]) -> Encoded:
+    """Stage 2 fed each partition's records in their order, the partitions interleaved by
+    ``order`` (the partition each next record comes from)."""
+    detector = Detector(SETTINGS.detect, SETTINGS.alerts, ReferenceStore(), bucket_ms=60_000)
+    position = [0, 0]
+    alerts = []
+    for partition in order:
+        record = decode_record(records[partition][position[partition]])
+        position[partition] += 1
+        if isinstance(record, Partial):
+            alerts += detector.on_partial(record, 0)
+        else:
+            alerts += detector.on_watermark(record, 0)
+    assert position == [len(r) for r in records]
+    return [encode(a, "driftwire-test") for a in alerts]
+
+
+def test_the_arrival_order_of_two_partitions_partials_does_not_change_the_alerts() -> None:
+    records = partials_of_two_partitions()
+    counts = [len(r) for r in records]
+    west_first = detect(records, [0] * counts[0] + [1] * counts[1])
+    east_first = detect(records, [1] * counts[1] + [0] * counts[0])
+    rng = np.random.default_rng(5)
+    shuffled = detect(records, rng.permutation([0] * counts[0] + [1] * counts[1]).tolist())
+    assert west_first
+    assert east_first == west_first
+    assert shuffled == west_first
 
 
 if __name__ == "__main__":  # the child of the cross-process test
