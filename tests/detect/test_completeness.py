@@ -26,6 +26,16 @@ def test_silent_partition_waits_for_grace_only() -> None:
     assert c.complete_until(now_ms=50) == 300
 
 
+def test_a_partition_that_reported_and_lags_is_waited_for_after_the_grace_too() -> None:
+    c = Completeness(grace_ms=50)
+    c.observe(partition=0, partitions=3, watermark_ms=300, idle=False, now_ms=0)
+    c.observe(partition=1, partitions=3, watermark_ms=100, idle=False, now_ms=0)
+    assert c.complete_until(now_ms=49) is None  # partition 2 not heard from yet
+    assert c.complete_until(now_ms=500) == 100  # partition 2 is late; partition 1 only slow
+    c.observe(partition=1, partitions=3, watermark_ms=200, idle=False, now_ms=501)
+    assert c.complete_until(now_ms=502) == 200
+
+
 def test_state_round_trip() -> None:
     c = Completeness(grace_ms=50)
     c.observe(partition=0, partitions=2, watermark_ms=300, idle=True, now_ms=0)

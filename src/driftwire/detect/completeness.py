@@ -58,9 +58,11 @@ class Completeness:
         else:
             candidate = None
         if self._max_seen_at is not None and now_ms - self._max_seen_at[1] >= self.grace_ms:
-            # grace over: whoever has not reported by now is late, not a blocker
+            # grace over: whoever has not reported by now is late, not a blocker; a partition
+            # that reported and lags is still waited for (evaluating past it would make its
+            # partials late, and the alerts would depend on how fast stage 1 read each one)
             reported = [w for p, w in self.watermarks.items() if p not in self.idle]
-            fallback = max(reported) if reported else max(self.watermarks.values())
+            fallback = min(reported) if reported else max(self.watermarks.values())
             candidate = fallback if candidate is None else max(candidate, fallback)
         if candidate is not None and (self._complete is None or candidate > self._complete):
             self._complete = candidate

@@ -211,7 +211,10 @@ class Detector:
         end = bucket + self._bucket_ms
         start = end - self._d.window_buckets * self._bucket_ms
         for version_name, version in model.versions.items():
-            profiles = version.pending.pop(bucket, None)
+            pending = version.pending.pop(bucket, None)
+            # segments in their sorted order, not the order the partials happened to arrive
+            # in: every merge over segments (all traffic, the window) then runs in one order
+            profiles = None if pending is None else dict(sorted(pending.items()))
             count = sum(p.n_events for p in profiles.values()) if profiles else 0
             labels = {"model": name, "model_version": version_name}
             findings: list[Finding] = []
