@@ -73,10 +73,6 @@ def noise_floor(result: DriftResult) -> float | None:
     return None if p99 is None else NOISE_FACTOR * float(p99)
 
 
-#: The decision score resolves below this (the policy's default: 80% of the warning level 1).
-RESOLVE_BELOW = 0.8
-
-
 @dataclass(frozen=True, slots=True)
 class Comparison:
     """One statistic of one feature, with the thresholds that apply to it in this window.
