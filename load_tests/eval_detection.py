@@ -173,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     s = result["settings"]
     print(
         f"default settings, {s['bucket_seconds']:g} s buckets (real: 3600), windows of "
-        f"{s['window_buckets']} buckets, K = {s['consecutive_windows']}, statistics "
-        f"{s['statistics']}, q = {s['q']:g} {s['fdr_method']} ({s['fdr_source']}); "
+        f"{s['window_buckets']} buckets, K = {s['consecutive_windows']}, rule "
+        f"{s.get('rule', 'fixed')}, tests {s['statistics']}, q = {s['q']:g} "
+        f"{s.get('fdr') or s['fdr_method']} ({s['fdr_source']}); "
         f"seeds {result['seeds']}; {result.get('seconds', 0):.0f} s\n"
     )
     print(report.markdown(result) if args.markdown else report.text(result))
