@@ -26,7 +26,7 @@ from driftwire.detect.window import ALL_SEGMENTS
 from driftwire.detect.wording import bound_note
 from driftwire.sketch.numeric import NumericSketch
 from driftwire.sketch.profile import Profile
-from driftwire.stats.calibrated import describe_effect
+from driftwire.stats.calibrated import TEST_NAMES, describe_effect
 
 
 def drift_finding(
@@ -107,7 +107,7 @@ def _calibrated_finding(
     effect = describe_effect(decision["effect"], decision["effect_unit"])
     psi = decision.get("psi")
     psi_text = "" if psi is None else f", PSI {psi:.2g}"
-    stat = {"ks": "KS", "chi2": "chi2", "psi": "PSI", "js": "JS"}[decision["statistic"]]
+    stat = TEST_NAMES[decision["statistic"]]
     critical_effect = describe_effect(decision["critical_effect"], decision["effect_unit"])
 
     def headline(status: str, threshold: float) -> str:

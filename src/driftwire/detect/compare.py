@@ -48,6 +48,7 @@ from driftwire.detect.settings import DetectSettings
 from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
 from driftwire.sketch.profile import Profile
 from driftwire.stats.calibrated import (
+    TEST_NAMES,
     FeatureTest,
     categorical_test,
     describe_effect,
@@ -278,7 +279,7 @@ def _decided(
     effect_ratio = t.effect / low
     below_one = math.nextafter(1.0, 0.0)
     score = effect_ratio if significant else min(ratio, effect_ratio, below_one)
-    name = {"ks": "KS", "chi2": "chi2", "psi": "PSI", "js": "JS"}[t.statistic]
+    name = TEST_NAMES[t.statistic]
     verdict = "<=" if significant else ">"
     fdr = "BH" if method == "bh" else "BY"
     effect_text = describe_effect(t.effect, t.effect_unit)

@@ -52,7 +52,7 @@ from driftwire.stats._common import (
 from driftwire.stats._weighted import WeightedItems, cdf_distances
 from driftwire.stats.categorical import align_counts
 from driftwire.stats.numeric import (
-    _mid_ranks,
+    _grid_points,
     _scale,
     _side,
     numeric_drift,
@@ -156,12 +156,6 @@ def _unavailable(statistic: str, result: DriftResult, unit: str) -> FeatureTest:
     return FeatureTest(statistic, None, None, None, None, unit, result)
 
 
-def _points(sketch: Any, side: Any, grid: int) -> FloatArray:
-    """The sketch's quantiles at ``grid`` mid-ranks (every item, in order, if it is exact)."""
-    g = side.n if side.exact else grid
-    return np.asarray(side.quantiles(_mid_ranks(g), True), dtype=np.float64)
-
-
 def _weighted(sketch: Any, side: Any, grid: int) -> tuple[WeightedItems, float]:
     """The CDF a sketch answers, as weighted sorted items, and how far it is from the data's.
 
@@ -171,7 +165,7 @@ def _weighted(sketch: Any, side: Any, grid: int) -> tuple[WeightedItems, float]:
     """
     if isinstance(sketch, QuantileSketch):
         return WeightedItems.of_cumulative(*sketch.cumulative_view()), side.eps
-    points = _points(sketch, side, grid)
+    points = _grid_points(side, grid)
     ranks = np.arange(1, points.size + 1)
     return WeightedItems.of_cumulative(points, ranks), 0.0 if side.exact else side.eps + 0.5 / grid
 
@@ -192,7 +186,7 @@ class ReferenceSide:
 def _read_reference(reference: Any, ref: Any, grid: int) -> ReferenceSide:
     items, bound = _weighted(reference, ref, grid)
     q25, q50, q75 = ref.quantiles([0.25, 0.5, 0.75], True)
-    scale, kind = _scale(q25, q50, q75, None if q75 > q25 else _points(reference, ref, grid))
+    scale, kind = _scale(q25, q50, q75, None if q75 > q25 else _grid_points(ref, grid))
     edges = reference_edges(reference, DEFAULT_BINS)
     return ReferenceSide(
         items, bound, scale, kind, edges, items.shares_below(edges), _quantiles(items)
@@ -369,12 +363,12 @@ def categorical_test(
     return FeatureTest("chi2", chi2, chi2, p, tvd, "share", main, shown, null, p_min, extreme)
 
 
+#: How a significance test is named in alert text.
+TEST_NAMES = {"ks": "KS", "chi2": "chi2", "psi": "PSI", "js": "JS"}
+
+
 def describe_effect(effect: float, unit: str) -> str:
     """``0.14 sd`` or ``3.1 points`` (of share)."""
     if unit == "sd":
         return f"{effect:.2g} sd"
     return f"{effect * 100:.2g} points"
-
-
-def finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else x
