@@ -43,6 +43,7 @@ __all__ = [
     "ClassMetrics",
     "ClassificationMetrics",
     "ClassificationState",
+    "score_histogram",
 ]
 
 SCORE_BINS = 1000
@@ -110,6 +111,10 @@ class ClassificationState:
         loss = -math.log(clipped if is_positive else 1 - clipped)
         self._loss += (loss, loss * loss)
         self._cal_score_sum[min(int(p * CALIBRATION_BINS), CALIBRATION_BINS - 1)] += p
+
+    def score_histograms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the score counts per bin of the actual positives and negatives."""
+        return self._pos_hist.copy(), self._neg_hist.copy()
 
     def merge(self, other: ClassificationState) -> ClassificationState:
         """Add ``other`` into this state (same positive class) and return it."""
@@ -225,3 +230,15 @@ class ClassificationState:
 
 def _score_bin(p: float) -> int:
     return min(int(p * SCORE_BINS), SCORE_BINS - 1)
+
+
+def score_histogram(scores: np.ndarray) -> np.ndarray:
+    """Counts of finite scores per bin (scores clipped to [0, 1]), as :meth:`update` bins them.
+
+    >>> score_histogram(np.array([0.0, 0.2, 0.2, 1.0, np.nan]))[[0, 200, 999]].tolist()
+    [1, 2, 1]
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    values = np.clip(values[np.isfinite(values)], 0.0, 1.0)
+    bins = np.minimum((values * SCORE_BINS).astype(np.int64), SCORE_BINS - 1)
+    return np.bincount(bins, minlength=SCORE_BINS).astype(np.int64)
