@@ -33,6 +33,7 @@ class _LoggerBase:
         bootstrap_servers: str,
         *,
         topic: str,
+        labels_topic: str,
         sample_rate: float,
         models: Mapping[str, ModelOptions] | None,
         validate: bool,
@@ -46,6 +47,7 @@ class _LoggerBase:
     ) -> None:
         self._core = _Core(
             topic=topic,
+            labels_topic=labels_topic,
             sample_rate=sample_rate,
             models=models or {},
             validate=validate,
@@ -77,16 +79,19 @@ class _LoggerBase:
         segment: Mapping[str, str] | None = None,
         event_id: str | None = None,
         timestamp: datetime | float | str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Queue one inference event; returns at once and never raises (see the module doc).
 
         ``timestamp``: an aware datetime, epoch milliseconds or an RFC 3339 string; default
         now. ``prediction``: a number, a label, a bool or ``{"score": ..., "label": ...}``.
+        ``event_id``: the prediction's id, which its ground truth will carry
+        (:meth:`log_ground_truth`); a random one (32 hex digits) when not given. Returns the
+        id the event was queued with, or None when it was not queued (sampled out, invalid).
         In development mode (``validate=True``) an invalid event raises
         :class:`InvalidEventError`.
         """
         try:
-            self._core.log(
+            return self._core.log(
                 model, model_version, features, prediction, latency_ms, segment, event_id, timestamp
             )
         except InvalidEventError:
@@ -96,6 +101,49 @@ class _LoggerBase:
             with self._core.lock:
                 self._core.invalid += 1
             log.debug("inference event not logged", exc_info=True)
+        return None
+
+    def log_ground_truth(
+        self,
+        *,
+        event_id: str,
+        model: str,
+        actual: str | bool | float,
+        model_version: str | None = None,
+        observed_at: datetime | float | str | None = None,
+        prediction_timestamp: datetime | float | str | None = None,
+    ) -> bool:
+        """Queue the known outcome of an earlier prediction on the labels topic.
+
+        ``event_id``: the id :meth:`log` returned (or was given) for that prediction;
+        ``actual``: the true class label (a string or bool) or regression target (a number);
+        ``observed_at``: when the outcome became known (default now). Returns False when the
+        record was refused (counted as invalid; raised in development mode); never raises
+        otherwise. The record needs no key: driftwire joins labels to predictions by
+        ``event_id`` whatever partition they arrive on.
+
+        >>> from driftwire.producer import InferenceLogger
+        >>> logger = InferenceLogger("localhost:9092", start=False)
+        >>> event_id = logger.log(model="churn", model_version="1", features={"age": 37},
+        ...                       prediction=0.83, latency_ms=4.0)
+        >>> len(event_id), logger.log_ground_truth(event_id=event_id, model="churn", actual=True)
+        (32, True)
+        >>> logger.stats().queued
+        2
+        >>> _ = logger.close()
+        """
+        try:
+            return self._core.label(
+                event_id, model, actual, model_version, observed_at, prediction_timestamp
+            )
+        except InvalidEventError:
+            if self._core.label_validator is not None:
+                raise
+        except Exception:
+            with self._core.lock:
+                self._core.invalid += 1
+            log.debug("ground truth not logged", exc_info=True)
+        return False
 
     def timed(
         self,
@@ -246,7 +294,7 @@ class Timed:
         self.latency_ms = (time.perf_counter() - self._started) * 1000.0
         if exc_type is not None:
             return
-        self._logger.log(
+        self.event_id = self._logger.log(
             model=self.model,
             model_version=self.model_version,
             features=self.features if self.features is not None else {},

@@ -26,9 +26,12 @@ numerical stack. The sending thread shares the GIL with the server: its work (bu
 batches, a few microseconds per event, less with a longer ``linger_ms``) is CPU the process
 spends too; ``load_tests/bench_producer.py`` measures both.
 
+Ground truth that arrives later goes to the labels topic with
+:meth:`~InferenceLogger.log_ground_truth`, carrying the event id that ``log`` returned.
+
 >>> logger = InferenceLogger("localhost:9092", start=False)  # start=False: no thread, no I/O
->>> logger.log(model="churn", model_version="1.4.2", features={"age": 37}, prediction=0.83,
-...            latency_ms=12.4)
+>>> event_id = logger.log(model="churn", model_version="1.4.2", features={"age": 37},
+...                       prediction=0.83, latency_ms=12.4)
 >>> logger.stats().queued
 1
 >>> logger.close().dropped  # never started: what was queued is counted as dropped
@@ -71,7 +74,8 @@ class InferenceLogger(_LoggerBase):
     stops the thread; it also runs at interpreter exit (``atexit``) unless called before.
     Create the logger after forking (in each worker process of a pre-forking server).
 
-    ``models`` gives per-model :class:`ModelOptions` (sampling rate, topic). ``kafka_options``
+    ``models`` gives per-model :class:`ModelOptions` (sampling rate, topic); ground truth goes
+    to ``labels_topic``. ``kafka_options``
     go to :class:`aiokafka.AIOKafkaProducer` as they are (security settings, timeouts).
     ``compression_type``: ``gzip`` (the standard library's zlib, which compresses outside the
     GIL), ``None`` to save that CPU, or ``lz4`` / ``zstd`` / ``snappy`` with aiokafka's
@@ -83,6 +87,7 @@ class InferenceLogger(_LoggerBase):
         bootstrap_servers: str = "localhost:9092",
         *,
         topic: str = "inference-events",
+        labels_topic: str = "inference-labels",
         sample_rate: float = 1.0,
         models: Mapping[str, ModelOptions] | None = None,
         validate: bool = False,
@@ -99,6 +104,7 @@ class InferenceLogger(_LoggerBase):
         super().__init__(
             bootstrap_servers,
             topic=topic,
+            labels_topic=labels_topic,
             sample_rate=sample_rate,
             models=models,
             validate=validate,
@@ -214,6 +220,7 @@ class AsyncInferenceLogger(_LoggerBase):
         bootstrap_servers: str = "localhost:9092",
         *,
         topic: str = "inference-events",
+        labels_topic: str = "inference-labels",
         sample_rate: float = 1.0,
         models: Mapping[str, ModelOptions] | None = None,
         validate: bool = False,
@@ -228,6 +235,7 @@ class AsyncInferenceLogger(_LoggerBase):
         super().__init__(
             bootstrap_servers,
             topic=topic,
+            labels_topic=labels_topic,
             sample_rate=sample_rate,
             models=models,
             validate=validate,
