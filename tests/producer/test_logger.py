@@ -132,9 +132,13 @@ def test_log_returns_the_event_id_and_ground_truth_follows_its_schema() -> None:
     assert call.event_id is not None and len(call.event_id) == 32
     assert logger.log_ground_truth(event_id=generated, model="churn", actual=True) is True
     assert logger.log_ground_truth(
-        event_id="0", model="churn", actual=12.5, model_version="1.4.2",
-        observed_at=datetime(2026, 11, 23, tzinfo=UTC), prediction_timestamp=1795359845123,
-    )  # fmt: skip
+        event_id="0",
+        model="churn",
+        actual=12.5,
+        model_version="1.4.2",
+        observed_at=datetime(2026, 11, 23, tzinfo=UTC),
+        prediction_timestamp=1795359845123,
+    )
     events = queued_values(logger)
     labels = [e for e in events if "actual" in e]
     assert [e["event_id"] for e in events if "features" in e][1] == generated

@@ -13,6 +13,7 @@ from driftwire.truth.compare import (
     regression_checks,
 )
 from driftwire.truth.estimate import ScoreCalibration, estimate_binary
+from driftwire.truth.findings import estimate_finding, performance_finding
 from driftwire.truth.regression import RegressionState
 
 
@@ -135,3 +136,64 @@ def test_calibration_is_monotone_and_pools_violations() -> None:
     assert p[0] == pytest.approx(0.1) and p[999] == pytest.approx(0.35)
     assert p[100] == pytest.approx(0.1) and p[400] == pytest.approx(0.35)
     assert p[250] == pytest.approx(0.1 + 0.25 * (150 / 300), rel=1e-6)  # interpolated
+
+
+def test_findings_follow_the_rule_through_the_alert_policy() -> None:
+    """A degraded window's finding reaches the policy's critical level, a quiet one stays
+    below warning, an unjudged one is insufficient data (None); the alert has the texts."""
+    rng = np.random.default_rng(13)
+    reference, _ = _classifier(rng, 20_000)
+    rule = PerformanceRule()
+    bad, _ = _classifier(rng, 800, flip=0.3)
+    good, _ = _classifier(rng, 800)
+    tiny, _ = _classifier(rng, 30)
+    levels = {}
+    for name, window in (("bad", bad), ("good", good), ("tiny", tiny)):
+        checks = classification_checks(window.metrics(), reference.metrics(), rule)
+        findings = [
+            performance_finding(
+                c, model="m", model_version="1", segment="all", completeness=0.5, rule=rule
+            )
+            for c in checks
+        ]
+        levels[name] = {f.labels["statistic"]: (f.level, f.value) for f in findings}
+        for f in findings:
+            assert f.labels["alertname"] in {
+                "DriftwirePerformanceDegradation",
+                "DriftwireLabelDrift",
+            }
+            assert "50% of the window" in f.headline("firing", 1.0)
+    assert levels["bad"]["accuracy"][0] == "critical"
+    assert all(level is None for level, _ in levels["good"].values())
+    assert all(value is None for _, value in levels["tiny"].values())
+
+
+def test_estimate_finding() -> None:
+    rng = np.random.default_rng(17)
+    reference, _ = _classifier(rng, 20_000)
+    calibration = ScoreCalibration.fit(*reference.score_histograms())
+    accuracy = reference.metrics().accuracy.value
+    _, shifted = _classifier(rng, 3_000, base=0.5)  # scores nearer 0.5: less accurate
+    estimate = estimate_binary(score_histogram(shifted), calibration)
+    finding = estimate_finding(
+        estimate,
+        accuracy,
+        model="m",
+        model_version="1",
+        segment="all",
+        rule=PerformanceRule(),
+        min_count=100,
+    )
+    assert finding.value == pytest.approx((accuracy - estimate.accuracy) / 0.02)
+    assert "an estimate" in finding.headline("firing", 1.0)
+    few = estimate_binary(score_histogram(shifted[:50]), calibration)
+    quiet = estimate_finding(
+        few,
+        accuracy,
+        model="m",
+        model_version="1",
+        segment="all",
+        rule=PerformanceRule(),
+        min_count=100,
+    )
+    assert quiet.value is None

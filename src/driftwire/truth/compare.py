@@ -85,6 +85,7 @@ class PerformanceCheck:
     p_value: float
     severity: str | None
     insufficient: str | None = None
+    alpha: float = 0.01  # the level the p-value was held to (Bonferroni-split)
 
 
 def _one_sided_p(z: float) -> float:
@@ -124,6 +125,7 @@ def _judge(
             1.0,
             None,
             why,
+            alpha=rule.alpha / tests,
         )
     worsening = (
         reference.value - current.value if higher_is_better else current.value - reference.value
@@ -144,6 +146,7 @@ def _judge(
         effect,
         p,
         severity,
+        alpha=rule.alpha / tests,
     )
 
 
@@ -280,4 +283,5 @@ def label_drift_check(
         distance,
         p,
         severity,
+        alpha=rule.alpha,
     )
