@@ -74,3 +74,17 @@ def test_same_input_gives_the_same_alert_events() -> None:
     records = stream(3, 40, flip_from=20)
     first = [a.cloudevent("driftwire") for a in run(records)]
     assert first and first == [a.cloudevent("driftwire") for a in run(records)]
+
+
+def test_a_backlog_of_predictions_read_ahead_of_labels_judges_the_same_windows() -> None:
+    """Reading all predictions first and then all labels (a rebuild of two topics at different
+    speeds) gives the alerts of the interleaved stream: windows wait for the slower input."""
+    records = stream(4, 40, flip_from=20)
+    interleaved = run(records)
+    predictions_first = run(
+        [r for r in records if isinstance(r, Prediction)]
+        + [r for r in records if isinstance(r, GroundTruth)]
+    )
+    assert interleaved
+    key = [(a.labels["statistic"], a.status, a.evaluated_at_ms) for a in interleaved]
+    assert [(a.labels["statistic"], a.status, a.evaluated_at_ms) for a in predictions_first] == key

@@ -48,9 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
     worker.add_argument(
         "--stage",
-        choices=("all", "profile", "detect"),
+        choices=("all", "profile", "detect", "truth"),
         default="all",
-        help="run both stages (default) or one of them, to scale them apart",
+        help="run every stage (default; the ground-truth stage only with truth.enabled) or "
+        "one of them, to scale them apart",
     )
 
     demo = sub.add_parser("demo", help="in-memory demo: a generated stream with a known drift")

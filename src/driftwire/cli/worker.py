@@ -72,6 +72,12 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     if stage in ("all", "detect"):
         detect = DetectStage.from_settings(settings, metrics, readiness)
         tasks.append(asyncio.create_task(detect.run(stop), name="detect"))
+    if stage == "truth" or (stage == "all" and settings.truth.enabled):
+        from driftwire.ops.truth_metrics import TruthMetrics
+        from driftwire.stages.truth import TruthStage
+
+        truth = TruthStage(settings, TruthMetrics(registry))
+        tasks.append(asyncio.create_task(truth.run(stop), name="truth"))
 
     async def watchdog() -> None:
         while not stop.is_set():

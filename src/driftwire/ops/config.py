@@ -34,6 +34,7 @@ from driftwire.detect.settings import (
 )
 from driftwire.errors import ConfigError
 from driftwire.profiling.settings import ProfileSettings
+from driftwire.truth.settings import TruthSettings
 
 __all__ = [
     "ENV_PREFIX",
@@ -53,6 +54,7 @@ __all__ = [
     "SilenceSettings",
     "ThroughputSettings",
     "TopicSettings",
+    "TruthSettings",
     "load_settings",
 ]
 
@@ -108,6 +110,7 @@ class TopicSettings(_Section):
     """Topic names. ``dead_letter`` defaults to ``<events>.dlq``."""
 
     events: str = Field("inference-events", min_length=1)
+    labels: str = Field("inference-labels", min_length=1)  # ground truth (the truth stage)
     dead_letter: str | None = None
     partials: str = Field("driftwire-partials", min_length=1)
     alerts: str = Field("driftwire-alerts", min_length=1)
@@ -226,6 +229,7 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     bridges: BridgeSettings = BridgeSettings()
+    truth: TruthSettings = TruthSettings()
 
     @model_validator(mode="after")
     def _slots_tile_buckets(self) -> Settings:

@@ -51,7 +51,7 @@ class PerformanceRule:
     distance between the label distributions.
     """
 
-    alpha: float = 0.01
+    alpha: float = 0.001
     min_count: int = 100
     margins: dict[str, tuple[float, float]] = field(
         default_factory=lambda: {
@@ -85,7 +85,7 @@ class PerformanceCheck:
     p_value: float
     severity: str | None
     insufficient: str | None = None
-    alpha: float = 0.01  # the level the p-value was held to (Bonferroni-split)
+    alpha: float = 0.001  # the level the p-value was held to (Bonferroni-split)
 
 
 def _one_sided_p(z: float) -> float:

@@ -1,16 +1,17 @@
 """The ground-truth pipeline in one pure object: join, per-bucket performance, judgement, alerts.
 
-:class:`TruthTracker` takes predictions and labels in arrival order and, when its event-time
-watermark passes a bucket boundary, judges the window of predictions that ended
-``evaluation_delay_ms`` before it (give slow labels that long to arrive) for every (model,
-version, segment) with joined predictions in it. The reference of each is frozen from its
-first ``reference_count`` joined predictions (all windows from its first prediction to the
-first window end where that many have joined; the baseline's realized performance takes its
-place once baselines carry it), and judging starts with the next window. Findings go through an
-:class:`~driftwire.alerts.policy.AlertPolicy` and come back as
-:class:`~driftwire.alerts.alert.Alert` emissions. Everything is a function of the input order:
-the same records give the same alerts, with the same CloudEvents ids, so a restart that
-rebuilds the state by re-reading the topics re-emits only exact duplicates.
+:class:`TruthTracker` takes predictions and labels in arrival order and, each time its clock
+(:attr:`TruthTracker.clock_ms`: the slower of the two inputs' event times) passes a bucket
+boundary, judges the window of predictions that ended ``evaluation_delay_ms`` before it (give
+slow labels that long to arrive) for every (model, version, segment) with predictions in it.
+The reference of each is frozen from its first ``reference_count`` joined predictions (all
+windows from its first prediction to the first window end where that many have joined; the
+baseline's realized performance takes its place once baselines carry it), and judging starts
+with the next window. Findings go through an :class:`~driftwire.alerts.policy.AlertPolicy`
+(two consecutive breaching windows to fire) and come back as
+:class:`~driftwire.alerts.alert.Alert` emissions. Everything is a function of the input
+order: the same records in the same order give the same alerts, with the same CloudEvents
+ids.
 
 >>> from driftwire.truth.join import Prediction
 >>> from driftwire.truth.label import GroundTruth
@@ -71,7 +72,7 @@ class Judged:
 class TruthTracker:
     """Join, performance buckets, frozen references and the alert policy; see the module doc."""
 
-    def __init__(self, settings: TrackerSettings, *, consecutive: int = 1) -> None:
+    def __init__(self, settings: TrackerSettings, *, consecutive: int = 2) -> None:
         if settings.window_ms % settings.bucket_ms or settings.window_ms < settings.bucket_ms:
             raise ValueError("window_ms must be a whole number (>= 1) of buckets")
         self.settings = settings
@@ -88,6 +89,10 @@ class TruthTracker:
         self.latest: dict[Key, Judged] = {}
         self._keys: set[Key] = set()
         self._next_tick: int | None = None
+        self._prediction_clock = self._label_clock = _BEGINNING
+        #: set by a shell that reads several partitions: the clock never passes it (the event
+        #: time every lagging input partition has reached); None: no limit
+        self.limit_ms: int | None = None
 
     def add_prediction(self, prediction: Prediction) -> list[Alert]:
         """One decoded prediction (with an event id); returns the alerts now due."""
@@ -98,25 +103,45 @@ class TruthTracker:
             self._keys.add((prediction.model, prediction.model_version, prediction.segment))
         if pair is not None:
             self.buckets.joined(pair)
-        return self._after(prediction.timestamp_ms)
+        self._prediction_clock = max(self._prediction_clock, prediction.timestamp_ms)
+        return self._after()
 
     def add_label(self, label: GroundTruth) -> list[Alert]:
         """One decoded ground-truth record; returns the alerts now due."""
         pair = self.join.add_label(label)
         if pair is not None:
             self.buckets.joined(pair)
-        return self._after(label.observed_ms)
+        self._label_clock = max(self._label_clock, label.observed_ms)
+        return self._after()
 
-    def _after(self, time_ms: int) -> list[Alert]:
+    @property
+    def clock_ms(self) -> int:
+        """The time windows are judged by: the slower of the two inputs (so a backlog of one
+        topic read ahead of the other does not judge windows before their labels are read),
+        but never more than the horizon behind the predictions (labels that stop coming do
+        not stop the judging), and never past :attr:`limit_ms`."""
+        floor = self._prediction_clock - self.settings.horizon_ms
+        clock = min(self._prediction_clock, max(self._label_clock, floor))
+        return clock if self.limit_ms is None else min(clock, self.limit_ms)
+
+    def tick(self) -> list[Alert]:
+        """Judge what the clock now allows (after :attr:`limit_ms` moved)."""
+        return self._after()
+
+    def _after(self) -> list[Alert]:
         for prediction in self.join.drain_expired():
             self.buckets.expired(prediction)
         bucket = self.settings.bucket_ms
-        boundary = self.join.watermark_ms - self.join.watermark_ms % bucket
         if self._next_tick is None:
-            self._next_tick = boundary + bucket
-            return []
+            if self._prediction_clock == _BEGINNING:
+                return []
+            # the first tick is the boundary after the first prediction read, whenever the
+            # clock gets there: windows are never skipped
+            first = self._prediction_clock
+            self._next_tick = first - first % bucket + bucket
+        clock = self.clock_ms
         alerts: list[Alert] = []
-        while boundary >= self._next_tick:
+        while clock >= self._next_tick:
             alerts += self._judge(self._next_tick)
             self._next_tick += bucket
         return alerts
