@@ -124,6 +124,7 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
 
 def run_bridge(target: str, config: str | None) -> int:
     """``driftwire bridge TARGET --config FILE``: run until SIGTERM / SIGINT."""
+    from driftwire.ops.kafka_check import check_kafka
     from driftwire.ops.logs import configure_logging
 
     settings = load_settings(config)
@@ -141,6 +142,7 @@ def run_bridge(target: str, config: str | None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
         return await serve_bridge(settings, target, stop)
 
     return asyncio.run(main())

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from driftwire.ops.config import Settings, load_settings
 from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
+from driftwire.ops.kafka_check import check_kafka
 from driftwire.ops.logs import configure_logging
 from driftwire.ops.metrics import Metrics
 
@@ -111,6 +112,7 @@ def run_worker(config: str | None, *, stage: str = "all") -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
         return await serve(settings, stage, stop)
 
     return asyncio.run(main())

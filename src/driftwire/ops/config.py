@@ -84,6 +84,11 @@ class KafkaSettings(_Section):
     ssl_check_hostname: bool = Field(
         True, description="verify that the broker's certificate names the host connected to"
     )
+    connect_retry_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="start-up retries an unreachable broker this long (not a failed sign-in)",
+    )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
