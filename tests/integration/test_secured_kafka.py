@@ -243,3 +243,117 @@ def test_an_unreachable_broker_is_retried_with_backoff_then_named(tmp_path: Path
     assert waits == [0.5, 1.0, 2.0]
     assert "no bootstrap server answered within 3 s" in message
     assert f"cannot reach 127.0.0.1:{port}" in message
+
+
+# -- a bridge and baseline publishing over SASL_SSL ------------------------------------------
+
+
+@pytest.mark.timeout(180)
+def test_a_bridge_delivers_over_sasl_ssl(
+    secure_kafka: SecureKafka, topic_name: str, tmp_path: Path
+) -> None:
+    from aiohttp import web
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bridges"))  # the bridge tests' helpers
+    from test_bridges import make_alert, send_alerts
+
+    received: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        arrived.set()
+        return web.Response(status=200)
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        config = tmp_path / "bridge.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "kafka": secure_kafka.sasl_settings(tmp_path / "pw"),
+                    "topics": {"alerts": topic_name},
+                    "http": {"host": "127.0.0.1"},
+                    "bridges": {"group_id_prefix": topic_name, "http_port": 0, "webhook_url": url},
+                }
+            )
+        )
+        await send_alerts(secure_kafka.admin, topic_name, [make_alert()])
+        log = tmp_path / "bridge.log"
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "driftwire.cli.command",
+                "bridge",
+                "webhook",
+                "--config",
+                str(config),
+                stdout=out,
+                stderr=out,
+            )
+        try:
+            waits = {asyncio.create_task(proc.wait()), asyncio.create_task(arrived.wait())}
+            await asyncio.wait(waits, timeout=90, return_when=asyncio.FIRST_COMPLETED)
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+            await asyncio.wait_for(proc.wait(), 30)
+            await runner.cleanup()
+        output = await asyncio.to_thread(log.read_text)
+        assert len(received) == 1, output[-3000:]
+        assert proc.returncode == 0, output[-3000:]
+        assert not _leaks(output)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(180)
+def test_baseline_build_publishes_over_sasl_ssl(
+    secure_kafka: SecureKafka, topic_name: str, tmp_path: Path
+) -> None:
+    lines = [orjson.loads(v) for v in generate(StreamSpec(events=3000, seed=4))]
+    train = tmp_path / "train.jsonl"
+    rows = [{**e["features"], "score": e["prediction"]["score"]} for e in lines]
+    train.write_bytes(b"\n".join(orjson.dumps(row) for row in rows))
+    config = tmp_path / "c.yaml"
+    kafka = secure_kafka.sasl_settings(tmp_path / "pw")
+    config.write_text(yaml.safe_dump({"kafka": kafka, "topics": {"baselines": topic_name}}))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driftwire.cli.command",
+            "baseline",
+            "build",
+            str(train),
+            "--model",
+            "churn",
+            "--model-version",
+            "1.4.2",
+            "--prediction-column",
+            "score",
+            "-o",
+            str(tmp_path / "b.dwb"),
+            "--publish",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = asyncio.run(read_all(secure_kafka.admin, topic_name))
+    assert [r.key for r in records] == [b"churn/1.4.2"]
+    assert records[0].value == (tmp_path / "b.dwb").read_bytes()
+    assert not _leaks(done.stdout + done.stderr)
