@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-from conftest import KEY_PASSWORD, SCRAM_PASSWORD, SecureKafka
+from conftest import KEY_PASSWORD, LEAST_PASSWORD, SCRAM_PASSWORD, SecureKafka
 from kafkautil import read_all
 from test_pipeline_kafka import SEGMENT, START, Worker, input_topic
 from tls_certs import CertificateAuthority
@@ -34,7 +34,7 @@ from driftwire.producer import InferenceLogger, KafkaSecurity
 pytestmark = [pytest.mark.kafka]
 
 MINUTE = 60_000
-SENTINELS = (SCRAM_PASSWORD, KEY_PASSWORD)
+SENTINELS = (SCRAM_PASSWORD, KEY_PASSWORD, LEAST_PASSWORD)
 
 
 def _leaks(chunk: bytes | str) -> list[str]:
@@ -58,12 +58,19 @@ def _get(url: str) -> bytes:
 
 
 def _run_worker(
-    secure: SecureKafka, tmp: Path, topic: str, run: str, kafka: dict[str, Any]
+    secure: SecureKafka,
+    tmp: Path,
+    topic: str,
+    run: str,
+    kafka: dict[str, Any],
+    *,
+    create_topics: bool = True,
 ) -> None:
     """Both stages over ``kafka``; then every output is scanned for the sentinels."""
     input_topic(secure.admin, topic, _events())
     worker = Worker(tmp, secure.admin, topic, run)  # secure.admin: the tests' reads and offsets
     worker.doc["kafka"] = kafka
+    worker.doc["topics"]["create"] = create_topics  # type: ignore[index]
     worker.doc["log"] = {"level": "DEBUG"}
     worker.config.write_text(yaml.safe_dump(worker.doc))
     worker.start()

@@ -1,0 +1,81 @@
+"""A principal with exactly the ACLs the README lists runs the whole worker over SASL_SSL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from conftest import LEAST_PASSWORD, LEAST_USER, SecureKafka
+from kafka_acls import Acl, create_acls
+from kafkautil import create_topics
+from test_secured_kafka import _run_worker
+
+from driftwire.ops.config import Settings
+
+
+def worker_acls(
+    *, events: str, dead_letter: str, partials: str, baselines: str, alerts: str, group: str
+) -> list[Acl]:
+    """What ``driftwire worker`` needs with pre-created topics (``topics.create: false``);
+    ``group`` is ``consumer.group_id``, the detect stage's Faust app is ``<group>-detect``."""
+    return [
+        Acl("TOPIC", events, "READ"),
+        Acl("TOPIC", events, "DESCRIBE"),
+        Acl("TOPIC", dead_letter, "WRITE"),
+        Acl("TOPIC", dead_letter, "DESCRIBE"),
+        Acl("TOPIC", partials, "WRITE"),  # stage 1 writes, stage 2 reads
+        Acl("TOPIC", partials, "READ"),
+        Acl("TOPIC", partials, "DESCRIBE"),
+        Acl("TOPIC", baselines, "READ"),
+        Acl("TOPIC", baselines, "DESCRIBE"),
+        Acl("TOPIC", alerts, "WRITE"),
+        Acl("TOPIC", alerts, "DESCRIBE"),
+        Acl("GROUP", group, "READ"),  # stage 1's consumer group
+        # the Faust app: its group, its state changelog and its internal topics
+        Acl("GROUP", f"{group}-detect", "READ", prefixed=True),
+        Acl("TOPIC", f"{group}-detect", "READ", prefixed=True),
+        Acl("TOPIC", f"{group}-detect", "WRITE", prefixed=True),
+        Acl("TOPIC", f"{group}-detect", "CREATE", prefixed=True),
+        Acl("TOPIC", f"{group}-detect", "DESCRIBE", prefixed=True),
+    ]
+
+
+def test_the_readme_lists_these_acls_for_the_default_names() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    defaults = Settings()
+    acls = worker_acls(
+        events=defaults.topics.events,
+        dead_letter=defaults.topics.dead_letter_topic,
+        partials=defaults.topics.partials,
+        baselines=defaults.topics.baselines,
+        alerts=defaults.topics.alerts,
+        group=defaults.consumer.group_id,
+    )
+    for acl in acls:
+        assert acl.command("User:driftwire") in readme, acl
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(400)
+def test_the_listed_acls_are_enough_for_the_whole_worker(
+    secure_kafka: SecureKafka, topic_name: str, tmp_path: Path
+) -> None:
+    run = "lp"
+    topics = [f"{topic_name}.{run}.{t}" for t in ("alerts", "baselines")]
+    asyncio.run(create_topics(secure_kafka.admin, [*topics, f"{topic_name}.dlq"]))
+    asyncio.run(create_topics(secure_kafka.admin, [f"{topic_name}.{run}.partials"], 2))
+    principal = f"User:{LEAST_USER}"
+    acls = worker_acls(
+        events=topic_name,
+        dead_letter=f"{topic_name}.dlq",
+        partials=f"{topic_name}.{run}.partials",
+        baselines=f"{topic_name}.{run}.baselines",
+        alerts=f"{topic_name}.{run}.alerts",
+        group=f"{topic_name}-{run}",  # what test_pipeline_kafka.Worker configures
+    )
+    asyncio.run(create_acls(secure_kafka.admin, principal, acls))
+    (tmp_path / "pw").write_text(LEAST_PASSWORD)
+    kafka = secure_kafka.sasl_settings(tmp_path / "unused")
+    kafka.update(sasl_username=LEAST_USER, sasl_password_file=str(tmp_path / "pw"))
+    _run_worker(secure_kafka, tmp_path, topic_name, run, kafka, create_topics=False)
