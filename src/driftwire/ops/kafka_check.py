@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from driftwire.errors import ConfigError, TransportError
-from driftwire.ops.config import KafkaSettings, secret
+from driftwire.ops.config import KafkaSettings, Settings, secret
 
-__all__ = ["Failure", "check_kafka", "describe"]
+__all__ = ["Failure", "authorization_problem", "check_kafka", "describe"]
 
 X509_EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 X509_NOT_YET_VALID = 9
@@ -111,6 +111,51 @@ def describe(exc: BaseException, address: str, protocol: str, user: str | None =
         reason = str(exc) or type(exc).__name__
         return Failure("network", f"cannot reach {address} ({reason})", retriable=True)
     return Failure("other", f"{address}: {type(exc).__name__}: {exc}")
+
+
+def _principal(kafka: KafkaSettings) -> str:
+    if kafka.security_protocol.startswith("SASL"):
+        return f"User:{kafka.sasl_username}"
+    if kafka.security_protocol == "SSL" and kafka.ssl_certfile:
+        return "the principal of kafka.ssl_certfile"
+    return "User:ANONYMOUS"
+
+
+def _names(arg: object) -> list[str]:
+    if isinstance(arg, set | frozenset | list | tuple):
+        return sorted(str(a) for a in arg)
+    return [str(arg)]
+
+
+def authorization_problem(exc: BaseException, settings: Settings) -> str | None:
+    """One line naming the missing permission, if ``exc`` is the broker refusing one."""
+    from aiokafka import errors
+
+    who = _principal(settings.kafka)
+    see = "(the ACL table in the README's Security section lists them all)"
+    if isinstance(exc, errors.TopicAuthorizationFailedError):
+        t = settings.topics
+        needs = {
+            t.events: "Read and Describe",
+            t.dead_letter_topic: "Write and Describe",
+            t.partials: "Write, Read and Describe",
+            t.baselines: "Read and Describe",
+            t.alerts: "Write and Describe",
+        }
+        names = _names(exc.args[0]) if exc.args else ["?"]
+        wanted = "; ".join(f"{needs.get(n, 'access')} on topic {n}" for n in names)
+        return f"Kafka: {who} is not authorized: it needs {wanted} {see}"
+    if isinstance(exc, errors.GroupAuthorizationFailedError):
+        group = ", ".join(_names(exc.args[0])) if exc.args else "?"
+        return f"Kafka: {who} is not authorized: it needs Read on group {group} {see}"
+    if isinstance(exc, errors.ClusterAuthorizationFailedError):
+        return (
+            f"Kafka: {who} is not authorized for a cluster operation (creating topics?): "
+            f"pre-create the topics and set topics.create: false, or grant Create {see}"
+        )
+    if isinstance(exc, errors.TransactionalIdAuthorizationFailed):
+        return f"Kafka: {who} is not authorized for its transactional id {see}"
+    return None
 
 
 async def _connect_once(kafka: KafkaSettings, host: str, port: int, context: object) -> None:
