@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.kafka]
 
 MINUTE = 60_000
 SENTINELS = (SCRAM_PASSWORD, KEY_PASSWORD, LEAST_PASSWORD)
+PASSWORD_FILES = {"sasl-password", "key-password", "pw", "unused"}  # the tests' own secret files
 
 
 def _leaks(chunk: bytes | str) -> list[str]:
@@ -98,6 +99,9 @@ def _run_worker(
         outputs += [record.key or b"", record.value or b""]
         outputs += [k.encode() + b"=" + v for k, v in record.headers]
     outputs.append(worker.log.read_bytes())
+    written = [p for p in tmp.rglob("*") if p.is_file() and p.name not in PASSWORD_FILES]
+    assert worker.log in written  # and whatever else the worker left in its directories
+    outputs += [p.read_bytes() for p in written]
     found = {leak for chunk in outputs for leak in _leaks(chunk)}
     assert not found, f"the worker leaked {found}"
 
