@@ -84,10 +84,11 @@ class KafkaSettings(_Section):
     ssl_check_hostname: bool = Field(
         True, description="verify that the broker's certificate names the host connected to"
     )
-    connect_retry_seconds: float = Field(
-        60.0,
+    startup_timeout_seconds: float = Field(
+        120.0,
         ge=0,
-        description="start-up retries an unreachable broker this long (not a failed sign-in)",
+        description="how long a process retries an unreachable broker at start (backoff "
+        "0.5 s doubling to 10 s) before it exits non-zero; 0: one try",
     )
 
     @model_validator(mode="after")

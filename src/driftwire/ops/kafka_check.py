@@ -5,7 +5,7 @@ One connection per bootstrap address with exactly the security settings the clie
 key to fix, and ends start-up at once when retrying cannot help: a wrong password, a
 certificate the client does not trust, one that has expired or names another host, a client
 certificate the broker refuses, a listener that does not speak TLS. A network failure (refused,
-unreachable, timed out) is retried with backoff for ``kafka.connect_retry_seconds``, since a
+unreachable, timed out) is retried with backoff for ``kafka.startup_timeout_seconds``, since a
 broker that is starting will answer soon. (aiokafka itself logs such problems and retries or
 raises a bare "Unable to bootstrap", without saying which.)
 
@@ -195,7 +195,7 @@ async def check_kafka(
 ) -> None:
     """Return once one bootstrap address accepts a connection and sign-in; else raise
     :class:`TransportError` with the reason (:class:`ConfigError` for unreadable TLS files)."""
-    budget = kafka.connect_retry_seconds if retry_s is None else retry_s
+    budget = kafka.startup_timeout_seconds if retry_s is None else retry_s
     try:
         context = kafka.ssl_context() if kafka.security_protocol.endswith("SSL") else None
     except (OSError, ssl.SSLError) as exc:
@@ -225,7 +225,7 @@ async def check_kafka(
             reasons = "; ".join(str(f) for f in failures)
             raise TransportError(
                 f"Kafka: no bootstrap server answered within {budget:g} s: {reasons} "
-                "(kafka.bootstrap_servers, kafka.connect_retry_seconds)"
+                "(kafka.bootstrap_servers, kafka.startup_timeout_seconds)"
             ) from None
         await sleep(delay)
         delay = min(delay * 2, 10.0)
