@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
+from types import TracebackType
 
 from driftwire import __version__
+from driftwire._secrets import redact
 from driftwire.errors import ConfigError, DriftwireError
 
 DESCRIPTION = """\
@@ -104,12 +107,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _redacting_excepthook() -> None:
+    """An unexpected crash still prints its traceback, with every known secret masked."""
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        text = "".join(traceback.format_exception(kind, exc, tb))
+        sys.stderr.write(redact(text))
+
+    sys.excepthook = hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    _redacting_excepthook()
     try:
         if args.command == "worker":
             from driftwire.cli.worker import run_worker
@@ -132,10 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_baseline_build(args)
     except ConfigError as exc:
-        print(f"driftwire: {exc}", file=sys.stderr)
+        print(f"driftwire: {redact(str(exc))}", file=sys.stderr)
         return 2
     except DriftwireError as exc:
-        print(f"driftwire: {exc}", file=sys.stderr)
+        print(f"driftwire: {redact(str(exc))}", file=sys.stderr)
         return 1
     parser.error(f"unknown command {args.command}")
     return 2

@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from driftwire.producer._event import InvalidEventError
 from driftwire.producer._queue import ModelOptions, ProducerStats, _Core
+from driftwire.producer.security import KafkaSecurity
 
 log = logging.getLogger("driftwire.producer")  # one logger name for the whole producer
 
@@ -44,6 +45,8 @@ class _LoggerBase:
         compression_type: str | None,
         acks: Literal[0, 1, "all"],
         kafka_options: Mapping[str, Any] | None,
+        security: KafkaSecurity | None = None,
+        enable_idempotence: bool | None = None,
     ) -> None:
         self._core = _Core(
             topic=topic,
@@ -56,15 +59,19 @@ class _LoggerBase:
             max_event_bytes=max_event_bytes,
         )
         self._linger_s = max(0, linger_ms) / 1000.0  # applied by the pump, which builds batches
+        idempotent = acks == "all" if enable_idempotence is None else enable_idempotence
         self._producer_options: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
             "client_id": "driftwire-producer",
             "acks": acks,
+            # idempotent by default: a retried send is never written twice (needs acks="all")
+            "enable_idempotence": idempotent,
             "linger_ms": 0,
             "compression_type": compression_type,
             "max_batch_size": 256 * 1024,
             "max_request_size": max(1024 * 1024, max_event_bytes + 1024),
             "request_timeout_ms": 30_000,
+            **(security.client_options() if security is not None else {}),
             **(kafka_options or {}),
         }
 

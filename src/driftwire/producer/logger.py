@@ -53,11 +53,13 @@ from driftwire.producer._base import Timed, _LoggerBase
 from driftwire.producer._event import InvalidEventError
 from driftwire.producer._queue import ModelOptions, ProducerStats
 from driftwire.producer._send import _Pump
+from driftwire.producer.security import KafkaSecurity
 
 __all__ = [
     "AsyncInferenceLogger",
     "InferenceLogger",
     "InvalidEventError",
+    "KafkaSecurity",
     "ModelOptions",
     "ProducerStats",
     "Timed",
@@ -75,8 +77,12 @@ class InferenceLogger(_LoggerBase):
     Create the logger after forking (in each worker process of a pre-forking server).
 
     ``models`` gives per-model :class:`ModelOptions` (sampling rate, topic); ground truth goes
-    to ``labels_topic``. ``kafka_options``
-    go to :class:`aiokafka.AIOKafkaProducer` as they are (security settings, timeouts).
+    to ``labels_topic``. ``security``
+    (:class:`~driftwire.producer.security.KafkaSecurity`, e.g. ``KafkaSecurity.from_env()``)
+    signs in as the worker does, ``DRIFTWIRE_KAFKA_*`` and ``_FILE`` secrets included.
+    ``enable_idempotence`` (default: on with ``acks="all"``) keeps a retried send from being
+    written twice. ``kafka_options`` go to :class:`aiokafka.AIOKafkaProducer` as they are
+    (timeouts; they override everything else).
     ``compression_type``: ``gzip`` (the standard library's zlib, which compresses outside the
     GIL), ``None`` to save that CPU, or ``lz4`` / ``zstd`` / ``snappy`` with aiokafka's
     extras installed. ``start=False`` creates no thread (events queue until ``start()``).
@@ -98,6 +104,8 @@ class InferenceLogger(_LoggerBase):
         compression_type: str | None = "gzip",
         acks: Literal[0, 1, "all"] = "all",
         kafka_options: Mapping[str, Any] | None = None,
+        security: KafkaSecurity | None = None,
+        enable_idempotence: bool | None = None,
         close_timeout: float = 5.0,
         start: bool = True,
     ) -> None:
@@ -115,6 +123,8 @@ class InferenceLogger(_LoggerBase):
             compression_type=compression_type,
             acks=acks,
             kafka_options=kafka_options,
+            security=security,
+            enable_idempotence=enable_idempotence,
         )
         self._close_timeout = close_timeout
         self._state: Literal["new", "running", "closed"] = "new"
@@ -231,6 +241,8 @@ class AsyncInferenceLogger(_LoggerBase):
         compression_type: str | None = "gzip",
         acks: Literal[0, 1, "all"] = "all",
         kafka_options: Mapping[str, Any] | None = None,
+        security: KafkaSecurity | None = None,
+        enable_idempotence: bool | None = None,
     ) -> None:
         super().__init__(
             bootstrap_servers,
@@ -246,6 +258,8 @@ class AsyncInferenceLogger(_LoggerBase):
             compression_type=compression_type,
             acks=acks,
             kafka_options=kafka_options,
+            security=security,
+            enable_idempotence=enable_idempotence,
         )
         self._state: Literal["new", "running", "closed"] = "new"
         self._pump: _Pump | None = None
