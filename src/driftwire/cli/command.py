@@ -73,10 +73,24 @@ def _parser() -> argparse.ArgumentParser:
 
     baseline = sub.add_parser("baseline", help="reference profiles from training data")
     bsub = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
-    build = bsub.add_parser("build", help="profile a CSV / JSON Lines / Parquet file")
-    build.add_argument("file", help="training or validation data (.csv, .jsonl, .parquet)")
-    build.add_argument("--model", required=True)
-    build.add_argument("--model-version", required=True)
+    build = bsub.add_parser(
+        "build", help="profile a CSV / JSON Lines / Parquet table, or logged inference events"
+    )
+    build.add_argument(
+        "file",
+        help="training or validation data (.csv, .jsonl, .parquet), or inference events "
+        "as JSON Lines (found by their shape)",
+    )
+    build.add_argument(
+        "--format",
+        choices=("auto", "table", "events"),
+        default="auto",
+        help="events: JSON Lines of inference events (their features, prediction, latency "
+        "and segments are profiled); table: one column per feature; auto (default): events "
+        "when the first line is one",
+    )
+    build.add_argument("--model", help="model name (events: picks one when the file has several)")
+    build.add_argument("--model-version", help="model version (events: as --model)")
     build.add_argument("--features", help="comma-separated feature columns (default: the rest)")
     build.add_argument("--prediction-column", help="numeric prediction score column")
     build.add_argument("--label-column", help="predicted label column")
