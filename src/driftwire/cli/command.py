@@ -27,6 +27,7 @@ commands:
   demo       in-memory demo with a drift:     driftwire demo
   replay     a file of events, in memory:     driftwire replay events.jsonl --baseline b.dwb
   baseline   build a reference profile:       driftwire baseline build train.parquet ...
+  report     an HTML drift report:            driftwire report --events e.jsonl --baseline b.dwb
   bridge     forward alerts to a receiver:    driftwire bridge pagerduty --config driftwire.yaml
 
 configuration: a YAML file (--config) plus DRIFTWIRE_<SECTION>_<KEY> environment variables,
@@ -109,6 +110,29 @@ def _parser() -> argparse.ArgumentParser:
         "about) and kafka for --publish",
     )
 
+    report = sub.add_parser(
+        "report", help="one HTML drift report per model version: a file of events vs a baseline"
+    )
+    report.add_argument("--events", required=True, help="inference events as JSON Lines")
+    report.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="baseline file from 'driftwire baseline build' (repeatable; without one the "
+        "first window of each version is its reference)",
+    )
+    report.add_argument(
+        "--out", "-o", default="report.html", help="the page (several versions: NAME-model-version)"
+    )
+    report.add_argument(
+        "--at",
+        help="show the window that ends first after this time (RFC 3339 or epoch ms; "
+        "default: the last window)",
+    )
+    report.add_argument("--model", help="only this model")
+    report.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
+
     bridge = sub.add_parser(
         "bridge", help="forward the alerts topic to Alertmanager, PagerDuty, Slack or a webhook"
     )
@@ -136,6 +160,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from driftwire.cli.replay import run_replay
 
             return run_replay(args.file, config=args.config, baselines=args.baseline, out=args.out)
+        if args.command == "report":
+            from driftwire.cli.report import run_report
+
+            return run_report(
+                args.events,
+                baselines=args.baseline,
+                out=args.out,
+                config=args.config,
+                at=args.at,
+                model=args.model,
+            )
         if args.command == "bridge":
             from driftwire.bridges import run_bridge
 

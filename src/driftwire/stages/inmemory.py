@@ -10,7 +10,7 @@ open bucket.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -54,6 +54,7 @@ class InMemoryPipeline:
         batch_size: int = 2000,
         topic: str = "in-memory",
         registry: CollectorRegistry | None = None,
+        on_evaluation: Callable[[Evaluation], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics(registry or CollectorRegistry())
@@ -72,11 +73,14 @@ class InMemoryPipeline:
             bucket_ms=int(settings.profile.bucket_seconds * 1000),
             on_evaluation=self._evaluated,
         )
+        self._on_evaluation = on_evaluation
         self._offset = 0
         self.core.assign(PARTITION, None)
 
     def _evaluated(self, evaluation: Evaluation) -> None:
         self.stats.windows_evaluated += 1
+        if self._on_evaluation is not None:
+            self._on_evaluation(evaluation)
 
     def feed(self, values: list[bytes]) -> list[Alert]:
         """Process one batch of raw values (as one ``getmany`` would return)."""
