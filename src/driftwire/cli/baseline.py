@@ -8,11 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+from driftwire.cli.sources import EventSource, event_source, read_events
 from driftwire.decode.limits import DecoderLimits
 from driftwire.detect.reference import Reference, SmallReference, baseline_key, small_profiles
 from driftwire.errors import InputError
 from driftwire.offline.baseline import BaselineSpec, build_baseline, count_rows
-from driftwire.offline.event_baseline import build_event_baseline, event_lines, looks_like_events
+from driftwire.offline.event_baseline import EventBaselineBuilder, looks_like_events
 from driftwire.ops.config import Settings, load_settings
 from driftwire.ops.progress import progress_bar
 from driftwire.profiling.catalog import ProfilerLimits
@@ -48,22 +49,23 @@ def _warn(line: str) -> None:
     print(f"warning: {line}", file=sys.stderr)
 
 
-def _from_events(args: argparse.Namespace, config: Settings, path: Path) -> Reference:
+def _from_events(args: argparse.Namespace, config: Settings, source: EventSource) -> Reference:
     p = config.profile
-    with progress_bar(path.stat().st_size, "baseline", unit="B") as advance:
-        built = build_event_baseline(
-            event_lines(path, advance),
-            created_ms=int(time.time() * 1000),
-            source=path.name,
-            model=args.model,
-            model_version=args.model_version,
-            decoder_limits=DecoderLimits(
-                max_event_bytes=p.max_event_bytes, max_features=p.max_features
-            ),
-            profiler_limits=ProfilerLimits(
-                max_segments=p.max_segments, max_features=p.max_features
-            ),
-        )
+    builder = EventBaselineBuilder(
+        decoder_limits=DecoderLimits(
+            max_event_bytes=p.max_event_bytes, max_features=p.max_features
+        ),
+        profiler_limits=ProfilerLimits(max_segments=p.max_segments, max_features=p.max_features),
+    )
+    read_events(
+        source, config, lambda _, values: builder.add(values), lambda _: None, what="baseline"
+    )
+    built = builder.finish(
+        created_ms=int(time.time() * 1000),
+        source=source.name,
+        model=args.model,
+        model_version=args.model_version,
+    )
     if built.rejected:
         reasons = ", ".join(f"{n} {r}" for r, n in built.rejected_by_reason.most_common())
         _warn(f"{built.rejected} lines refused ({reasons}), first {built.first_rejection}")
@@ -101,10 +103,16 @@ def _from_table(args: argparse.Namespace, path: Path) -> Reference:
 def run_baseline_build(args: argparse.Namespace) -> int:
     config = load_settings(args.config)  # detect.min_reference_count, and kafka to publish
     settings = config if args.publish else None
-    path = Path(args.file)
-    if not path.is_file():
-        raise InputError(f"no such file: {args.file}")
-    events = args.format == "events" or (args.format == "auto" and looks_like_events(path))
+    source = event_source(args.file, args.topic, args.since, args.until)
+    path = source.file
+    if path is not None and args.format == "events":
+        events = True
+    elif path is not None:
+        events = args.format == "auto" and looks_like_events(path)
+    elif args.format == "table":
+        raise InputError("--topic holds inference events: drop --format table")
+    else:
+        events = True
     if events:
         column_options = [
             name
@@ -119,13 +127,15 @@ def run_baseline_build(args: argparse.Namespace) -> int:
         ]
         if column_options:
             raise InputError(
-                f"{path.name} holds inference events: {', '.join(column_options)} apply to "
+                f"{source.name} holds inference events: {', '.join(column_options)} apply to "
                 "tables only (an event names its features, prediction, latency and segment); "
                 "drop them, or pass --format table"
             )
-        reference = _from_events(args, config, path)
-    else:
+        reference = _from_events(args, config, source)
+    elif path is not None:
         reference = _from_table(args, path)
+    else:
+        raise InputError("give a file of training data or logged events, or --topic")
     Path(args.output).write_bytes(reference.to_bytes())
     segments = len(reference.profiles) - 1
     unit = "events" if events else "rows"

@@ -26,6 +26,7 @@ commands:
   worker     run the stages against Kafka:    driftwire worker --config driftwire.yaml
   demo       in-memory demo with a drift:     driftwire demo
   replay     a file of events, in memory:     driftwire replay events.jsonl --baseline b.dwb
+             or a past range of a topic:      driftwire replay --topic T --since 2026-01-01T00:00Z
   baseline   build a reference profile:       driftwire baseline build train.parquet ...
   report     an HTML drift report:            driftwire report --events e.jsonl --baseline b.dwb
   bridge     forward alerts to a receiver:    driftwire bridge pagerduty --config driftwire.yaml
@@ -33,6 +34,20 @@ commands:
 configuration: a YAML file (--config) plus DRIFTWIRE_<SECTION>_<KEY> environment variables,
 e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See the README for every key.
 """
+
+
+def _topic_range(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--topic",
+        help=f"read {what} from this topic instead of a file (kafka settings from --config / "
+        "env; a fresh consumer, nothing committed)",
+    )
+    parser.add_argument(
+        "--since", help="with --topic: records from this time (RFC 3339 or epoch ms)"
+    )
+    parser.add_argument(
+        "--until", help="with --topic: records before this time (default: the end now)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,9 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
 
     replay = sub.add_parser(
-        "replay", help="run a file of inference events through both stages in memory"
+        "replay",
+        help="run inference events (a file, or a past range of a topic) through both stages "
+        "in memory",
     )
-    replay.add_argument("file", help="events as JSON Lines (one event per line)")
+    replay.add_argument("file", nargs="?", help="events as JSON Lines (one event per line)")
+    _topic_range(replay, "a backfill")
     replay.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
     replay.add_argument(
         "--baseline",
@@ -79,9 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument(
         "file",
+        nargs="?",
         help="training or validation data (.csv, .jsonl, .parquet), or inference events "
         "as JSON Lines (found by their shape)",
     )
+    _topic_range(build, "logged events")
     build.add_argument(
         "--format",
         choices=("auto", "table", "events"),
@@ -113,7 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser(
         "report", help="one HTML drift report per model version: a file of events vs a baseline"
     )
-    report.add_argument("--events", required=True, help="inference events as JSON Lines")
+    report.add_argument("--events", help="inference events as JSON Lines")
+    _topic_range(report, "the events")
     report.add_argument(
         "--baseline",
         action="append",
@@ -159,12 +180,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             from driftwire.cli.replay import run_replay
 
-            return run_replay(args.file, config=args.config, baselines=args.baseline, out=args.out)
+            return run_replay(
+                args.file,
+                config=args.config,
+                baselines=args.baseline,
+                out=args.out,
+                topic=args.topic,
+                since=args.since,
+                until=args.until,
+            )
         if args.command == "report":
             from driftwire.cli.report import run_report
+            from driftwire.cli.sources import event_source
 
             return run_report(
-                args.events,
+                event_source(args.events, args.topic, args.since, args.until),
                 baselines=args.baseline,
                 out=args.out,
                 config=args.config,

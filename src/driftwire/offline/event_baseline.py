@@ -39,7 +39,13 @@ from driftwire.profiling.clock import EventClock
 from driftwire.profiling.profiler import Profiler
 from driftwire.sketch.profile import Profile
 
-__all__ = ["EventBaseline", "build_event_baseline", "event_lines", "looks_like_events"]
+__all__ = [
+    "EventBaseline",
+    "EventBaselineBuilder",
+    "build_event_baseline",
+    "event_lines",
+    "looks_like_events",
+]
 
 #: One bucket for the whole file: event times are epoch ms in [0, 2^53).
 _SPAN_MS = 1 << 53
@@ -115,6 +121,78 @@ class EventBaseline:
     overflow: dict[tuple[str, str], int] = field(default_factory=dict)  # capped segments etc.
 
 
+class EventBaselineBuilder:
+    """Folds batches of raw event values (:meth:`add`); :meth:`finish` makes the baseline."""
+
+    def __init__(
+        self,
+        *,
+        decoder_limits: DecoderLimits | None = None,
+        profiler_limits: ProfilerLimits | None = None,
+    ) -> None:
+        self._limits = decoder_limits or DecoderLimits()
+        self._profiler = Profiler(
+            EventClock(bucket_ms=_SPAN_MS, allowed_lateness_ms=_SPAN_MS),
+            catalog=ModelCatalog(profiler_limits),
+        )
+        self._rejected: Counter[str] = Counter()
+        self._first_rejection = ""
+        self._offset = 0
+
+    def add(self, values: list[bytes]) -> None:
+        batch = decode_batch(values, self._limits)
+        for r in batch.rejections:
+            self._rejected[r.reason] += 1
+            if not self._first_rejection:
+                where = f"line {self._offset + r.index + 1}: {r.reason} {r.field or ''} "
+                self._first_rejection = (where + r.message).replace("  ", " ")
+        if len(batch):
+            self._profiler.fold(batch)
+        self._offset += len(values)
+
+    def finish(
+        self,
+        *,
+        created_ms: int,
+        source: str,
+        model: str | None = None,
+        model_version: str | None = None,
+    ) -> EventBaseline:
+        versions: dict[tuple[str, str], dict[str, Profile]] = {}
+        for bucket in self._profiler.flush():
+            per = versions.setdefault((bucket.model, bucket.model_version), {})
+            for segment, profile in bucket.segments.items():
+                if segment in per:
+                    per[segment].merge(profile)
+                else:
+                    per[segment] = profile
+        rejected = sum(self._rejected.values())
+        key = _choose(versions, model, model_version, source, rejected)
+        window = detection_window({0: versions[key]}, end_ms=_SPAN_MS, size=1, bucket_ms=_SPAN_MS)
+        profiles = window.profiles
+        count = profiles["all"].n_events
+        skipped = {k: sum(p.n_events for p in v.values()) for k, v in versions.items() if k != key}
+        reference = Reference(
+            kind="baseline",
+            id=baseline_id(key[0], key[1], profiles),
+            model=key[0],
+            model_version=key[1],
+            profiles=profiles,
+            note=f"Baseline built from the inference events of {source} ({count} events).",
+            created_ms=created_ms,
+            meta={"source": source, "rows": count, "format": "events"},
+        )
+        return EventBaseline(
+            reference,
+            count,
+            rejected,
+            self._rejected,
+            self._first_rejection,
+            skipped,
+            dict(self._profiler.overflow_counts),
+        )
+
+
 def build_event_baseline(
     batches: Iterable[list[bytes]],
     *,
@@ -130,56 +208,11 @@ def build_event_baseline(
     ``model`` / ``model_version`` pick one model version when the events hold several; left
     out, the events must hold exactly one (else an :class:`InputError` lists them).
     """
-    limits = decoder_limits or DecoderLimits()
-    profiler = Profiler(
-        EventClock(bucket_ms=_SPAN_MS, allowed_lateness_ms=_SPAN_MS),
-        catalog=ModelCatalog(profiler_limits),
-    )
-    rejected: Counter[str] = Counter()
-    first_rejection = ""
-    offset = 0
+    builder = EventBaselineBuilder(decoder_limits=decoder_limits, profiler_limits=profiler_limits)
     for values in batches:
-        batch = decode_batch(values, limits)
-        for r in batch.rejections:
-            rejected[r.reason] += 1
-            if not first_rejection:
-                first_rejection = f"line {offset + r.index + 1}: {r.reason} {r.field or ''} "
-                first_rejection = (first_rejection + r.message).replace("  ", " ")
-        if len(batch):
-            profiler.fold(batch)
-        offset += len(values)
-    closed = profiler.flush()
-    versions: dict[tuple[str, str], dict[str, Profile]] = {}
-    for bucket in closed:
-        per = versions.setdefault((bucket.model, bucket.model_version), {})
-        for segment, profile in bucket.segments.items():
-            if segment in per:
-                per[segment].merge(profile)
-            else:
-                per[segment] = profile
-    key = _choose(versions, model, model_version, source, sum(rejected.values()))
-    window = detection_window({0: versions[key]}, end_ms=_SPAN_MS, size=1, bucket_ms=_SPAN_MS)
-    profiles = window.profiles
-    count = profiles["all"].n_events
-    skipped = {k: sum(p.n_events for p in v.values()) for k, v in versions.items() if k != key}
-    reference = Reference(
-        kind="baseline",
-        id=baseline_id(key[0], key[1], profiles),
-        model=key[0],
-        model_version=key[1],
-        profiles=profiles,
-        note=f"Baseline built from the inference events of {source} ({count} events).",
-        created_ms=created_ms,
-        meta={"source": source, "rows": count, "format": "events"},
-    )
-    return EventBaseline(
-        reference,
-        count,
-        sum(rejected.values()),
-        rejected,
-        first_rejection,
-        skipped,
-        dict(profiler.overflow_counts),
+        builder.add(values)
+    return builder.finish(
+        created_ms=created_ms, source=source, model=model, model_version=model_version
     )
 
 

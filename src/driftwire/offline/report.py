@@ -48,7 +48,8 @@ font-variant-numeric:tabular-nums}
 padding:8px;width:400px}.card.warning{border-color:#e0a800}.card.critical{border-color:#c0392b}
 .badge{display:inline-block;padding:0 6px;border-radius:8px;font-size:12px;background:#eee}
 .badge.warning{background:#ffe08a}.badge.critical{background:#f5b7b1}.badge.firing{background:#f5b7b1}
-.card table{font-size:11px;width:100%}.card td,.card th{padding:1px 3px}.rule{font-size:12px;color:#444}.axis{font-size:10px;fill:#555}
+.card table{font-size:11px;width:100%}.card td,.card th{padding:1px 3px}
+.rule{font-size:12px;color:#444}.axis{font-size:10px;fill:#555}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px}
 """
 
