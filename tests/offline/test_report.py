@@ -187,3 +187,32 @@ def test_the_report_renders_in_a_real_browser(drifted: dict[str, Any]) -> None:
         assert _ink(plot, REFERENCE_RGB) > 0.01 * area  # both distributions are drawn
         assert _ink(plot, CURRENT_RGB) > 0.01 * area
     assert page_file.stat().st_size < 600_000
+
+
+def test_the_fixed_rule_and_a_frozen_reference_render_too() -> None:
+    start = StreamSpec(events=1).start_ms
+    spec = StreamSpec(
+        events=12_000,
+        seed=5,
+        events_per_second=12_000 / 1200,
+        changes=(Change("income", start + 12 * MINUTE, 2.0),),
+    )
+    settings = Settings.model_validate({"detect": {"rule": "fixed"}})
+    evaluations: list[Evaluation] = []
+    pipeline = InMemoryPipeline(settings, on_evaluation=evaluations.append)
+    alerts = list(pipeline.run(generate(spec)))
+    evaluation = evaluations[-1]
+    assert evaluation.reference is not None and evaluation.reference.kind == "frozen_window"
+    page = render_report(evaluation, alerts, settings.detect, generated_ms=0)
+    assert "rule fixed thresholds" in page
+    assert page.count('<svg class="plot"') == len(evaluation.results)
+    income = [
+        c for s, c in zip(evaluation.segments, evaluation.results, strict=True)
+        if c.feature == "income" and s == "all"
+    ]  # fmt: skip
+    assert income and all(c.decision is None for c in income)
+    for c in income:
+        assert html.escape(f"fixed: {c.result.statistic} ") in page
+    assert 'data-input="income"' in page
+    first = page.index('<section class="input"')
+    assert page.index('data-input="income"') == page.index("data-input", first)
