@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DRIFTWIRE_CACHE_DIR ?= $(HOME)/.cache/driftwire
 export PIP_CACHE_DIR ?= $(DRIFTWIRE_CACHE_DIR)/pip
 
-.PHONY: help setup lock licenses kafka-dist ops-deps alertmanager dashboards demo test lint typecheck unit kafka bench eval clean
+.PHONY: help setup lock licenses kafka-dist ops-deps browser alertmanager dashboards demo test lint typecheck unit kafka bench eval clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,21 @@ ops-deps: ## install prometheus + promtool (Debian package) for the operations t
 	  exit 1; \
 	fi
 
+browser: ## install Debian's chromium for the HTML report's browser test, if missing
+	@if [ -n "$$DRIFTWIRE_CHROMIUM" ] || command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing the Debian package chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	  && command -v chromium >/dev/null \
+	  || { echo "make browser: installing chromium failed" >&2; exit 1; }; \
+	else \
+	  echo "make browser: chromium is missing and this is not root with apt-get;" \
+	    "install it (Debian/Ubuntu: sudo apt-get install chromium)" \
+	    "or set DRIFTWIRE_CHROMIUM to a Chromium or Chrome binary" >&2; \
+	  exit 1; \
+	fi
+
 alertmanager: ## install Prometheus Alertmanager (Debian package) for the bridge tests, if missing
 	@if [ -n "$$DRIFTWIRE_ALERTMANAGER" ] || command -v prometheus-alertmanager >/dev/null \
 	  || command -v alertmanager >/dev/null; then :; \
@@ -84,7 +99,7 @@ lint: setup ## ruff
 typecheck: setup ## mypy over the package
 	$(VENV)/bin/mypy src
 
-test: setup kafka-dist ops-deps alertmanager lint typecheck licenses ## every test, including the real-broker integration tests
+test: setup kafka-dist ops-deps browser alertmanager lint typecheck licenses ## every test, including the real-broker integration tests
 	$(VENV)/bin/pytest
 
 kafka: kafka-dist ## run a local single-node Kafka broker until Ctrl-C
