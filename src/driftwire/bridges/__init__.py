@@ -118,6 +118,7 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
 
 def run_bridge(target: str, config: str | None) -> int:
     """``driftwire bridge TARGET --config FILE``: run until SIGTERM / SIGINT."""
+    from driftwire.ops.broker import wait_for_broker
     from driftwire.ops.logs import configure_logging
 
     settings = load_settings(config)
@@ -129,6 +130,8 @@ def run_bridge(target: str, config: str | None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if not await wait_for_broker(settings.kafka, stop):
+            return 0  # stopped while waiting for the broker
         return await serve_bridge(settings, target, stop)
 
     return asyncio.run(main())

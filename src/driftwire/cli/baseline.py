@@ -22,6 +22,9 @@ async def publish(settings: Settings, reference: Reference) -> None:
     """Put ``reference`` on the compacted baselines topic, keyed ``model/version``."""
     from aiokafka import AIOKafkaProducer
 
+    from driftwire.ops.broker import wait_for_broker
+
+    await wait_for_broker(settings.kafka)
     producer = AIOKafkaProducer(
         **settings.kafka.client_options(),
         acks="all",

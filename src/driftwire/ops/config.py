@@ -71,6 +71,12 @@ class KafkaSettings(_Section):
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    startup_timeout_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="how long a process retries an unreachable broker at start (backoff "
+        "0.5 s doubling to 10 s) before it exits non-zero; 0: one try",
+    )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
