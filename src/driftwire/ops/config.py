@@ -136,6 +136,12 @@ class ConsumerSettings(_Section):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     session_timeout_ms: int = Field(30_000, ge=1000)
+    shutdown_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="a stop (SIGTERM) finishes the batch in hand, flushes, commits and leaves "
+        "the group within this; what is not committed by then is read again by the next owner",
+    )
 
 
 BridgeTarget = Literal["alertmanager", "pagerduty", "slack", "webhook"]

@@ -45,16 +45,30 @@ class Liveness:
 
 @dataclass
 class Readiness:
-    """What ``/readyz`` reports: partitions assigned and the broker reachable."""
+    """What ``/readyz`` reports: the broker reachable, and no part still waiting for something.
+
+    ``waiting`` maps a part (``profile``, ``detect``) to what it waits for: the input topic to
+    exist, its first partition assignment, its app to start. A part removes its entry once it
+    has what it waited for; a consumer-group member that was given no partition (more members
+    than partitions) is ready too, as a spare.
+
+    >>> r = Readiness(broker_reachable=True, waiting={"profile": "partition assignment"})
+    >>> r.ready
+    False
+    >>> del r.waiting["profile"]
+    >>> r.ready
+    True
+    """
 
     assigned: int = 0
     broker_reachable: bool = False
     stuck: bool = False
     details: dict[str, object] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
-        return self.broker_reachable and not self.stuck
+        return self.broker_reachable and not self.stuck and not self.waiting
 
 
 class HealthServer:
@@ -98,6 +112,7 @@ class HealthServer:
             "ready": r.ready,
             "assigned_partitions": r.assigned,
             "broker_reachable": r.broker_reachable,
+            "waiting_for": dict(r.waiting),
             **r.details,
         }
         return web.json_response(body, status=200 if r.ready else 503)
