@@ -23,8 +23,10 @@ async def publish(settings: Settings, reference: Reference) -> None:
     from aiokafka import AIOKafkaProducer
 
     from driftwire.ops.broker import wait_for_broker
+    from driftwire.ops.topics import baselines_spec, ensure_topics
 
     await wait_for_broker(settings.kafka)
+    await ensure_topics(settings, [baselines_spec(settings)])  # compacted, never auto-created
     producer = AIOKafkaProducer(
         **settings.kafka.client_options(),
         acks="all",

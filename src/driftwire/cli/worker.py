@@ -21,6 +21,7 @@ from driftwire.ops.config import Settings, load_settings
 from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
 from driftwire.ops.logs import configure_logging
 from driftwire.ops.metrics import Metrics
+from driftwire.ops.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,7 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     await health.start(settings.http.host, settings.http.port)
     try:
         reachable = await wait_for_broker(settings.kafka, stop)
-        if reachable and settings.topics.create:
-            from driftwire.stages.topics import ensure_topics
-
+        if reachable:  # created when missing (topics.create), checked when they exist
             await ensure_topics(settings)
     except BaseException:
         await health.stop()
