@@ -31,7 +31,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
-from driftwire.decode.decoder import decode_batch
+from driftwire.decode.decoder import REASONS, decode_batch
 from driftwire.decode.limits import DecoderLimits
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Liveness, Readiness
@@ -112,6 +112,8 @@ class ProfileStage:
         self._listener_failure: BaseException | None = None
         self._life = Lifecycle("profile stage")
         self._stop_deadline: float | None = None  # the loop time by which a stop must be done
+        for reason in REASONS:  # every reason is a series from the start, at 0
+            metrics.events_invalid.labels(reason=reason)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -309,11 +311,17 @@ class ProfileStage:
                 key=record.key,
                 headers=headers,
             )
+            fut.add_done_callback(self._dead_letter_done)
             self._inflight.append(fut)
             self._m.events_invalid.labels(reason=rejection.reason).inc()
         offsets = np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records))
         count_folded(self._m, self._core.process(tp.partition, batch, offsets[batch.index], now_ms))
         self._core.note_position(tp.partition, records[-1].offset + 1)
+
+    def _dead_letter_done(self, fut: asyncio.Future[object]) -> None:
+        """Count a dead letter once the broker has acknowledged it."""
+        if not fut.cancelled() and fut.exception() is None:
+            self._m.dead_letters.inc()
 
     async def _emit(self, outputs: list[OutRecord]) -> None:
         if self._producer is None:

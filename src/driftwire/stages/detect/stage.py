@@ -457,6 +457,19 @@ class DetectStage:
                 self._fatal = self._fatal or exc
                 continue
             self._m.alerts.labels(kind=alert.kind, status=alert.status).inc()
+            log.info(
+                f"alert {alert.status}: {alert.summary}",
+                extra={
+                    "fields": {
+                        "fingerprint": alert.fingerprint,
+                        "status": alert.status,
+                        "kind": alert.kind,
+                        "severity": alert.labels.get("severity"),
+                        "model": alert.labels.get("model"),
+                        "model_version": alert.labels.get("model_version"),
+                    }
+                },
+            )
 
     # -- rebalance -------------------------------------------------------------------------
 
