@@ -1,4 +1,4 @@
-"""Start-up and readiness of a real ``driftwire worker`` process against a broker of its own.
+"""Start-up, readiness and liveness of the profile stage against a real broker.
 
 One worker (the profile stage) is followed through a life: started before its input topic
 exists (it waits visibly and is not ready), the topic created (picked up within seconds, ready
@@ -6,6 +6,10 @@ once partitions are assigned, both logged), events consumed, the broker stopped 
 again, logged), then SIGTERM with the broker gone (it exits within
 ``consumer.shutdown_timeout_seconds``). The broker is this test's own (with topic
 auto-creation off, as on a production cluster), because it is stopped halfway.
+
+And a stage whose loop hangs inside a batch is seen as stuck after
+``http.liveness_timeout_seconds`` (the watchdog judged only between batches before), and still
+stops within its bound.
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ import kafka_broker
 import orjson
 import pytest
 from kafkautil import create_topics, produce
+from prometheus_client import CollectorRegistry
+
+from driftwire.ops.config import Settings
+from driftwire.ops.health import Readiness
+from driftwire.ops.metrics import Metrics
+from driftwire.stages.profile import ProfileStage
+from driftwire.stages.profile_core import profile_core
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 
@@ -189,3 +200,64 @@ def test_worker_waits_for_its_topic_is_ready_when_assigned_and_stops_in_bounds(
         assert worker.messages("stopping: ")  # says what was not finished in time
     finally:
         worker.stop()
+
+
+class _HangingBatch(ProfileStage):
+    """A profile stage whose handling of the first records never finishes, as a commit, a send
+    or a rebalance listener waiting on a broker that never answers would."""
+
+    async def _process(self, *args: Any, **kwargs: Any) -> None:
+        await super()._process(*args, **kwargs)
+        await asyncio.Event().wait()
+
+
+def test_a_loop_blocked_in_a_batch_is_seen_as_stuck_and_stops_in_bounds(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    timeout_s, shutdown_s = 2.0, 2.0
+    settings = Settings.model_validate(
+        {
+            "kafka": {"bootstrap_servers": kafka_bootstrap},
+            "topics": {
+                "events": topic_name,
+                "partials": f"{topic_name}.partials",
+                "alerts": f"{topic_name}.alerts",
+                "baselines": f"{topic_name}.baselines",
+            },
+            "consumer": {
+                "group_id": f"{topic_name}-profile",
+                "fetch_timeout_ms": 200,
+                "shutdown_timeout_seconds": shutdown_s,
+            },
+            "http": {"liveness_timeout_seconds": timeout_s},
+        }
+    )
+    registry = CollectorRegistry()
+    readiness = Readiness()
+    stage = _HangingBatch(settings, profile_core(settings), Metrics(registry), readiness)
+
+    async def scenario() -> tuple[float, float]:
+        await create_topics(kafka_bootstrap, [topic_name, f"{topic_name}.partials"])
+        await produce(kafka_bootstrap, topic_name, _events(EVENTS))
+        stop = asyncio.Event()
+        task = asyncio.create_task(stage.run(stop))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while not registry.get_sample_value(
+            "driftwire_events_consumed_total", {"topic": topic_name}
+        ):
+            assert not task.done() and loop.time() - started < 60, "no records read"
+            await asyncio.sleep(0.1)
+        blocked = loop.time()
+        while not readiness.stuck:
+            assert loop.time() - blocked < timeout_s + 5, "a hanging batch not seen as stuck"
+            await asyncio.sleep(0.1)
+        seen = loop.time() - blocked
+        stop.set()  # what the worker's watchdog does when it sees stuck
+        stopped = loop.time()
+        await asyncio.wait_for(task, timeout=60)
+        return seen, loop.time() - stopped
+
+    seen, stopping = asyncio.run(scenario())
+    assert timeout_s <= seen < timeout_s + 2.5
+    assert stopping < 2 * shutdown_s + 3 * ProfileStage.CLOSE_MIN_S + 1

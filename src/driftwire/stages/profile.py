@@ -112,6 +112,7 @@ class ProfileStage:
         self._listener_failure: BaseException | None = None
         self._life = Lifecycle("profile stage")
         self._stop_deadline: float | None = None  # the loop time by which a stop must be done
+        self._lag = 0  # total lag of the assigned partitions at the last batch
         for reason in REASONS:  # every reason is a series from the start, at 0
             metrics.events_invalid.labels(reason=reason)
 
@@ -190,6 +191,7 @@ class ProfileStage:
         """Loop until ``stop``; then finish the batch in hand and flush, within the bound."""
         loop_task = asyncio.create_task(self._loop(stop), name="profile-loop")
         stopping = asyncio.create_task(stop.wait(), name="profile-stop")
+        watching = asyncio.create_task(self._watch_liveness(), name="profile-liveness")
         try:
             await asyncio.wait({loop_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
@@ -197,6 +199,7 @@ class ProfileStage:
             raise
         finally:
             stopping.cancel()
+            watching.cancel()
         if loop_task.done() and not stop.is_set():
             loop_task.result()  # the loop's failure
         self._stop_deadline = (
@@ -204,6 +207,13 @@ class ProfileStage:
         )
         if await self._bounded(loop_task, "the batch in hand"):
             await self._bounded(asyncio.create_task(self._flush_all()), "the flush")
+
+    async def _watch_liveness(self) -> None:
+        """Judge liveness every second from outside the loop, so that a loop blocked in a
+        batch (a commit, a send, a rebalance listener) is seen as stuck too."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._ready.stuck = self.liveness.stuck(self._clock(), self._ready.assigned, self._lag)
 
     def _remaining(self) -> float:
         now = asyncio.get_running_loop().time()
@@ -257,8 +267,10 @@ class ProfileStage:
             data = await self._consumer.getmany(
                 timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records
             )
+            self.liveness.begin(self._clock())
             async with self._lock:  # no await before: see the module docstring
                 await self._handle(data)
+            self.liveness.end(self._clock())
 
     async def _handle(self, data: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         if self._consumer is None:
@@ -407,6 +419,7 @@ class ProfileStage:
             total += lag
             self._m.consumer_lag.labels(self._group, tp.topic, str(tp.partition)).set(lag)
         self._ready.assigned = len(assigned)
+        self._lag = total
         self._ready.stuck = self.liveness.stuck(self._clock(), len(assigned), total)
 
     # -- rebalances ------------------------------------------------------------------------
