@@ -132,7 +132,14 @@ async def _configs(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str
     resources = [ConfigResource(ConfigResourceType.TOPIC, n, dict.fromkeys(keys)) for n in names]
     out: dict[str, dict[str, str]] = {}
     for response in await admin.describe_configs(resources):
-        for _error, _message, _type, name, entries in response.resources:
+        for error, message, _type, name, entries in response.resources:
+            if error:  # e.g. no DescribeConfigs permission: say so, do not guess
+                log.warning(
+                    f"cannot check the configs of topic {name} (error {error}: {message}); "
+                    "not checked",
+                    extra={"fields": {"topic": name}},
+                )
+                continue
             out[name] = {entry[0]: entry[1] for entry in entries if entry[1] is not None}
     return out
 
@@ -155,7 +162,9 @@ async def ensure_topics(
         found = await _configs(admin, [s.name for s in checked])
         warnings: list[tuple[str, str]] = []
         for spec in checked:  # refuse before creating anything
-            for problem in problems(found.get(spec.name, {}), spec):
+            if spec.name not in found:
+                continue
+            for problem in problems(found[spec.name], spec):
                 if problem.fatal:
                     raise ConfigError(spec.key, problem.text)
                 warnings.append((spec.name, problem.text))
