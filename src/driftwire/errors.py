@@ -5,6 +5,11 @@ Callers that must decide whether to retry look at ``retriable`` (as aiokafka doe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+#: In a :attr:`ConfigError.suggestion`: remove this key.
+REMOVE = "<remove>"
+
 
 class DriftwireError(Exception):
     """Root of every error driftwire raises on purpose."""
@@ -19,10 +24,20 @@ class ConfigError(DriftwireError):
     message a user sees names exactly what to fix.
     """
 
-    def __init__(self, key: str, problem: str, fix: str | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        problem: str,
+        fix: str | None = None,
+        *,
+        suggestion: Mapping[str, object] | None = None,
+    ) -> None:
         self.key = key
         self.problem = problem
         self.fix = fix
+        #: ``{dotted key: value}`` that, set in the file, makes it valid (:data:`REMOVE`
+        #: drops a key); ``fix`` says the same in words. Tests apply every suggestion.
+        self.suggestion: dict[str, object] = dict(suggestion or {})
         text = f"config error at '{key}': {problem}"
         if fix:
             text += f" ({fix})"

@@ -14,6 +14,7 @@ from the changelog.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -612,7 +613,10 @@ def test_real_detector_matches_the_pipeline_across_restarts(
 
 @pytest.mark.kafka
 @pytest.mark.timeout(240)
-def test_baselines_from_the_topic_are_used(kafka_bootstrap: str, topic_name: str) -> None:
+def test_baselines_from_the_topic_are_used(
+    kafka_bootstrap: str, topic_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="driftwire.stages.detect.stage")
     s = _real_settings(kafka_bootstrap, topic_name)
     t = s.topics
     create_topic(kafka_bootstrap, t.partials, 2)
@@ -676,6 +680,13 @@ def test_baselines_from_the_topic_are_used(kafka_bootstrap: str, topic_name: str
             await run.close()
 
     _run(scenario)
+    # one INFO line per baseline loaded or removed and per alert sent
+    lines = [r.getMessage() for r in caplog.records if r.name == "driftwire.stages.detect.stage"]
+    name = f"{spec.model}/{spec.versions[0]}"
+    assert lines.count(f"baseline loaded: {name} ({baseline.count} rows)") == 1
+    assert lines.count(f"baseline removed: {name}") == 1
+    sent = [line for line in lines if line.startswith("alert ")]
+    assert sent == [f"alert {a.status}: {a.summary}" for a in expected]
 
 
 # -- trailing references: the slot profiles a restarted stage reads back from the changelog

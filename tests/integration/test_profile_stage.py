@@ -135,6 +135,7 @@ def test_counts_every_valid_event_once_and_dead_letters_the_rest(
         for r in set(EXPECTED_REASON.values())
     )
     assert invalid == len(malformed)
+    assert registry.get_sample_value("driftwire_dead_letters_produced_total") == len(malformed)
 
     ends = asyncio.run(end_offsets(kafka_bootstrap, topic_name))
     commits = asyncio.run(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import random
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from driftwire.producer import (
     ModelOptions,
     ProducerStats,
 )
+from driftwire.producer._quiet import limit_aiokafka_logging
 from driftwire.truth.label import GroundTruth, decode_label
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -401,6 +404,22 @@ def test_unreachable_broker_never_blocks_the_caller_and_bounds_the_queue() -> No
     final = logger.close(timeout=1.0)
     assert time.monotonic() - started < 5.0
     assert final.dropped == 5000 and final.queued == 0
+
+
+def test_an_unreachable_broker_logs_each_aiokafka_error_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limit_aiokafka_logging().reset()  # another test's attempts are not held against this one
+    with caplog.at_level(logging.WARNING):
+        logger = InferenceLogger(f"127.0.0.1:{free_port()}")
+        logger.log(**event_kwargs(0))
+        time.sleep(6.0)  # connection attempts at 0, 0.2, 0.6, 1.4, 3.0 s (backoff)
+        logger.close(timeout=0.5)
+    from_aiokafka = Counter(
+        str(r.msg) for r in caplog.records if r.name.split(".")[0] == "aiokafka"
+    )
+    assert from_aiokafka  # it does say so, once
+    assert max(from_aiokafka.values()) == 1, from_aiokafka
 
 
 # --- a broker that goes away and comes back --------------------------------------------------

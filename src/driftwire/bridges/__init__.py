@@ -124,6 +124,7 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
 
 def run_bridge(target: str, config: str | None) -> int:
     """``driftwire bridge TARGET --config FILE``: run until SIGTERM / SIGINT."""
+    from driftwire.ops.broker import wait_for_broker
     from driftwire.ops.kafka_check import check_kafka
     from driftwire.ops.logs import configure_logging
 
@@ -143,6 +144,8 @@ def run_bridge(target: str, config: str | None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
+        if not await wait_for_broker(settings.kafka, stop):
+            return 0  # stopped while waiting for the broker
         return await serve_bridge(settings, target, stop)
 
     return asyncio.run(main())

@@ -36,8 +36,7 @@ from typing import Protocol
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from prometheus_client import CollectorRegistry
 
@@ -164,8 +163,7 @@ class BridgeShell:
         self._life.start()
         self._stop = stop
         opts = self._s.kafka.client_options()
-        if self._s.topics.create:
-            await self._ensure_dead_letter_topic()
+        await self._ensure_dead_letter_topic()  # created (topics.create) or checked
         poll_ms = int(max(300.0, 2 * self._policy.budget_s) * 1000)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=https_context(self._s.bridges.ssl_cafile))
@@ -211,17 +209,10 @@ class BridgeShell:
             )
 
     async def _ensure_dead_letter_topic(self) -> None:
-        admin = AIOKafkaAdminClient(**self._s.kafka.client_options())
-        await admin.start()
-        try:
-            if self.dead_letter_topic in set(await admin.list_topics()):
-                return
-            brokers = len((await admin.describe_cluster())["brokers"])
-            rf = self._s.topics.replication_factor or min(3, max(1, brokers))
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(self.dead_letter_topic, 1, rf)])
-        finally:
-            await admin.close()
+        from driftwire.ops.topics import dead_letter_spec, ensure_topics
+
+        spec = dead_letter_spec(self.dead_letter_topic, "bridges.dead_letter")
+        await ensure_topics(self._s, [spec])
 
     async def _loop(self) -> None:
         consumer = self._consumer

@@ -33,6 +33,7 @@ commands:
   baseline   build a reference profile:       driftwire baseline build train.parquet ...
   report     an HTML drift report:            driftwire report --events e.jsonl --baseline b.dwb
   bridge     forward alerts to a receiver:    driftwire bridge pagerduty --config driftwire.yaml
+  config     validate a settings file:        driftwire config check driftwire.yaml
 
 configuration: a YAML file (--config) plus DRIFTWIRE_<SECTION>_<KEY> environment variables,
 e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See the README for every key.
@@ -158,6 +159,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--model", help="only this model")
     report.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
 
+    config = sub.add_parser("config", help="check a settings file")
+    csub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = csub.add_parser(
+        "check", help="validate a settings file; print the effective settings, secrets masked"
+    )
+    check.add_argument("file", nargs="?", help="YAML settings file (default: none)")
+
     bridge = sub.add_parser(
         "bridge", help="forward the alerts topic to Alertmanager, PagerDuty, Slack or a webhook"
     )
@@ -220,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from driftwire.bridges import run_bridge
 
             return run_bridge(args.target, args.config)
+        if args.command == "config":
+            from driftwire.cli.config_check import run_config_check
+
+            return run_config_check(args.file)
         if args.command == "baseline":
             from driftwire.cli.baseline import run_baseline_build
 

@@ -12,14 +12,17 @@ import gc
 import logging
 import signal
 
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from driftwire.errors import TransportError
+from driftwire.ops.broker import BrokerWatch, wait_for_broker
 from driftwire.ops.config import Settings, load_settings
 from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
 from driftwire.ops.kafka_check import authorization_problem, check_kafka
 from driftwire.ops.logs import configure_logging
 from driftwire.ops.metrics import Metrics
+from driftwire.ops.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +50,22 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     from driftwire.stages.profile import ProfileStage
     from driftwire.stages.profile_core import profile_core
 
-    if settings.topics.create:
-        from driftwire.stages.topics import ensure_topics
-
-        await ensure_topics(settings)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     readiness = Readiness()
     health = HealthServer(registry, readiness)
     await health.start(settings.http.host, settings.http.port)
+    try:
+        reachable = await wait_for_broker(settings.kafka, stop)
+        if reachable:  # created when missing (topics.create), checked when they exist
+            await ensure_topics(settings)
+    except BaseException:
+        await health.stop()
+        raise
+    if not reachable:  # stopped while waiting for the broker
+        await health.stop()
+        return 0
+    readiness.broker_reachable = True
     log.info(
         "worker started",
         extra={
@@ -91,6 +101,9 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
     watcher = asyncio.create_task(watchdog(), name="watchdog")
+    broker_watch = asyncio.create_task(
+        BrokerWatch(settings.kafka, readiness).run(stop), name="broker-watch"
+    )
     code = 0
     denied: str | None = None
     try:
@@ -105,6 +118,8 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         watcher.cancel()
+        broker_watch.cancel()
+        await asyncio.gather(watcher, broker_watch, return_exceptions=True)
         await health.stop()
     if readiness.stuck:
         code = EXIT_STUCK
@@ -127,4 +142,9 @@ def run_worker(config: str | None, *, stage: str = "all") -> int:
         await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
         return await serve(settings, stage, stop)
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except KafkaError as exc:  # the broker went away between the start-up checks: one line
+        raise TransportError(
+            f"Kafka at {settings.kafka.bootstrap_servers} (kafka.bootstrap_servers): {exc}"
+        ) from None

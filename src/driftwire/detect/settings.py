@@ -213,36 +213,81 @@ class ReferenceSettings(_Section):
     def period_ms(self) -> int:
         return _PERIOD_MS[self.seasonal_period]
 
-    def check(self, bucket_ms: int) -> None:
-        """Refuse slots that do not tile buckets and periods (needs ``profile.bucket_seconds``)."""
-        key = "detect.references.slot_minutes"
-        slot = self.slot_ms
-        if slot % bucket_ms:
-            raise ConfigError(
-                key,
-                f"{self.slot_minutes:g} min is not a whole number of "
-                f"{bucket_ms / 1000:g} s buckets (profile.bucket_seconds)",
-                "use a multiple of the bucket, e.g. 60",
-            )
-        if self.period_ms % slot:
-            raise ConfigError(
-                key,
-                f"{self.slot_minutes:g} min does not divide a {self.seasonal_period}",
-                "use a divisor of 1440 min (a day), e.g. 60",
-            )
-        if self.trailing_hours * 3_600_000 < slot:
-            raise ConfigError(
-                "detect.references.trailing_hours",
-                f"{self.trailing_hours:g} h is shorter than one {self.slot_minutes:g} min slot",
-                "make it at least slot_minutes / 60",
-            )
-        for name in self.overrides:
+    def check(self, bucket_ms: int, *, slots_used: bool = True) -> None:
+        """Refuse slots that do not tile buckets and periods (needs ``profile.bucket_seconds``),
+        when slots are used at all, and override keys that name nothing."""
+        for name, kind in self.overrides.items():
             if not name or name.startswith("/") or name.endswith("/"):
+                fixed = {k: v for k, v in self.overrides.items() if k != name}
+                if name.strip("/"):
+                    fixed[name.strip("/")] = kind
                 raise ConfigError(
                     f"detect.references.overrides.{name}",
                     "a key is a model name or model/feature",
                     'e.g. churn or "churn/age"',
+                    suggestion={"detect.references.overrides": fixed},
                 )
+        if not slots_used:
+            return
+        key = "detect.references.slot_minutes"
+        slot = self.slot_ms
+        periods = (self.period_ms,)
+        if slot % bucket_ms or self.period_ms % slot:
+            raise slot_error(key, self.slot_minutes, bucket_ms, periods, self.seasonal_period)
+        if self.trailing_hours * 3_600_000 < slot:
+            raise ConfigError(
+                "detect.references.trailing_hours",
+                f"{self.trailing_hours:g} h is shorter than one {self.slot_minutes:g} min slot",
+                f"make it at least slot_minutes / 60 = {self.slot_minutes / 60:g}",
+                suggestion={"detect.references.trailing_hours": self.slot_minutes / 60},
+            )
+
+
+def slot_minutes_for(bucket_ms: int, periods_ms: tuple[int, ...] = (86_400_000,)) -> float | None:
+    """The slot that follows the bucket: the shortest whole number of buckets, at least an hour,
+    that divides every period; ``None`` when no number of buckets divides them.
+
+    >>> slot_minutes_for(60_000), slot_minutes_for(86_400_000), slot_minutes_for(90 * 60_000)
+    (60.0, 1440.0, 90.0)
+    >>> slot_minutes_for(7 * 60_000) is None
+    True
+    """
+    day = min(periods_ms)
+    k = max(1, -(-3_600_000 // bucket_ms))  # ceil: at least an hour
+    while k * bucket_ms <= day:
+        if all(p % (k * bucket_ms) == 0 for p in periods_ms):
+            return k * bucket_ms / 60_000
+        k += 1
+    return None
+
+
+def slot_error(
+    key: str, minutes: float, bucket_ms: int, periods_ms: tuple[int, ...], period: str
+) -> ConfigError:
+    """The error for ``minutes`` slots that do not tile the buckets or the periods, with a slot
+    that does (or, when no slot can, a bucket that can) as the suggestion."""
+    fits = slot_minutes_for(bucket_ms, (*periods_ms, _PERIOD_MS["day"]))  # latency's period too
+    if fits is None:
+        return ConfigError(
+            "profile.bucket_seconds",
+            f"{bucket_ms / 1000:g} s buckets do not tile a day, which the slot profiles of "
+            "seasonal and trailing references need",
+            "use a divisor of a day, e.g. 60",
+            suggestion={"profile.bucket_seconds": 60},
+        )
+    if round(minutes * 60_000) % bucket_ms:
+        problem = (
+            f"{minutes:g} min is not a whole number of {bucket_ms / 1000:g} s buckets "
+            "(profile.bucket_seconds)"
+        )
+    else:
+        problem = f"{minutes:g} min does not divide a {period}"
+    return ConfigError(
+        key,
+        problem,
+        f"use a multiple of the bucket that divides a day, e.g. {fits:g}",
+        suggestion={key: fits},
+    )
 
 
 class DetectSettings(_Section):
@@ -338,16 +383,28 @@ class DetectSettings(_Section):
             return own, lat.seasonal_period, lat.seasonal_periods
         return refs.kind(model, "latency_ms"), refs.seasonal_period, refs.seasonal_periods
 
+    def slots_used(self) -> bool:
+        """Whether any reference keeps slot profiles (seasonal or trailing, latency's too)."""
+        slot_kinds = {"seasonal", "trailing_window"}
+        refs = self.references
+        if {refs.default, *refs.overrides.values()} & slot_kinds:
+            return True
+        return self.latency.enabled and self.latency.reference in slot_kinds
+
     def check(self, bucket_ms: int) -> None:
-        """Refuse slots that do not tile buckets and periods, latency's period included."""
-        self.references.check(bucket_ms)
+        """Refuse slots that do not tile buckets and periods, latency's period included; slots
+        that no reference uses are not checked (the user did not ask for them)."""
+        used = self.slots_used()
+        self.references.check(bucket_ms, slots_used=used)
         period = self.latency.seasonal_period
-        if self.latency.reference == "seasonal" and _PERIOD_MS[period] % self.references.slot_ms:
-            raise ConfigError(
+        latency_seasonal = self.latency.enabled and self.latency.reference == "seasonal"
+        if used and latency_seasonal and _PERIOD_MS[period] % self.references.slot_ms:
+            raise slot_error(
                 "detect.references.slot_minutes",
-                f"{self.references.slot_minutes:g} min does not divide a {period} "
-                "(detect.latency.seasonal_period)",
-                "use a divisor of 1440 min (a day), e.g. 60",
+                self.references.slot_minutes,
+                bucket_ms,
+                (self.references.period_ms, _PERIOD_MS[period]),
+                f"{period} (detect.latency.seasonal_period)",
             )
 
     @model_validator(mode="after")

@@ -19,6 +19,8 @@ settings are loaded, so logs and error lines mask them too.
 
 from __future__ import annotations
 
+import copy
+import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,8 +39,9 @@ from driftwire.detect.settings import (
     QualitySettings,
     ReferenceSettings,
     ThroughputSettings,
+    slot_minutes_for,
 )
-from driftwire.errors import ConfigError
+from driftwire.errors import REMOVE, ConfigError
 from driftwire.profiling.settings import ProfileSettings
 from driftwire.truth.settings import TruthSettings
 
@@ -62,6 +65,7 @@ __all__ = [
     "ThroughputSettings",
     "TopicSettings",
     "TruthSettings",
+    "apply_suggestion",
     "load_settings",
 ]
 
@@ -166,6 +170,12 @@ class ConsumerSettings(_Section):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     session_timeout_ms: int = Field(30_000, ge=1000)
+    shutdown_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="a stop (SIGTERM) finishes the batch in hand, flushes, commits and leaves "
+        "the group within this; what is not committed by then is read again by the next owner",
+    )
 
 
 BridgeTarget = Literal["alertmanager", "pagerduty", "slack", "webhook"]
@@ -271,6 +281,29 @@ class Settings(_Section):
     bridges: BridgeSettings = BridgeSettings()
     truth: TruthSettings = TruthSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _slots_follow_bucket(cls, data: Any) -> Any:
+        """``detect.references.slot_minutes`` unset follows ``profile.bucket_seconds``: an
+        hour, or the shortest whole number of longer buckets that divides a day (a day for
+        day-long buckets), so that setting the bucket alone never stops start-up."""
+        if not isinstance(data, Mapping):
+            return data
+        profile, detect = data.get("profile") or {}, data.get("detect") or {}
+        if not isinstance(profile, Mapping) or not isinstance(detect, Mapping):
+            return data
+        refs = detect.get("references") or {}
+        if not isinstance(refs, Mapping) or "slot_minutes" in refs:
+            return data
+        try:
+            bucket_ms = round(float(profile.get("bucket_seconds", 60)) * 1000)
+        except (TypeError, ValueError):
+            return data  # the field's own validation says what is wrong
+        slot = slot_minutes_for(bucket_ms) if bucket_ms > 0 else None
+        if slot is None:
+            return data
+        return {**data, "detect": {**detect, "references": {**refs, "slot_minutes": slot}}}
+
     @model_validator(mode="after")
     def _slots_tile_buckets(self) -> Settings:
         self.detect.check(round(self.profile.bucket_seconds * 1000))
@@ -365,27 +398,96 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return tree
 
 
+def _field_at(loc: tuple[Any, ...]) -> Any:
+    """The pydantic field at ``loc`` in :class:`Settings`, or None (inside a dict or list)."""
+    model: Any = Settings
+    found: Any = None
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        found = model.model_fields.get(str(part))
+        if found is None:
+            return None
+        model = found.annotation
+    return found
+
+
+def _default_of(field: Any) -> tuple[bool, Any]:
+    """``(True, default)`` of a leaf field that has one (not a whole section)."""
+    if field is None:
+        return False, None
+    if field.default_factory is not None:
+        value = field.default_factory()
+    elif field.is_required():
+        return False, None
+    else:
+        value = field.default
+    if isinstance(value, BaseModel):
+        return False, None
+    return True, list(value) if isinstance(value, tuple) else value
+
+
+def _shown(value: Any) -> str:
+    """A value as it is written in the YAML file."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
 def _describe(error: Any) -> ConfigError:
-    key = ".".join(str(p) for p in error["loc"]) or "<root>"
-    if tuple(str(p) for p in error["loc"][:2]) in SECRET_KEYS:
+    loc = tuple(error["loc"])
+    key = ".".join(str(p) for p in loc) or "<root>"
+    if tuple(str(p) for p in loc[:2]) in SECRET_KEYS:
         return ConfigError(key, error.get("msg", error["type"]))  # never echo a secret
     kind = error["type"]
     if kind == "extra_forbidden":
         model: Any = Settings
-        for part in error["loc"][:-1]:
+        for part in loc[:-1]:
             if isinstance(model, type) and issubclass(model, BaseModel):
                 field = model.model_fields.get(str(part))
                 model = field.annotation if field is not None else None
             else:  # inside a dict, tuple or list of sections: step to the section type
                 model = next((a for a in get_args(model) if isinstance(a, type)), None)
         is_model = isinstance(model, type) and issubclass(model, BaseModel)
-        known = ", ".join(sorted(model.model_fields)) if is_model else ""
+        names = sorted(model.model_fields) if is_model else []
+        known = ", ".join(names)
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        if close:
+            parent = ".".join(str(p) for p in loc[:-1])
+            return ConfigError(
+                key,
+                "unknown key",
+                f"did you mean {close[0]}? known keys here: {known}",
+                suggestion={key: REMOVE, f"{parent}.{close[0]}": error.get("input")},
+            )
         return ConfigError(key, "unknown key", f"known keys here: {known}")
     expected = error.get("msg", kind)
     given = error.get("input")
-    if isinstance(given, Mapping | list) or "password" in key:
-        return ConfigError(key, expected)  # never echo a section: it may hold secrets
-    return ConfigError(key, f"{expected}; got {given!r}")
+    has_default, default = _default_of(_field_at(loc))
+    secret = "password" in key or "key" in key.rsplit(".", 1)[-1] or "url" in key
+    fix = f"e.g. the default, {_shown(default)}" if has_default and not secret else None
+    suggestion = {key: default} if has_default else None
+    if isinstance(given, Mapping | list) or secret:
+        return ConfigError(key, expected, fix, suggestion=suggestion)  # may hold secrets
+    return ConfigError(key, f"{expected}; got {given!r}", fix, suggestion=suggestion)
+
+
+def apply_suggestion(data: Mapping[str, Any], suggestion: Mapping[str, object]) -> dict[str, Any]:
+    """``data`` (a settings tree) with a :attr:`ConfigError.suggestion` applied.
+
+    >>> apply_suggestion({"consumer": {"max_batch_record": 5}},
+    ...                  {"consumer.max_batch_record": REMOVE, "consumer.max_batch_records": 5})
+    {'consumer': {'max_batch_records': 5}}
+    """
+    out: dict[str, Any] = copy.deepcopy(dict(data))
+    for dotted, value in suggestion.items():
+        *path, last = dotted.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        if value == REMOVE:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return out
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -417,7 +519,12 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         error = _describe(exc.errors()[0])
-        raise ConfigError(error.key, _raw_secrets(data).redact(error.problem), error.fix) from None
+        raise ConfigError(
+            error.key,
+            _raw_secrets(data).redact(error.problem),
+            error.fix,
+            suggestion=error.suggestion,
+        ) from None
     _secrets.register(settings.secret_values())
     return settings
 

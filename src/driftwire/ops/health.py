@@ -13,6 +13,16 @@ False
 True
 >>> live.stuck(now_s=200.0, assigned=3, lag=0)   # idle, not stuck
 False
+
+A batch that does not finish (a commit, a send or a rebalance listener that hangs) is stuck
+too, whatever the lag, once it has taken ``timeout_s``:
+
+>>> live.begin(now_s=300.0)
+>>> live.stuck(now_s=301.0, assigned=3, lag=0), live.stuck(now_s=361.0, assigned=3, lag=0)
+(False, True)
+>>> live.end(now_s=362.0)
+>>> live.stuck(now_s=362.0, assigned=3, lag=0)
+False
 """
 
 from __future__ import annotations
@@ -33,11 +43,22 @@ class Liveness:
 
     timeout_s: float
     last_progress_s: float | None = None
+    busy_since_s: float | None = None  # a batch is being handled since then
 
     def progress(self, now_s: float) -> None:
         self.last_progress_s = now_s
 
+    def begin(self, now_s: float) -> None:
+        """A batch is being handled from ``now_s`` on."""
+        self.busy_since_s = now_s
+
+    def end(self, now_s: float) -> None:
+        """The batch is handled."""
+        self.busy_since_s = None
+
     def stuck(self, now_s: float, assigned: int, lag: int) -> bool:
+        if self.busy_since_s is not None and now_s - self.busy_since_s > self.timeout_s:
+            return True
         if assigned == 0 or lag <= 0 or self.last_progress_s is None:
             return False
         return now_s - self.last_progress_s > self.timeout_s
@@ -45,16 +66,30 @@ class Liveness:
 
 @dataclass
 class Readiness:
-    """What ``/readyz`` reports: partitions assigned and the broker reachable."""
+    """What ``/readyz`` reports: the broker reachable, and no part still waiting for something.
+
+    ``waiting`` maps a part (``profile``, ``detect``) to what it waits for: the input topic to
+    exist, its first partition assignment, its app to start. A part removes its entry once it
+    has what it waited for; a consumer-group member that was given no partition (more members
+    than partitions) is ready too, as a spare.
+
+    >>> r = Readiness(broker_reachable=True, waiting={"profile": "partition assignment"})
+    >>> r.ready
+    False
+    >>> del r.waiting["profile"]
+    >>> r.ready
+    True
+    """
 
     assigned: int = 0
     broker_reachable: bool = False
     stuck: bool = False
     details: dict[str, object] = field(default_factory=dict)
+    waiting: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
-        return self.broker_reachable and not self.stuck
+        return self.broker_reachable and not self.stuck and not self.waiting
 
 
 class HealthServer:
@@ -98,6 +133,7 @@ class HealthServer:
             "ready": r.ready,
             "assigned_partitions": r.assigned,
             "broker_reachable": r.broker_reachable,
+            "waiting_for": dict(r.waiting),
             **r.details,
         }
         return web.json_response(body, status=200 if r.ready else 503)

@@ -63,3 +63,7 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> Non
     root.setLevel(level)
     for noisy in ("aiokafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # a broker that went away: aiokafka's errors once a minute per kind, not dozens a second
+    from driftwire.producer._quiet import limit_aiokafka_logging
+
+    limit_aiokafka_logging()

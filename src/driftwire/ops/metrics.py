@@ -29,6 +29,14 @@ from driftwire.alerts.alert import ALERT_NAMES
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 
 OTHER = "__other__"
+ALERT_STATUSES = ("firing", "resolved")
+
+
+def _start_at_zero(counter: Counter, label: str, values: Iterable[str]) -> None:
+    """Create the series of every known label value, so each exists at 0 from the start
+    (``rate()`` and ``increase()`` then see the first increment)."""
+    for value in values:
+        counter.labels(**{label: value})
 
 
 class LabelCap:
@@ -144,6 +152,8 @@ class Metrics:
             "Unix time of the last batch the profile stage finished",
             registry=registry,
         )
+        _start_at_zero(self.commits, "result", ("ok", "failed"))
+        _start_at_zero(self.rebalances, "phase", ("assigned", "revoked"))
 
 
 class DriftScoreCollector:
@@ -324,6 +334,16 @@ class DetectMetrics:
             "Unix time of the last partials record or tick the detect stage finished",
             registry=registry,
         )
+
+        for kind in ALERT_NAMES:  # every kind and status is a series from the start, at 0
+            for status in ALERT_STATUSES:
+                self.alerts.labels(kind=kind, status=status)
+        _start_at_zero(self.records, "type", ("partial", "watermark", "malformed", "failed"))
+        _start_at_zero(self.baselines, "result", ("loaded", "removed", "invalid"))
+        _start_at_zero(self.snapshots, "result", ("written", "too_large"))
+        _start_at_zero(self.restores, "result", ("ok", "invalid"))
+        _start_at_zero(self.rebalances, "phase", ("revoked", "recovered"))
+        _start_at_zero(self.windows, "result", ("ok", "insufficient_data"))
 
     def evaluated(self, evaluation: Evaluation) -> None:
         """Count one bucket's comparisons (the detector's ``on_evaluation`` hook)."""

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from driftwire.producer._queue import _WARN_EVERY_S, _Core
+from driftwire.producer._quiet import limit_aiokafka_logging
 
 log = logging.getLogger("driftwire.producer")  # one logger name for the whole producer
 
@@ -28,6 +29,7 @@ class _Pump:
     """Connects (retrying while the broker is unreachable) and feeds the queue to aiokafka."""
 
     def __init__(self, core: _Core, producer_options: dict[str, Any], linger_s: float) -> None:
+        limit_aiokafka_logging()  # an unreachable broker: one line a minute, not one a second
         self._core = core
         self._options = producer_options
         self._linger_s = linger_s

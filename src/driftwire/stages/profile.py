@@ -19,6 +19,7 @@ committed before the partition is given up, and records of a new partition wait 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,7 +31,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
-from driftwire.decode.decoder import decode_batch
+from driftwire.decode.decoder import REASONS, decode_batch
 from driftwire.decode.limits import DecoderLimits
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Liveness, Readiness
@@ -42,6 +43,18 @@ from driftwire.stages.profile_core import count_emitted, count_folded
 log = logging.getLogger(__name__)
 
 STAGE = "profile"
+
+
+def _numbers(partitions: list[TopicPartition]) -> list[int]:
+    return sorted(tp.partition for tp in partitions)
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    """``events[0,1,2]``, topic by topic."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{t}[{','.join(map(str, sorted(p)))}]" for t, p in sorted(by_topic.items()))
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -59,8 +72,14 @@ class ProfileStage:
     """The profile stage of one worker process.
 
     Lifecycle: ``await run(stop)`` starts the clients, loops until ``stop`` is set, then
-    flushes, commits and closes. It is not restartable.
+    flushes, commits and closes. It is not restartable. A stop (SIGTERM) finishes the batch in
+    hand, flushes, commits and leaves the group within ``consumer.shutdown_timeout_seconds``,
+    also when the broker is gone.
     """
+
+    TOPIC_POLL_S = 1.0  # how often a missing input topic is looked for
+    TOPIC_LOG_S = 5.0  # how often the wait for it is logged
+    CLOSE_MIN_S = 1.0  # each client's close gets at least this, after the stop bound too
 
     def __init__(
         self,
@@ -92,6 +111,10 @@ class ProfileStage:
         self._lock = asyncio.Lock()  # the loop's batch handling vs. the rebalance listener
         self._listener_failure: BaseException | None = None
         self._life = Lifecycle("profile stage")
+        self._stop_deadline: float | None = None  # the loop time by which a stop must be done
+        self._lag = 0  # total lag of the assigned partitions at the last batch
+        for reason in REASONS:  # every reason is a series from the start, at 0
+            metrics.events_invalid.labels(reason=reason)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -112,20 +135,129 @@ class ProfileStage:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._admin = AIOKafkaAdminClient(**opts)
+        self._ready.waiting[STAGE] = "partition assignment"
         try:  # clients that never started are closed too
             await self._producer.start()
             await self._admin.start()
             await self._consumer.start()
             self._ready.broker_reachable = True
-            self._consumer.subscribe([self._topic], listener=_Rebalance(self))
-            await self._loop(stop)
-            await self._flush_all()
+            if await self._wait_for_topic(stop):
+                self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+                await self._run_until_stopped(stop)
         finally:
-            await self._consumer.stop()  # leaves the group
-            await self._admin.close()
-            await self._producer.stop()
+            await self._close_clients()
             self._ready.broker_reachable = False
             self._life.stop()
+
+    async def _wait_for_topic(self, stop: asyncio.Event) -> bool:
+        """Wait visibly until the input topic exists: False if stopped first.
+
+        aiokafka refreshes the metadata of a subscribed topic that does not exist only every
+        ``metadata_max_age_ms`` (5 minutes), silently; this asks every
+        :attr:`TOPIC_POLL_S` and says so every :attr:`TOPIC_LOG_S`.
+        """
+        if self._admin is None:
+            raise self._life.not_started("admin client")
+        loop = asyncio.get_running_loop()
+        last_log: float | None = None
+        waited_from = loop.time()
+        while not stop.is_set():
+            if self._topic in set(await self._admin.list_topics()):
+                if last_log is not None:
+                    log.info(
+                        f"input topic {self._topic} exists now; joining the consumer group",
+                        extra={"fields": {"topic": self._topic}},
+                    )
+                return True
+            now = loop.time()
+            if last_log is None or now - last_log >= self.TOPIC_LOG_S:
+                last_log = now
+                self._ready.waiting[STAGE] = f"input topic {self._topic} to exist"
+                log.warning(
+                    f"input topic {self._topic} does not exist (topics.events); waiting for it "
+                    "(driftwire never creates its input: see the README's topic table)",
+                    extra={
+                        "fields": {
+                            "topic": self._topic,
+                            "waited_seconds": round(now - waited_from, 1),
+                        }
+                    },
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.TOPIC_POLL_S)
+        return False
+
+    async def _run_until_stopped(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop``; then finish the batch in hand and flush, within the bound."""
+        loop_task = asyncio.create_task(self._loop(stop), name="profile-loop")
+        stopping = asyncio.create_task(stop.wait(), name="profile-stop")
+        watching = asyncio.create_task(self._watch_liveness(), name="profile-liveness")
+        try:
+            await asyncio.wait({loop_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            loop_task.cancel()
+            raise
+        finally:
+            stopping.cancel()
+            watching.cancel()
+        if loop_task.done() and not stop.is_set():
+            loop_task.result()  # the loop's failure
+        self._stop_deadline = (
+            asyncio.get_running_loop().time() + self._s.consumer.shutdown_timeout_seconds
+        )
+        if await self._bounded(loop_task, "the batch in hand"):
+            await self._bounded(asyncio.create_task(self._flush_all()), "the flush")
+
+    async def _watch_liveness(self) -> None:
+        """Judge liveness every second from outside the loop, so that a loop blocked in a
+        batch (a commit, a send, a rebalance listener) is seen as stuck too."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._ready.stuck = self.liveness.stuck(self._clock(), self._ready.assigned, self._lag)
+
+    def _remaining(self) -> float:
+        now = asyncio.get_running_loop().time()
+        if self._stop_deadline is None:
+            self._stop_deadline = now + self._s.consumer.shutdown_timeout_seconds
+        return max(0.0, self._stop_deadline - now)
+
+    async def _bounded(self, task: asyncio.Task[None], what: str) -> bool:
+        """Wait for ``task`` until the stop deadline; cancel it then (False)."""
+        done, _ = await asyncio.wait({task}, timeout=self._remaining())
+        if task in done:
+            task.result()
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        log.error(
+            f"stopping: {what} did not finish within "
+            f"{self._s.consumer.shutdown_timeout_seconds:g} s (consumer.shutdown_timeout_seconds;"
+            " is the broker reachable?); events not committed are read again by the next owner",
+            extra={"fields": {"stage": STAGE}},
+        )
+        return False
+
+    async def _close_clients(self) -> None:
+        """Stop the clients (leave the group), each within what is left of the stop bound
+        (at least :attr:`CLOSE_MIN_S`); a client that does not close by then is abandoned."""
+        closers: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
+            ("consumer", self._consumer.stop if self._consumer else None),
+            ("admin client", self._admin.close if self._admin else None),
+            ("producer", self._producer.stop if self._producer else None),
+        ]
+        for name, close in closers:
+            if close is None:
+                continue
+            task = asyncio.ensure_future(close())
+            done, _ = await asyncio.wait({task}, timeout=max(self.CLOSE_MIN_S, self._remaining()))
+            if task in done and not task.cancelled() and task.exception() is None:
+                continue
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            log.warning(
+                f"stopping: the {name} did not close cleanly in time; abandoning it",
+                extra={"fields": {"stage": STAGE}},
+            )
 
     async def _loop(self, stop: asyncio.Event) -> None:
         if self._consumer is None:
@@ -135,8 +267,10 @@ class ProfileStage:
             data = await self._consumer.getmany(
                 timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records
             )
+            self.liveness.begin(self._clock())
             async with self._lock:  # no await before: see the module docstring
                 await self._handle(data)
+            self.liveness.end(self._clock())
 
     async def _handle(self, data: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         if self._consumer is None:
@@ -189,11 +323,17 @@ class ProfileStage:
                 key=record.key,
                 headers=headers,
             )
+            fut.add_done_callback(self._dead_letter_done)
             self._inflight.append(fut)
             self._m.events_invalid.labels(reason=rejection.reason).inc()
         offsets = np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records))
         count_folded(self._m, self._core.process(tp.partition, batch, offsets[batch.index], now_ms))
         self._core.note_position(tp.partition, records[-1].offset + 1)
+
+    def _dead_letter_done(self, fut: asyncio.Future[object]) -> None:
+        """Count a dead letter once the broker has acknowledged it."""
+        if not fut.cancelled() and fut.exception() is None:
+            self._m.dead_letters.inc()
 
     async def _emit(self, outputs: list[OutRecord]) -> None:
         if self._producer is None:
@@ -279,6 +419,7 @@ class ProfileStage:
             total += lag
             self._m.consumer_lag.labels(self._group, tp.topic, str(tp.partition)).set(lag)
         self._ready.assigned = len(assigned)
+        self._lag = total
         self._ready.stuck = self.liveness.stuck(self._clock(), len(assigned), total)
 
     # -- rebalances ------------------------------------------------------------------------
@@ -287,6 +428,10 @@ class ProfileStage:
         self._m.rebalances.labels(phase="revoked").inc()
         if not revoked:
             return
+        log.info(
+            f"partitions revoked: {_names(revoked)}",
+            extra={"fields": {"stage": STAGE, "partitions": _numbers(revoked)}},
+        )
         async with self._lock:
             try:
                 # Commit what is already acknowledged first: if the group has moved on without
@@ -318,6 +463,11 @@ class ProfileStage:
             self._core.set_partition_count(len(parts))
             for tp in assigned:
                 self._core.assign(tp.partition, committed.get(tp))
+        self._ready.waiting.pop(STAGE, None)
+        log.info(
+            f"partitions assigned: {_names(assigned) or 'none (more members than partitions)'}",
+            extra={"fields": {"stage": STAGE, "partitions": _numbers(assigned)}},
+        )
 
     async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, Resume]:
         """Committed offsets and their metadata (the core's resume point) for ``partitions``."""

@@ -104,6 +104,10 @@ class BaselinesFollower:
                 return
             self._refs.remove(*target)
             self._m.baselines.labels(result="removed").inc()
+            log.info(
+                f"baseline removed: {target[0]}/{target[1]}",
+                extra={"fields": {"model": target[0], "model_version": target[1]}},
+            )
         else:
             try:
                 ref = Reference.from_bytes(value)
@@ -125,4 +129,15 @@ class BaselinesFollower:
             self._refs.put(ref)
             self._keys[expected] = (ref.model, ref.model_version)
             self._m.baselines.labels(result="loaded").inc()
+            log.info(
+                f"baseline loaded: {ref.model}/{ref.model_version} ({ref.count} rows)",
+                extra={
+                    "fields": {
+                        "model": ref.model,
+                        "model_version": ref.model_version,
+                        "baseline_id": ref.id,
+                        "rows": ref.count,
+                    }
+                },
+            )
         self._m.baselines_loaded.set(len(self._refs))

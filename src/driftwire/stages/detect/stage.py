@@ -190,6 +190,7 @@ class DetectStage:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._life.start()
+        self._ready.waiting["detect"] = "the detect app to start"
         finished = asyncio.Event()  # stops the baselines follower
         baselines = asyncio.create_task(self._baselines.run(finished), name="baselines")
         app: faust.App | None = None
@@ -208,6 +209,7 @@ class DetectStage:
             app = self._app = self._build_app(self._partitions)
             if await self._start_app(app, stop):
                 self._ready.broker_reachable = True
+                self._ready.waiting.pop("detect", None)
                 await self._supervise(app, baselines, stop)
         finally:
             self._life.stop()
@@ -455,6 +457,19 @@ class DetectStage:
                 self._fatal = self._fatal or exc
                 continue
             self._m.alerts.labels(kind=alert.kind, status=alert.status).inc()
+            log.info(
+                f"alert {alert.status}: {alert.summary}",
+                extra={
+                    "fields": {
+                        "fingerprint": alert.fingerprint,
+                        "status": alert.status,
+                        "kind": alert.kind,
+                        "severity": alert.labels.get("severity"),
+                        "model": alert.labels.get("model"),
+                        "model_version": alert.labels.get("model_version"),
+                    }
+                },
+            )
 
     # -- rebalance -------------------------------------------------------------------------
 
