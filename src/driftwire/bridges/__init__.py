@@ -143,9 +143,9 @@ def run_bridge(target: str, config: str | None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
         if not await wait_for_broker(settings.kafka, stop):
             return 0  # stopped while waiting for the broker
+        await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
         return await serve_bridge(settings, target, stop)
 
     return asyncio.run(main())

@@ -31,8 +31,8 @@ async def publish(settings: Settings, reference: Reference) -> None:
     from driftwire.ops.kafka_check import check_kafka
     from driftwire.ops.topics import baselines_spec, ensure_topics
 
-    await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
     await wait_for_broker(settings.kafka)
+    await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
     await ensure_topics(settings, [baselines_spec(settings)])  # compacted, never auto-created
     producer = AIOKafkaProducer(
         **settings.kafka.client_options(),

@@ -57,8 +57,9 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     await health.start(settings.http.host, settings.http.port)
     try:
         reachable = await wait_for_broker(settings.kafka, stop)
-        if reachable:  # created when missing (topics.create), checked when they exist
-            await ensure_topics(settings)
+        if reachable:
+            await check_kafka(settings.kafka)  # a wrong password or certificate: one line
+            await ensure_topics(settings)  # created when missing, checked when they exist
     except BaseException:
         await health.stop()
         raise
@@ -139,7 +140,6 @@ def run_worker(config: str | None, *, stage: str = "all") -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
         return await serve(settings, stage, stop)
 
     try:

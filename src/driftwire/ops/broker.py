@@ -32,6 +32,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from driftwire.errors import TransportError
 from driftwire.ops.config import KafkaSettings
 from driftwire.ops.health import Readiness
+from driftwire.ops.kafka_check import describe
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ async def probe(kafka: KafkaSettings, timeout_s: float = PROBE_TIMEOUT_S) -> str
                 await asyncio.wait_for(client.send(node, MetadataRequest([])), timeout_s)
         return None
     except (KafkaError, OSError, TimeoutError) as exc:
+        where, protocol = kafka.bootstrap_servers, kafka.security_protocol
+        failure = describe(exc, where, protocol, kafka.sasl_username)
+        if failure.kind != "other" and not failure.retriable:  # sign-in or TLS: no retry
+            raise TransportError(f"Kafka: {failure}", retriable=False) from None
         text = str(exc)
         return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
     finally:
