@@ -25,14 +25,10 @@ import logging
 import time
 from collections.abc import Iterator
 
-from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError
-from aiokafka.protocol.metadata import MetadataRequest
-
 from driftwire.errors import TransportError
 from driftwire.ops.config import KafkaSettings
 from driftwire.ops.health import Readiness
-from driftwire.ops.kafka_check import describe
+from driftwire.ops.kafka_check import try_connect
 
 log = logging.getLogger(__name__)
 
@@ -73,31 +69,14 @@ def _aiokafka_quiet() -> Iterator[None]:
 
 
 async def probe(kafka: KafkaSettings, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
-    """One metadata request to the bootstrap servers: ``None`` if answered, else why not."""
-    options = kafka.client_options()
-    options.pop("client_id", None)
-    client = AIOKafkaClient(
-        **options,
-        client_id=f"{kafka.client_id}-probe",
-        request_timeout_ms=int(timeout_s * 1000),
-    )
+    """One connection and sign-in attempt: ``None`` if it succeeded, else why not (network
+    trouble); a failed sign-in or TLS check raises :class:`TransportError` (no retry helps)."""
     try:
         with _aiokafka_quiet():
-            await asyncio.wait_for(client.bootstrap(), timeout_s)
-            node = client.get_random_node()
-            if node is not None:
-                await asyncio.wait_for(client.send(node, MetadataRequest([])), timeout_s)
-        return None
-    except (KafkaError, OSError, TimeoutError) as exc:
-        where, protocol = kafka.bootstrap_servers, kafka.security_protocol
-        failure = describe(exc, where, protocol, kafka.sasl_username)
-        if failure.kind != "other" and not failure.retriable:  # sign-in or TLS: no retry
-            raise TransportError(f"Kafka: {failure}", retriable=False) from None
-        text = str(exc)
-        return text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"
-    finally:
-        with _aiokafka_quiet():
-            await client.close()
+            failures = await asyncio.wait_for(try_connect(kafka), timeout_s)
+    except TimeoutError:
+        return f"no answer from {kafka.bootstrap_servers} within {timeout_s:g} s"
+    return "; ".join(str(f) for f in failures) or None
 
 
 async def wait_for_broker(kafka: KafkaSettings, stop: asyncio.Event | None = None) -> bool:
@@ -148,7 +127,10 @@ class BrokerWatch:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            problem = await probe(self._kafka, timeout_s=min(PROBE_TIMEOUT_S, self._interval_s))
+            try:
+                problem = await probe(self._kafka, min(PROBE_TIMEOUT_S, self._interval_s))
+            except TransportError as exc:  # refused now (credentials rotated?): not ready
+                problem = str(exc)
             reachable = problem is None
             if self._last is not None and reachable != self._last:
                 if reachable:

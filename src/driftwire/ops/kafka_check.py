@@ -187,6 +187,37 @@ def _addresses(bootstrap: str) -> list[tuple[str, int]]:
     return found
 
 
+def _tls_context(kafka: KafkaSettings) -> object:
+    try:
+        return kafka.ssl_context() if kafka.security_protocol.endswith("SSL") else None
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise ConfigError(
+            "kafka.ssl_cafile/ssl_certfile/ssl_keyfile",
+            f"cannot load the TLS files: {reason}",
+            "check the paths, and kafka.ssl_password[_FILE] for an encrypted key",
+        ) from None
+
+
+async def try_connect(kafka: KafkaSettings) -> list[Failure]:
+    """One connection and sign-in attempt per bootstrap address: ``[]`` once one succeeds,
+    else the network failures (worth a retry); a sign-in or TLS failure raises
+    :class:`TransportError` at once (:class:`ConfigError` for unreadable TLS files)."""
+    context = _tls_context(kafka)
+    failures: list[Failure] = []
+    for host, port in _addresses(kafka.bootstrap_servers):
+        try:
+            await _connect_once(kafka, host, port, context)
+            return []
+        except Exception as exc:
+            address = f"{host}:{port}"
+            failure = describe(exc, address, kafka.security_protocol, kafka.sasl_username)
+            if not failure.retriable:
+                raise TransportError(f"Kafka: {failure}", retriable=False) from None
+            failures.append(failure)
+    return failures
+
+
 async def check_kafka(
     kafka: KafkaSettings,
     *,
@@ -196,31 +227,13 @@ async def check_kafka(
     """Return once one bootstrap address accepts a connection and sign-in; else raise
     :class:`TransportError` with the reason (:class:`ConfigError` for unreadable TLS files)."""
     budget = kafka.startup_timeout_seconds if retry_s is None else retry_s
-    try:
-        context = kafka.ssl_context() if kafka.security_protocol.endswith("SSL") else None
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-        raise ConfigError(
-            "kafka.ssl_cafile/ssl_certfile/ssl_keyfile",
-            f"cannot load the TLS files: {reason}",
-            "check the paths, and kafka.ssl_password[_FILE] for an encrypted key",
-        ) from None
-    addresses = _addresses(kafka.bootstrap_servers)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget
     delay = 0.5
     while True:
-        failures: list[Failure] = []
-        for host, port in addresses:
-            try:
-                await _connect_once(kafka, host, port, context)
-                return
-            except Exception as exc:
-                address = f"{host}:{port}"
-                failure = describe(exc, address, kafka.security_protocol, kafka.sasl_username)
-                if not failure.retriable:
-                    raise TransportError(f"Kafka: {failure}", retriable=False) from None
-                failures.append(failure)
+        failures = await try_connect(kafka)
+        if not failures:
+            return
         if loop.time() + delay > deadline:
             reasons = "; ".join(str(f) for f in failures)
             raise TransportError(
