@@ -2,6 +2,9 @@
 
 SIGTERM and SIGINT stop fetching, flush, commit and leave the group; a stuck consumer turns
 ``/healthz`` unhealthy and makes the process exit non-zero so its orchestrator restarts it.
+SIGHUP, or a change of the config file, reloads silences, thresholds and per-feature
+overrides (``driftwire.ops.reload``). The HTTP server also answers ``/api/v1/status`` and
+``/api/v1/alerts`` (``driftwire.stages.detect.status_api``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from driftwire.ops.config import Settings, load_settings
 from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
 from driftwire.ops.logs import configure_logging
-from driftwire.ops.metrics import Metrics
+from driftwire.ops.metrics import ConfigMetrics, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,16 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
-    """Run the chosen stages until ``stop`` is set; returns the process exit code."""
+async def serve(
+    settings: Settings, stage: str, stop: asyncio.Event, *, config: str | None = None
+) -> int:
+    """Run the chosen stages until ``stop`` is set; returns the process exit code.
+
+    With ``config`` (the settings file), SIGHUP and changes of the file reload it.
+    """
+    from driftwire.ops.reload import ConfigReloader, config_hash
     from driftwire.stages.detect.stage import DetectStage
+    from driftwire.stages.detect.status_api import StatusApi
     from driftwire.stages.profile import ProfileStage
     from driftwire.stages.profile_core import profile_core
 
@@ -52,7 +62,17 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     readiness = Readiness()
-    health = HealthServer(registry, readiness)
+    config_metrics = ConfigMetrics(registry)
+    config_metrics.running(config_hash(settings))
+    detect: DetectStage | None = None
+    reloader: ConfigReloader | None = None
+
+    def worker_info() -> dict[str, object]:
+        running = reloader.hash if reloader is not None else config_hash(settings)
+        return {"stage": stage, "config_hash": running}
+
+    api = StatusApi(lambda: detect, worker=worker_info)
+    health = HealthServer(registry, readiness, api.routes())
     await health.start(settings.http.host, settings.http.port)
     log.info(
         "worker started",
@@ -72,6 +92,17 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     if stage in ("all", "detect"):
         detect = DetectStage.from_settings(settings, metrics, readiness)
         tasks.append(asyncio.create_task(detect.run(stop), name="detect"))
+    watcher_tasks: list[asyncio.Task[None]] = []
+    if config is not None:
+
+        def apply(new: Settings) -> None:
+            if detect is not None:
+                detect.reconfigure(new)
+
+        reloader = ConfigReloader(config, settings, apply, on_hash=config_metrics.running)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
+        watcher_tasks.append(asyncio.create_task(reloader.watch(stop), name="config-watch"))
 
     async def watchdog() -> None:
         while not stop.is_set():
@@ -94,6 +125,10 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         watcher.cancel()
+        for task in watcher_tasks:
+            task.cancel()
+        if config is not None:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await health.stop()
     if readiness.stuck:
         code = EXIT_STUCK
@@ -111,6 +146,6 @@ def run_worker(config: str | None, *, stage: str = "all") -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        return await serve(settings, stage, stop)
+        return await serve(settings, stage, stop, config=config)
 
     return asyncio.run(main())
