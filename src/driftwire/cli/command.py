@@ -28,6 +28,7 @@ commands:
   replay     a file of events, in memory:     driftwire replay events.jsonl --baseline b.dwb
   baseline   build a reference profile:       driftwire baseline build train.parquet ...
   bridge     forward alerts to a receiver:    driftwire bridge pagerduty --config driftwire.yaml
+  status     what a running worker sees:      driftwire status --url http://localhost:9464
 
 configuration: a YAML file (--config) plus DRIFTWIRE_<SECTION>_<KEY> environment variables,
 e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See the README for every key.
@@ -100,6 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     bridge.add_argument("target", choices=("alertmanager", "pagerduty", "slack", "webhook"))
     bridge.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
+
+    status = sub.add_parser(
+        "status", help="what a running worker thinks of every model (its /api/v1/status)"
+    )
+    status.add_argument(
+        "--url", default="http://localhost:9464", help="the worker's HTTP address (http.port)"
+    )
+    status.add_argument("--model", help="only this model")
+    status.add_argument(
+        "--state",
+        help="only these states, comma-separated (firing, breaching, insufficient_data, ok)",
+    )
+    status.add_argument("--all", action="store_true", help="list ok conditions too")
+    status.add_argument("--json", action="store_true", help="print the status document (JSON)")
     return parser
 
 
@@ -126,6 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from driftwire.bridges import run_bridge
 
             return run_bridge(args.target, args.config)
+        if args.command == "status":
+            from driftwire.cli.status import run_status
+
+            return run_status(
+                args.url,
+                model=args.model,
+                states=args.state,
+                as_json=args.json,
+                show_ok=args.all,
+            )
         if args.command == "baseline":
             from driftwire.cli.baseline import run_baseline_build
 

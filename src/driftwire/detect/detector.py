@@ -493,9 +493,14 @@ class Detector:
                 alert = self._decisions.firing_alert(key, f, severity, start, end)
             reason = None
             if f.value is None:
+                need = self._d.min_count
                 reason = str(
                     f.evidence.get("reason")
-                    or f"not enough data in the window for this check ({f.count} events)"
+                    or (
+                        f"the window has {f.count} events, fewer than min_count={need}"
+                        if f.count < need
+                        else f"not enough data for this {f.kind} check ({f.count} events)"
+                    )
                 )
             conditions.append(
                 ConditionStatus(

@@ -12,17 +12,32 @@ document); with several workers, ask each. A worker that runs only the profile s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from driftwire.detect.status import StatusQuery, alertmanager_alerts, build_status
+from driftwire.detect.status import (
+    ConditionStatus,
+    ModelStatus,
+    StatusQuery,
+    alertmanager_alerts,
+    build_status,
+)
 from driftwire.ops.health import Route
-from driftwire.stages.detect.stage import DetectStage
 
-__all__ = ["StatusApi"]
+__all__ = ["StatusApi", "StatusSource"]
+
+
+class StatusSource(Protocol):
+    """What the routes read: :class:`~driftwire.stages.detect.stage.DetectStage` is one."""
+
+    @property
+    def detectors(self) -> Mapping[int, Any]: ...  # by owned partials partition
+
+    def status_records(self) -> tuple[list[ModelStatus], list[ConditionStatus]]: ...
+
 
 STATUS_PATH = "/api/v1/status"
 ALERTS_PATH = "/api/v1/alerts"
@@ -42,7 +57,7 @@ class StatusApi:
 
     def __init__(
         self,
-        stage: Callable[[], DetectStage | None],
+        stage: Callable[[], StatusSource | None],
         *,
         worker: Callable[[], dict[str, Any]],
         clock: Callable[[], float] = time.time,
@@ -54,7 +69,7 @@ class StatusApi:
     def routes(self) -> list[Route]:
         return [(STATUS_PATH, self.status), (ALERTS_PATH, self.alerts)]
 
-    def _query(self, request: web.Request) -> tuple[DetectStage, StatusQuery] | web.Response:
+    def _query(self, request: web.Request) -> tuple[StatusSource, StatusQuery] | web.Response:
         stage = self._stage()
         if stage is None:
             return _json(
