@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="run both stages (default) or one of them, to scale them apart",
     )
+    worker.add_argument(
+        "--reload-poll-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="how often the config file is checked for changes to reload (SIGHUP reloads at "
+        "once); 0: on SIGHUP only",
+    )
 
     demo = sub.add_parser("demo", help="in-memory demo: a generated stream with a known drift")
     demo.add_argument("--events", type=int, default=200_000, help="events to generate")
@@ -128,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker":
             from driftwire.cli.worker import run_worker
 
-            return run_worker(args.config, stage=args.stage)
+            return run_worker(args.config, stage=args.stage, reload_poll_s=args.reload_poll_seconds)
         if args.command == "demo":
             from driftwire.cli.demo import run_demo
 

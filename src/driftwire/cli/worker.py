@@ -43,11 +43,17 @@ def tune_gc() -> None:
 
 
 async def serve(
-    settings: Settings, stage: str, stop: asyncio.Event, *, config: str | None = None
+    settings: Settings,
+    stage: str,
+    stop: asyncio.Event,
+    *,
+    config: str | None = None,
+    reload_poll_s: float = 2.0,
 ) -> int:
     """Run the chosen stages until ``stop`` is set; returns the process exit code.
 
-    With ``config`` (the settings file), SIGHUP and changes of the file reload it.
+    With ``config`` (the settings file), SIGHUP reloads it, and so does a change of the file
+    seen by a check every ``reload_poll_s`` seconds (0: SIGHUP only).
     """
     from driftwire.ops.reload import ConfigReloader, config_hash
     from driftwire.stages.detect.stage import DetectStage
@@ -102,7 +108,9 @@ async def serve(
         reloader = ConfigReloader(config, settings, apply, on_hash=config_metrics.running)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
-        watcher_tasks.append(asyncio.create_task(reloader.watch(stop), name="config-watch"))
+        if reload_poll_s > 0:
+            watch = reloader.watch(stop, interval_s=reload_poll_s)
+            watcher_tasks.append(asyncio.create_task(watch, name="config-watch"))
 
     async def watchdog() -> None:
         while not stop.is_set():
@@ -136,7 +144,7 @@ async def serve(
     return code
 
 
-def run_worker(config: str | None, *, stage: str = "all") -> int:
+def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float = 2.0) -> int:
     settings = load_settings(config)
     configure_logging(settings.log.level)
     tune_gc()
@@ -146,6 +154,6 @@ def run_worker(config: str | None, *, stage: str = "all") -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        return await serve(settings, stage, stop, config=config)
+        return await serve(settings, stage, stop, config=config, reload_poll_s=reload_poll_s)
 
     return asyncio.run(main())

@@ -204,8 +204,9 @@ class ConfigReloader:
         try:
             new = load_settings(self.path, env=self._env)
         except ConfigError as exc:
+            why = " ".join(str(exc).split())  # one line, a YAML error's context included
             log.error(
-                f"config reload ({trigger}) rejected, the running config is kept: {exc}",
+                f"config reload ({trigger}) rejected, the running config is kept: {why}",
                 extra={"fields": {"path": str(self.path), "hash": self.hash}},
             )
             self._on_hash(self.hash, "rejected")
