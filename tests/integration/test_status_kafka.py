@@ -62,7 +62,7 @@ class Worker:
             "detect": {
                 "window_buckets": 5,
                 "min_count": 200,
-                "min_reference_count": 400,
+                "min_reference_count": 300,
                 "grace_seconds": 2,
                 "data_dir": str(tmp / "faust"),
             },
@@ -138,16 +138,18 @@ class Worker:
 
     def settled(self) -> bool:
         """Both stages read their input to its end and evaluations stopped changing."""
-        before = self.evaluated()
-        if before == 0:
+        before = self.metrics()
+        evaluated = sum(
+            v for k, v in before.items() if k.startswith("driftwire_windows_evaluated_total")
+        )
+        lags = [v for k, v in before.items() if k.startswith("driftwire_consumer_lag{")]
+        if evaluated == 0 or len(lags) != PARTITIONS or any(lags):
             return False
         time.sleep(4)
-        if self.evaluated() != before:
+        if self.evaluated() != evaluated:
             return False
         topics, group = self.doc["topics"], self.doc["consumer"]["group_id"]
-        profile = asyncio.run(caught_up(self.bootstrap, topics["events"], group))
-        detect = asyncio.run(caught_up(self.bootstrap, topics["partials"], f"{group}-detect"))
-        return profile and detect
+        return asyncio.run(caught_up(self.bootstrap, topics["partials"], f"{group}-detect"))
 
 
 async def caught_up(bootstrap: str, topic: str, group: str) -> bool:
@@ -205,7 +207,7 @@ def test_status_and_alerts_agree_with_the_alerts_topic(worker: Worker) -> None:
     assert [v["version"] for v in model["versions"]] == ["1.4.2"]
     (version,) = model["versions"]
     assert SEGMENT in version["segments"]
-    assert version["reference"]["count"] >= 400 and version["window"]["count"] >= 200
+    assert version["reference"]["count"] >= 300 and version["window"]["count"] >= 200
     assert status["worker"]["stage"] == "all" and status["worker"]["partitions"] == [0, 1]
 
     alerts = worker.get("/api/v1/alerts")
@@ -259,11 +261,13 @@ def test_sighup_reloads_live_settings_and_keeps_the_old_config_on_a_bad_file(
     lines = worker.wait("the reload line", lambda: reload_lines(worker.log))
     assert len(lines) == 1, lines
     record = json.loads(lines[0])
-    assert record["message"] == (
+    message = record["message"]
+    assert message.startswith(
         "config reloaded (SIGHUP): applied: alerts.silences 0 silences -> 1 silence; "
         "detect.thresholds.psi (unset) -> [0.2,0.4] | needs a restart (the running value is "
-        f'kept): topics.alerts "{worker.doc["topics"]["alerts"]}" -> "elsewhere"'
-    )
+        'kept): topics.alerts "test_sighup'
+    )  # the old topic name is long: shortened to 60 characters
+    assert message.endswith('-> "elsewhere"')
     second = worker.wait("the new hash", lambda: (h := info()) != first and h)
     assert record["hash"] == second and record["previous_hash"] == first
     m = worker.metrics()

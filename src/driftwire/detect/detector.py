@@ -74,6 +74,12 @@ from driftwire.errors import FormatError
 from driftwire.partials import Partial, Watermark
 from driftwire.sketch.profile import Profile
 
+#: Why a latency percentile is not judged, when its window has min_count events.
+_LATENCY_TOO_FEW = (
+    "too few latencies above the percentile in the window or its reference "
+    "(detect.latency.min_tail_events={})"
+)
+
 
 @dataclass
 class Evaluation:
@@ -499,7 +505,9 @@ class Detector:
                     or (
                         f"the window has {f.count} events, fewer than min_count={need}"
                         if f.count < need
-                        else f"not enough data for this {f.kind} check ({f.count} events)"
+                        else _LATENCY_TOO_FEW.format(self._d.latency.min_tail_events)
+                        if f.kind == "latency_anomaly"
+                        else f"not enough data for this {f.kind} check"
                     )
                 )
             conditions.append(
