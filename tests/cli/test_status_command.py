@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -94,7 +95,31 @@ def test_all_lists_ok_conditions_and_insufficient_data_is_summarised(detector: D
     insufficient = [c for c in doc["conditions"] if c["state"] == "insufficient_data"]
     assert insufficient, "the scenario has checks without enough data"
     summary = rows[rows.index("Insufficient data:") + 1 :]
-    assert sum(int(line.split(" x ")[0]) for line in summary) == len(insufficient)
+    counted = [line for line in summary if re.match(r"^ +\d+ x ", line)]
+    assert sum(int(line.split(" x ")[0]) for line in counted) == len(insufficient)
+
+
+def test_long_reasons_wrap_within_80_columns() -> None:
+    reason = "too few latencies above the percentile in the window or its reference " * 2
+    doc = {
+        "counts": {"firing": 0, "breaching": 0, "insufficient_data": 3, "ok": 0},
+        "models": [],
+        "worker": {},
+        "conditions": [
+            {
+                "model": "m",
+                "model_version": "1",
+                "state": "insufficient_data",
+                "reason": reason.strip(),
+            }
+        ]
+        * 3,
+    }
+    lines = render_status(doc, url=URL).splitlines()
+    tail = lines[lines.index("Insufficient data:") + 1 :]
+    assert len(tail) == 2 and tail[0].startswith("     3 x too few latencies")
+    assert max(map(len, lines)) <= 80
+    assert " ".join(x.strip() for x in tail) == "3 x " + reason.strip()
 
 
 def test_a_held_back_alert_is_marked() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -194,7 +195,9 @@ def render_status(
     if reasons:
         lines += ["", "Insufficient data:"]
         for reason, n in reasons.most_common():
-            lines.append(_fit(f"  {n:>4} x {reason}", width))
+            lines += textwrap.wrap(
+                reason, width, initial_indent=f"  {n:>4} x ", subsequent_indent=" " * 9
+            )
     return "\n".join(lines)
 
 
