@@ -183,3 +183,10 @@ def test_an_unreachable_worker_is_one_line(capsys: pytest.CaptureFixture[str]) -
 def test_a_bad_query_is_the_workers_one_line(served: str) -> None:
     with pytest.raises(DriftwireError, match=r"answered 400: state='x' is not a state"):
         fetch_status(served, states="x")
+
+
+def test_asking_for_insufficient_data_shows_the_reasons_alone(detector: Detector) -> None:
+    doc = document(detector, states=("insufficient_data",))
+    text = render_status(doc, url=URL, show_ok=True)
+    assert "No conditions." not in text and "Nothing fires" not in text
+    assert "Insufficient data:" in text and "STATE" not in text

@@ -164,7 +164,8 @@ def render_status(
     shown = [c for c in shown if c["state"] != "insufficient_data"]
     if doc["models"]:
         lines.append("")
-    if not shown:
+    insufficient = [c for c in conditions if c["state"] == "insufficient_data"]
+    if not shown and not (show_ok and insufficient):
         lines.append("Nothing fires or breaches." if not show_ok else "No conditions.")
     else:
         # STATE SEV | CONDITION (flexible) | VALUE | THRESHOLD | SINCE
@@ -189,9 +190,7 @@ def render_status(
             lines.append(row.rstrip())
         if held:
             lines.append("* held back: by a silence, or grouped into an upstream_change incident")
-    reasons = Counter(
-        c["reason"] or "no reason given" for c in conditions if c["state"] == "insufficient_data"
-    )
+    reasons = Counter(c["reason"] or "no reason given" for c in insufficient)
     if reasons:
         lines += ["", "Insufficient data:"]
         for reason, n in reasons.most_common():

@@ -243,4 +243,7 @@ class ConfigReloader:
                 return
             stamp = self._file_stamp()
             if stamp is not None and stamp != self._stamp:
-                self.reload("file changed")
+                try:
+                    self.reload("file changed")
+                except Exception:  # a failure to apply must not end the watching
+                    log.exception("config reload (file changed) failed")
