@@ -165,8 +165,9 @@ def render_status(
     if doc["models"]:
         lines.append("")
     insufficient = [c for c in conditions if c["state"] == "insufficient_data"]
-    if not shown and not (show_ok and insufficient):
-        lines.append("Nothing fires or breaches." if not show_ok else "No conditions.")
+    if not shown:
+        if not (show_ok and insufficient):
+            lines.append("Nothing fires or breaches." if not show_ok else "No conditions.")
     else:
         # STATE SEV | CONDITION (flexible) | VALUE | THRESHOLD | SINCE
         fixed = 9 + 1 + 4 + 1 + 1 + 8 + 1 + 9 + 1 + 11
