@@ -8,7 +8,10 @@
 # fresh slim base, so the final image has no compiler, no pip cache and no source tree, and runs
 # as an unprivileged user. Configuration: /etc/driftwire/driftwire.yaml (mount your own over it)
 # plus DRIFTWIRE_<SECTION>_<KEY> environment variables, which override the file.
-# For byte-reproducible builds, pin the base by digest: --build-arg PYTHON_IMAGE=python:...@sha256:...
+# The base is named by tag: pin it by digest where the build can resolve one (docker buildx
+# imagetools inspect python:3.11.14-slim-bookworm), e.g.
+#   --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>
+# and write that digest here; the test in tests/ops accepts tag@sha256:<64 hex>.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -21,12 +24,13 @@ RUN apt-get update \
 RUN python -m venv /opt/driftwire
 ENV PATH=/opt/driftwire/bin:$PATH
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
- && pip install -r requirements.txt
+# Dependencies first, from the lock file alone (exact versions, every file checked against its
+# sha256; make lock writes it): this layer is rebuilt only when the lock changes.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock \
+ && pip check
 # Then the package itself, as a wheel (not editable), without touching the dependencies.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY src ./src
 COPY schemas ./schemas
 RUN pip wheel --no-deps --wheel-dir /wheels . \

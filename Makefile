@@ -7,19 +7,37 @@ STAMP := $(VENV)/.installed
 export DRIFTWIRE_CACHE_DIR ?= $(HOME)/.cache/driftwire
 export PIP_CACHE_DIR ?= $(DRIFTWIRE_CACHE_DIR)/pip
 
-.PHONY: help setup kafka-dist ops-deps alertmanager dashboards demo test lint typecheck unit kafka bench eval clean
+.PHONY: help setup lock licenses kafka-dist ops-deps browser alertmanager dashboards demo test lint typecheck unit kafka bench eval clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The dependencies come from lock files with hashes (make lock writes them with uv from
+# pyproject.toml): pip installs uv itself from requirements-uv.lock, uv installs the rest.
+UV := $(VENV)/bin/uv
+export UV_CACHE_DIR ?= $(DRIFTWIRE_CACHE_DIR)/uv
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --custom-compile-command 'make lock' -q
+
+$(UV): requirements-uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "driftwire needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements-uv.lock
+	@touch $@
+
+$(STAMP): pyproject.toml requirements-dev.lock $(UV)
+	$(UV) pip install -q --python $(PY) --require-hashes --no-deps -r requirements-dev.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	$(UV) pip check -q --python $(PY)
 	@touch $@
 
 setup: $(STAMP) ## create the virtual environment and install driftwire with its dev tools
+
+lock: $(UV) ## re-resolve requirements*.lock from pyproject.toml (pins with hashes; needs PyPI)
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev -c requirements.lock $(LOCK_FLAGS) -o requirements-dev.lock
+
+licenses: setup ## fail on a copyleft licence among the runtime dependencies (pip-licenses)
+	$(PY) tools/check_licenses.py
 
 kafka-dist: setup ## fetch the Apache Kafka 4.x jars from Maven Central (cached)
 	@$(PY) tools/kafka_broker.py --ensure
@@ -34,6 +52,21 @@ ops-deps: ## install prometheus + promtool (Debian package) for the operations t
 	  echo "make ops-deps: prometheus and promtool are missing and this is not root with apt-get;" \
 	    "install them (Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus)" \
 	    "or put both on PATH" >&2; \
+	  exit 1; \
+	fi
+
+browser: ## install Debian's chromium for the HTML report's browser test, if missing
+	@if [ -n "$$DRIFTWIRE_CHROMIUM" ] || command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing the Debian package chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	  && command -v chromium >/dev/null \
+	  || { echo "make browser: installing chromium failed" >&2; exit 1; }; \
+	else \
+	  echo "make browser: chromium is missing and this is not root with apt-get;" \
+	    "install it (Debian/Ubuntu: sudo apt-get install chromium)" \
+	    "or set DRIFTWIRE_CHROMIUM to a Chromium or Chrome binary" >&2; \
 	  exit 1; \
 	fi
 
@@ -66,7 +99,7 @@ lint: setup ## ruff
 typecheck: setup ## mypy over the package
 	$(VENV)/bin/mypy src
 
-test: setup kafka-dist ops-deps alertmanager lint typecheck ## every test, including the real-broker integration tests
+test: setup kafka-dist ops-deps browser alertmanager lint typecheck licenses ## every test, including the real-broker integration tests
 	$(VENV)/bin/pytest
 
 kafka: kafka-dist ## run a local single-node Kafka broker until Ctrl-C

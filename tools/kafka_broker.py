@@ -506,6 +506,10 @@ class KafkaBroker:
 
     # -- internals ------------------------------------------------------------------------
 
+    def format_arguments(self) -> tuple[str, ...]:
+        """Extra ``StorageTool format`` arguments (a subclass adds SCRAM credentials)."""
+        return ()
+
     def _write_config(self, workdir: Path) -> tuple[Path, Path]:
         assert self.port is not None and self.controller_port is not None
         props = dict(_BASE_PROPERTIES)
@@ -563,6 +567,7 @@ class KafkaBroker:
                     "-c",
                     str(server_properties),
                     "--standalone",
+                    *self.format_arguments(),
                 ),
                 capture_output=True,
                 text=True,

@@ -41,7 +41,8 @@ def test_secret_from_file(tmp_path: Path) -> None:
         "DRIFTWIRE_KAFKA_SASL_PASSWORD_FILE": str(secret),
     }
     s = load_settings(None, env=env)
-    assert s.kafka.sasl_password == "hunter2"
+    assert s.kafka.sasl_password is not None
+    assert s.kafka.sasl_password.get_secret_value() == "hunter2"
     assert "hunter2" not in repr(s)
 
 

@@ -252,3 +252,22 @@ def test_reloaded_thresholds_apply_from_the_next_window() -> None:
         return out + q.finish()
 
     assert of(reloaded(), "data_drift", "firing") == []
+
+
+def test_secrets_survive_a_reload_and_a_changed_secret_is_seen_not_shown() -> None:
+    sasl = {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "u",
+        "sasl_password": "s3cret",
+    }
+    old = settings({"kafka": sasl})
+    new = settings(with_({"kafka": sasl}, alerts={"renotify_seconds": 60}))
+    running = diff_settings(old, new).apply(old, new)
+    password = running.kafka.sasl_password
+    assert password is not None and password.get_secret_value() == "s3cret"
+    assert running.alerts.renotify_seconds == 60
+    changed = settings(with_({"kafka": sasl}, kafka={"sasl_password": "other"}))
+    diff = diff_settings(old, changed)
+    assert [str(c) for c in diff.restart] == ["kafka.sasl_password *** -> ***"]
+    assert "other" not in diff.describe() and "s3cret" not in diff.describe()

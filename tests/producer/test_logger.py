@@ -33,11 +33,15 @@ from driftwire.producer import (
     ModelOptions,
     ProducerStats,
 )
+from driftwire.truth.label import GroundTruth, decode_label
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "schemas" / "inference-event.schema.json").read_text("utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(
     SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
+LABEL_VALIDATOR = jsonschema.Draft202012Validator(
+    json.loads((ROOT / "schemas" / "ground-truth.schema.json").read_text("utf-8"))
 )
 FEATURES = {"age": 37, "income": 52000.5, "country": "DE", "plan": None, "is_active": True}
 
@@ -114,6 +118,52 @@ def test_events_follow_the_contract_and_pass_the_decoder() -> None:
     batch = decode_batch([v for _, v in logger._core.items])
     assert len(batch) == 5 and batch.rejections == []
     assert logger.close().dropped == 5  # never started
+
+
+def test_log_returns_the_event_id_and_ground_truth_follows_its_schema() -> None:
+    logger = InferenceLogger(start=False, validate=True)
+    given = logger.log(**event_kwargs(0))
+    generated = logger.log(**event_kwargs(1, event_id=None))
+    assert given == "0"
+    assert generated is not None and len(generated) == 32 and int(generated, 16) >= 0
+    assert generated != logger.log(**event_kwargs(2, event_id=None))  # a new one each time
+    with logger.timed(model="churn", model_version="1.4.2", features=FEATURES) as call:
+        call.prediction = 0.4
+    assert call.event_id is not None and len(call.event_id) == 32
+    assert logger.log_ground_truth(event_id=generated, model="churn", actual=True) is True
+    assert logger.log_ground_truth(
+        event_id="0",
+        model="churn",
+        actual=12.5,
+        model_version="1.4.2",
+        observed_at=datetime(2026, 11, 23, tzinfo=UTC),
+        prediction_timestamp=1795359845123,
+    )
+    events = queued_values(logger)
+    labels = [e for e in events if "actual" in e]
+    assert [e["event_id"] for e in events if "features" in e][1] == generated
+    assert len(labels) == 2
+    topics = [topic for topic, _ in logger._core.items]
+    assert topics.count("inference-labels") == 2
+    for label in labels:
+        LABEL_VALIDATOR.validate(label)
+        decoded = decode_label(orjson.dumps(label), received_ms=0)
+        assert isinstance(decoded, GroundTruth) and decoded.event_id == label["event_id"]
+    assert labels[1]["observed_at"] == 1795392000000
+    assert logger.close().dropped == 6
+
+
+def test_sampled_out_or_invalid_events_have_no_id_and_bad_labels_are_counted() -> None:
+    logger = InferenceLogger(start=False, sample_rate=0.0)
+    assert logger.log(**event_kwargs(0)) is None
+    assert logger.log_ground_truth(event_id="", model="churn", actual=1) is False
+    assert logger.log_ground_truth(event_id="e", model="churn", actual=math.nan) is False
+    stats = logger.close()
+    assert (stats.sampled_out, stats.invalid, stats.logged) == (1, 2, 0)
+    strict = InferenceLogger(start=False, validate=True)
+    with pytest.raises(InvalidEventError, match="actual"):
+        strict.log_ground_truth(event_id="e", model="churn", actual=None)  # type: ignore[arg-type]
+    strict.close()
 
 
 @pytest.mark.parametrize(
@@ -268,14 +318,26 @@ def test_close_is_idempotent_and_log_after_close_is_counted() -> None:
 def test_logged_events_arrive_valid_for_the_schema_and_the_decoder(
     kafka_bootstrap: str, topic_name: str
 ) -> None:
-    asyncio.run(create_topics(kafka_bootstrap, [topic_name], partitions=3))
-    logger = InferenceLogger(kafka_bootstrap, topic=topic_name, validate=True, linger_ms=20)
+    labels_topic = f"{topic_name}-labels"
+    asyncio.run(create_topics(kafka_bootstrap, [topic_name, labels_topic], partitions=3))
+    logger = InferenceLogger(
+        kafka_bootstrap, topic=topic_name, labels_topic=labels_topic, validate=True, linger_ms=20
+    )
     for i in range(1000):
         logger.log(**event_kwargs(i, segment={"region": ("eu", "us")[i % 2]}))
     with logger.timed(model="churn", model_version="1.4.2", features=FEATURES) as call:
         call.prediction = {"score": 0.1, "label": "stay"}
+    for i in range(0, 1000, 10):
+        assert logger.log_ground_truth(event_id=str(i), model="churn", actual=i % 3 == 0)
     final = logger.close(30)
-    assert (final.logged, final.sent, final.dropped, final.failed) == (1001, 1001, 0, 0)
+    assert (final.logged, final.sent, final.dropped, final.failed) == (1101, 1101, 0, 0)
+    labels = [
+        decode_label(r.value, received_ms=r.timestamp)
+        for r in asyncio.run(read_all(kafka_bootstrap, labels_topic))
+    ]
+    assert sorted(int(g.event_id) for g in labels if isinstance(g, GroundTruth)) == list(
+        range(0, 1000, 10)
+    )
 
     records = asyncio.run(read_all(kafka_bootstrap, topic_name))
     assert len(records) == 1001
@@ -285,7 +347,10 @@ def test_logged_events_arrive_valid_for_the_schema_and_the_decoder(
         VALIDATOR.validate(orjson.loads(value))
     batch = decode_batch(values)
     assert batch.rejections == [] and len(batch) == 1001
-    assert sorted(int(i) for i in batch.event_id if i is not None) == list(range(1000))
+    assert sorted(int(i) for i in batch.event_id if i is not None and len(i) < 32) == list(
+        range(1000)
+    )
+    assert call.event_id in batch.event_id  # the timed call's generated id
 
 
 @pytest.mark.kafka

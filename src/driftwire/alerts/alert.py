@@ -33,6 +33,9 @@ ALERT_NAMES = {
     "throughput": "DriftwireThroughput",
     "upstream_change": "DriftwireUpstreamChange",
     "version_comparison": "DriftwireVersionComparison",
+    "performance_degradation": "DriftwirePerformanceDegradation",
+    "label_drift": "DriftwireLabelDrift",
+    "estimated_performance": "DriftwireEstimatedPerformance",
 }
 
 

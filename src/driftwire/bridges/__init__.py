@@ -15,8 +15,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 
-from driftwire.bridges._shell import BridgeShell, Target, route_matches
+from pydantic import SecretStr
+
+from driftwire.bridges._shell import BridgeShell, Target, https_context, route_matches
 from driftwire.errors import ConfigError
 from driftwire.ops.config import Settings, load_settings
 
@@ -35,7 +38,9 @@ log = logging.getLogger(__name__)
 TARGETS = ("alertmanager", "pagerduty", "slack", "webhook")
 
 
-def _required(value: str | None, key: str, target: str) -> str:
+def _required(value: SecretStr | str | None, key: str, target: str) -> str:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
     if not value:
         raise ConfigError(
             f"bridges.{key}",
@@ -67,7 +72,8 @@ def build_target(name: str, settings: Settings) -> Target:
     if name == "webhook":
         from driftwire.bridges.webhook import WebhookTarget
 
-        return WebhookTarget(_required(b.webhook_url, "webhook_url", name), b.webhook_headers)
+        headers = {k: v.get_secret_value() for k, v in b.webhook_headers.items()}
+        return WebhookTarget(_required(b.webhook_url, "webhook_url", name), headers)
     raise ConfigError("bridge", f"unknown target {name!r}", f"one of: {', '.join(TARGETS)}")
 
 
@@ -118,17 +124,25 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
 
 def run_bridge(target: str, config: str | None) -> int:
     """``driftwire bridge TARGET --config FILE``: run until SIGTERM / SIGINT."""
+    from driftwire.ops.kafka_check import check_kafka
     from driftwire.ops.logs import configure_logging
 
     settings = load_settings(config)
     configure_logging(settings.log.level)
     build_target(target, settings)  # a configuration error before anything starts
+    try:
+        https_context(settings.bridges.ssl_cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            "bridges.ssl_cafile", f"cannot load {settings.bridges.ssl_cafile}: {exc}"
+        ) from None
 
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
         return await serve_bridge(settings, target, stop)
 
     return asyncio.run(main())

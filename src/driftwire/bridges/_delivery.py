@@ -3,8 +3,14 @@
 A request either succeeds (2xx), is refused (a 4xx other than 408 and 429: sending it again
 cannot help, so it goes to the dead-letter topic at once), or fails in a way that may pass
 (5xx, 408, 429, a timeout, a refused connection): retried with exponential backoff and
-jitter, honouring ``Retry-After``, up to ``max_attempts``; then it is undeliverable. Messages
-never contain the URL: for Slack and PagerDuty-style receivers the URL is the secret.
+jitter, honouring ``Retry-After``, up to ``max_attempts``; then it is undeliverable.
+
+Outbound safety: messages (logs, dead-letter headers) never contain the URL, a header value or
+a request's declared secrets (for Slack the URL is the secret, for PagerDuty the routing key in
+the body), even when a receiver or the HTTP library echoes them. Redirects are never followed
+(a 3xx is refused: the credentials of the request would go along to wherever it points);
+TLS certificates are verified (``bridges.ssl_cafile`` adds a CA); at most
+:data:`MAX_RESPONSE_BYTES` of a response body are read.
 """
 
 from __future__ import annotations
@@ -17,7 +23,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from driftwire import _secrets
+
 MAX_BODY_IN_MESSAGE = 300
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +36,18 @@ class Request:
     url: str
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # in the body, e.g. a routing key
+
+    def __repr__(self) -> str:
+        return f"Request(<url>, {len(self.body)} bytes)"
+
+    def redactor(self) -> _secrets.Redactor:
+        """Masks the URL, every header value but Content-Type, and the declared secrets."""
+        values = [self.url, *self.secrets]
+        values += [v for k, v in self.headers.items() if k.lower() != "content-type"]
+        redactor = _secrets.Redactor(values)
+        redactor.add(_secrets.known().values())
+        return redactor
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,6 +110,7 @@ async def post(
     or a connection error), for metrics and liveness.
     """
     timeout = aiohttp.ClientTimeout(total=policy.timeout_s)
+    redactor = request.redactor()
     last = ""
     status: int | None = None
     for attempt in range(1, policy.max_attempts + 1):
@@ -98,23 +120,35 @@ async def post(
         answered = False  # the receiver answered this attempt (counted already)
         try:
             async with session.post(
-                request.url, data=request.body, headers=dict(request.headers), timeout=timeout
+                request.url,
+                data=request.body,
+                headers=dict(request.headers),
+                timeout=timeout,
+                allow_redirects=False,
             ) as response:
                 status, answered = response.status, True
                 if on_attempt is not None:
                     on_attempt(attempt, status)
-                text = (await response.text(errors="replace"))[:MAX_BODY_IN_MESSAGE]
+                raw = await response.content.read(MAX_RESPONSE_BYTES)
+                text = redactor.redact(raw.decode("utf-8", "replace"))[:MAX_BODY_IN_MESSAGE]
                 if 200 <= status < 300:
                     return Outcome(True, attempt, status=status)
                 last = f"HTTP {status} from {what}: {text}"
+                if 300 <= status < 400:
+                    last = (
+                        f"HTTP {status} from {what}: a redirect, not followed (the request's "
+                        "credentials would go along); configure the final URL"
+                    )
+                    return Outcome(False, attempt, "rejected", last, status)
                 if 400 <= status < 500 and status not in (408, 429):
                     return Outcome(False, attempt, "rejected", last, status)
                 retry_after = _retry_after(response.headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             if on_attempt is not None and not answered:
                 on_attempt(attempt, None)
             status = None
-            last = f"{type(exc).__name__} talking to {what}: {exc}"[:MAX_BODY_IN_MESSAGE]
+            detail = redactor.redact(f"{type(exc).__name__} talking to {what}: {exc}")
+            last = detail[:MAX_BODY_IN_MESSAGE]
         if attempt == policy.max_attempts:
             break
         with contextlib.suppress(TimeoutError):

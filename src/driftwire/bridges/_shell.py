@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -50,6 +51,15 @@ from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import BridgeMetrics
 
 log = logging.getLogger(__name__)
+
+
+def https_context(cafile: str | None) -> ssl.SSLContext:
+    """Verification on (hostname and chain): the system's CAs, plus ``cafile`` if given."""
+    context = ssl.create_default_context()
+    if cafile:
+        context.load_verify_locations(cafile=cafile)
+    return context
+
 
 MONITOR_INTERVAL_S = 1.0
 
@@ -157,7 +167,9 @@ class BridgeShell:
         if self._s.topics.create:
             await self._ensure_dead_letter_topic()
         poll_ms = int(max(300.0, 2 * self._policy.budget_s) * 1000)
-        self._session = aiohttp.ClientSession()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=https_context(self._s.bridges.ssl_cafile))
+        )
         self._producer = AIOKafkaProducer(**opts, acks="all", enable_idempotence=True)
         self._consumer = AIOKafkaConsumer(
             **opts,

@@ -114,7 +114,8 @@ class PagerDutyTarget:
         event = pagerduty_event(
             alert, routing_key=self._routing_key, severities=self._severities, source=self._source
         )
-        return [Request(self.url, orjson.dumps(event), {"Content-Type": "application/json"})]
+        headers = {"Content-Type": "application/json"}
+        return [Request(self.url, orjson.dumps(event), headers, (self._routing_key,))]
 
     def resend(self, alerts: Sequence[AlertEvent], now_ms: int) -> list[Request]:
         return []

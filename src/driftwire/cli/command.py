@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
+from types import TracebackType
 
 from driftwire import __version__
+from driftwire._secrets import redact
 from driftwire.errors import ConfigError, DriftwireError
 
 DESCRIPTION = """\
@@ -26,13 +29,29 @@ commands:
   worker     run the stages against Kafka:    driftwire worker --config driftwire.yaml
   demo       in-memory demo with a drift:     driftwire demo
   replay     a file of events, in memory:     driftwire replay events.jsonl --baseline b.dwb
+             or a past range of a topic:      driftwire replay --topic T --since 2026-01-01T00:00Z
   baseline   build a reference profile:       driftwire baseline build train.parquet ...
+  report     an HTML drift report:            driftwire report --events e.jsonl --baseline b.dwb
   bridge     forward alerts to a receiver:    driftwire bridge pagerduty --config driftwire.yaml
   status     what a running worker sees:      driftwire status --url http://localhost:9464
 
 configuration: a YAML file (--config) plus DRIFTWIRE_<SECTION>_<KEY> environment variables,
 e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See the README for every key.
 """
+
+
+def _topic_range(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--topic",
+        help=f"read {what} from this topic instead of a file (kafka settings from --config / "
+        "env; a fresh consumer, nothing committed)",
+    )
+    parser.add_argument(
+        "--since", help="with --topic: records from this time (RFC 3339 or epoch ms)"
+    )
+    parser.add_argument(
+        "--until", help="with --topic: records before this time (default: the end now)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,9 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
     worker.add_argument(
         "--stage",
-        choices=("all", "profile", "detect"),
+        choices=("all", "profile", "detect", "truth"),
         default="all",
-        help="run both stages (default) or one of them, to scale them apart",
+        help="run every stage (default; the ground-truth stage only with truth.enabled) or "
+        "one of them, to scale them apart",
     )
     worker.add_argument(
         "--reload-poll-seconds",
@@ -67,9 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
 
     replay = sub.add_parser(
-        "replay", help="run a file of inference events through both stages in memory"
+        "replay",
+        help="run inference events (a file, or a past range of a topic) through both stages "
+        "in memory",
     )
-    replay.add_argument("file", help="events as JSON Lines (one event per line)")
+    replay.add_argument("file", nargs="?", help="events as JSON Lines (one event per line)")
+    _topic_range(replay, "a backfill")
     replay.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
     replay.add_argument(
         "--baseline",
@@ -82,10 +105,26 @@ def _parser() -> argparse.ArgumentParser:
 
     baseline = sub.add_parser("baseline", help="reference profiles from training data")
     bsub = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
-    build = bsub.add_parser("build", help="profile a CSV / JSON Lines / Parquet file")
-    build.add_argument("file", help="training or validation data (.csv, .jsonl, .parquet)")
-    build.add_argument("--model", required=True)
-    build.add_argument("--model-version", required=True)
+    build = bsub.add_parser(
+        "build", help="profile a CSV / JSON Lines / Parquet table, or logged inference events"
+    )
+    build.add_argument(
+        "file",
+        nargs="?",
+        help="training or validation data (.csv, .jsonl, .parquet), or inference events "
+        "as JSON Lines (found by their shape)",
+    )
+    _topic_range(build, "logged events")
+    build.add_argument(
+        "--format",
+        choices=("auto", "table", "events"),
+        default="auto",
+        help="events: JSON Lines of inference events (their features, prediction, latency "
+        "and segments are profiled); table: one column per feature; auto (default): events "
+        "when the first line is one",
+    )
+    build.add_argument("--model", help="model name (events: picks one when the file has several)")
+    build.add_argument("--model-version", help="model version (events: as --model)")
     build.add_argument("--features", help="comma-separated feature columns (default: the rest)")
     build.add_argument("--prediction-column", help="numeric prediction score column")
     build.add_argument("--label-column", help="predicted label column")
@@ -103,6 +142,30 @@ def _parser() -> argparse.ArgumentParser:
         help="YAML settings file: detect.min_reference_count (too small profiles are warned "
         "about) and kafka for --publish",
     )
+
+    report = sub.add_parser(
+        "report", help="one HTML drift report per model version: a file of events vs a baseline"
+    )
+    report.add_argument("--events", help="inference events as JSON Lines")
+    _topic_range(report, "the events")
+    report.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="baseline file from 'driftwire baseline build' (repeatable; without one the "
+        "first window of each version is its reference)",
+    )
+    report.add_argument(
+        "--out", "-o", default="report.html", help="the page (several versions: NAME-model-version)"
+    )
+    report.add_argument(
+        "--at",
+        help="show the window that ends first after this time (RFC 3339 or epoch ms; "
+        "default: the last window)",
+    )
+    report.add_argument("--model", help="only this model")
+    report.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
 
     bridge = sub.add_parser(
         "bridge", help="forward the alerts topic to Alertmanager, PagerDuty, Slack or a webhook"
@@ -126,12 +189,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _redacting_excepthook() -> None:
+    """An unexpected crash still prints its traceback, with every known secret masked."""
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        text = "".join(traceback.format_exception(kind, exc, tb))
+        sys.stderr.write(redact(text))
+
+    sys.excepthook = hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    _redacting_excepthook()
     try:
         if args.command == "worker":
             from driftwire.cli.worker import run_worker
@@ -144,7 +218,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             from driftwire.cli.replay import run_replay
 
-            return run_replay(args.file, config=args.config, baselines=args.baseline, out=args.out)
+            return run_replay(
+                args.file,
+                config=args.config,
+                baselines=args.baseline,
+                out=args.out,
+                topic=args.topic,
+                since=args.since,
+                until=args.until,
+            )
+        if args.command == "report":
+            from driftwire.cli.report import run_report
+            from driftwire.cli.sources import event_source
+
+            return run_report(
+                event_source(args.events, args.topic, args.since, args.until),
+                baselines=args.baseline,
+                out=args.out,
+                config=args.config,
+                at=args.at,
+                model=args.model,
+            )
         if args.command == "bridge":
             from driftwire.bridges import run_bridge
 
@@ -164,10 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_baseline_build(args)
     except ConfigError as exc:
-        print(f"driftwire: {exc}", file=sys.stderr)
+        print(f"driftwire: {redact(str(exc))}", file=sys.stderr)
         return 2
     except DriftwireError as exc:
-        print(f"driftwire: {exc}", file=sys.stderr)
+        print(f"driftwire: {redact(str(exc))}", file=sys.stderr)
         return 1
     parser.error(f"unknown command {args.command}")
     return 2

@@ -17,8 +17,10 @@ import signal
 
 from prometheus_client import CollectorRegistry
 
+from driftwire.errors import TransportError
 from driftwire.ops.config import Settings, load_settings
 from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
+from driftwire.ops.kafka_check import authorization_problem, check_kafka
 from driftwire.ops.logs import configure_logging
 from driftwire.ops.metrics import ConfigMetrics, Metrics
 
@@ -98,6 +100,12 @@ async def serve(
     if stage in ("all", "detect"):
         detect = DetectStage.from_settings(settings, metrics, readiness)
         tasks.append(asyncio.create_task(detect.run(stop), name="detect"))
+    if stage == "truth" or (stage == "all" and settings.truth.enabled):
+        from driftwire.ops.truth_metrics import TruthMetrics
+        from driftwire.stages.truth import TruthStage
+
+        truth = TruthStage(settings, TruthMetrics(registry))
+        tasks.append(asyncio.create_task(truth.run(stop), name="truth"))
     watcher_tasks: list[asyncio.Task[None]] = []
     if config is not None:
 
@@ -123,11 +131,14 @@ async def serve(
 
     watcher = asyncio.create_task(watchdog(), name="watchdog")
     code = 0
+    denied: str | None = None
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            if task.exception() is not None:
-                log.error("stage failed", exc_info=task.exception())
+            if (failed := task.exception()) is not None:
+                denied = denied or authorization_problem(failed, settings)
+                if denied is None:
+                    log.error("stage failed", exc_info=failed)
                 code = 1
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -141,6 +152,8 @@ async def serve(
     if readiness.stuck:
         code = EXIT_STUCK
     log.info("worker stopped", extra={"fields": {"exit_code": code}})
+    if denied is not None:  # a missing ACL: one line on stderr (the CLI), no traceback
+        raise TransportError(denied, retriable=False)
     return code
 
 
@@ -154,6 +167,7 @@ def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float =
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
         return await serve(settings, stage, stop, config=config, reload_poll_s=reload_poll_s)
 
     return asyncio.run(main())

@@ -90,6 +90,13 @@ class Evaluation:
     bucket_end_ms: int
     results: list[Comparison] = field(default_factory=list)
     insufficient: int = 0
+    #: the segment of each of ``results`` (aligned), ``all`` for all traffic
+    segments: list[str] = field(default_factory=list)
+    start_ms: int = 0
+    #: the window's profiles and the reference profile each segment was compared with
+    window: dict[str, Profile] = field(default_factory=dict, repr=False)
+    reference_profiles: dict[str, Profile] = field(default_factory=dict, repr=False)
+    reference: Reference | None = field(default=None, repr=False)
 
 
 class Detector:
@@ -334,13 +341,15 @@ class Detector:
                 self._parts.frozen(name, version_name)
             return None, events
         self._note_reference(name, version_name, reference, window)
-        evaluation = Evaluation(name, version_name, end)
         start = end - n * self._bucket_ms
+        evaluation = Evaluation(name, version_name, end, start_ms=start, window=window)
         choice = self._history.choose(name, version_name, reference, start, end)
+        evaluation.reference = choice.reference(ALL_SEGMENTS)
         # every test of the window first: the calibrated rule decides them as one family
         family: list[tuple[str, Comparison]] = []
         for segment, current in window.items():
             ref_profile = choice.profile(segment)  # per feature from its configured reference
+            evaluation.reference_profiles[segment] = ref_profile
             cache = choice.reference(segment).cache(segment)
             for comparison in compare_profiles(ref_profile, current, self._d, cache=cache):
                 family.append((segment, comparison))
@@ -350,6 +359,7 @@ class Detector:
         )
         for segment, comparison in family:
             evaluation.results.append(comparison)
+            evaluation.segments.append(segment)
             if comparison.result.value is None:
                 evaluation.insufficient += 1
             findings.append(

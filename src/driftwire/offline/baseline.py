@@ -18,6 +18,7 @@ import numpy as np
 
 from driftwire.detect.reference import ALL, Reference, baseline_id
 from driftwire.errors import InputError
+from driftwire.offline.columns import feature_warnings
 from driftwire.sketch.profile import Profile
 
 BATCH_ROWS = 50_000
@@ -77,8 +78,13 @@ def build_baseline(
     *,
     created_ms: int,
     progress: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Reference:
-    """Profile every row of ``path`` into a baseline :class:`Reference`."""
+    """Profile every row of ``path`` into a baseline :class:`Reference`.
+
+    ``warn`` gets one line per doubt about the feature columns (the first batch's envelope
+    names, id-like columns: :func:`~driftwire.offline.columns.feature_warnings`).
+    """
     path = Path(path)
     special = {spec.prediction_column, spec.label_column, spec.latency_column}
     special |= set(spec.segment_columns)
@@ -93,6 +99,14 @@ def build_baseline(
         absent = [f for f in features if f not in columns]
         if absent:
             raise InputError(f"{path}: no feature column {absent[0]!r}")
+        if not rows_seen:
+            try:
+                doubts = feature_warnings(batch, features)
+            except InputError as exc:
+                raise InputError(f"{path}: {exc}") from exc
+            if warn is not None:
+                for line in doubts:
+                    warn(line)
         rows = batch.to_pylist()
         groups: dict[str, list[int]] = {}
         if spec.segment_columns:

@@ -3,9 +3,14 @@
 Every key lives in a section (``kafka``, ``topics``, ``consumer``, ``profile``, ``detect``,
 ``alerts``, ``http``, ``log``, ``bridges``). An environment variable ``DRIFTWIRE_<SECTION>_<KEY>``
 overrides ``<section>.<key>`` (``DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS`` sets
-``kafka.bootstrap_servers``). Secrets may come from files: ``DRIFTWIRE_KAFKA_SASL_PASSWORD_FILE``.
-An unknown key, a wrong type or a missing required value raises :class:`ConfigError` naming
-the key and what is expected.
+``kafka.bootstrap_servers``). Secrets may come from files: ``DRIFTWIRE_KAFKA_SASL_PASSWORD_FILE``,
+or ``sasl_password_file: /run/secrets/kafka`` in the YAML file; every ``<key>_FILE`` /
+``<key>_file`` names a file whose content (stripped) is the value. An unknown key, a wrong type
+or a missing required value raises :class:`ConfigError` naming the key and what is expected.
+
+Secrets (:data:`SECRET_KEYS`) are :class:`pydantic.SecretStr`: masked in ``repr``, ``str`` and
+dumps, never echoed by a config error, and registered with :mod:`driftwire._secrets` when the
+settings are loaded, so logs and error lines mask them too.
 
 >>> s = load_settings(None, env={"DRIFTWIRE_TOPICS_EVENTS": "inference"})
 >>> s.topics.events, s.topics.dead_letter_topic
@@ -20,8 +25,9 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
+from driftwire import _secrets
 from driftwire._settings import Section as _Section
 from driftwire.alerts.settings import AlertSettings, SilenceSettings
 from driftwire.detect.settings import (
@@ -34,9 +40,11 @@ from driftwire.detect.settings import (
 )
 from driftwire.errors import ConfigError
 from driftwire.profiling.settings import ProfileSettings
+from driftwire.truth.settings import TruthSettings
 
 __all__ = [
     "ENV_PREFIX",
+    "SECRET_KEYS",
     "AlertSettings",
     "BridgeSettings",
     "CanarySettings",
@@ -53,6 +61,7 @@ __all__ = [
     "SilenceSettings",
     "ThroughputSettings",
     "TopicSettings",
+    "TruthSettings",
     "load_settings",
 ]
 
@@ -67,15 +76,27 @@ class KafkaSettings(_Section):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = Field(None, repr=False)
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    sasl_password: SecretStr | None = Field(None, description="secret; or sasl_password_file")
+    ssl_cafile: str | None = Field(None, description="PEM file of the CA(s) to trust")
+    ssl_certfile: str | None = Field(None, description="PEM client certificate (mTLS)")
+    ssl_keyfile: str | None = Field(None, description="PEM private key of ssl_certfile")
+    ssl_password: SecretStr | None = Field(
+        None, description="secret: the password of an encrypted ssl_keyfile; or ssl_password_file"
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="verify that the broker's certificate names the host connected to"
+    )
+    startup_timeout_seconds: float = Field(
+        120.0,
+        ge=0,
+        description="how long a process retries an unreachable broker at start (backoff "
+        "0.5 s doubling to 10 s) before it exits non-zero; 0: one try",
+    )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
         if self.security_protocol.startswith("SASL") and not (
-            self.sasl_mechanism and self.sasl_username and self.sasl_password
+            self.sasl_mechanism and self.sasl_username and secret(self.sasl_password)
         ):
             raise ValueError(
                 "security_protocol SASL_* needs sasl_mechanism, sasl_username and sasl_password"
@@ -93,21 +114,36 @@ class KafkaSettings(_Section):
             options.update(
                 sasl_mechanism=self.sasl_mechanism,
                 sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
+                sasl_plain_password=secret(self.sasl_password),
             )
         if self.security_protocol.endswith("SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            options["ssl_context"] = create_ssl_context(
-                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
-            )
+            options["ssl_context"] = self.ssl_context()
         return options
+
+    def ssl_context(self) -> Any:
+        """The TLS context for SSL / SASL_SSL: verification on, the CA file, the client pair."""
+        from aiokafka.helpers import create_ssl_context
+
+        context = create_ssl_context(
+            cafile=self.ssl_cafile,
+            certfile=self.ssl_certfile,
+            keyfile=self.ssl_keyfile,
+            password=secret(self.ssl_password),
+        )
+        context.check_hostname = self.ssl_check_hostname
+        return context
+
+
+def secret(value: SecretStr | None) -> str | None:
+    """The plain value of an optional secret, for the one call that needs it."""
+    return None if value is None else value.get_secret_value()
 
 
 class TopicSettings(_Section):
     """Topic names. ``dead_letter`` defaults to ``<events>.dlq``."""
 
     events: str = Field("inference-events", min_length=1)
+    labels: str = Field("inference-labels", min_length=1)  # ground truth (the truth stage)
     dead_letter: str | None = None
     partials: str = Field("driftwire-partials", min_length=1)
     alerts: str = Field("driftwire-alerts", min_length=1)
@@ -176,7 +212,14 @@ class BridgeSettings(_Section):
     max_attempts: int = Field(5, ge=1, le=50, description="HTTP attempts per alert (5xx, timeout)")
     backoff_initial_seconds: float = Field(0.5, gt=0, description="first retry delay, doubled")
     backoff_max_seconds: float = Field(30.0, gt=0, description="longest retry delay")
-    request_timeout_seconds: float = Field(10.0, gt=0, description="one HTTP request")
+    request_timeout_seconds: float = Field(
+        10.0, gt=0, description="one HTTP request: connect, send, and read the answer"
+    )
+    ssl_cafile: str | None = Field(
+        None,
+        description="PEM CA file trusted for HTTPS receivers, besides the system's; "
+        "certificates are always verified",
+    )
     alertmanager_url: str = Field(
         "http://localhost:9093", description="Alertmanager base URL (POST /api/v2/alerts)"
     )
@@ -186,19 +229,19 @@ class BridgeSettings(_Section):
     pagerduty_url: str = Field(
         "https://events.pagerduty.com/v2/enqueue", description="Events API v2 endpoint"
     )
-    pagerduty_routing_key: str | None = Field(
-        None, repr=False, description="the integration key of the PagerDuty service (secret)"
+    pagerduty_routing_key: SecretStr | None = Field(
+        None, description="the integration key of the PagerDuty service (secret)"
     )
     pagerduty_severity: dict[str, PagerDutySeverity] = Field(
         default_factory=_pagerduty_severities,
         description="driftwire severity -> payload.severity; anything else is info",
     )
-    slack_webhook_url: str | None = Field(
-        None, repr=False, description="a Slack incoming-webhook URL (secret)"
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="a Slack incoming-webhook URL (secret)"
     )
     webhook_url: str | None = Field(None, description="generic webhook: the CloudEvent POSTed")
-    webhook_headers: dict[str, str] = Field(
-        default_factory=dict, repr=False, description="extra headers, e.g. Authorization"
+    webhook_headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="extra headers, e.g. Authorization (values secret)"
     )
 
 
@@ -226,17 +269,75 @@ class Settings(_Section):
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
     bridges: BridgeSettings = BridgeSettings()
+    truth: TruthSettings = TruthSettings()
 
     @model_validator(mode="after")
     def _slots_tile_buckets(self) -> Settings:
         self.detect.check(round(self.profile.bucket_seconds * 1000))
         return self
 
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, in plain text (for redaction only)."""
+        found: list[str] = []
+        for section, key in SECRET_KEYS:
+            value = getattr(getattr(self, section), key)
+            values = value.values() if isinstance(value, dict) else [value]
+            found += [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+        return found
+
 
 _SECTIONS: dict[str, type[_Section]] = {
     name: field.annotation  # type: ignore[misc]
     for name, field in Settings.model_fields.items()
 }
+
+SECRET_KEYS: frozenset[tuple[str, str]] = frozenset(
+    (section, key)
+    for section, model in _SECTIONS.items()
+    for key, field in model.model_fields.items()
+    if "SecretStr" in str(field.annotation)
+)
+"""(section, key) of every secret setting: SASL password, TLS key password, PagerDuty routing
+key, Slack webhook URL, webhook headers."""
+
+
+def _read_file(where: str, name: str, path: Any, *, mapping: bool) -> Any:
+    try:
+        text = Path(str(path)).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(where, f"cannot read {name}={path}: {exc.strerror}") from None
+    if not mapping:
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise ConfigError(where, f"{name}={path} must hold a YAML mapping (header: value)")
+    return value
+
+
+def _is_mapping_field(section: str, key: str) -> bool:
+    return "dict[" in str(_SECTIONS[section].model_fields[key].annotation)
+
+
+def _file_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``<key>_file: PATH`` in the YAML sections by ``<key>: <the file's content>``."""
+    out = dict(data)
+    for section, values in data.items():
+        if section not in _SECTIONS or not isinstance(values, dict):
+            continue
+        fields = _SECTIONS[section].model_fields
+        resolved = dict(values)
+        for key, path in values.items():
+            stem = str(key)[:-5] if str(key).endswith("_file") else None
+            if stem is None or stem not in fields or str(key) in fields:
+                continue
+            mapping = _is_mapping_field(section, stem)
+            resolved[stem] = _read_file(f"{section}.{key}", str(key), path, mapping=mapping)
+            del resolved[key]
+        out[section] = resolved
+    return out
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -253,10 +354,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         value: Any = raw
         if key.endswith("_file") and key[:-5] in _SECTIONS[section].model_fields:
             key = key[:-5]
-            try:
-                value = Path(raw).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{section}.{key}", f"cannot read {name}={raw}: {exc}") from exc
+            mapping = _is_mapping_field(section, key)
+            value = _read_file(f"{section}.{key}", name, raw, mapping=mapping)
         elif key in _SECTIONS[section].model_fields and raw.strip()[:1] in "{[":
             value = yaml.safe_load(raw)
         if key not in _SECTIONS[section].model_fields:
@@ -268,6 +367,8 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 def _describe(error: Any) -> ConfigError:
     key = ".".join(str(p) for p in error["loc"]) or "<root>"
+    if tuple(str(p) for p in error["loc"][:2]) in SECRET_KEYS:
+        return ConfigError(key, error.get("msg", error["type"]))  # never echo a secret
     kind = error["type"]
     if kind == "extra_forbidden":
         model: Any = Settings
@@ -307,11 +408,34 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
         except OSError as exc:
             raise ConfigError("<file>", f"cannot read {path}: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError("<file>", f"{path} is not valid YAML: {exc}") from exc
+            raise ConfigError("<file>", f"{path} is not valid YAML: {_yaml_problem(exc)}") from None
         if not isinstance(data, dict):
             raise ConfigError("<root>", f"{path} must hold a mapping of sections")
+        data = _file_keys(data)
     data = _merge(data, _env_overrides(env))
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise _describe(exc.errors()[0]) from None
+        error = _describe(exc.errors()[0])
+        raise ConfigError(error.key, _raw_secrets(data).redact(error.problem), error.fix) from None
+    _secrets.register(settings.secret_values())
+    return settings
+
+
+def _raw_secrets(data: Mapping[str, Any]) -> _secrets.Redactor:
+    """The secret values in unvalidated ``data`` (a failed validation still must not echo them)."""
+    found: list[str] = []
+    for section, key in SECRET_KEYS:
+        value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
+        values = value.values() if isinstance(value, dict) else [value]
+        found += [str(v) for v in values if isinstance(v, str | int | float) and str(v)]
+    return _secrets.Redactor(found)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, without the snippet of the offending line (it may hold a secret)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    if mark is None:
+        return str(problem)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"

@@ -17,6 +17,8 @@ from typing import IO, Any
 
 import orjson
 
+from driftwire._secrets import redact
+
 
 class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object: time, level, logger, message and its fields.
@@ -38,7 +40,18 @@ class JsonFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        # every secret the process knows is masked: in a message, a field, an exception text
+        return redact(orjson.dumps(_masked(entry), default=str).decode())
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return redact(str(value)) if not isinstance(value, int | float | bool | None) else value
 
 
 def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> None:

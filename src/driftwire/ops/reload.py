@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from driftwire.errors import ConfigError
 from driftwire.ops.config import Settings, load_settings
@@ -83,11 +84,11 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 def _show(key: str, value: Any) -> str:
     if value is _MISSING:
         return "(unset)"
-    if any(word in key for word in _SECRET_WORDS):
+    if any(word in key for word in _SECRET_WORDS) or isinstance(value, SecretStr):
         return "***"
-    if isinstance(value, list) and key.endswith("silences"):
+    if isinstance(value, list | tuple) and key.endswith("silences"):
         return f"{len(value)} silence{'s' * (len(value) != 1)}"
-    text = orjson.dumps(value).decode()
+    text = orjson.dumps(value, default=str).decode()
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -119,8 +120,9 @@ class SettingsDiff:
 
     def apply(self, running: Settings, new: Settings) -> Settings:
         """``running`` with the live keys of ``new``: what the worker runs after the reload."""
-        merged = running.model_dump(mode="json")
-        fresh = new.model_dump(mode="json")
+        # python mode: secrets stay SecretStr (a JSON dump would mask them for good)
+        merged = running.model_dump()
+        fresh = new.model_dump()
         for key in LIVE_KEYS:
             *path, leaf = key.split(".")
             src, dst = fresh, merged
@@ -143,8 +145,8 @@ class SettingsDiff:
 
 def diff_settings(running: Settings, new: Settings) -> SettingsDiff:
     """Every changed leaf key, split into live and needs-a-restart. Pure."""
-    old = _flat(running.model_dump(mode="json"))
-    fresh = _flat(new.model_dump(mode="json"))
+    old = _flat(running.model_dump())  # SecretStr compares its secret: a change is seen
+    fresh = _flat(new.model_dump())
     live: list[Change] = []
     restart: list[Change] = []
     for key in sorted(old.keys() | fresh.keys()):

@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from driftwire.producer._event import InvalidEventError
 from driftwire.producer._queue import ModelOptions, ProducerStats, _Core
+from driftwire.producer.security import KafkaSecurity
 
 log = logging.getLogger("driftwire.producer")  # one logger name for the whole producer
 
@@ -33,6 +34,7 @@ class _LoggerBase:
         bootstrap_servers: str,
         *,
         topic: str,
+        labels_topic: str,
         sample_rate: float,
         models: Mapping[str, ModelOptions] | None,
         validate: bool,
@@ -43,9 +45,12 @@ class _LoggerBase:
         compression_type: str | None,
         acks: Literal[0, 1, "all"],
         kafka_options: Mapping[str, Any] | None,
+        security: KafkaSecurity | None = None,
+        enable_idempotence: bool | None = None,
     ) -> None:
         self._core = _Core(
             topic=topic,
+            labels_topic=labels_topic,
             sample_rate=sample_rate,
             models=models or {},
             validate=validate,
@@ -54,15 +59,19 @@ class _LoggerBase:
             max_event_bytes=max_event_bytes,
         )
         self._linger_s = max(0, linger_ms) / 1000.0  # applied by the pump, which builds batches
+        idempotent = acks == "all" if enable_idempotence is None else enable_idempotence
         self._producer_options: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
             "client_id": "driftwire-producer",
             "acks": acks,
+            # idempotent by default: a retried send is never written twice (needs acks="all")
+            "enable_idempotence": idempotent,
             "linger_ms": 0,
             "compression_type": compression_type,
             "max_batch_size": 256 * 1024,
             "max_request_size": max(1024 * 1024, max_event_bytes + 1024),
             "request_timeout_ms": 30_000,
+            **(security.client_options() if security is not None else {}),
             **(kafka_options or {}),
         }
 
@@ -77,16 +86,19 @@ class _LoggerBase:
         segment: Mapping[str, str] | None = None,
         event_id: str | None = None,
         timestamp: datetime | float | str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Queue one inference event; returns at once and never raises (see the module doc).
 
         ``timestamp``: an aware datetime, epoch milliseconds or an RFC 3339 string; default
         now. ``prediction``: a number, a label, a bool or ``{"score": ..., "label": ...}``.
+        ``event_id``: the prediction's id, which its ground truth will carry
+        (:meth:`log_ground_truth`); a random one (32 hex digits) when not given. Returns the
+        id the event was queued with, or None when it was not queued (sampled out, invalid).
         In development mode (``validate=True``) an invalid event raises
         :class:`InvalidEventError`.
         """
         try:
-            self._core.log(
+            return self._core.log(
                 model, model_version, features, prediction, latency_ms, segment, event_id, timestamp
             )
         except InvalidEventError:
@@ -96,6 +108,49 @@ class _LoggerBase:
             with self._core.lock:
                 self._core.invalid += 1
             log.debug("inference event not logged", exc_info=True)
+        return None
+
+    def log_ground_truth(
+        self,
+        *,
+        event_id: str,
+        model: str,
+        actual: str | bool | float,
+        model_version: str | None = None,
+        observed_at: datetime | float | str | None = None,
+        prediction_timestamp: datetime | float | str | None = None,
+    ) -> bool:
+        """Queue the known outcome of an earlier prediction on the labels topic.
+
+        ``event_id``: the id :meth:`log` returned (or was given) for that prediction;
+        ``actual``: the true class label (a string or bool) or regression target (a number);
+        ``observed_at``: when the outcome became known (default now). Returns False when the
+        record was refused (counted as invalid; raised in development mode); never raises
+        otherwise. The record needs no key: driftwire joins labels to predictions by
+        ``event_id`` whatever partition they arrive on.
+
+        >>> from driftwire.producer import InferenceLogger
+        >>> logger = InferenceLogger("localhost:9092", start=False)
+        >>> event_id = logger.log(model="churn", model_version="1", features={"age": 37},
+        ...                       prediction=0.83, latency_ms=4.0)
+        >>> len(event_id), logger.log_ground_truth(event_id=event_id, model="churn", actual=True)
+        (32, True)
+        >>> logger.stats().queued
+        2
+        >>> _ = logger.close()
+        """
+        try:
+            return self._core.label(
+                event_id, model, actual, model_version, observed_at, prediction_timestamp
+            )
+        except InvalidEventError:
+            if self._core.label_validator is not None:
+                raise
+        except Exception:
+            with self._core.lock:
+                self._core.invalid += 1
+            log.debug("ground truth not logged", exc_info=True)
+        return False
 
     def timed(
         self,
@@ -246,7 +301,7 @@ class Timed:
         self.latency_ms = (time.perf_counter() - self._started) * 1000.0
         if exc_type is not None:
             return
-        self._logger.log(
+        self.event_id = self._logger.log(
             model=self.model,
             model_version=self.model_version,
             features=self.features if self.features is not None else {},

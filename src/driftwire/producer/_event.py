@@ -99,6 +99,47 @@ def _encode(
     return value
 
 
+def _encode_label(
+    event_id: Any,
+    model: Any,
+    actual: Any,
+    model_version: Any,
+    observed_at: Any,
+    prediction_timestamp: Any,
+    *,
+    max_event_bytes: int,
+    validator: Callable[[Any], None] | None,
+) -> bytes:
+    """A ground-truth record (``schemas/ground-truth.schema.json``) as JSON bytes.
+
+    >>> _encode_label("e1", "churn", True, None, 5, None, max_event_bytes=256, validator=None)
+    b'{"event_id":"e1","model":"churn","actual":true,"observed_at":5}'
+    """
+    if type(event_id) is not str or not event_id:
+        raise InvalidEventError("event_id", "must be a non-empty string")
+    if type(model) is not str or not model:
+        raise InvalidEventError("model", "must be a non-empty string")
+    if actual is None or (isinstance(actual, float) and not math.isfinite(actual)):
+        raise InvalidEventError("actual", "must be a label, a bool or a finite number")
+    record: dict[str, Any] = {"event_id": event_id, "model": model, "actual": actual}
+    if model_version is not None:
+        if type(model_version) is not str or not model_version:
+            raise InvalidEventError("model_version", "must be a non-empty string")
+        record["model_version"] = model_version
+    record["observed_at"] = _timestamp(observed_at)
+    if prediction_timestamp is not None:
+        record["prediction_timestamp"] = _timestamp(prediction_timestamp)
+    try:
+        value = orjson.dumps(record, default=_default, option=_DUMPS_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidEventError("<label>", f"not serializable as JSON: {exc}") from None
+    if len(value) > max_event_bytes:
+        raise InvalidEventError("<label>", f"{len(value)} bytes > {max_event_bytes}")
+    if validator is not None:
+        validator(orjson.loads(value))
+    return value
+
+
 def _timestamp(value: Any) -> int | str:
     """Epoch milliseconds (now by default), an aware datetime, or an RFC 3339 string as is."""
     if value is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -20,8 +21,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from driftwire.errors import ConfigError
-from driftwire.producer._event import InvalidEventError, _encode
-from driftwire.producer._schema import _schema_validator
+from driftwire.producer._event import InvalidEventError, _encode, _encode_label
+from driftwire.producer._schema import LABEL_SCHEMA, _schema_validator
 
 if TYPE_CHECKING:
     import asyncio
@@ -72,6 +73,7 @@ class _Core:
         self,
         *,
         topic: str,
+        labels_topic: str,
         sample_rate: float,
         models: Mapping[str, ModelOptions],
         validate: bool,
@@ -95,7 +97,9 @@ class _Core:
         self.max_events = max_queue_events
         self.max_bytes = max_queue_bytes
         self.max_event_bytes = max_event_bytes
+        self.labels_topic = labels_topic
         self.validator: Callable[[Any], None] | None = _schema_validator() if validate else None
+        self.label_validator = _schema_validator(LABEL_SCHEMA) if validate else None
         self.lock = threading.Lock()
         self.items: deque[tuple[str, bytes]] = deque()
         self.bytes = 0
@@ -119,12 +123,15 @@ class _Core:
         segment: Mapping[str, str] | None,
         event_id: str | None,
         timestamp: datetime | float | str | None,
-    ) -> None:
+    ) -> str | None:
+        """Queue one event; its id (the caller's, or a new random one), None if not queued."""
         options = self.models.get(model, self.default) if type(model) is str else self.default
         if options.sample_rate < 1.0 and self._random() >= options.sample_rate:
             with self.lock:
                 self.sampled_out += 1
-            return
+            return None
+        if event_id is None:
+            event_id = os.urandom(16).hex()
         try:
             value = _encode(
                 model,
@@ -143,8 +150,39 @@ class _Core:
                 raise
             with self.lock:
                 self.invalid += 1
-            return
+            return None
         self.put(options.topic or "", value)
+        return event_id
+
+    def label(
+        self,
+        event_id: str,
+        model: str,
+        actual: Any,
+        model_version: str | None,
+        observed_at: datetime | float | str | None,
+        prediction_timestamp: datetime | float | str | None,
+    ) -> bool:
+        """Queue one ground-truth record on the labels topic; False if it was refused."""
+        try:
+            value = _encode_label(
+                event_id,
+                model,
+                actual,
+                model_version,
+                observed_at,
+                prediction_timestamp,
+                max_event_bytes=self.max_event_bytes,
+                validator=self.label_validator,
+            )
+        except InvalidEventError:
+            if self.label_validator is not None:
+                raise
+            with self.lock:
+                self.invalid += 1
+            return False
+        self.put(self.labels_topic, value)
+        return True
 
     def put(self, topic: str, value: bytes) -> None:
         """Append one encoded event; push the oldest out while the queue is over its bounds."""

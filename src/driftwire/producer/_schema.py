@@ -1,6 +1,7 @@
-"""Development mode (``validate=True``): every event checked against the JSON Schema.
+"""Development mode (``validate=True``): every record checked against its JSON Schema.
 
-The schema is ``schemas/inference-event.schema.json``, shipped inside the package;
+The schemas are ``schemas/inference-event.schema.json`` (events) and
+``schemas/ground-truth.schema.json`` (labels), shipped inside the package;
 ``jsonschema`` is a development dependency, imported only when a logger asks for this mode.
 """
 
@@ -15,18 +16,19 @@ import orjson
 from driftwire.errors import ConfigError
 from driftwire.producer._event import InvalidEventError
 
-_SCHEMA_NAME = "inference-event.schema.json"
+EVENT_SCHEMA = "inference-event.schema.json"
+LABEL_SCHEMA = "ground-truth.schema.json"
 
 
-def _schema_path() -> Path:
-    """The inference-event schema shipped in the package (``driftwire/schemas``)."""
-    path = Path(__file__).resolve().parents[1] / "schemas" / _SCHEMA_NAME
+def _schema_path(name: str) -> Path:
+    """A schema shipped in the package (``driftwire/schemas``)."""
+    path = Path(__file__).resolve().parents[1] / "schemas" / name
     if not path.is_file():
-        raise ConfigError("producer.validate", f"{_SCHEMA_NAME} not found next to driftwire")
+        raise ConfigError("producer.validate", f"{name} not found next to driftwire")
     return path
 
 
-def _schema_validator() -> Callable[[Any], None]:
+def _schema_validator(name: str = EVENT_SCHEMA) -> Callable[[Any], None]:
     try:
         import jsonschema
     except ImportError:
@@ -35,7 +37,7 @@ def _schema_validator() -> Callable[[Any], None]:
             "development mode needs jsonschema",
             "pip install 'driftwire[dev]' or jsonschema",
         ) from None
-    schema = orjson.loads(_schema_path().read_bytes())
+    schema = orjson.loads(_schema_path(name).read_bytes())
     cls = jsonschema.validators.validator_for(schema)
     validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
 

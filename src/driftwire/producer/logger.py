@@ -26,9 +26,12 @@ numerical stack. The sending thread shares the GIL with the server: its work (bu
 batches, a few microseconds per event, less with a longer ``linger_ms``) is CPU the process
 spends too; ``load_tests/bench_producer.py`` measures both.
 
+Ground truth that arrives later goes to the labels topic with
+:meth:`~InferenceLogger.log_ground_truth`, carrying the event id that ``log`` returned.
+
 >>> logger = InferenceLogger("localhost:9092", start=False)  # start=False: no thread, no I/O
->>> logger.log(model="churn", model_version="1.4.2", features={"age": 37}, prediction=0.83,
-...            latency_ms=12.4)
+>>> event_id = logger.log(model="churn", model_version="1.4.2", features={"age": 37},
+...                       prediction=0.83, latency_ms=12.4)
 >>> logger.stats().queued
 1
 >>> logger.close().dropped  # never started: what was queued is counted as dropped
@@ -50,11 +53,13 @@ from driftwire.producer._base import Timed, _LoggerBase
 from driftwire.producer._event import InvalidEventError
 from driftwire.producer._queue import ModelOptions, ProducerStats
 from driftwire.producer._send import _Pump
+from driftwire.producer.security import KafkaSecurity
 
 __all__ = [
     "AsyncInferenceLogger",
     "InferenceLogger",
     "InvalidEventError",
+    "KafkaSecurity",
     "ModelOptions",
     "ProducerStats",
     "Timed",
@@ -71,8 +76,13 @@ class InferenceLogger(_LoggerBase):
     stops the thread; it also runs at interpreter exit (``atexit``) unless called before.
     Create the logger after forking (in each worker process of a pre-forking server).
 
-    ``models`` gives per-model :class:`ModelOptions` (sampling rate, topic). ``kafka_options``
-    go to :class:`aiokafka.AIOKafkaProducer` as they are (security settings, timeouts).
+    ``models`` gives per-model :class:`ModelOptions` (sampling rate, topic); ground truth goes
+    to ``labels_topic``. ``security``
+    (:class:`~driftwire.producer.security.KafkaSecurity`, e.g. ``KafkaSecurity.from_env()``)
+    signs in as the worker does, ``DRIFTWIRE_KAFKA_*`` and ``_FILE`` secrets included.
+    ``enable_idempotence`` (default: on with ``acks="all"``) keeps a retried send from being
+    written twice. ``kafka_options`` go to :class:`aiokafka.AIOKafkaProducer` as they are
+    (timeouts; they override everything else).
     ``compression_type``: ``gzip`` (the standard library's zlib, which compresses outside the
     GIL), ``None`` to save that CPU, or ``lz4`` / ``zstd`` / ``snappy`` with aiokafka's
     extras installed. ``start=False`` creates no thread (events queue until ``start()``).
@@ -83,6 +93,7 @@ class InferenceLogger(_LoggerBase):
         bootstrap_servers: str = "localhost:9092",
         *,
         topic: str = "inference-events",
+        labels_topic: str = "inference-labels",
         sample_rate: float = 1.0,
         models: Mapping[str, ModelOptions] | None = None,
         validate: bool = False,
@@ -93,12 +104,15 @@ class InferenceLogger(_LoggerBase):
         compression_type: str | None = "gzip",
         acks: Literal[0, 1, "all"] = "all",
         kafka_options: Mapping[str, Any] | None = None,
+        security: KafkaSecurity | None = None,
+        enable_idempotence: bool | None = None,
         close_timeout: float = 5.0,
         start: bool = True,
     ) -> None:
         super().__init__(
             bootstrap_servers,
             topic=topic,
+            labels_topic=labels_topic,
             sample_rate=sample_rate,
             models=models,
             validate=validate,
@@ -109,6 +123,8 @@ class InferenceLogger(_LoggerBase):
             compression_type=compression_type,
             acks=acks,
             kafka_options=kafka_options,
+            security=security,
+            enable_idempotence=enable_idempotence,
         )
         self._close_timeout = close_timeout
         self._state: Literal["new", "running", "closed"] = "new"
@@ -214,6 +230,7 @@ class AsyncInferenceLogger(_LoggerBase):
         bootstrap_servers: str = "localhost:9092",
         *,
         topic: str = "inference-events",
+        labels_topic: str = "inference-labels",
         sample_rate: float = 1.0,
         models: Mapping[str, ModelOptions] | None = None,
         validate: bool = False,
@@ -224,10 +241,13 @@ class AsyncInferenceLogger(_LoggerBase):
         compression_type: str | None = "gzip",
         acks: Literal[0, 1, "all"] = "all",
         kafka_options: Mapping[str, Any] | None = None,
+        security: KafkaSecurity | None = None,
+        enable_idempotence: bool | None = None,
     ) -> None:
         super().__init__(
             bootstrap_servers,
             topic=topic,
+            labels_topic=labels_topic,
             sample_rate=sample_rate,
             models=models,
             validate=validate,
@@ -238,6 +258,8 @@ class AsyncInferenceLogger(_LoggerBase):
             compression_type=compression_type,
             acks=acks,
             kafka_options=kafka_options,
+            security=security,
+            enable_idempotence=enable_idempotence,
         )
         self._state: Literal["new", "running", "closed"] = "new"
         self._pump: _Pump | None = None

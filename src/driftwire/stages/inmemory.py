@@ -10,7 +10,7 @@ open bucket.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -44,7 +44,8 @@ class PipelineStats:
 
 
 class InMemoryPipeline:
-    """Feed raw event values, get alerts. One input partition, offsets counted from 0."""
+    """Feed raw event values, get alerts. ``partitions`` input partitions (one by default),
+    each with its own event clock as on Kafka; offsets counted from 0 per partition."""
 
     def __init__(
         self,
@@ -54,6 +55,8 @@ class InMemoryPipeline:
         batch_size: int = 2000,
         topic: str = "in-memory",
         registry: CollectorRegistry | None = None,
+        on_evaluation: Callable[[Evaluation], None] | None = None,
+        partitions: int = 1,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics(registry or CollectorRegistry())
@@ -64,7 +67,7 @@ class InMemoryPipeline:
             max_event_bytes=settings.profile.max_event_bytes,
             max_features=settings.profile.max_features,
         )
-        self.core = profile_core(settings, topic=topic, partitions=1)
+        self.core = profile_core(settings, topic=topic, partitions=partitions)
         self.detector = Detector(
             settings.detect,
             settings.alerts,
@@ -72,34 +75,45 @@ class InMemoryPipeline:
             bucket_ms=int(settings.profile.bucket_seconds * 1000),
             on_evaluation=self._evaluated,
         )
-        self._offset = 0
-        self.core.assign(PARTITION, None)
+        self._on_evaluation = on_evaluation
+        self._offsets = dict.fromkeys(range(partitions), 0)
+        for partition in self._offsets:
+            self.core.assign(partition, None)
 
     def _evaluated(self, evaluation: Evaluation) -> None:
         self.stats.windows_evaluated += 1
+        if self._on_evaluation is not None:
+            self._on_evaluation(evaluation)
 
-    def feed(self, values: list[bytes]) -> list[Alert]:
-        """Process one batch of raw values (as one ``getmany`` would return)."""
+    def feed(self, values: list[bytes], partition: int = PARTITION) -> list[Alert]:
+        """Process one batch of raw values of ``partition`` (as one ``getmany`` returns)."""
         batch = decode_batch(values, self._limits)
+        start = self._offsets[partition]
         self.stats.events_valid += len(batch)
         for rejection in batch.rejections:
             self.stats.events_invalid += 1
             self.stats.invalid_by_reason[rejection.reason] += 1
-            self.stats.rejections.append((self._offset + rejection.index, rejection))
-        offsets = np.arange(self._offset, self._offset + len(values), dtype=np.int64)
-        count_folded(self.metrics, self.core.process(PARTITION, batch, offsets[batch.index], None))
-        self._offset += len(values)
-        self.core.note_position(PARTITION, self._offset)
+            self.stats.rejections.append((start + rejection.index, rejection))
+        offsets = np.arange(start, start + len(values), dtype=np.int64)
+        count_folded(self.metrics, self.core.process(partition, batch, offsets[batch.index], None))
+        self._offsets[partition] = start + len(values)
+        self.core.note_position(partition, self._offsets[partition])
         return self._deliver(count_emitted(self.metrics, self.core.due(None)))
 
     def finish(self) -> list[Alert]:
         """End of stream: close every open bucket and evaluate it."""
-        outputs = count_emitted(self.metrics, self.core.flush(PARTITION))
-        end = self.core.max_event_time(PARTITION)
+        outputs: list[OutRecord] = []
+        for partition in self._offsets:
+            outputs += count_emitted(self.metrics, self.core.flush(partition))
+        ends = [self.core.max_event_time(p) for p in self._offsets]
         alerts = self._deliver(outputs)
-        if end is not None:
-            mark = Watermark(self.core.topic, PARTITION, 1, end + 1, idle=False)
-            alerts += self.detector.on_watermark(mark, 0)
+        known = [e for e in ends if e is not None]
+        if known:  # the stream ended: every partition has passed its last event
+            for partition in self._offsets:
+                mark = Watermark(
+                    self.core.topic, partition, len(self._offsets), max(known) + 1, idle=False
+                )
+                alerts += self.detector.on_watermark(mark, 0)
         return alerts
 
     def run(self, values: Iterable[bytes]) -> Iterator[Alert]:

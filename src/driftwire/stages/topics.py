@@ -24,6 +24,7 @@ def wanted_topics(settings: Settings, brokers: int) -> list[NewTopic]:
         NewTopic(t.partials, t.partials_partitions, rf),
         NewTopic(t.alerts, 3, rf),
         NewTopic(t.baselines, 1, rf, topic_configs={"cleanup.policy": "compact"}),
+        *([NewTopic(f"{t.labels}.dlq", 1, rf)] if settings.truth.enabled else []),
     ]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from driftwire.errors import ConfigError, TransportError
-from driftwire.ops.config import KafkaSettings, Settings
+from driftwire.ops.config import KafkaSettings, Settings, secret
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     if kafka.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=kafka.sasl_username,
-            password=kafka.sasl_password,
+            password=secret(kafka.sasl_password),
             mechanism=kafka.sasl_mechanism,
             ssl_context=ssl_context,
         )

@@ -1,0 +1,281 @@
+"""The ground-truth stage on Kafka: predictions and labels in, performance alerts out.
+
+One consumer-group member reads every partition of the events and labels topics (the group's
+assignor gives all of them to one member; the others stand by and take over when it leaves),
+so a label always meets its prediction whatever partitions the serving stack used. The state
+(the pending join, per-bucket performance, references, alert policy) is not stored: on every
+assignment the stage rebuilds it by re-reading both topics from ``horizon + window +
+evaluation delay`` ago (by record time). The pure tracker is deterministic in its input
+order, so a rebuild emits the alert transitions of the first run again, with the same
+fingerprints, and with the same CloudEvents ids where the two topics' records interleave as
+they did before (across partitions the fetch order can differ, and then an alert can come
+one window earlier or later, or at another severity). Offsets are committed after the alerts
+of a batch are acknowledged, for lag monitoring; a restart does not resume from them.
+
+Invalid ground-truth records go to ``<labels>.dlq`` with the decoder's reason headers; invalid
+events are left to the profile stage, which dead-letters them already.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Iterable, Mapping
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from aiokafka.coordinator.protocol import (
+    ConsumerProtocolMemberAssignment,
+    ConsumerProtocolMemberMetadata,
+)
+from aiokafka.structs import ConsumerRecord
+
+from driftwire.alerts.alert import Alert, encode
+from driftwire.decode.batch import Rejection
+from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
+from driftwire.decode.decoder import decode_batch
+from driftwire.ops.config import Settings
+from driftwire.ops.truth_metrics import TruthMetrics
+from driftwire.profiling.catalog import segment_key
+from driftwire.truth.join import Prediction
+from driftwire.truth.label import decode_label
+from driftwire.truth.tracker import TruthTracker
+
+log = logging.getLogger(__name__)
+
+STAGE = "truth"
+UNSEGMENTED = "all"
+_NOTHING_READ = -(2**62)
+
+
+class AllToOneAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
+    """Every partition of every subscribed topic to one member (the first by id): a join that
+    needs all of them in one place, with hot standbys."""
+
+    name = "driftwire-all-to-one"
+    version = 0
+
+    @classmethod
+    def assign(
+        cls, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
+    ) -> dict[str, ConsumerProtocolMemberAssignment]:
+        topics = sorted({t for m in members.values() for t in m.subscription})
+        owner = min(members)
+        partitions = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
+        return {
+            member: ConsumerProtocolMemberAssignment(
+                cls.version, partitions if member == owner else [], b""
+            )
+            for member in members
+        }
+
+    @classmethod
+    def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
+        return ConsumerProtocolMemberMetadata(cls.version, list(topics), b"")
+
+    @classmethod
+    def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
+        pass
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, stage: TruthStage) -> None:
+        self._stage = stage
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        pass  # nothing to flush: the state is rebuilt on the next assignment
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._stage.on_assigned(assigned)
+
+
+class TruthStage:
+    """The ground-truth stage of one worker process; ``await run(stop)`` until ``stop``."""
+
+    def __init__(self, settings: Settings, metrics: TruthMetrics) -> None:
+        self._s = settings
+        self._m = metrics
+        self._tracker = TruthTracker(settings.truth.tracker_settings())
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._inflight: list[Awaitable[Prediction | ConsumerRecord]] = []
+        self._lock = asyncio.Lock()
+        self._rewind: dict[TopicPartition, int | None] = {}  # seeks due (None: to the end)
+        self._reached: dict[TopicPartition, int] = {}  # the latest event time read, per partition
+        self.alerts_sent = 0
+
+    @property
+    def tracker(self) -> TruthTracker:
+        return self._tracker
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self._s
+        opts = s.kafka.client_options()
+        self._producer = AIOKafkaProducer(**opts, acks="all", enable_idempotence=True)
+        self._consumer = AIOKafkaConsumer(
+            **opts,
+            group_id=s.truth.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(AllToOneAssignor,),
+            max_poll_interval_ms=s.consumer.max_poll_interval_ms,
+            session_timeout_ms=s.consumer.session_timeout_ms,
+        )
+        try:
+            await self._producer.start()
+            await self._consumer.start()
+            self._consumer.subscribe([s.topics.events, s.topics.labels], listener=_Rebalance(self))
+            while not stop.is_set():
+                data = await self._consumer.getmany(
+                    timeout_ms=s.consumer.fetch_timeout_ms,
+                    max_records=s.consumer.max_batch_records,
+                )
+                async with self._lock:
+                    if self._rewind:  # a new assignment: drop this batch, seek, rebuild
+                        await self._seek(self._rewind)  # the batch is read again from there
+                        self._rewind = {}
+                        continue
+                    await self._handle(data)
+        finally:
+            await self._consumer.stop()
+            await self._producer.stop()
+
+    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Start over from ``horizon + window + delay`` ago on every partition now owned.
+
+        The seeks are made by the loop, between two fetches (a seek made here could be undone
+        by a batch fetched before it and returned after it)."""
+        if self._consumer is None or not assigned:
+            return
+        async with self._lock:
+            t = self._s.truth
+            back_s = t.horizon_seconds + t.window_seconds + t.evaluation_delay_seconds
+            since = int((time.time() - back_s) * 1000)
+            found = await self._consumer.offsets_for_times(dict.fromkeys(assigned, since))
+            self._rewind = {tp: (hit.offset if hit else None) for tp, hit in found.items()}
+            self._tracker = TruthTracker(t.tracker_settings())
+            self._reached = {}
+            log.info(
+                "truth stage owns the events and labels partitions; rebuilding",
+                extra={"fields": {"partitions": len(assigned), "since_ms": since}},
+            )
+
+    async def _seek(self, offsets: Mapping[TopicPartition, int | None]) -> None:
+        if self._consumer is None:
+            return
+        owned = self._consumer.assignment()
+        for tp, offset in offsets.items():
+            if tp not in owned:
+                continue
+            if offset is None:
+                await self._consumer.seek_to_end(tp)
+            else:
+                self._consumer.seek(tp, offset)
+
+    async def _handle(self, data: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
+        if self._consumer is None or self._producer is None:
+            return
+        labels_topic = self._s.topics.labels
+        items: list[tuple[int, str, int, int, Prediction | ConsumerRecord]] = []
+        for tp, records in data.items():
+            if tp.topic == labels_topic:
+                for r in records:
+                    items.append((r.timestamp, tp.topic, tp.partition, r.offset, r))
+            else:
+                items += self._predictions(tp, records)
+        alerts: list[Alert] = []
+        self._tracker.limit_ms = await self._limit()
+        for _, topic, partition, _, item in sorted(items, key=lambda i: i[:4]):
+            if isinstance(item, Prediction):
+                self._note(TopicPartition(topic, partition), item.timestamp_ms)
+                alerts += self._tracker.add_prediction(item)
+                continue
+            label = decode_label(item.value, received_ms=item.timestamp)
+            if isinstance(label, Rejection):
+                await self._dead_letter(TopicPartition(topic, partition), item, label)
+            else:
+                self._note(TopicPartition(topic, partition), label.observed_ms)
+                alerts += self._tracker.add_label(label)
+        self._tracker.limit_ms = await self._limit()
+        alerts += self._tracker.tick()
+        for alert in alerts:
+            key, value, headers = encode(alert, self._s.alerts.source)
+            self._inflight.append(
+                await self._producer.send(self._s.topics.alerts, value, key=key, headers=headers)
+            )
+            self._m.alerts.labels(kind=alert.kind, status=alert.status).inc()
+        if self._inflight:
+            await asyncio.gather(*self._inflight)
+            self._inflight.clear()
+        self.alerts_sent += len(alerts)
+        if data:
+            await self._consumer.commit()
+        self._publish()
+
+    def _note(self, tp: TopicPartition, time_ms: int) -> None:
+        self._reached[tp] = max(self._reached.get(tp, time_ms), time_ms)
+
+    async def _limit(self) -> int | None:
+        """The event time every partition with records still to read has reached (a
+        partition read to its end does not hold the clock back); None when none lags."""
+        if self._consumer is None:
+            return None
+        lagging = []
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is None or await self._consumer.position(tp) < end:
+                lagging.append(self._reached.get(tp, _NOTHING_READ))
+        return min(lagging) if lagging else None
+
+    def _predictions(
+        self, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> list[tuple[int, str, int, int, Prediction | ConsumerRecord]]:
+        batch = decode_batch([r.value for r in records])
+        out: list[tuple[int, str, int, int, Prediction | ConsumerRecord]] = []
+        for i, event_id in enumerate(batch.event_id):
+            if event_id is None:
+                continue
+            record = records[int(batch.index[i])]
+            score = float(batch.prediction_score[i])
+            prediction = Prediction(
+                event_id,
+                batch.model[i],
+                batch.model_version[i],
+                segment_key(batch.segment[i]) or UNSEGMENTED,
+                int(batch.timestamp_ms[i]),
+                score if math.isfinite(score) else None,
+                batch.prediction_label[i],
+            )
+            out.append((record.timestamp, tp.topic, tp.partition, record.offset, prediction))
+        return out
+
+    async def _dead_letter(
+        self, tp: TopicPartition, record: ConsumerRecord, rejection: Rejection
+    ) -> None:
+        if self._producer is None:
+            return
+        headers = dead_letter_headers(
+            rejection,
+            SourceRecord(tp.topic, tp.partition, record.offset, record.timestamp),
+            group=self._s.truth.group_id,
+            stage=STAGE,
+            now_ms=int(time.time() * 1000),
+            original=tuple(record.headers or ()),
+        )
+        self._inflight.append(
+            await self._producer.send(
+                f"{self._s.topics.labels}.dlq", record.value, key=record.key, headers=headers
+            )
+        )
+        self._m.labels_invalid.labels(reason=rejection.reason).inc()
+
+    def _publish(self) -> None:
+        join = self._tracker.join
+        self._m.count(join.counts.as_dict())
+        self._m.pending.labels(side="predictions").set(join.pending_predictions)
+        self._m.pending.labels(side="labels").set(join.pending_labels)
+        for key, judged in self._tracker.latest.items():
+            self._m.judged(key, judged.completeness, judged.metrics)

@@ -1,0 +1,140 @@
+"""A principal with exactly the ACLs the README lists runs the whole worker over SASL_SSL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import LEAST_PASSWORD, LEAST_USER, SecureKafka
+from kafka_acls import Acl, create_acls
+from kafkautil import create_topics
+from test_pipeline_kafka import Worker, input_topic
+from test_secured_kafka import _events, _run_worker
+
+from driftwire.ops.config import Settings
+
+
+def worker_acls(
+    *, events: str, dead_letter: str, partials: str, baselines: str, alerts: str, group: str
+) -> list[Acl]:
+    """What ``driftwire worker`` needs with pre-created topics (``topics.create: false``);
+    ``group`` is ``consumer.group_id``, the detect stage's Faust app is ``<group>-detect``."""
+    return [
+        Acl("TOPIC", events, "READ"),
+        Acl("TOPIC", events, "DESCRIBE"),
+        Acl("TOPIC", dead_letter, "WRITE"),
+        Acl("TOPIC", dead_letter, "DESCRIBE"),
+        Acl("TOPIC", partials, "WRITE"),  # stage 1 writes, stage 2 reads
+        Acl("TOPIC", partials, "READ"),
+        Acl("TOPIC", partials, "DESCRIBE"),
+        Acl("TOPIC", baselines, "READ"),
+        Acl("TOPIC", baselines, "DESCRIBE"),
+        Acl("TOPIC", alerts, "WRITE"),
+        Acl("TOPIC", alerts, "DESCRIBE"),
+        Acl("GROUP", group, "READ"),  # stage 1's consumer group
+        # the Faust app: its group, its state changelog and its internal topics
+        Acl("GROUP", f"{group}-detect", "READ", prefixed=True),
+        Acl("TOPIC", f"{group}-detect", "READ", prefixed=True),
+        Acl("TOPIC", f"{group}-detect", "WRITE", prefixed=True),
+        Acl("TOPIC", f"{group}-detect", "CREATE", prefixed=True),
+        Acl("TOPIC", f"{group}-detect", "DESCRIBE", prefixed=True),
+    ]
+
+
+def test_the_readme_lists_these_acls_for_the_default_names() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    defaults = Settings()
+    acls = worker_acls(
+        events=defaults.topics.events,
+        dead_letter=defaults.topics.dead_letter_topic,
+        partials=defaults.topics.partials,
+        baselines=defaults.topics.baselines,
+        alerts=defaults.topics.alerts,
+        group=defaults.consumer.group_id,
+    )
+    for acl in acls:
+        assert acl.command("User:driftwire") in readme, acl
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(400)
+def test_the_listed_acls_are_enough_for_the_whole_worker(
+    secure_kafka: SecureKafka, topic_name: str, tmp_path: Path
+) -> None:
+    run = "lp"
+    topics = [f"{topic_name}.{run}.{t}" for t in ("alerts", "baselines")]
+    asyncio.run(create_topics(secure_kafka.admin, [*topics, f"{topic_name}.dlq"]))
+    asyncio.run(create_topics(secure_kafka.admin, [f"{topic_name}.{run}.partials"], 2))
+    principal = f"User:{LEAST_USER}"
+    acls = worker_acls(
+        events=topic_name,
+        dead_letter=f"{topic_name}.dlq",
+        partials=f"{topic_name}.{run}.partials",
+        baselines=f"{topic_name}.{run}.baselines",
+        alerts=f"{topic_name}.{run}.alerts",
+        group=f"{topic_name}-{run}",  # what test_pipeline_kafka.Worker configures
+    )
+    asyncio.run(create_acls(secure_kafka.admin, principal, acls))
+    (tmp_path / "pw").write_text(LEAST_PASSWORD)
+    kafka = secure_kafka.sasl_settings(tmp_path / "unused")
+    kafka.update(sasl_username=LEAST_USER, sasl_password_file=str(tmp_path / "pw"))
+    _run_worker(secure_kafka, tmp_path, topic_name, run, kafka, create_topics=False)
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize(
+    ("dropped", "says"),
+    [
+        (Acl("TOPIC", "{events}", "READ"), "Read and Describe on topic {events} "),
+        (Acl("TOPIC", "{events}.dlq", "WRITE"), "Write and Describe on topic {events}.dlq "),
+        (Acl("GROUP", "{events}-lp", "READ"), "Read on group {events}-lp "),
+    ],
+    ids=["events-read", "dead-letter-write", "group-read"],
+)
+def test_a_missing_acl_ends_the_worker_with_one_line_naming_it(
+    secure_kafka: SecureKafka, topic_name: str, tmp_path: Path, dropped: Acl, says: str
+) -> None:
+    run = "lp"
+    topics = [f"{topic_name}.{run}.{t}" for t in ("alerts", "baselines")]
+    asyncio.run(create_topics(secure_kafka.admin, [*topics, f"{topic_name}.dlq"]))
+    asyncio.run(create_topics(secure_kafka.admin, [f"{topic_name}.{run}.partials"], 2))
+    acls = worker_acls(
+        events=topic_name,
+        dead_letter=f"{topic_name}.dlq",
+        partials=f"{topic_name}.{run}.partials",
+        baselines=f"{topic_name}.{run}.baselines",
+        alerts=f"{topic_name}.{run}.alerts",
+        group=f"{topic_name}-{run}",
+    )
+    missing = Acl(dropped.resource, dropped.name.format(events=topic_name), dropped.operation)
+    acls.remove(missing)
+    principal = f"User:{LEAST_USER}"
+    asyncio.run(create_acls(secure_kafka.admin, principal, acls))
+    input_topic(secure_kafka.admin, topic_name, [b"{not json", *_events()[:2000]])
+    (tmp_path / "pw").write_text(LEAST_PASSWORD)
+    kafka = secure_kafka.sasl_settings(tmp_path / "unused")
+    kafka.update(sasl_username=LEAST_USER, sasl_password_file=str(tmp_path / "pw"))
+    worker = Worker(tmp_path, secure_kafka.admin, topic_name, run)
+    worker.doc["kafka"] = kafka
+    worker.doc["topics"]["create"] = False  # type: ignore[index]
+    worker.config.write_text(yaml.safe_dump(worker.doc))
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "driftwire.cli.command", "worker", "--config", str(worker.config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert time.monotonic() - started < 90
+    last = done.stderr.strip().splitlines()[-1]
+    expected = f"driftwire: Kafka: {principal} is not authorized: it needs "
+    assert last.startswith(expected), last
+    assert says.format(events=topic_name) in last, last
+    assert "Traceback" not in done.stderr
