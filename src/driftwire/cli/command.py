@@ -34,6 +34,7 @@ commands:
   report     an HTML drift report:            driftwire report --events e.jsonl --baseline b.dwb
   bridge     forward alerts to a receiver:    driftwire bridge pagerduty --config driftwire.yaml
   config     validate a settings file:        driftwire config check driftwire.yaml
+  status     what a running worker sees:      driftwire status --url http://localhost:9464
 
 configuration: a YAML file (--config) plus DRIFTWIRE_<SECTION>_<KEY> environment variables,
 e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See the README for every key.
@@ -72,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="run every stage (default; the ground-truth stage only with truth.enabled) or "
         "one of them, to scale them apart",
+    )
+    worker.add_argument(
+        "--reload-poll-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="how often the config file is checked for changes to reload (SIGHUP reloads at "
+        "once); 0: on SIGHUP only",
     )
 
     demo = sub.add_parser("demo", help="in-memory demo: a generated stream with a known drift")
@@ -171,6 +180,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     bridge.add_argument("target", choices=("alertmanager", "pagerduty", "slack", "webhook"))
     bridge.add_argument("--config", "-c", help="YAML settings file (env overrides apply)")
+
+    status = sub.add_parser(
+        "status", help="what a running worker thinks of every model (its /api/v1/status)"
+    )
+    status.add_argument(
+        "--url", default="http://localhost:9464", help="the worker's HTTP address (http.port)"
+    )
+    status.add_argument("--model", help="only this model")
+    status.add_argument(
+        "--state",
+        help="only these states, comma-separated (firing, breaching, insufficient_data, ok)",
+    )
+    status.add_argument("--all", action="store_true", help="list ok conditions too")
+    status.add_argument("--json", action="store_true", help="print the status document (JSON)")
     return parser
 
 
@@ -195,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker":
             from driftwire.cli.worker import run_worker
 
-            return run_worker(args.config, stage=args.stage)
+            return run_worker(args.config, stage=args.stage, reload_poll_s=args.reload_poll_seconds)
         if args.command == "demo":
             from driftwire.cli.demo import run_demo
 
@@ -232,6 +255,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from driftwire.cli.config_check import run_config_check
 
             return run_config_check(args.file)
+        if args.command == "status":
+            from driftwire.cli.status import run_status
+
+            return run_status(
+                args.url,
+                model=args.model,
+                states=args.state,
+                as_json=args.json,
+                show_ok=args.all,
+            )
         if args.command == "baseline":
             from driftwire.cli.baseline import run_baseline_build
 

@@ -2,6 +2,9 @@
 
 SIGTERM and SIGINT stop fetching, flush, commit and leave the group; a stuck consumer turns
 ``/healthz`` unhealthy and makes the process exit non-zero so its orchestrator restarts it.
+SIGHUP, or a change of the config file, reloads silences, thresholds and per-feature
+overrides (``driftwire.ops.reload``). The HTTP server also answers ``/api/v1/status`` and
+``/api/v1/alerts`` (``driftwire.stages.detect.status_api``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from driftwire.ops.config import Settings, load_settings
 from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
 from driftwire.ops.kafka_check import authorization_problem, check_kafka
 from driftwire.ops.logs import configure_logging
-from driftwire.ops.metrics import Metrics
+from driftwire.ops.metrics import ConfigMetrics, Metrics
 from driftwire.ops.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -44,16 +47,39 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
-    """Run the chosen stages until ``stop`` is set; returns the process exit code."""
+async def serve(
+    settings: Settings,
+    stage: str,
+    stop: asyncio.Event,
+    *,
+    config: str | None = None,
+    reload_poll_s: float = 2.0,
+) -> int:
+    """Run the chosen stages until ``stop`` is set; returns the process exit code.
+
+    With ``config`` (the settings file), SIGHUP reloads it, and so does a change of the file
+    seen by a check every ``reload_poll_s`` seconds (0: SIGHUP only).
+    """
+    from driftwire.ops.reload import ConfigReloader, config_hash
     from driftwire.stages.detect.stage import DetectStage
+    from driftwire.stages.detect.status_api import StatusApi
     from driftwire.stages.profile import ProfileStage
     from driftwire.stages.profile_core import profile_core
 
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     readiness = Readiness()
-    health = HealthServer(registry, readiness)
+    config_metrics = ConfigMetrics(registry)
+    config_metrics.running(config_hash(settings))
+    detect: DetectStage | None = None
+    reloader: ConfigReloader | None = None
+
+    def worker_info() -> dict[str, object]:
+        running = reloader.hash if reloader is not None else config_hash(settings)
+        return {"stage": stage, "config_hash": running}
+
+    api = StatusApi(lambda: detect, worker=worker_info)
+    health = HealthServer(registry, readiness, api.routes())
     await health.start(settings.http.host, settings.http.port)
     try:
         reachable = await wait_for_broker(settings.kafka, stop)
@@ -91,6 +117,19 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
 
         truth = TruthStage(settings, TruthMetrics(registry))
         tasks.append(asyncio.create_task(truth.run(stop), name="truth"))
+    watcher_tasks: list[asyncio.Task[None]] = []
+    if config is not None:
+
+        def apply(new: Settings) -> None:
+            if detect is not None:
+                detect.reconfigure(new)
+
+        reloader = ConfigReloader(config, settings, apply, on_hash=config_metrics.running)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
+        if reload_poll_s > 0:
+            watch = reloader.watch(stop, interval_s=reload_poll_s)
+            watcher_tasks.append(asyncio.create_task(watch, name="config-watch"))
 
     async def watchdog() -> None:
         while not stop.is_set():
@@ -121,6 +160,10 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
         watcher.cancel()
         broker_watch.cancel()
         await asyncio.gather(watcher, broker_watch, return_exceptions=True)
+        for task in watcher_tasks:
+            task.cancel()
+        if config is not None:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await health.stop()
     if readiness.stuck:
         code = EXIT_STUCK
@@ -130,7 +173,7 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     return code
 
 
-def run_worker(config: str | None, *, stage: str = "all") -> int:
+def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float = 2.0) -> int:
     settings = load_settings(config)
     configure_logging(settings.log.level)
     tune_gc()
@@ -140,7 +183,7 @@ def run_worker(config: str | None, *, stage: str = "all") -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        return await serve(settings, stage, stop)
+        return await serve(settings, stage, stop, config=config, reload_poll_s=reload_poll_s)
 
     try:
         return asyncio.run(main())

@@ -23,11 +23,12 @@ from driftwire.alerts.alert import Alert, fingerprint, iso
 from driftwire.alerts.finding import GROUPED_KINDS, Finding
 from driftwire.alerts.grouping import group_finding
 from driftwire.alerts.incident import Membership, incident_finding, member_entry
-from driftwire.alerts.policy import AlertPolicy, Transition
+from driftwire.alerts.policy import AlertPolicy, Severity, Transition
 from driftwire.alerts.settings import AlertSettings
 from driftwire.alerts.silences import silenced_by
 from driftwire.detect.reference import Reference
 from driftwire.detect.settings import DetectSettings
+from driftwire.detect.status import condition_state
 
 
 @dataclass
@@ -57,6 +58,20 @@ class Decisions:
         self._d = detect
         self._a = alerts
         self._silences = tuple(s.build() for s in alerts.silences)
+        # condition key -> (state, window end at which it entered it), for the status
+        self.since: dict[str, tuple[str, int]] = {}
+
+    def reconfigure(self, detect: DetectSettings, alerts: AlertSettings) -> None:
+        """Take reloaded settings: thresholds apply from the next window, silences at once."""
+        self._d = detect
+        self._a = alerts
+        self._silences = tuple(s.build() for s in alerts.silences)
+
+    def firing_alert(self, key: str, f: Finding, severity: Severity, start: int, end: int) -> Alert:
+        """The alert of a firing condition as it would be emitted now (for the status)."""
+        starts = self._policy.starts_at(key)
+        t = Transition(key, "firing", severity, end if starts is None else starts, None)
+        return self._render(f, t, {}, start, end)
 
     def firing_features(self, labels: dict[str, str], kind: str) -> set[str]:
         """Features with a firing condition of ``kind`` in this (model, version, segment)."""
@@ -116,6 +131,11 @@ class Decisions:
             self._conditions[group_key] = g
             keyed.append(_Keyed(group_key, g, transitions))
         firing = self._policy.firing()
+        for k in keyed:
+            state = condition_state(k.finding.value, k.finding.level, k.key in firing)
+            seen = self.since.get(k.key)
+            if seen is None or seen[0] != state:
+                self.since[k.key] = (state, end)
         if group_key is not None:
             self._follow(incidents, keyed[-1], keyed, firing)
         group = None  # the incident's fingerprint while it fires, or breaches towards firing
@@ -222,6 +242,7 @@ class Decisions:
         out: list[Alert] = []
         for key, why in ended.items():
             f = self._conditions.pop(key)
+            self.since.pop(key, None)
             state = (incidents or {}).pop(key, None)
             if state is not None:  # an incident's resolution lists every member it had
                 f = incident_finding(f, Membership.from_state(state), resolved=True)

@@ -60,6 +60,12 @@ from driftwire.detect.quality import quality_findings
 from driftwire.detect.reference import Reference, ReferenceStore, SmallReference
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 from driftwire.detect.settings import DetectSettings
+from driftwire.detect.status import (
+    ConditionStatus,
+    ModelStatus,
+    VersionStatus,
+    condition_state,
+)
 from driftwire.detect.throughput import throughput_findings
 from driftwire.detect.trailing import History, decode_slot, is_slot_key
 from driftwire.detect.window import ALL_SEGMENTS, detection_window
@@ -67,6 +73,12 @@ from driftwire.detect.wording import attributed
 from driftwire.errors import FormatError
 from driftwire.partials import Partial, Watermark
 from driftwire.sketch.profile import Profile
+
+#: Why a latency percentile is not judged, when its window has min_count events.
+_LATENCY_TOO_FEW = (
+    "too few latencies above the percentile in the window or its reference "
+    "(detect.latency.min_tail_events={})"
+)
 
 
 @dataclass
@@ -122,6 +134,22 @@ class Detector:
         self._reference_sizes: dict[tuple[str, str], dict[str, int]] = {}
         self._small_seen: set[tuple[str, str, str]] = set()
         self._small_new: list[SmallReference] = []
+        # per (model, version): the last evaluated window (start, end, events) and the
+        # reference it was compared with, for the status
+        self._windows: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self._reference_used: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def reconfigure(self, detect: DetectSettings, alerts: AlertSettings) -> None:
+        """Take reloaded settings (thresholds, per-feature overrides, silences, re-sends).
+
+        Only the settings that may change live differ (``driftwire.ops.reload`` keeps the
+        rest): thresholds apply from the next evaluated window, silences from the next
+        decision; a firing condition keeps its state.
+        """
+        self._d = detect
+        self._a = alerts
+        self.policy.renotify_ms = int(alerts.renotify_seconds * 1000)
+        self._decisions.reconfigure(detect, alerts)
 
     # -- input -----------------------------------------------------------------------------
 
@@ -244,6 +272,9 @@ class Detector:
                 )
             else:
                 self._prune(name, version_name, version, end)
+            self._windows[(name, version_name)] = (start, end, events)
+            if reference is not None:
+                self._reference_used[(name, version_name)] = reference.describe()
             out.extend(
                 self._decisions.decide(
                     model.muted, labels, findings, reference, events, start, end, model.incidents
@@ -409,6 +440,8 @@ class Detector:
             for gauge in [k for k in self._latency if k[:2] == (name, version_name)]:
                 del self._latency[gauge]
             self._reference_sizes.pop((name, version_name), None)
+            self._windows.pop((name, version_name), None)
+            self._reference_used.pop((name, version_name), None)
         live = {v for v, st in model.versions.items() if any(b >= start for b in st.buckets)}
         pairs = predecessors(ledger, live) if self._d.canary.enabled else {}
         for key in model.compared:
@@ -441,6 +474,70 @@ class Detector:
         firing = self.policy.firing()
         for key, f in self._conditions.items():
             yield f.labels, f.reported, f.thresholds.warning, f.thresholds.critical, firing.get(key)
+
+    def status_records(self) -> tuple[list[ModelStatus], list[ConditionStatus]]:
+        """Every model and condition as last evaluated, for :func:`~driftwire.detect.status.
+        build_status`. Conditions appear once evaluated (after a restart: at the next window;
+        the firing state itself is restored)."""
+        models: list[ModelStatus] = []
+        for name, m in self._models.items():
+            versions = []
+            for v, st in sorted(m.versions.items()):
+                latest = st.buckets[max(st.buckets)] if st.buckets else {}
+                versions.append(
+                    VersionStatus(
+                        v,
+                        tuple(sorted(latest)),
+                        self._reference_used.get((name, v)),
+                        dict(self._reference_sizes.get((name, v), {})),
+                        self._windows.get((name, v)),
+                    )
+                )
+            models.append(ModelStatus(name, tuple(versions), m.evaluated_until, m.late_partials))
+        firing = self.policy.firing()
+        conditions: list[ConditionStatus] = []
+        for key, f in self._conditions.items():
+            labels = f.labels
+            model = self._models.get(labels["model"])
+            window = self._windows.get((labels["model"], labels["model_version"]))
+            severity = firing.get(key)
+            state = condition_state(f.value, f.level, severity is not None)
+            since = self._decisions.since.get(key)
+            alert = None
+            if severity is not None:
+                start, end = (window[0], window[1]) if window else (0, since[1] if since else 0)
+                alert = self._decisions.firing_alert(key, f, severity, start, end)
+            reason = None
+            if f.value is None:
+                need = self._d.min_count
+                reason = str(
+                    f.evidence.get("reason")
+                    or (
+                        f"the window has {f.count} events, fewer than min_count={need}"
+                        if f.count < need
+                        else _LATENCY_TOO_FEW.format(self._d.latency.min_tail_events)
+                        if f.kind == "latency_anomaly"
+                        else f"not enough data for this {f.kind} check"
+                    )
+                )
+            conditions.append(
+                ConditionStatus(
+                    key=key,
+                    labels=labels,
+                    state=state,
+                    severity=severity or f.level,
+                    value=f.reported,
+                    warning=f.thresholds.warning,
+                    critical=f.thresholds.critical,
+                    since_ms=since[1] if since is not None else (window[1] if window else 0),
+                    starts_at_ms=self.policy.starts_at(key),
+                    window=window,
+                    reason=reason,
+                    suppressed_by=None if model is None else model.muted.get(key),
+                    alert=alert,
+                )
+            )
+        return models, conditions
 
     def latency_samples(self) -> Iterator[LatencySample]:
         """The latest window's latency percentiles (ms) per (model, version, segment)."""

@@ -27,6 +27,7 @@ False
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -35,6 +36,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 #: The exit code of a worker or bridge that stopped because it was stuck (its orchestrator
 #: restarts it); 0 is a clean stop.
 EXIT_STUCK = 3
+
+#: An extra GET route of the server: (path, handler), e.g. the status API's.
+Route = tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
 
 @dataclass
@@ -93,11 +97,14 @@ class Readiness:
 
 
 class HealthServer:
-    """Serves ``/metrics``, ``/healthz`` and ``/readyz`` on the worker's event loop."""
+    """Serves ``/metrics``, ``/healthz``, ``/readyz`` (and ``routes``) on the worker's loop."""
 
-    def __init__(self, registry: CollectorRegistry, readiness: Readiness) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, readiness: Readiness, routes: Sequence[Route] = ()
+    ) -> None:
         self._registry = registry
         self._readiness = readiness
+        self._routes = tuple(routes)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -106,6 +113,8 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        for path, handler in self._routes:
+            app.router.add_get(path, handler)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

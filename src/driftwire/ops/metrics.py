@@ -352,6 +352,55 @@ class DetectMetrics:
         self.windows.labels(result="insufficient_data").inc(insufficient)
 
 
+RELOAD_RESULTS = ("applied", "restart_needed", "unchanged", "rejected")
+
+
+class ConfigMetrics:
+    """The running config's hash and the reloads (``driftwire.ops.reload``).
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> reg = CollectorRegistry()
+    >>> m = ConfigMetrics(reg)
+    >>> m.running("0123456789ab")
+    >>> m.running("ba9876543210", "applied")
+    >>> reg.get_sample_value("driftwire_config_info", {"hash": "ba9876543210"})
+    1.0
+    >>> reg.get_sample_value("driftwire_config_info", {"hash": "0123456789ab"}) is None
+    True
+    >>> reg.get_sample_value("driftwire_config_reloads_total", {"result": "applied"})
+    1.0
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.info = Gauge(
+            "driftwire_config_info",
+            "1 for the hash of the running settings (changes when a reload applies)",
+            ["hash"],
+            registry=registry,
+        )
+        self.reloads = Counter(
+            "driftwire_config_reloads_total",
+            "Config reloads (SIGHUP or a change of the file), by result (applied; "
+            "restart_needed: only keys that need a restart changed; unchanged; rejected: the "
+            "file did not load, the running config is kept)",
+            ["result"],
+            registry=registry,
+        )
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result=result)
+        self._hash: str | None = None
+
+    def running(self, config_hash: str, result: str | None = None) -> None:
+        """The running config's hash, after a reload with ``result`` (None: at start)."""
+        if config_hash != self._hash:
+            if self._hash is not None:
+                self.info.remove(self._hash)
+            self.info.labels(hash=config_hash).set(1)
+            self._hash = config_hash
+        if result is not None:
+            self.reloads.labels(result=result).inc()
+
+
 BRIDGE_STATUSES = ("firing", "resolved")
 BRIDGE_RESULTS = ("delivered", "rejected", "undeliverable")
 BRIDGE_SKIPS = ("duplicate", "routed_out")

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from driftwire.alerts.alert import Alert, encode
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
+from driftwire.detect.status import ConditionStatus, ModelStatus
 from driftwire.errors import FormatError, InputError, TransportError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
@@ -122,6 +123,7 @@ class DetectStage:
         self._revoked_at: float | None = None
         self._last_full_snapshot = 0.0
         self._life = Lifecycle("detect stage")
+        self._reconfigured = False  # settings reloaded since the factory's
 
     @classmethod
     def from_settings(
@@ -173,6 +175,37 @@ class DetectStage:
             samples = getattr(detector, "reference_samples", None)
             if samples is not None:
                 yield from samples()
+
+    def status_records(self) -> tuple[list[ModelStatus], list[ConditionStatus]]:
+        """Every owned model and condition, for ``/api/v1/status`` (a model lives in one slot)."""
+        models: list[ModelStatus] = []
+        conditions: list[ConditionStatus] = []
+        for detector in list(self.detectors.values()):
+            records = getattr(detector, "status_records", None)
+            if records is not None:
+                m, c = records()
+                models += m
+                conditions += c
+        return models, conditions
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Take reloaded settings (``driftwire.ops.reload``: only live keys differ) into every
+        detector, and into those made later."""
+        self._s = settings
+        self._reconfigured = True
+        for slot in self._slots.values():
+            self._configure(slot.detector)
+
+    def _configure(self, detector: DetectorLike) -> None:
+        reconfigure = getattr(detector, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(self._s.detect, self._s.alerts)
+
+    def _new_detector(self) -> DetectorLike:
+        detector = self._factory()
+        if self._reconfigured:
+            self._configure(detector)
+        return detector
 
     @staticmethod
     def _report_small_references(detector: DetectorLike) -> None:
@@ -403,7 +436,7 @@ class DetectStage:
     def _slot(self, partition: int) -> _Slot:
         slot = self._slots.get(partition)
         if slot is None:  # a record before the recovery callback: not expected, but harmless
-            slot = self._slots[partition] = _Slot(self._factory())
+            slot = self._slots[partition] = _Slot(self._new_detector())
         return slot
 
     async def _on_tick(self) -> None:
@@ -498,7 +531,7 @@ class DetectStage:
                     self._store.forget(model)
             new = owned - set(self._slots)
             for partition in new:
-                self._slots[partition] = _Slot(self._factory())
+                self._slots[partition] = _Slot(self._new_detector())
             self._store.restore_partitions(self._slots, new)
             self._recovered = True
             self._revoked_at = None
