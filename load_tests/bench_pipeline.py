@@ -14,7 +14,9 @@ In one run, on the same events in the same broker (a local one started with
   evaluation or alert is out (stage 2 may finish well after stage 1 has read the input);
 * **scale-out**: one, then two ``driftwire worker --stage profile`` processes (plus one
   ``--stage detect``) on the same 4-partition topic: the profile stage's events/s, and the
-  alert (fingerprint, status) sets compared with the single worker's;
+  alert (fingerprint, status) sets compared with the single worker's, and stage 2's CPU per
+  evaluated window (the ``--stage detect`` process's CPU from start-up done to settled, over
+  ``driftwire_windows_evaluated_total``: merging partials, every comparison, the changelog);
 * **memory**: the worker's RSS sampled during its run (or during a separate, longer run with
   ``--memory-events``), start/max/end after a warm-up share of the input;
 * **latency**: events produced at a paced rate with event time = wall time, 10-second buckets,
@@ -735,7 +737,11 @@ async def run_workers(
     if separate_detect:
         others.append(WorkerProcess(workdir, f"{name}-detect", doc, "detect").start())
     started = time.time()
+    detect_cpu: list[float | None] = []
     try:
+        if others:  # stage 2's own CPU from when its metrics answer (start-up done)
+            await _metrics_up(others[0], limit_s)
+            detect_cpu.append(proc_cpu_s(others[0].pid))
         watch = await watch_consumption(procs, total, limit_s, others=others)
         consumed = time.time()
         settle_rss: list[tuple[float, int]] = []
@@ -748,6 +754,8 @@ async def run_workers(
         )
         quiet = time.time()
         watch.settle_rss = [r for _, r in settle_rss]
+        if others:
+            detect_cpu.append(proc_cpu_s(others[0].pid))
     finally:
         stop_all([*procs, *others])
     alerts = transitions(await read_all(doc["kafka"]["bootstrap_servers"], doc["topics"]["alerts"]))
@@ -762,7 +770,24 @@ async def run_workers(
             "stop": round(time.time() - quiet, 1),
         },
     }
+    windows = settled.get("driftwire_windows_evaluated_total", 0.0)
+    if len(detect_cpu) == 2 and None not in detect_cpu and windows > 0:
+        cpu_s = float(detect_cpu[1] or 0.0) - float(detect_cpu[0] or 0.0)
+        # every evaluation of one model version's window (all its segments), reading the
+        # partials and writing the changelog included
+        info["detect_cpu_s"] = round(cpu_s, 2)
+        info["detect_cpu_ms_per_window"] = round(cpu_s / windows * 1000, 2)
     return watch, alerts, info
+
+
+async def _metrics_up(proc: WorkerProcess, limit_s: float) -> None:
+    """Until ``proc``'s metrics endpoint answers with driftwire metrics."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        proc.check()
+        if (await asyncio.to_thread(proc.scrape)).values:
+            return
+        await asyncio.sleep(0.25)
 
 
 # -- latency ---------------------------------------------------------------------------------
@@ -1162,6 +1187,10 @@ def table(result: dict[str, Any]) -> str:
         row("scale-out", "1 profile process: events/s", one["events_per_s"], one["load"])
         row("scale-out", "2 profile processes: events/s", two["events_per_s"], two["load"])
         row("scale-out", "speed-up (2 vs 1)", s["speedup"])
+        for name in ("one", "two"):
+            if (ms := s[name].get("detect_cpu_ms_per_window")) is not None:
+                windows = s[name]["settled"].get("driftwire_windows_evaluated_total")
+                row("scale-out", f"stage 2 CPU ms per window ({name}, {windows:.0f})", ms)
         row("scale-out", "alerts: 2 processes = 1 worker", s["alerts_match_worker"])
         row("scale-out", "alerts: 2 processes = 1 process", s["alerts_match_one"])
     if mem := result.get("memory"):
