@@ -1249,6 +1249,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
         "quick": args.quick,
         "machine": machine(),
         "broker": broker,
+        "detect_rule": args.rule or "default",
         "wall_seconds": {},
     }
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
@@ -1376,7 +1377,8 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
         outcomes: dict[str, tuple[Watch, set[tuple[str, str]], dict[str, Any]]] = {}
 
         async def one_run(name: str) -> None:
-            doc = settings_doc(bootstrap, events_topic, name, data_dir=workdir)
+            rule = {"rule": args.rule} if args.rule else None
+            doc = settings_doc(bootstrap, events_topic, name, detect=rule, data_dir=workdir)
             procs, separate = runs[name]
             outcome = await attempt(
                 name, run_workers(workdir, name, doc, procs, separate, total, limit, quiet)
@@ -1529,6 +1531,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quiet-seconds", type=float, help="how long alerts must be stable (5)")
     ap.add_argument("--limit-seconds", type=float, default=900.0, help="per measured run")
     ap.add_argument("--hot-path", action="store_true", help="cProfile a second profile-stage run")
+    ap.add_argument(
+        "--rule",
+        choices=("calibrated", "fixed"),
+        help="detect.rule of the worker and scale-out runs (default: the default, calibrated)",
+    )
     ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(SECTIONS)}")
     ap.add_argument("--keep-topics", action="store_true", help="do not delete the bench topics")
     ap.add_argument("--json", type=Path, help="write the results here")
