@@ -296,8 +296,8 @@ def _decided(
     # every bucket of its first window
     looks = max(settings.window_buckets, 1)
     decisive = significant and t.p_value <= cutoff / looks
-    k = settings.consecutive_windows
-    windows_to_fire = k if decisive else max(k, looks)
+    consecutive = settings.consecutive_windows
+    windows_to_fire = consecutive if decisive else max(consecutive, looks)
     effect_ratio = t.effect / low
     below_one = math.nextafter(1.0, 0.0)
     score = effect_ratio if significant else min(ratio, effect_ratio, below_one)
