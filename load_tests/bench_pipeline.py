@@ -14,7 +14,10 @@ In one run, on the same events in the same broker (a local one started with
   evaluation or alert is out (stage 2 may finish well after stage 1 has read the input);
 * **scale-out**: one, then two ``driftwire worker --stage profile`` processes (plus one
   ``--stage detect``) on the same 4-partition topic: the profile stage's events/s, and the
-  alert (fingerprint, status) sets compared with the single worker's;
+  alert (fingerprint, status) sets compared with the single worker's, and stage 2's CPU per
+  evaluated window (the ``--stage detect`` process's CPU from start-up done to settled, over
+  the comparisons it counted in ``driftwire_windows_evaluated_total``, times the comparisons of
+  one window: reading and merging partials, every comparison, alerts, the changelog);
 * **memory**: the worker's RSS sampled during its run (or during a separate, longer run with
   ``--memory-events``), start/max/end after a warm-up share of the input;
 * **latency**: events produced at a paced rate with event time = wall time, 10-second buckets,
@@ -735,7 +738,11 @@ async def run_workers(
     if separate_detect:
         others.append(WorkerProcess(workdir, f"{name}-detect", doc, "detect").start())
     started = time.time()
+    detect_cpu: list[float | None] = []
     try:
+        if others:  # stage 2's own CPU from when its metrics answer (start-up done)
+            await _metrics_up(others[0], limit_s)
+            detect_cpu.append(proc_cpu_s(others[0].pid))
         watch = await watch_consumption(procs, total, limit_s, others=others)
         consumed = time.time()
         settle_rss: list[tuple[float, int]] = []
@@ -748,6 +755,8 @@ async def run_workers(
         )
         quiet = time.time()
         watch.settle_rss = [r for _, r in settle_rss]
+        if others:
+            detect_cpu.append(proc_cpu_s(others[0].pid))
     finally:
         stop_all([*procs, *others])
     alerts = transitions(await read_all(doc["kafka"]["bootstrap_servers"], doc["topics"]["alerts"]))
@@ -762,7 +771,25 @@ async def run_workers(
             "stop": round(time.time() - quiet, 1),
         },
     }
+    # the metric counts comparisons (input x scope x statistic), not windows
+    comparisons = settled.get("driftwire_windows_evaluated_total", 0.0)
+    if len(detect_cpu) == 2 and None not in detect_cpu and comparisons > 0:
+        cpu_s = float(detect_cpu[1] or 0.0) - float(detect_cpu[0] or 0.0)
+        # all of stage 2 (reading and merging partials, every comparison, alerts, the
+        # changelog) over the comparisons it evaluated
+        info["detect_cpu_s"] = round(cpu_s, 2)
+        info["detect_cpu_ms_per_comparison"] = round(cpu_s / comparisons * 1000, 3)
     return watch, alerts, info
+
+
+async def _metrics_up(proc: WorkerProcess, limit_s: float) -> None:
+    """Until ``proc``'s metrics endpoint answers with driftwire metrics."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        proc.check()
+        if (await asyncio.to_thread(proc.scrape)).values:
+            return
+        await asyncio.sleep(0.25)
 
 
 # -- latency ---------------------------------------------------------------------------------
@@ -1162,6 +1189,10 @@ def table(result: dict[str, Any]) -> str:
         row("scale-out", "1 profile process: events/s", one["events_per_s"], one["load"])
         row("scale-out", "2 profile processes: events/s", two["events_per_s"], two["load"])
         row("scale-out", "speed-up (2 vs 1)", s["speedup"])
+        for name in ("one", "two"):
+            if (ms := s[name].get("detect_cpu_ms_per_window")) is not None:
+                per = s[name]["comparisons_per_window"]
+                row("scale-out", f"stage 2 CPU ms per window of {per} ({name})", ms)
         row("scale-out", "alerts: 2 processes = 1 worker", s["alerts_match_worker"])
         row("scale-out", "alerts: 2 processes = 1 process", s["alerts_match_one"])
     if mem := result.get("memory"):
@@ -1220,6 +1251,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
         "quick": args.quick,
         "machine": machine(),
         "broker": broker,
+        "detect_rule": args.rule or "default",
         "wall_seconds": {},
     }
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
@@ -1347,7 +1379,8 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
         outcomes: dict[str, tuple[Watch, set[tuple[str, str]], dict[str, Any]]] = {}
 
         async def one_run(name: str) -> None:
-            doc = settings_doc(bootstrap, events_topic, name, data_dir=workdir)
+            rule = {"rule": args.rule} if args.rule else None
+            doc = settings_doc(bootstrap, events_topic, name, detect=rule, data_dir=workdir)
             procs, separate = runs[name]
             outcome = await attempt(
                 name, run_workers(workdir, name, doc, procs, separate, total, limit, quiet)
@@ -1441,6 +1474,14 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
                 }
             one, two = scale_out["one"]["events_per_s"], scale_out["two"]["events_per_s"]
             scale_out["speedup"] = round(two / one, 3) if one and two else None
+            # stage 2 per evaluated window: every input (features, score, label) x every scope
+            shape = result.get("dataset", {})
+            per_window = (shape.get("features", 0) + 2) * (shape.get("segments", 0) + 1)
+            for side in (scale_out["one"], scale_out["two"]):
+                ms = side.get("detect_cpu_ms_per_comparison")
+                if ms is not None and per_window:
+                    side["comparisons_per_window"] = per_window
+                    side["detect_cpu_ms_per_window"] = round(ms * per_window, 1)
             scale_out["alerts_match_worker"] = sets["two"] == worker_alerts
             scale_out["alerts_match_one"] = sets["two"] == sets["one"]
             scale_out["alerts_only_with_two"] = sorted(map(list, sets["two"] - worker_alerts))
@@ -1500,6 +1541,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quiet-seconds", type=float, help="how long alerts must be stable (5)")
     ap.add_argument("--limit-seconds", type=float, default=900.0, help="per measured run")
     ap.add_argument("--hot-path", action="store_true", help="cProfile a second profile-stage run")
+    ap.add_argument(
+        "--rule",
+        choices=("calibrated", "fixed"),
+        help="detect.rule of the worker and scale-out runs (default: the default, calibrated)",
+    )
     ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(SECTIONS)}")
     ap.add_argument("--keep-topics", action="store_true", help="do not delete the bench topics")
     ap.add_argument("--json", type=Path, help="write the results here")

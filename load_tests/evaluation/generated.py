@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from driftwire.alerts.alert import Alert
+from driftwire.alerts.alert import Alert, fingerprint
 from driftwire.offline.generator import Change, StreamSpec, daily_pattern, generate
 from driftwire.ops.config import Settings
 from driftwire.stages.inmemory import InMemoryPipeline
@@ -255,6 +255,12 @@ def run_one(scenario: Scenario, seed: int, outcome: Outcome) -> None:
     alerts = list(pipeline.run(events(scenario, seed)))
     outcome.evaluations += pipeline.stats.windows_evaluated * INPUTS * SCOPES
     outcome.seconds += time.perf_counter() - t0
+    score(scenario, alerts, outcome, window_ms)
+
+
+def score(scenario: Scenario, alerts: list[Alert], outcome: Outcome, window_ms: int) -> None:
+    """Add one run's alerts to ``outcome``: its true and false episodes, whether a true one
+    fired after the change, and the delay of the first (minutes, windows, changed events)."""
     outcome.runs += 1
     first: int | None = None
     change = scenario.change_ms or T
@@ -287,7 +293,9 @@ def episodes(alerts: list[Alert]) -> list[Alert]:
     resolved_at: dict[str, int] = {}
     out: list[Alert] = []
     for alert in alerts:
-        key = alert.fingerprint
+        # the condition, not the fingerprint: the severity is one of the alert's labels, and
+        # an escalation resolves the warning's fingerprint and fires the critical one's
+        key = fingerprint({k: v for k, v in alert.labels.items() if k != "severity"})
         if alert.status == "resolved":
             firing[key] = False
             resolved_at[key] = alert.evaluated_at_ms

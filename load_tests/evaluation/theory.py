@@ -14,7 +14,8 @@ reference events, effect in the column's standard deviations:
 α is the level one test gets after false-discovery control over the family of one model
 version's tests in one window (inputs x scopes x statistics): with Benjamini-Hochberg at level
 q and a single true change among F tests, the change is found when its p-value is at most
-``q / F`` (rank 1 of F), so ``α = q / F``; Benjamini-Yekutieli divides by ``F * H(F)`` as well.
+``q / F`` (rank 1 of F), so ``α = q / F``, and the same with Holm's step-down (the default's,
+whose first line is BH's); Benjamini-Yekutieli divides by ``F * H(F)`` as well.
 The level ``q`` and the method are read from the detection settings when they define one;
 otherwise (the PSI-threshold rule has no α) the figures use q = 0.05 with BH, stated as assumed.
 
@@ -42,7 +43,7 @@ class Level:
     """The false-discovery level in force and where it came from."""
 
     q: float
-    method: str  # "BH" or "BY"
+    method: str  # "BH", "BY" or "Holm" (whose first cut-off is BH's)
     source: str  # the settings field, or "assumed"
 
     def alpha(self, family: int) -> float:
@@ -81,9 +82,14 @@ def level(detect: Any) -> Level:
         if inner is None or not isinstance(inner[0], int | float):
             return Level(ASSUMED_Q, "BH", "assumed")
         section, where, value = value, f"{where}.{inner[1]}", inner[0]
-    how = _look(section, _METHOD_NAMES)
+    how = _look(section, (*_METHOD_NAMES, "fdr"))
     text = str(how[0]).lower() if how else ""
-    method = "BY" if ("yekutieli" in text or text == "by") else "BH"
+    if "yekutieli" in text or text == "by":
+        method = "BY"
+    elif text in ("auto", "holm"):  # Holm's step-down: its first line is BH's, q / F
+        method = "Holm"
+    else:
+        method = "BH"
     return Level(float(value), method, where)
 
 

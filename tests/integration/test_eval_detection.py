@@ -216,7 +216,8 @@ def test_the_location_mde_has_the_stated_power() -> None:
 def test_the_level_is_read_from_settings_or_assumed() -> None:
     config = runs.settings()
     level = theory.level(config.detect)
-    assert 0 < level.q < 1 and level.method in ("BH", "BY")
+    assert 0 < level.q < 1 and level.method == "Holm"  # detect.fdr auto: Holm's step-down
+    assert theory.Level(0.05, "Holm", "x").alpha(10) == theory.Level(0.05, "BH", "x").alpha(10)
     tests = real.family(tables.load("cancer"), config.detect)
     assert level.alpha(tests) <= level.q / tests + 1e-15
     assert theory.Level(0.05, "BY", "x").alpha(10) < theory.Level(0.05, "BH", "x").alpha(10)

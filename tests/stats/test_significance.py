@@ -9,6 +9,7 @@ from scipy import stats
 from driftwire.sketch.numeric import NumericSketch
 from driftwire.stats.calibrated import categorical_test, numeric_test
 from driftwire.stats.significance import (
+    by_factor,
     chi2_homogeneity,
     fdr_cutoff,
     fdr_threshold,
@@ -110,3 +111,29 @@ def test_fdr_threshold_is_the_bh_line_at_the_number_of_discoveries() -> None:
     assert fdr_threshold(p, 0.05) == pytest.approx(0.04)
     assert all((x <= fdr_threshold(p, 0.05)) == (x <= 0.03) for x in p)
     assert fdr_threshold([0.2, 0.9], 0.01) == pytest.approx(0.005)  # what one would need
+
+
+@pytest.mark.parametrize("method", ["holm", "holm_by"])
+def test_holm_rejects_what_statsmodels_holm_rejects(method: str) -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        p = np.concatenate([rng.uniform(size=40), rng.uniform(0, 1e-3, size=rng.integers(0, 6))])
+        level = 0.05 / (by_factor(p.size) if method == "holm_by" else 1.0)
+        expected = multipletests(p, alpha=level, method="holm")[0]
+        cut = fdr_cutoff(p.tolist(), 0.05, method)  # type: ignore[arg-type]
+        ours = p <= cut if cut is not None else np.zeros(p.size, dtype=bool)
+        assert (ours == expected).all()
+        threshold = fdr_threshold(p.tolist(), 0.05, method)  # type: ignore[arg-type]
+        assert ((p <= threshold) == expected).all()
+
+
+def test_holm_does_not_loosen_the_cut_off_for_the_others_as_bh_does() -> None:
+    # one strong discovery among 12: BH lets a second p-value in at 2 q / m, Holm at q / 11
+    p = [1e-9, 0.0015, *[0.5] * 10]
+    assert fdr_threshold(p, 0.01, "bh") == pytest.approx(2 * 0.01 / 12)
+    assert fdr_cutoff(p, 0.01, "bh") == 0.0015
+    assert fdr_threshold(p, 0.01, "holm") == pytest.approx(0.01 / 12)
+    assert fdr_cutoff(p, 0.01, "holm") == 1e-9
+    assert fdr_threshold([0.5] * 12, 0.01, "holm") == fdr_threshold([0.5] * 12, 0.01, "bh")

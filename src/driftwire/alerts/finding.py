@@ -48,6 +48,7 @@ class Finding:
     bound: float | None = None
     shown: float | None = None  # the value reported, when it differs from ``value``
     consecutive: int | None = None  # overrides the policy's K for this condition
+    confirm: int | None = None  # breaching windows needed to fire after this window, if more
     count: int = 0  # events the window's value rests on
     reference: dict[str, Any] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)

@@ -121,12 +121,15 @@ class AlertPolicy:
         *,
         now_ms: int,
         consecutive: int | None = None,
+        confirm: int | None = None,
     ) -> list[Transition]:
         """Feed one window's value (``None``: insufficient data) and get the alert events.
 
         ``consecutive`` overrides the policy's K for this condition (a check that already
         counts windows in its value, such as "no data for N buckets", uses 1); such a check
-        also resolves at its first window below the resolve level.
+        also resolves at its first window below the resolve level. ``confirm`` raises the
+        breaching windows needed to fire to at least this many, for this window's value only
+        (a breach whose evidence alone is not decisive: the drift rule's overlapping windows).
         """
         state = self._states.setdefault(key, _State())
         if value is None:
@@ -136,6 +139,8 @@ class AlertPolicy:
         if state.firing is None:
             state.streak = state.streak + 1 if level else 0
             needed = self.consecutive if consecutive is None else max(1, consecutive)
+            if confirm is not None:
+                needed = max(needed, confirm)
             if level and state.streak >= needed:
                 state.firing, state.starts_at_ms, state.notified_ms = level, now_ms, now_ms
                 out.append(Transition(key, "firing", level, now_ms, None))

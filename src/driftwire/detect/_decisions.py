@@ -112,7 +112,12 @@ class Decisions:
         for f in findings:
             key = condition_key(name, f)
             transitions = self._policy.observe(
-                key, f.value, f.thresholds, now_ms=end, consecutive=f.consecutive
+                key,
+                f.value,
+                f.thresholds,
+                now_ms=end,
+                consecutive=f.consecutive,
+                confirm=f.confirm,
             )
             self._conditions[key] = f
             keyed.append(_Keyed(key, f, transitions))

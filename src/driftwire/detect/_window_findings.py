@@ -137,6 +137,7 @@ def _calibrated_finding(
         headline,
         description,
         evidence,
+        confirm=decision.get("windows_to_fire"),
     )
 
 
@@ -151,6 +152,7 @@ def _finding(
     headline: Headline,
     description: str,
     evidence: dict[str, Any],
+    confirm: int | None = None,
 ) -> Finding:
     """The finding of one drift comparison, worded by either rule."""
     r = comparison.result
@@ -171,6 +173,7 @@ def _finding(
         bound=r.bound,
         count=current.n_events,
         reference={**reference.describe(), "count": r.n_reference},
+        confirm=confirm,
     )
 
 

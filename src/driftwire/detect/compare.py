@@ -9,9 +9,18 @@ p-value from the null distribution at the actual reference and window sizes
 (:mod:`driftwire.stats.significance`), and an effect size (normalised Wasserstein in reference
 sds; total-variation distance of the shares). :func:`decide_family` then takes every test of
 one model version in one window (inputs x segments, the prediction included) and applies
-Benjamini-Hochberg at ``detect.fdr_q`` (Benjamini-Yekutieli when the ``all`` aggregate is
-tested with its segments, or as ``detect.fdr`` says): a test is *significant* when its p-value
-is at most the cut-off, *relevant* when its effect is at least ``detect.min_effect``. The
+Holm's step-down at ``detect.fdr_q`` (its first cut-off ``q / m`` is Benjamini-Hochberg's;
+``q / (m c(m))``, Benjamini-Yekutieli's, when the ``all`` aggregate is tested with its
+segments; ``detect.fdr`` chooses BH, BY or plain Holm instead): a test is *significant* when
+its p-value is at most the cut-off, *relevant* when its effect is at least
+``detect.min_effect``. Holm rather than BH's step-up because windows are evaluated every
+bucket and an alert is an episode, not a window: a drift that stays discovered for a hundred
+windows would, under BH, give every other test of each of those windows a cut-off of ``2 q /
+m``, and over the windows one of them crosses it. A significant test fires after K
+breaching windows only when it is *decisive*, its p-value at most the cut-off over
+``window_buckets`` (every bucket is seen by that many overlapping windows, so one unusual
+bucket makes as many looks); otherwise its breach must last ``window_buckets`` windows, past
+every bucket of the window that first breached (``decision.windows_to_fire``). The
 policy sees one number per condition, the decision score::
 
     score = effect / min_effect              if significant
@@ -219,11 +228,17 @@ def _undecided(name: str, test: FeatureTest, kind: str, settings: DetectSettings
     return Comparison(name, test.result, 1.0, high / low, test)
 
 
+#: how the evidence's text names each procedure
+FDR_NAMES = {"bh": "BH", "by": "BY", "holm": "Holm", "holm_by": "Holm/BY"}
+
+
 def fdr_method(settings: DetectSettings, segments: set[str], aggregate: str) -> FdrMethod:
-    """BH or BY for a family whose tests cover ``segments`` (``aggregate``: the all segment)."""
+    """The procedure for a family whose tests cover ``segments`` (``aggregate``: the all
+    segment): as configured, or with ``auto`` Holm's step-down, at q / c(m) (BY's first
+    cut-off) when the aggregate is tested with its segments."""
     if settings.fdr != "auto":
         return settings.fdr
-    return "by" if aggregate in segments and len(segments) > 1 else "bh"
+    return "holm_by" if aggregate in segments and len(segments) > 1 else "holm"
 
 
 def decide_family(
@@ -276,12 +291,19 @@ def _decided(
     ratio = t.tested / null_q if null_q > 0 else float("inf")
     significant = t.p_value <= cutoff
     relevant = t.effect >= low
+    # one bucket is seen by window_buckets overlapping windows: K breaching windows fire only
+    # when the latest is beyond the cut-off over those looks, else the breach must outlast
+    # every bucket of its first window
+    looks = max(settings.window_buckets, 1)
+    decisive = significant and t.p_value <= cutoff / looks
+    consecutive = settings.consecutive_windows
+    windows_to_fire = consecutive if decisive else max(consecutive, looks)
     effect_ratio = t.effect / low
     below_one = math.nextafter(1.0, 0.0)
     score = effect_ratio if significant else min(ratio, effect_ratio, below_one)
     name = TEST_NAMES[t.statistic]
     verdict = "<=" if significant else ">"
-    fdr = "BH" if method == "bh" else "BY"
+    fdr = FDR_NAMES.get(method, method)
     effect_text = describe_effect(t.effect, t.effect_unit)
     text = (
         f"calibrated: {name} p={t.p_value:.2g} {verdict} {fdr} cut-off {cutoff:.2g} at "
@@ -306,6 +328,9 @@ def _decided(
         "min_effect": low,
         "critical_effect": high,
         "relevant": relevant,
+        "decisive_cutoff": cutoff / looks,
+        "decisive": decisive,
+        "windows_to_fire": windows_to_fire,
         "psi": t.shown.get("psi"),
         "magnitude": {k: v for k, v in t.shown.items() if k != "psi"},
         "null": dict(t.null),

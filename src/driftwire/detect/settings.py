@@ -333,11 +333,12 @@ class DetectSettings(_Section):
         description="calibrated: significance (p-value at the actual sizes, FDR-controlled) and "
         "relevance (effect >= min_effect); fixed: statistics against detect.thresholds",
     )
-    fdr: Literal["auto", "bh", "by"] = Field(
+    fdr: Literal["auto", "bh", "by", "holm"] = Field(
         "auto",
-        description="false-discovery control over one model version's tests in one window: "
-        "Benjamini-Hochberg, Benjamini-Yekutieli, or auto (BY when the all aggregate is "
-        "tested with its segments, else BH)",
+        description="multiple-testing control over one model version's tests in one window: "
+        "Benjamini-Hochberg (bh), Benjamini-Yekutieli (by), Holm's step-down (holm), or auto: "
+        "Holm's step-down whose first cut-off is BH's q/m, or BY's q/(m c(m)) when the all "
+        "aggregate is tested with its segments",
     )
     fdr_q: float = Field(0.01, gt=0, lt=1, description="the false-discovery rate q")
     min_effect: dict[str, float] = Field(

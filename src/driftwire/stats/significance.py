@@ -2,8 +2,10 @@
 
 The calibrated detection rule (:mod:`driftwire.detect.compare`) asks of every test one p-value,
 the probability of a value at least as large when the window and the reference come from one
-distribution, *at their actual sizes*; then Benjamini–Hochberg (or –Yekutieli) over all tests of
-one model version in one window gives the cut-off a p-value must reach.
+distribution, *at their actual sizes*; then a multiple-testing procedure over all tests of one
+model version in one window gives the cut-off a p-value must reach (:func:`fdr_threshold`):
+Benjamini–Hochberg's or –Yekutieli's step-up, or Holm's step-down, whose first cut-off is the
+same but which does not loosen it for the others when one test is a strong discovery.
 
 * **KS** (:func:`ks_p_value`): the Kolmogorov distribution at ``n_e = n m / (n + m)``, with
   Stephens' finite-sample correction ``lambda = (sqrt(n_e) + 0.12 + 0.11 / sqrt(n_e)) D``
@@ -37,7 +39,9 @@ from scipy import special, stats
 from driftwire.stats._common import FloatArray
 
 SketchError = Literal["variance", "worst_case"]
-FdrMethod = Literal["bh", "by"]
+#: bh / by: Benjamini–Hochberg / –Yekutieli step-up; holm: Holm's step-down at q; holm_by: Holm's
+#: step-down at q / c(m), whose first cut-off is BY's
+FdrMethod = Literal["bh", "by", "holm", "holm_by"]
 
 #: Below this effective sample size the exact two-sided one-sample distribution (kstwo) is used.
 EXACT_KS_BELOW = 50
@@ -197,35 +201,65 @@ def by_factor(m: int) -> float:
     return float(np.sum(1.0 / np.arange(1, m + 1))) if m > 0 else 1.0
 
 
-def fdr_cutoff(p_values: Sequence[float], q: float, method: FdrMethod = "bh") -> float | None:
-    """The largest p-value rejected by Benjamini–Hochberg (``by``: –Yekutieli) at level ``q``.
+def _scale(method: FdrMethod, m: int) -> float:
+    return by_factor(m) if method in ("by", "holm_by") else 1.0
 
-    ``None`` when nothing is rejected. A test is a discovery iff its p-value is at most the
-    cut-off.
+
+def _holm_rejections(p_sorted: FloatArray, q: float, c: float) -> int:
+    """How many of the sorted p-values Holm's step-down rejects at level ``q / c``."""
+    m = p_sorted.size
+    lines = q / (c * (m - np.arange(m)))  # q / (c m), q / (c (m - 1)), ..., q / c
+    above = np.flatnonzero(p_sorted > lines)
+    return m if above.size == 0 else int(above[0])
+
+
+def fdr_cutoff(p_values: Sequence[float], q: float, method: FdrMethod = "bh") -> float | None:
+    """The largest p-value rejected at level ``q``, or ``None`` when nothing is rejected.
+
+    ``bh`` / ``by``: Benjamini–Hochberg / –Yekutieli (step-up: the largest ``p_(i) <= i q /
+    (m c)``); ``holm`` / ``holm_by``: Holm's step-down (``p_(1) <= q / (m c)``, ``p_(2) <= q /
+    ((m - 1) c)``, ... until the first that is not), with ``c = 1``, or ``c(m)`` for ``by`` and
+    ``holm_by``. A test is a discovery iff its p-value is at most the cut-off.
 
     >>> fdr_cutoff([0.01, 0.02, 0.9], 0.05, "bh"), fdr_cutoff([0.01, 0.02, 0.9], 0.05, "by")
     (0.02, None)
+    >>> fdr_cutoff([0.01, 0.02, 0.9], 0.05, "holm")   # 0.01 <= 0.05/3, 0.02 <= 0.05/2
+    0.02
+    >>> fdr_cutoff([0.001, 0.03, 0.9], 0.05, "bh"), fdr_cutoff([0.001, 0.03, 0.9], 0.05, "holm")
+    (0.03, 0.001)
     """
     m = len(p_values)
     if m == 0:
         return None
     p = np.sort(np.asarray(p_values, dtype=np.float64))
-    c = by_factor(m) if method == "by" else 1.0
+    c = _scale(method, m)
+    if method in ("holm", "holm_by"):
+        k = _holm_rejections(p, q, c)
+        return None if k == 0 else float(p[k - 1])
     line = q * np.arange(1, m + 1) / (m * c)
     hits = np.flatnonzero(p <= line)
     return None if hits.size == 0 else float(p[hits[-1]])
 
 
 def fdr_threshold(p_values: Sequence[float], q: float, method: FdrMethod = "bh") -> float:
-    """The p-value cut-off of this family: ``max(k, 1) q / (m c)`` with ``k`` the number of
-    discoveries (``c = 1`` for BH, ``c(m)`` for BY). A test is a discovery iff its p-value is
-    at most it; with no discovery it is what one discovery would need.
+    """The p-value cut-off of this family; with no discovery, what one discovery would need.
+
+    With ``k`` discoveries: ``max(k, 1) q / (m c)`` for BH / BY (``c = 1`` for BH, ``c(m)`` for
+    BY); ``q / ((m - max(k, 1) + 1) c)`` for Holm (the line the k-th smallest p-value passed:
+    every discovery is at most it, every other p-value above the next line, which is higher).
+    A test is a discovery iff its p-value is at most it. Both start at ``q / (m c)``; BH's grows
+    with every discovery (the j-th of k discoveries may be as large as ``k q / m``), Holm's
+    barely (``q / (m - k + 1)``), so a strong discovery does not lower the bar for the others.
 
     >>> fdr_threshold([0.001, 0.02, 0.04, 0.3], 0.05), fdr_threshold([0.5, 0.9], 0.05)
     (0.025, 0.025)
+    >>> fdr_threshold([0.001, 0.02, 0.04, 0.3], 0.05, "holm")  # 0.001 <= 0.0125, 0.02 > 0.0167
+    0.0125
     """
     m = max(len(p_values), 1)
-    c = by_factor(m) if method == "by" else 1.0
+    c = _scale(method, m)
     cut = fdr_cutoff(p_values, q, method)
     k = 0 if cut is None else int(np.sum(np.asarray(p_values, dtype=np.float64) <= cut))
+    if method in ("holm", "holm_by"):
+        return q / ((m - max(k, 1) + 1) * c)
     return max(k, 1) * q / (m * c)
