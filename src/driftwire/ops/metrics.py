@@ -100,6 +100,13 @@ class Metrics:
             ["what"],
             registry=registry,
         )
+        self.evictions = Counter(
+            "driftwire_cardinality_evictions_total",
+            "Names (models, versions, segments, features) a cardinality cap pushed out, least "
+            "recently seen first, to make room for new ones, by what was capped",
+            ["what"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "driftwire_dead_letters_produced_total",
             "Records produced to the dead-letter topic and acknowledged by the broker",
