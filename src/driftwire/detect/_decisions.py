@@ -57,6 +57,8 @@ class Decisions:
         self._d = detect
         self._a = alerts
         self._silences = tuple(s.build() for s in alerts.silences)
+        # per model: condition key -> end of the last window in which it had data (a value)
+        self.last_data: dict[str, dict[str, int]] = {}
 
     def firing_features(self, labels: dict[str, str], kind: str) -> set[str]:
         """Features with a firing condition of ``kind`` in this (model, version, segment)."""
@@ -93,6 +95,7 @@ class Decisions:
         if incidents is None:
             incidents = {}
         name = labels["model"]
+        last_data = self.last_data.setdefault(name, {})
         keyed: list[_Keyed] = []
         for f in findings:
             key = condition_key(name, f)
@@ -100,6 +103,8 @@ class Decisions:
                 key, f.value, f.thresholds, now_ms=end, consecutive=f.consecutive
             )
             self._conditions[key] = f
+            if f.value is not None or key not in last_data:
+                last_data[key] = end
             keyed.append(_Keyed(key, f, transitions))
         group_key: str | None = None
         if (self._d.group_min_features or self._d.group_min_segments) and reference is not None:
@@ -114,6 +119,8 @@ class Decisions:
             group_key = f"{name}/{fingerprint(g.labels)}"
             transitions = self._policy.observe(group_key, g.value, g.thresholds, now_ms=end)
             self._conditions[group_key] = g
+            if g.value is not None or group_key not in last_data:
+                last_data[group_key] = end
             keyed.append(_Keyed(group_key, g, transitions))
         firing = self._policy.firing()
         if group_key is not None:
@@ -207,6 +214,12 @@ class Decisions:
         else:
             incidents.pop(key, None)
 
+    def stale(self, model: str, horizon_ms: int) -> list[str]:
+        """Conditions of ``model`` whose last window with data ended at or before
+        ``horizon_ms``."""
+        seen = self.last_data.get(model, {})
+        return [key for key, end in seen.items() if end <= horizon_ms and key in self._conditions]
+
     def close(
         self,
         muted: dict[str, str],
@@ -222,6 +235,7 @@ class Decisions:
         out: list[Alert] = []
         for key, why in ended.items():
             f = self._conditions.pop(key)
+            self.last_data.get(key.rsplit("/", 1)[0], {}).pop(key, None)
             state = (incidents or {}).pop(key, None)
             if state is not None:  # an incident's resolution lists every member it had
                 f = incident_finding(f, Membership.from_state(state), resolved=True)
@@ -235,7 +249,9 @@ class Decisions:
             def closed(status: str, threshold: float, text: str = summary) -> str:
                 return text
 
-            gone = replace(f, headline=closed)
+            gone = replace(
+                f, headline=closed, annotations={**f.annotations, "resolved_reason": why}
+            )
             t = Transition(key, "resolved", severity, starts, end)
             out.append(self._render(gone, t, {}, start, end))
         return out
