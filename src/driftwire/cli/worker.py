@@ -52,7 +52,7 @@ async def serve(settings: Settings, stage: str, stop: asyncio.Event) -> int:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     readiness = Readiness()
-    health = HealthServer(registry, readiness)
+    health = HealthServer(registry, readiness, metrics.before_scrape)
     await health.start(settings.http.host, settings.http.port)
     log.info(
         "worker started",

@@ -17,6 +17,8 @@ False
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -58,11 +60,23 @@ class Readiness:
 
 
 class HealthServer:
-    """Serves ``/metrics``, ``/healthz`` and ``/readyz`` on the worker's event loop."""
+    """Serves ``/metrics``, ``/healthz`` and ``/readyz`` on the worker's event loop.
 
-    def __init__(self, registry: CollectorRegistry, readiness: Readiness) -> None:
+    A scrape runs ``before_scrape`` (cheap copies of what custom collectors export) on the
+    loop, then renders the page in a thread, one scrape at a time: rendering a big page does
+    not stall the stages that share the loop.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        readiness: Readiness,
+        before_scrape: Sequence[Callable[[], None]] = (),
+    ) -> None:
         self._registry = registry
         self._readiness = readiness
+        self._before_scrape = before_scrape
+        self._scraping = asyncio.Lock()
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -84,7 +98,10 @@ class HealthServer:
             self._runner = None
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
+        async with self._scraping:
+            for prepare in self._before_scrape:
+                prepare()
+            body = await asyncio.to_thread(generate_latest, self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:

@@ -66,6 +66,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, *, max_models: int = 100) -> None:
         self.registry = registry
         self.model_label = LabelCap(max_models)
+        #: called on the event loop before each scrape, which is rendered in a thread
+        #: (:class:`DriftScoreCollector.snapshot`, see :class:`driftwire.ops.health.HealthServer`)
+        self.before_scrape: list[Callable[[], None]] = []
         Info("driftwire_build", "driftwire build information", registry=registry).info(
             {"version": __version__}
         )
@@ -164,6 +167,14 @@ class DriftScoreCollector:
     version, segment), exported in seconds as ``driftwire_latency_seconds{percentile="p99"}``
     (not ``quantile``: Prometheus reserves that label for summaries).
     Label values come from the profiler, whose caps bound segments and features.
+
+    The drift gauges export at most ``max_per_version`` conditions of one model version and
+    ``max_total`` in all (firing ones first, then the highest values);
+    ``driftwire_drift_conditions_omitted`` says how many were left out at the last scrape.
+
+    :meth:`snapshot` copies what the sources say now, and the next :meth:`collect` reads that
+    copy: the HTTP shell takes the snapshot on the event loop that owns the detectors and
+    renders the page in a thread, so a big scrape does not stall the stages.
     """
 
     def __init__(
@@ -171,12 +182,62 @@ class DriftScoreCollector:
         conditions: Callable[[], Iterable[ConditionSample]],
         latency: Callable[[], Iterable[LatencySample]] | None = None,
         references: Callable[[], Iterable[ReferenceSample]] | None = None,
+        *,
+        max_per_version: int = 500,
+        max_total: int = 20_000,
     ) -> None:
         self._conditions = conditions
         self._latency = latency
         self._references = references
+        self.max_per_version = max_per_version
+        self.max_total = max_total
+        self._snapshot: (
+            tuple[list[ConditionSample], list[LatencySample], list[ReferenceSample]] | None
+        ) = None
+
+    def snapshot(self) -> None:
+        """Copy the sources now; the next :meth:`collect` reads the copy."""
+        self._snapshot = (
+            list(self._conditions()),
+            [] if self._latency is None else list(self._latency()),
+            [] if self._references is None else list(self._references()),
+        )
+
+    def _exported(self, conditions: Iterable[ConditionSample]) -> tuple[list[ConditionSample], int]:
+        """The drift conditions within the caps, firing and highest first; how many were not."""
+        per_version: dict[tuple[str, str], list[ConditionSample]] = {}
+        for sample in conditions:
+            labels = sample[0]
+            if labels.get("kind") in DRIFT_KINDS:
+                version = (labels.get("model", ""), labels.get("model_version", ""))
+                per_version.setdefault(version, []).append(sample)
+        kept: list[ConditionSample] = []
+        omitted = 0
+
+        def rank(sample: ConditionSample) -> tuple[bool, float]:
+            value = sample[1]
+            return (sample[4] is None, -(value if value is not None else float("-inf")))
+
+        for samples in per_version.values():
+            if len(samples) > self.max_per_version:
+                samples.sort(key=rank)
+                omitted += len(samples) - self.max_per_version
+                samples = samples[: self.max_per_version]
+            kept += samples
+        if len(kept) > self.max_total:
+            kept.sort(key=rank)
+            omitted += len(kept) - self.max_total
+            kept = kept[: self.max_total]
+        return kept, omitted
 
     def collect(self) -> Iterator[Metric]:
+        if self._snapshot is not None:
+            samples, latency_samples, reference_samples = self._snapshot
+            self._snapshot = None
+        else:
+            samples = list(self._conditions())
+            latency_samples = [] if self._latency is None else list(self._latency())
+            reference_samples = [] if self._references is None else list(self._references())
         names = ["model", "model_version", "segment", "feature", "statistic"]
         score = GaugeMetricFamily(
             "driftwire_drift_score",
@@ -194,12 +255,12 @@ class DriftScoreCollector:
             labels=names,
         )
         firing_by: dict[tuple[str, str], int] = {}
-        for labels, value, warning, critical, severity in self._conditions():
+        for labels, _, _, _, severity in samples:
             if severity:
                 group = (labels.get("kind", ""), severity)
                 firing_by[group] = firing_by.get(group, 0) + 1
-            if labels.get("kind") not in DRIFT_KINDS:
-                continue
+        exported, omitted = self._exported(samples)
+        for labels, value, warning, critical, severity in exported:
             key = [labels.get(n, "") for n in names]
             if value is not None:
                 score.add_metric(key, value)
@@ -214,26 +275,33 @@ class DriftScoreCollector:
         for kind in ALERT_NAMES:
             for severity in ("warning", "critical"):
                 alerts.add_metric([kind, severity], firing_by.get((kind, severity), 0))
+        left_out = GaugeMetricFamily(
+            "driftwire_drift_conditions_omitted",
+            "Drift conditions left out of the drift gauges at this scrape by "
+            "http.max_drift_conditions_per_version / http.max_drift_conditions",
+        )
+        left_out.add_metric([], omitted)
         yield score
         yield threshold
         yield detected
         yield alerts
+        yield left_out
         if self._latency is not None:
             latency = GaugeMetricFamily(
                 "driftwire_latency_seconds",
                 "Latency percentiles of the latest window, by model version and segment",
                 labels=["model", "model_version", "segment", "percentile"],
             )
-            for labels, quantiles in self._latency():
+            for labels, quantiles in latency_samples:
                 key = [labels.get(n, "") for n in ("model", "model_version", "segment")]
                 for name, ms in quantiles.items():
                     latency.add_metric([*key, name], ms / 1000.0)  # name: "p50", "p99"
             yield latency
         if self._references is not None:
-            yield from self._reference_metrics(self._references)
+            yield from self._reference_metrics(reference_samples)
 
     @staticmethod
-    def _reference_metrics(samples: Callable[[], Iterable[ReferenceSample]]) -> Iterator[Metric]:
+    def _reference_metrics(samples: Iterable[ReferenceSample]) -> Iterator[Metric]:
         names = ["model", "model_version", "segment"]
         events = GaugeMetricFamily(
             "driftwire_reference_events",
@@ -246,7 +314,7 @@ class DriftScoreCollector:
             "(its drift and data-quality checks report insufficient data)",
             labels=names,
         )
-        for labels, n, too_small in samples():
+        for labels, n, too_small in samples:
             key = [labels.get(name, "") for name in names]
             events.add_metric(key, n)
             small.add_metric(key, 1.0 if too_small else 0.0)
