@@ -106,3 +106,17 @@ def _get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=10) as response:
         body: bytes = response.read()
         return body
+
+
+def test_the_model_label_cap_lets_todays_models_push_out_junk_seen_long_ago() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, max_models=2)
+    for name in ("junk1", "junk2"):
+        metrics.events_late.labels(model=metrics.model_label(name, now=0)).inc()
+    flood = metrics.model_label("junk3", now=1)  # within the keep time: folded
+    today = metrics.model_label("churn", now=3_600)
+    metrics.events_late.labels(model=today).inc(5)
+    assert (flood, today) == ("__other__", "churn")
+    models = {s["model"] for s in series(registry, "driftwire_events_late_total")}
+    assert models == {"junk2", "churn"}
+    assert registry.get_sample_value("driftwire_events_late_total", {"model": "churn"}) == 5

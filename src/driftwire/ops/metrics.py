@@ -15,6 +15,8 @@ producer can explode the number of series.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -34,30 +36,50 @@ OTHER = "__other__"
 class LabelCap:
     """Admit at most ``limit`` distinct values of one label; fold the rest into ``__other__``.
 
-    >>> cap = LabelCap(2)
-    >>> [cap("a"), cap("b"), cap("c"), cap("a")]
+    Least recently seen first: a new value that finds the cap full takes the place of the value
+    seen longest ago, if that one was last seen more than ``keep_s`` seconds before (``now``,
+    from a monotonic clock); ``on_evict`` callbacks then remove its series. So a value that
+    stopped arriving gives way to today's, and a flood cannot push out values still in use.
+
+    >>> cap = LabelCap(2, keep_s=60)
+    >>> [cap("a", now=0), cap("b", now=0), cap("c", now=0), cap("a", now=0)]
     ['a', 'b', '__other__', 'a']
     >>> cap.folded
     1
+    >>> cap("c", now=100), cap.evicted   # b was seen longest ago
+    ('c', 1)
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, keep_s: float = 600.0) -> None:
         self.limit = limit
-        self._seen: set[str] = set()
+        self.keep_s = keep_s
+        self._seen: dict[str, float] = {}  # value -> last seen, oldest first
         self.folded = 0
+        self.evicted = 0
+        self.on_evict: list[Callable[[str], None]] = []
 
-    def __call__(self, value: str) -> str:
-        if value in self._seen:
+    def __call__(self, value: str, *, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        seen = self._seen
+        if value in seen:
+            del seen[value]
+            seen[value] = now
             return value
-        if len(self._seen) < self.limit:
-            self._seen.add(value)
-            return value
-        self.folded += 1
-        return OTHER
+        if len(seen) >= self.limit:
+            oldest, last = next(iter(seen.items()))
+            if now - last <= self.keep_s:
+                self.folded += 1
+                return OTHER
+            del seen[oldest]
+            self.evicted += 1
+            for evict in self.on_evict:
+                evict(oldest)
+        seen[value] = now
+        return value
 
     def forget(self, value: str) -> None:
         """Free the slot of a retired value (a removed model version)."""
-        self._seen.discard(value)
+        self._seen.pop(value, None)
 
 
 class Metrics:
@@ -154,6 +176,18 @@ class Metrics:
             "Unix time of the last batch the profile stage finished",
             registry=registry,
         )
+        for counter in (self.events_late, self.events_future):
+            self.model_label.on_evict.append(_remover(counter))
+
+
+def _remover(counter: Counter) -> Callable[[str], None]:
+    """Removes the series of a model label value a :class:`LabelCap` pushed out."""
+
+    def remove(model: str) -> None:
+        with contextlib.suppress(KeyError):
+            counter.remove(model)
+
+    return remove
 
 
 class DriftScoreCollector:
