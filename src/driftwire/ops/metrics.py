@@ -16,6 +16,7 @@ producer can explode the number of series.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
@@ -29,8 +30,10 @@ if TYPE_CHECKING:
 from driftwire import __version__
 from driftwire.alerts.alert import ALERT_NAMES
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
+from driftwire.ops.logs import LogLimiter
 
 OTHER = "__other__"
+log = logging.getLogger(__name__)
 
 
 class LabelCap:
@@ -225,6 +228,7 @@ class DriftScoreCollector:
         self._references = references
         self.max_per_version = max_per_version
         self.max_total = max_total
+        self.limiter = LogLimiter(600.0)  # omissions are logged once per 10 minutes
         self._snapshot: (
             tuple[list[ConditionSample], list[LatencySample], list[ReferenceSample]] | None
         ) = None
@@ -262,6 +266,13 @@ class DriftScoreCollector:
             kept.sort(key=rank)
             omitted += len(kept) - self.max_total
             kept = kept[: self.max_total]
+        if omitted and self.limiter("drift_conditions", now_s=time.monotonic()):
+            log.warning(
+                f"{omitted} drift conditions left out of the drift gauges: raise "
+                "http.max_drift_conditions_per_version / http.max_drift_conditions if "
+                "Prometheus can take the series (alerts are not affected)",
+                extra={"fields": {"omitted": omitted}},
+            )
         return kept, omitted
 
     def collect(self) -> Iterator[Metric]:

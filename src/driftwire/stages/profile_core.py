@@ -81,14 +81,16 @@ def count_folded(metrics: Metrics, counts: FoldCounts) -> None:
         metrics.events_future.labels(model=metrics.model_label(model)).inc(n)
 
 
-def count_emitted(metrics: Metrics, emission: Emission) -> list[OutRecord]:
+def count_emitted(
+    metrics: Metrics, emission: Emission, *, limiter: LogLimiter = OVERFLOW_LOG
+) -> list[OutRecord]:
     """Cardinality overflow since the last emission; returns the records to send.
 
     Each cap that was hit is logged once, then at most every 10 minutes.
     """
     for what, n in emission.overflow.items():
         metrics.overflow.labels(what=what).inc(n)
-        if OVERFLOW_LOG(what, now_s=time.monotonic()):
+        if limiter(what, now_s=time.monotonic()):
             key = CAP_KEYS.get(what, what)
             log.warning(
                 f"cardinality cap {key} reached: {n} {what} values folded or dropped (see "
