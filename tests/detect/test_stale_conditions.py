@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scenarios import MINUTE, SEGMENT, START, edited, minute, of, pipeline, small
+import orjson
+from scenarios import MINUTE, SEGMENT, START, VALIDATOR, edited, minute, of, pipeline, small
 
+from driftwire.alerts.alert import encode
 from driftwire.offline.generator import Change
 
 T = START + 15 * MINUTE
@@ -36,6 +38,9 @@ def test_a_firing_condition_whose_segment_stops_sending_resolves_with_the_reason
         assert minute(alert.evaluated_at_ms) > 30
         assert alert.annotations["resolved_reason"].startswith("stopped receiving data")
         assert alert.summary.startswith("stopped receiving data")
+        data = orjson.loads(encode(alert, "driftwire-test")[1])
+        VALIDATOR.validate(data)
+        assert data["data"]["annotations"]["resolved_reason"].startswith("stopped receiving")
     last_resolve = max(a.evaluated_at_ms for a in resolved)
     assert not [a for a in fired if a.evaluated_at_ms > last_resolve]
     # and its conditions are gone: nothing of eu is kept or exported any more
