@@ -11,8 +11,10 @@ them, and every input must end in exactly one place:
 * profiled: in a partial's event count, or set aside and counted as late or future, or dropped
   and counted by the ``models`` cap.
 
-``python load_tests/fuzz_inputs.py [--inputs 1000000] [--seed 1]`` runs a million and writes
-``load_tests/results/fuzz.json``; ``tests/faults/test_fuzzed_inputs.py`` runs 20,000.
+``python load_tests/fuzz_inputs.py [--inputs 1000000] [--seed 1] [--runs 10]`` runs a million, as
+ten runs of 100,000 with seeds 1-10 (each checked exactly on its own), and writes the totals to
+``load_tests/results/fuzz.json`` after every run; ``tests/faults/test_fuzzed_inputs.py`` runs
+20,000.
 """
 
 from __future__ import annotations
@@ -223,15 +225,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--inputs", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--runs", type=int, default=10, help="independent runs (seeds seed, seed+1, ...)"
+    )
     args = parser.parse_args()
+    per_run = args.inputs // args.runs
+    total = Tally()
+    runs = []
     started = time.perf_counter()
-    tally = run(args.inputs, args.seed)
-    seconds = time.perf_counter() - started
-    tally.check()
-    result = {**asdict(tally), "reasons": dict(sorted(tally.reasons.items())), "seed": args.seed}
-    result["seconds"] = round(seconds, 1)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    for k in range(args.runs):
+        tally = run(per_run, args.seed + k)
+        tally.check()  # every input of the run in exactly one place
+        runs.append({"seed": args.seed + k, "inputs": tally.inputs, "valid": tally.valid})
+        for name, value in asdict(tally).items():
+            if name != "reasons":
+                setattr(total, name, getattr(total, name) + value)
+        total.reasons.update(tally.reasons)
+        result = {
+            **asdict(total),
+            "reasons": dict(sorted(total.reasons.items())),
+            "runs": runs,
+            "complete": k + 1 == args.runs,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")  # after every run
+        print(json.dumps({"run": k, **runs[-1]}), flush=True)
 
 
 if __name__ == "__main__":
