@@ -79,7 +79,7 @@ async def serve(
         return {"stage": stage, "config_hash": running}
 
     api = StatusApi(lambda: detect, worker=worker_info)
-    health = HealthServer(registry, readiness, api.routes())
+    health = HealthServer(registry, readiness, api.routes(), before_scrape=metrics.before_scrape)
     await health.start(settings.http.host, settings.http.port)
     try:
         reachable = await wait_for_broker(settings.kafka, stop)

@@ -58,6 +58,8 @@ class Decisions:
         self._d = detect
         self._a = alerts
         self._silences = tuple(s.build() for s in alerts.silences)
+        # per model: condition key -> end of the last window in which it had data (a value)
+        self.last_data: dict[str, dict[str, int]] = {}
         # condition key -> (state, window end at which it entered it), for the status
         self.since: dict[str, tuple[str, int]] = {}
 
@@ -108,6 +110,7 @@ class Decisions:
         if incidents is None:
             incidents = {}
         name = labels["model"]
+        last_data = self.last_data.setdefault(name, {})
         keyed: list[_Keyed] = []
         for f in findings:
             key = condition_key(name, f)
@@ -120,6 +123,8 @@ class Decisions:
                 confirm=f.confirm,
             )
             self._conditions[key] = f
+            if f.value is not None or key not in last_data:
+                last_data[key] = end
             keyed.append(_Keyed(key, f, transitions))
         group_key: str | None = None
         if (self._d.group_min_features or self._d.group_min_segments) and reference is not None:
@@ -134,6 +139,8 @@ class Decisions:
             group_key = f"{name}/{fingerprint(g.labels)}"
             transitions = self._policy.observe(group_key, g.value, g.thresholds, now_ms=end)
             self._conditions[group_key] = g
+            if g.value is not None or group_key not in last_data:
+                last_data[group_key] = end
             keyed.append(_Keyed(group_key, g, transitions))
         firing = self._policy.firing()
         for k in keyed:
@@ -232,6 +239,12 @@ class Decisions:
         else:
             incidents.pop(key, None)
 
+    def stale(self, model: str, horizon_ms: int) -> list[str]:
+        """Conditions of ``model`` whose last window with data ended at or before
+        ``horizon_ms``."""
+        seen = self.last_data.get(model, {})
+        return [key for key, end in seen.items() if end <= horizon_ms and key in self._conditions]
+
     def close(
         self,
         muted: dict[str, str],
@@ -248,6 +261,7 @@ class Decisions:
         for key, why in ended.items():
             f = self._conditions.pop(key)
             self.since.pop(key, None)
+            self.last_data.get(key.rsplit("/", 1)[0], {}).pop(key, None)
             state = (incidents or {}).pop(key, None)
             if state is not None:  # an incident's resolution lists every member it had
                 f = incident_finding(f, Membership.from_state(state), resolved=True)
@@ -261,7 +275,9 @@ class Decisions:
             def closed(status: str, threshold: float, text: str = summary) -> str:
                 return text
 
-            gone = replace(f, headline=closed)
+            gone = replace(
+                f, headline=closed, annotations={**f.annotations, "resolved_reason": why}
+            )
             t = Transition(key, "resolved", severity, starts, end)
             out.append(self._render(gone, t, {}, start, end))
         return out

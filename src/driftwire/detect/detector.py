@@ -126,6 +126,8 @@ class Detector:
         self._conditions: dict[str, Finding] = {}  # condition key -> its latest finding
         self._decisions = Decisions(self.policy, self._conditions, detect, alerts)
         self._latency: dict[tuple[str, str, str], dict[str, float]] = {}
+        # per model: latency gauge key -> end of the last window that had its segment
+        self._latency_seen: dict[str, dict[tuple[str, str, str], int]] = {}
         self._history = History(detect, bucket_ms=bucket_ms)  # trailing / seasonal references
         self._parts = PartsOutbox(bucket_ms)  # window buckets and frozen references to store
         self._changed: set[str] = set()  # models whose state changed beyond completeness
@@ -187,6 +189,7 @@ class Detector:
                 now_ms=now_ms,
             )
             out.extend(self._advance(name, model, now_ms))
+        out.extend(self._retire_models())
         return out
 
     def tick(self, now_ms: int) -> list[Alert]:
@@ -194,7 +197,79 @@ class Detector:
         out: list[Alert] = []
         for name, model in self._models.items():
             out.extend(self._advance(name, model, now_ms))
+        out.extend(self._retire_models())
         return out
+
+    # -- retirement --------------------------------------------------------------------------
+
+    @staticmethod
+    def _newest(model: _Model) -> int:
+        """Start of the newest bucket in which ``model`` had events (or was evaluated)."""
+        newest = [last for _, last in model.ledger.seen.values()]
+        newest += [b for v in model.versions.values() for b in v.pending]
+        if model.last_bucket is not None and not newest:
+            newest.append(model.last_bucket)
+        return max(newest, default=-(2**62))
+
+    def _retire_models(self) -> list[Alert]:
+        """Forget models silent for ``retire_after_buckets`` while others sent, and those
+        beyond ``max_models`` (seen longest ago first); their firing alerts resolve once."""
+        if not self._models:
+            return []
+        newest = {name: self._newest(m) for name, m in self._models.items()}
+        latest = max(newest.values())
+        n = self._d.retire_after_buckets
+        reasons: dict[str, str] = {}
+        if n:
+            for name, last in newest.items():
+                if latest - last >= n * self._bucket_ms:
+                    reasons[name] = f"retired (no events for {n} buckets while others sent)"
+        cap = self._d.max_models
+        kept = sorted((last, name) for name, last in newest.items() if name not in reasons)
+        for _, name in kept[: max(0, len(kept) - cap)]:
+            reasons[name] = f"retired (more than detect.max_models={cap} models)"
+        out: list[Alert] = []
+        for name, why in sorted(reasons.items()):
+            out.extend(self._retire_model(name, why))
+        return out
+
+    def _retire_model(self, name: str, why: str) -> list[Alert]:
+        model = self._models[name]
+        end = model.evaluated_until if model.evaluated_until is not None else 0
+        start = end - self._d.window_buckets * self._bucket_ms
+        stale = list(self._decisions.last_data.get(name, {}))
+        prefix = f"{name}/"
+        stale += [k for k in self._conditions if k.startswith(prefix) and k not in stale]
+        ended = {k: f"{name} {why}" for k in stale if k in self._conditions}
+        out = self._decisions.close(model.muted, ended, start, end, model.incidents)
+        for version_name in list(model.versions):
+            self._drop_version(name, model, version_name)
+        for key in [k for k in self._policy_keys() if k.startswith(prefix)]:
+            self.policy.forget(key)  # restored conditions never evaluated since
+        self._history.forget(name)
+        self._decisions.last_data.pop(name, None)
+        self._latency_seen.pop(name, None)
+        del self._models[name]
+        self._changed.add(name)
+        return out
+
+    def _policy_keys(self) -> list[str]:
+        return list(self.policy.to_state())
+
+    def _drop_version(self, name: str, model: _Model, version_name: str) -> None:
+        """Forget a retired version's state, stored parts, slots and gauges."""
+        version = model.versions.pop(version_name, None)
+        for b in [] if version is None else version.buckets:
+            self._parts.bucket(name, version_name, b)  # deleted with the version
+        self._parts.frozen(name, version_name)
+        model.ledger.forget(version_name)
+        self._history.forget(name, version_name)
+        for gauge in [k for k in self._latency if k[:2] == (name, version_name)]:
+            del self._latency[gauge]
+            self._latency_seen.get(name, {}).pop(gauge, None)
+        self._reference_sizes.pop((name, version_name), None)
+        self._windows.pop((name, version_name), None)
+        self._reference_used.pop((name, version_name), None)
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -229,12 +304,37 @@ class Detector:
             if model.last_bucket is None or bucket > model.last_bucket:
                 model.last_bucket = bucket
         if model.evaluated_until is None or until > model.evaluated_until:
+            out.extend(self._expire(name, model, until))
             model.evaluated_until = until
             self._changed.add(name)
             horizon = until - (self._d.window_buckets + 1) * b_ms
             model.seen_ids = {k: v for k, v in model.seen_ids.items() if v > horizon}
             keep = until - (self._d.window_buckets + 2) * b_ms
             model.traffic = {b: n for b, n in model.traffic.items() if b >= keep}
+        return out
+
+    def _expire(self, name: str, model: _Model, until: int) -> list[Alert]:
+        """Forget the conditions of ``name`` without data for ``detect.stale_windows``
+        windows, resolving the firing ones once (they never fire again by themselves), and
+        the latency gauges of segments that left the window as long ago."""
+        n = self._d.stale_windows
+        if n == 0:
+            return []
+        horizon = until - (n + 1) * self._bucket_ms
+        gauges = self._latency_seen.get(name, {})
+        for key in [k for k, end in gauges.items() if end <= horizon]:
+            del gauges[key]
+            self._latency.pop(key, None)
+        stale = self._decisions.stale(name, horizon)
+        if not stale:
+            return []
+        why = f"stopped receiving data (no window with enough events for {n} buckets)"
+        end = until
+        start = end - self._d.window_buckets * self._bucket_ms
+        out = self._decisions.close(
+            model.muted, dict.fromkeys(stale, why), start, end, model.incidents
+        )
+        model.compared.difference_update(stale)
         return out
 
     def _traffic(self, bucket: int) -> int:
@@ -334,6 +434,9 @@ class Detector:
                 self._latency,
                 own,
             )
+            seen = self._latency_seen.setdefault(name, {})
+            for segment in window:
+                seen[(name, version_name, segment)] = end
         events = window[ALL_SEGMENTS].n_events
         if reference is None:
             if complete:
@@ -427,21 +530,21 @@ class Detector:
         ended: dict[str, str] = {}
         n = self._d.retire_after_buckets
         retired = ledger.retired(n * self._bucket_ms)
-        for version_name in retired:
-            for b in model.versions.pop(version_name).buckets:
-                self._parts.bucket(name, version_name, b)  # deleted with the version
-            self._parts.frozen(name, version_name)
-            ledger.forget(version_name)
-            why = f"{name} {version_name} retired (no events for {n} buckets while others sent)"
+        why_retired = f"retired (no events for {n} buckets while others sent)"
+        reasons = dict.fromkeys(retired, why_retired)
+        cap = self._d.max_versions
+        if len(model.versions) - len(retired) > cap:  # the versions seen longest ago go
+            kept = [v for v in model.versions if v not in reasons]
+            kept.sort(key=lambda v: (ledger.seen.get(v, (-1, -1))[1], v))
+            for version_name in kept[: len(kept) - cap]:
+                reasons[version_name] = f"retired (more than detect.max_versions={cap} versions)"
+        for version_name, why_version in reasons.items():
+            self._drop_version(name, model, version_name)
+            why = f"{name} {version_name} {why_version}"
             prefix = f"{name}/"
             for key, f in self._conditions.items():
-                if key.startswith(prefix) and f.labels["model_version"] == version_name:
+                if key.startswith(prefix) and f.labels.get("model_version") == version_name:
                     ended[key] = why
-            for gauge in [k for k in self._latency if k[:2] == (name, version_name)]:
-                del self._latency[gauge]
-            self._reference_sizes.pop((name, version_name), None)
-            self._windows.pop((name, version_name), None)
-            self._reference_used.pop((name, version_name), None)
         live = {v for v, st in model.versions.items() if any(b >= start for b in st.buckets)}
         pairs = predecessors(ledger, live) if self._d.canary.enabled else {}
         for key in model.compared:

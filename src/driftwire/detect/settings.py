@@ -444,7 +444,27 @@ class DetectSettings(_Section):
         1440,
         ge=0,
         description="a version without events for this many buckets while other versions of "
-        "its model send is forgotten (state, conditions, gauges); 0: never",
+        "its model send is forgotten (state, conditions, gauges), and so is a model without "
+        "events for this many buckets while other models send; 0: never",
+    )
+    stale_windows: int = Field(
+        10,
+        ge=0,
+        description="a condition without data (its segment, input, version or model stopped "
+        "sending, or too few events to judge) for this many evaluated windows is forgotten; "
+        "a firing one resolves first, saying it stopped receiving data; 0: never",
+    )
+    max_models: int = Field(
+        1_000,
+        ge=1,
+        description="models kept per detector (one per owned partials partition); beyond it "
+        "the model seen longest ago is retired (state, conditions, gauges)",
+    )
+    max_versions: int = Field(
+        20,
+        ge=1,
+        description="versions kept per model; beyond it the version seen longest ago is "
+        "retired (state, conditions, gauges) as if silent for retire_after_buckets",
     )
     resolve_windows: int = Field(
         5,

@@ -367,6 +367,17 @@ class History:
             if not slots.closed and stale:
                 del self._slots[(m, version)]
 
+    def forget(self, model: str, version: str | None = None) -> None:
+        """Drop (and mark for deletion) the slots of a retired version, or of every version of
+        a retired model."""
+        for m, v in [k for k in self._slots if k[0] == model and version in (None, k[1])]:
+            slots = self._slots.pop((m, v))
+            for start in [*slots.closed, *([] if slots.open_start is None else [slots.open_start])]:
+                self._outbox[slot_key(m, v, start)] = (m, v, start)
+        if version is None:
+            self._latest.pop(model, None)
+            self._plans.pop(model, None)
+
     # -- references ---------------------------------------------------------------------------
 
     def choose(self, model: str, version: str, fallback: Reference, start: int, end: int) -> Choice:

@@ -261,6 +261,15 @@ class HttpSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(9464, ge=0, le=65535)
     liveness_timeout_seconds: float = Field(300.0, gt=0)
+    max_drift_conditions_per_version: int = Field(
+        500,
+        ge=1,
+        description="drift conditions (4 series each: score, two thresholds, detected) "
+        "exported per model version; the rest are omitted, firing and highest first",
+    )
+    max_drift_conditions: int = Field(
+        20_000, ge=1, description="drift conditions exported in all, the same way"
+    )
 
 
 class LogSettings(_Section):

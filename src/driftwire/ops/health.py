@@ -27,6 +27,7 @@ False
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -97,14 +98,25 @@ class Readiness:
 
 
 class HealthServer:
-    """Serves ``/metrics``, ``/healthz``, ``/readyz`` (and ``routes``) on the worker's loop."""
+    """Serves ``/metrics``, ``/healthz``, ``/readyz`` (and ``routes``) on the worker's loop.
+
+    A scrape runs ``before_scrape`` (cheap copies of what custom collectors export) on the
+    loop, then renders the page in a thread, one scrape at a time: rendering a big page does
+    not stall the stages that share the loop.
+    """
 
     def __init__(
-        self, registry: CollectorRegistry, readiness: Readiness, routes: Sequence[Route] = ()
+        self,
+        registry: CollectorRegistry,
+        readiness: Readiness,
+        routes: Sequence[Route] = (),
+        before_scrape: Sequence[Callable[[], None]] = (),
     ) -> None:
         self._registry = registry
         self._readiness = readiness
         self._routes = tuple(routes)
+        self._before_scrape = before_scrape
+        self._scraping = asyncio.Lock()
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -128,7 +140,10 @@ class HealthServer:
             self._runner = None
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
+        async with self._scraping:
+            for prepare in self._before_scrape:
+                prepare()
+            body = await asyncio.to_thread(generate_latest, self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:

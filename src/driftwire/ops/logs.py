@@ -67,3 +67,23 @@ def configure_logging(level: str = "INFO", stream: IO[str] | None = None) -> Non
     from driftwire.producer._quiet import limit_aiokafka_logging
 
     limit_aiokafka_logging()
+
+
+class LogLimiter:
+    """Says whether to log a key now: the first time, then at most once per ``interval_s``.
+
+    >>> limit = LogLimiter(600)
+    >>> [limit("segments", now_s=t) for t in (0, 10, 599, 600, 700)]
+    [True, False, False, True, False]
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str, *, now_s: float) -> bool:
+        last = self._last.get(key)
+        if last is not None and now_s - last < self.interval_s:
+            return False
+        self._last[key] = now_s
+        return True

@@ -15,6 +15,9 @@ producer can explode the number of series.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 from driftwire import __version__
 from driftwire.alerts.alert import ALERT_NAMES
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
+from driftwire.ops.logs import LogLimiter
 
 OTHER = "__other__"
 ALERT_STATUSES = ("firing", "resolved")
@@ -39,33 +43,56 @@ def _start_at_zero(counter: Counter, label: str, values: Iterable[str]) -> None:
         counter.labels(**{label: value})
 
 
+log = logging.getLogger(__name__)
+
+
 class LabelCap:
     """Admit at most ``limit`` distinct values of one label; fold the rest into ``__other__``.
 
-    >>> cap = LabelCap(2)
-    >>> [cap("a"), cap("b"), cap("c"), cap("a")]
+    Least recently seen first: a new value that finds the cap full takes the place of the value
+    seen longest ago, if that one was last seen more than ``keep_s`` seconds before (``now``,
+    from a monotonic clock); ``on_evict`` callbacks then remove its series. So a value that
+    stopped arriving gives way to today's, and a flood cannot push out values still in use.
+
+    >>> cap = LabelCap(2, keep_s=60)
+    >>> [cap("a", now=0), cap("b", now=0), cap("c", now=0), cap("a", now=0)]
     ['a', 'b', '__other__', 'a']
     >>> cap.folded
     1
+    >>> cap("c", now=100), cap.evicted   # b was seen longest ago
+    ('c', 1)
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, keep_s: float = 600.0) -> None:
         self.limit = limit
-        self._seen: set[str] = set()
+        self.keep_s = keep_s
+        self._seen: dict[str, float] = {}  # value -> last seen, oldest first
         self.folded = 0
+        self.evicted = 0
+        self.on_evict: list[Callable[[str], None]] = []
 
-    def __call__(self, value: str) -> str:
-        if value in self._seen:
+    def __call__(self, value: str, *, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        seen = self._seen
+        if value in seen:
+            del seen[value]
+            seen[value] = now
             return value
-        if len(self._seen) < self.limit:
-            self._seen.add(value)
-            return value
-        self.folded += 1
-        return OTHER
+        if len(seen) >= self.limit:
+            oldest, last = next(iter(seen.items()))
+            if now - last <= self.keep_s:
+                self.folded += 1
+                return OTHER
+            del seen[oldest]
+            self.evicted += 1
+            for evict in self.on_evict:
+                evict(oldest)
+        seen[value] = now
+        return value
 
     def forget(self, value: str) -> None:
         """Free the slot of a retired value (a removed model version)."""
-        self._seen.discard(value)
+        self._seen.pop(value, None)
 
 
 class Metrics:
@@ -74,6 +101,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, *, max_models: int = 100) -> None:
         self.registry = registry
         self.model_label = LabelCap(max_models)
+        #: called on the event loop before each scrape, which is rendered in a thread
+        #: (:class:`DriftScoreCollector.snapshot`, see :class:`driftwire.ops.health.HealthServer`)
+        self.before_scrape: list[Callable[[], None]] = []
         Info("driftwire_build", "driftwire build information", registry=registry).info(
             {"version": __version__}
         )
@@ -105,6 +135,13 @@ class Metrics:
         self.overflow = Counter(
             "driftwire_cardinality_overflow_total",
             "Values folded into an overflow bucket by a cardinality cap, by what was capped",
+            ["what"],
+            registry=registry,
+        )
+        self.evictions = Counter(
+            "driftwire_cardinality_evictions_total",
+            "Names (models, versions, segments, features) a cardinality cap pushed out, least "
+            "recently seen first, to make room for new ones, by what was capped",
             ["what"],
             registry=registry,
         )
@@ -154,6 +191,18 @@ class Metrics:
         )
         _start_at_zero(self.commits, "result", ("ok", "failed"))
         _start_at_zero(self.rebalances, "phase", ("assigned", "revoked"))
+        for counter in (self.events_late, self.events_future):
+            self.model_label.on_evict.append(_remover(counter))
+
+
+def _remover(counter: Counter) -> Callable[[str], None]:
+    """Removes the series of a model label value a :class:`LabelCap` pushed out."""
+
+    def remove(model: str) -> None:
+        with contextlib.suppress(KeyError):
+            counter.remove(model)
+
+    return remove
 
 
 class DriftScoreCollector:
@@ -167,6 +216,14 @@ class DriftScoreCollector:
     version, segment), exported in seconds as ``driftwire_latency_seconds{percentile="p99"}``
     (not ``quantile``: Prometheus reserves that label for summaries).
     Label values come from the profiler, whose caps bound segments and features.
+
+    The drift gauges export at most ``max_per_version`` conditions of one model version and
+    ``max_total`` in all (firing ones first, then the highest values);
+    ``driftwire_drift_conditions_omitted`` says how many were left out at the last scrape.
+
+    :meth:`snapshot` copies what the sources say now, and the next :meth:`collect` reads that
+    copy: the HTTP shell takes the snapshot on the event loop that owns the detectors and
+    renders the page in a thread, so a big scrape does not stall the stages.
     """
 
     def __init__(
@@ -174,12 +231,70 @@ class DriftScoreCollector:
         conditions: Callable[[], Iterable[ConditionSample]],
         latency: Callable[[], Iterable[LatencySample]] | None = None,
         references: Callable[[], Iterable[ReferenceSample]] | None = None,
+        *,
+        max_per_version: int = 500,
+        max_total: int = 20_000,
     ) -> None:
         self._conditions = conditions
         self._latency = latency
         self._references = references
+        self.max_per_version = max_per_version
+        self.max_total = max_total
+        self.limiter = LogLimiter(600.0)  # omissions are logged once per 10 minutes
+        self._snapshot: (
+            tuple[list[ConditionSample], list[LatencySample], list[ReferenceSample]] | None
+        ) = None
+
+    def snapshot(self) -> None:
+        """Copy the sources now; the next :meth:`collect` reads the copy."""
+        self._snapshot = (
+            list(self._conditions()),
+            [] if self._latency is None else list(self._latency()),
+            [] if self._references is None else list(self._references()),
+        )
+
+    def _exported(self, conditions: Iterable[ConditionSample]) -> tuple[list[ConditionSample], int]:
+        """The drift conditions within the caps, firing and highest first; how many were not."""
+        per_version: dict[tuple[str, str], list[ConditionSample]] = {}
+        for sample in conditions:
+            labels = sample[0]
+            if labels.get("kind") in DRIFT_KINDS:
+                version = (labels.get("model", ""), labels.get("model_version", ""))
+                per_version.setdefault(version, []).append(sample)
+        kept: list[ConditionSample] = []
+        omitted = 0
+
+        def rank(sample: ConditionSample) -> tuple[bool, float]:
+            value = sample[1]
+            return (sample[4] is None, -(value if value is not None else float("-inf")))
+
+        for samples in per_version.values():
+            if len(samples) > self.max_per_version:
+                samples.sort(key=rank)
+                omitted += len(samples) - self.max_per_version
+                samples = samples[: self.max_per_version]
+            kept += samples
+        if len(kept) > self.max_total:
+            kept.sort(key=rank)
+            omitted += len(kept) - self.max_total
+            kept = kept[: self.max_total]
+        if omitted and self.limiter("drift_conditions", now_s=time.monotonic()):
+            log.warning(
+                f"{omitted} drift conditions left out of the drift gauges: raise "
+                "http.max_drift_conditions_per_version / http.max_drift_conditions if "
+                "Prometheus can take the series (alerts are not affected)",
+                extra={"fields": {"omitted": omitted}},
+            )
+        return kept, omitted
 
     def collect(self) -> Iterator[Metric]:
+        if self._snapshot is not None:
+            samples, latency_samples, reference_samples = self._snapshot
+            self._snapshot = None
+        else:
+            samples = list(self._conditions())
+            latency_samples = [] if self._latency is None else list(self._latency())
+            reference_samples = [] if self._references is None else list(self._references())
         names = ["model", "model_version", "segment", "feature", "statistic"]
         score = GaugeMetricFamily(
             "driftwire_drift_score",
@@ -197,12 +312,12 @@ class DriftScoreCollector:
             labels=names,
         )
         firing_by: dict[tuple[str, str], int] = {}
-        for labels, value, warning, critical, severity in self._conditions():
+        for labels, _, _, _, severity in samples:
             if severity:
                 group = (labels.get("kind", ""), severity)
                 firing_by[group] = firing_by.get(group, 0) + 1
-            if labels.get("kind") not in DRIFT_KINDS:
-                continue
+        exported, omitted = self._exported(samples)
+        for labels, value, warning, critical, severity in exported:
             key = [labels.get(n, "") for n in names]
             if value is not None:
                 score.add_metric(key, value)
@@ -217,26 +332,33 @@ class DriftScoreCollector:
         for kind in ALERT_NAMES:
             for severity in ("warning", "critical"):
                 alerts.add_metric([kind, severity], firing_by.get((kind, severity), 0))
+        left_out = GaugeMetricFamily(
+            "driftwire_drift_conditions_omitted",
+            "Drift conditions left out of the drift gauges at this scrape by "
+            "http.max_drift_conditions_per_version / http.max_drift_conditions",
+        )
+        left_out.add_metric([], omitted)
         yield score
         yield threshold
         yield detected
         yield alerts
+        yield left_out
         if self._latency is not None:
             latency = GaugeMetricFamily(
                 "driftwire_latency_seconds",
                 "Latency percentiles of the latest window, by model version and segment",
                 labels=["model", "model_version", "segment", "percentile"],
             )
-            for labels, quantiles in self._latency():
+            for labels, quantiles in latency_samples:
                 key = [labels.get(n, "") for n in ("model", "model_version", "segment")]
                 for name, ms in quantiles.items():
                     latency.add_metric([*key, name], ms / 1000.0)  # name: "p50", "p99"
             yield latency
         if self._references is not None:
-            yield from self._reference_metrics(self._references)
+            yield from self._reference_metrics(reference_samples)
 
     @staticmethod
-    def _reference_metrics(samples: Callable[[], Iterable[ReferenceSample]]) -> Iterator[Metric]:
+    def _reference_metrics(samples: Iterable[ReferenceSample]) -> Iterator[Metric]:
         names = ["model", "model_version", "segment"]
         events = GaugeMetricFamily(
             "driftwire_reference_events",
@@ -249,7 +371,7 @@ class DriftScoreCollector:
             "(its drift and data-quality checks report insufficient data)",
             labels=names,
         )
-        for labels, n, too_small in samples():
+        for labels, n, too_small in samples:
             key = [labels.get(name, "") for name in names]
             events.add_metric(key, n)
             small.add_metric(key, 1.0 if too_small else 0.0)

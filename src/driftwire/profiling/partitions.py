@@ -77,11 +77,13 @@ class Emission:
     """What :meth:`ProfileCore.due` and :meth:`ProfileCore.flush` hand to the shell.
 
     ``records`` go to the partials topic; ``overflow`` counts, by what was capped (``models``,
-    ``segments``, ``features``), the values folded or dropped since the previous emission.
+    ``versions``, ``segments``, ``features``), the values folded or dropped since the previous
+    emission; ``evictions`` the names pushed out to make room for newer ones.
     """
 
     records: list[OutRecord]
     overflow: Mapping[str, int]
+    evictions: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,7 @@ class ProfileCore:
         self._catalog = ModelCatalog(limits)
         self._parts: dict[int, _Partition] = {}
         self._overflow_seen: dict[str, int] = {}
+        self._evictions_seen: dict[str, int] = {}
 
     # -- partition lifecycle -------------------------------------------------------------
 
@@ -274,7 +277,9 @@ class ProfileCore:
                 state.reported_wm = wm
                 mark = Watermark(self.topic, partition, self.partitions, wm, idle=state.idle)
                 out.append(OutRecord(None, mark.encode(), broadcast=True))
-        return Emission(out, self._new_overflow() if self._parts else {})
+        if not self._parts:
+            return Emission(out, {})
+        return Emission(out, self._new_overflow(), self._new_evictions())
 
     def flush(self, partition: int) -> Emission:
         """Emit every open bucket of ``partition`` now (revoke, shutdown, end of a replay)."""
@@ -285,7 +290,7 @@ class ProfileCore:
         closed.extend(state.profiler.flush())
         out = self._partials(partition, state, closed)
         closed.clear()
-        return Emission(out, self._new_overflow())
+        return Emission(out, self._new_overflow(), self._new_evictions())
 
     def _partials(
         self, partition: int, state: _Partition, closed: list[ClosedBucket]
@@ -318,16 +323,11 @@ class ProfileCore:
 
     def _new_overflow(self) -> dict[str, int]:
         """Overflow counts by what was capped, folded or dropped since the last call."""
-        totals: dict[str, int] = {}
-        for (_, what), n in self._catalog.overflow_counts.items():
-            totals[what] = totals.get(what, 0) + n
-        new: dict[str, int] = {}
-        for what, n in totals.items():
-            seen = self._overflow_seen.get(what, 0)
-            if n > seen:
-                new[what] = n - seen
-                self._overflow_seen[what] = n
-        return new
+        return _since(self._catalog.overflow_totals, self._overflow_seen)
+
+    def _new_evictions(self) -> dict[str, int]:
+        """Names pushed out by what was capped since the last call."""
+        return _since(self._catalog.evictions, self._evictions_seen)
 
     # -- commits -------------------------------------------------------------------------
 
@@ -338,6 +338,17 @@ class ProfileCore:
             return None
         offset = min((first for first, _ in state.offsets.values()), default=state.position)
         return Resume(offset, state.profiler.clock.watermark_ms, state.emitted_through)
+
+
+def _since(totals: Mapping[str, int], seen: dict[str, int]) -> dict[str, int]:
+    """What grew in ``totals`` since ``seen`` (which is brought up to date)."""
+    new: dict[str, int] = {}
+    for what, n in totals.items():
+        before = seen.get(what, 0)
+        if n > before:
+            new[what] = n - before
+            seen[what] = n
+    return new
 
 
 def _chunks(bucket: ClosedBucket) -> list[tuple[int, dict[str, bytes]]]:

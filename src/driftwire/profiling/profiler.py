@@ -202,8 +202,13 @@ class Profiler:
         segment_ids, segment_names = self._segment_ids(segments)
         bucket_values, bucket_ids = np.unique(buckets, return_inverse=True)
 
-        # Caps: models beyond the catalog's room are dropped, segments beyond it become OTHER.
+        # Caps: models beyond the catalog's room are dropped, versions and segments beyond it
+        # become OTHER (least recently seen names make room first: see the catalog).
+        self.catalog.observe(int(bucket_values[-1]))
         admitted = np.array([self.catalog.admit_model(m) for m in model_names], dtype=bool)
+        version_ids, version_names = self._versions(
+            model_ids, model_names, admitted, version_ids, version_names
+        )
         n_seg = len(segment_names)
         pairs, pair_ids, pair_counts = np.unique(
             model_ids * n_seg + segment_ids, return_inverse=True, return_counts=True
@@ -253,6 +258,32 @@ class Profiler:
                 profiles.append(self._profile(bucket, model, version, segment, kinds))
             local = starts[b0:b1] - lo
             self._fold_block(batch, positions[lo:hi], local, profiles, model, kinds)
+
+    def _versions(
+        self,
+        model_ids: np.ndarray,
+        model_names: list[str],
+        admitted: np.ndarray,
+        version_ids: np.ndarray,
+        version_names: list[str],
+    ) -> tuple[np.ndarray, list[str]]:
+        """Version ids and names after the per-model version cap (OTHER beyond it)."""
+        n_v = len(version_names)
+        pairs, pair_ids, pair_counts = np.unique(
+            model_ids * n_v + version_ids, return_inverse=True, return_counts=True
+        )
+        effective: dict[str, int] = {}
+        pair_effective = np.empty(len(pairs), dtype=np.int64)
+        for j, (pair, count) in enumerate(zip(pairs.tolist(), pair_counts.tolist(), strict=True)):
+            if not admitted[pair // n_v]:
+                pair_effective[j] = 0
+                continue
+            model = model_names[pair // n_v]
+            name = self.catalog.version(model, version_names[pair % n_v])
+            if name == OTHER:
+                self.catalog.count_overflow(model, "versions", count)
+            pair_effective[j] = effective.setdefault(name, len(effective))
+        return pair_effective[pair_ids.reshape(-1)], list(effective) or [""]
 
     def _profile(
         self, bucket: int, model: str, version: str, segment: str, kinds: FeatureKinds

@@ -22,3 +22,5 @@ class ProfileSettings(_Section):
     max_event_bytes: int = Field(65_536, ge=256)
     max_features: int = Field(500, ge=1)
     max_segments: int = Field(200, ge=1)
+    max_versions: int = Field(20, ge=1, description="versions per model; more fold into __other__")
+    max_models: int = Field(1_000, ge=1, description="models per worker; more are dropped")

@@ -21,12 +21,28 @@ This module imports no Kafka client, so the in-memory transport does not load on
 
 from __future__ import annotations
 
+import logging
+import time
+
 from driftwire.ops.config import Settings
+from driftwire.ops.logs import LogLimiter
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.catalog import ProfilerLimits
 from driftwire.profiling.partitions import Emission, FoldCounts, OutRecord, ProfileCore
 
 __all__ = ["count_emitted", "count_folded", "profile_core"]
+
+log = logging.getLogger(__name__)
+
+#: the config key of each cap, named in the log line when it is hit
+CAP_KEYS = {
+    "models": "profile.max_models",
+    "versions": "profile.max_versions",
+    "segments": "profile.max_segments",
+    "features": "profile.max_features",
+}
+#: a cap that is hit is logged once, then at most every 10 minutes
+OVERFLOW_LOG = LogLimiter(600.0)
 
 
 def profile_core(
@@ -48,7 +64,12 @@ def profile_core(
         allowed_lateness_ms=int(p.allowed_lateness_seconds * 1000),
         max_future_ms=int(p.max_future_seconds * 1000),
         idle_ms=int(p.idle_partition_seconds * 1000),
-        limits=ProfilerLimits(max_segments=p.max_segments, max_features=p.max_features),
+        limits=ProfilerLimits(
+            max_segments=p.max_segments,
+            max_features=p.max_features,
+            max_versions=p.max_versions,
+            max_models=p.max_models,
+        ),
     )
 
 
@@ -60,8 +81,22 @@ def count_folded(metrics: Metrics, counts: FoldCounts) -> None:
         metrics.events_future.labels(model=metrics.model_label(model)).inc(n)
 
 
-def count_emitted(metrics: Metrics, emission: Emission) -> list[OutRecord]:
-    """Cardinality overflow since the last emission; returns the records to send."""
+def count_emitted(
+    metrics: Metrics, emission: Emission, *, limiter: LogLimiter = OVERFLOW_LOG
+) -> list[OutRecord]:
+    """Cardinality overflow since the last emission; returns the records to send.
+
+    Each cap that was hit is logged once, then at most every 10 minutes.
+    """
     for what, n in emission.overflow.items():
         metrics.overflow.labels(what=what).inc(n)
+        if limiter(what, now_s=time.monotonic()):
+            key = CAP_KEYS.get(what, what)
+            log.warning(
+                f"cardinality cap {key} reached: {n} {what} values folded or dropped (see "
+                f"driftwire_cardinality_overflow_total); raise {key} if this traffic is real",
+                extra={"fields": {"cap": key, "folded": n}},
+            )
+    for what, n in emission.evictions.items():
+        metrics.evictions.labels(what=what).inc(n)
     return emission.records

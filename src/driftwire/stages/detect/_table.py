@@ -10,6 +10,7 @@ restarted or rebalanced worker restores from.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -79,6 +80,9 @@ class StateTable:
         for model in sorted(models):
             state = slot.detector.snapshot(model)
             if not state:
+                if self._written.pop(model, None) is not None:  # retired: its state goes too
+                    with contextlib.suppress(KeyError):
+                        del self.table[_state_key(model)]
                 continue
             blob = orjson.dumps(
                 {

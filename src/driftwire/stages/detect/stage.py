@@ -148,11 +148,15 @@ class DetectStage:
             )
 
         stage = cls(settings, factory, references, detect_metrics, readiness, **kwargs)
-        metrics.registry.register(
-            DriftScoreCollector(
-                stage.condition_samples, stage.latency_samples, stage.reference_samples
-            )
+        collector = DriftScoreCollector(
+            stage.condition_samples,
+            stage.latency_samples,
+            stage.reference_samples,
+            max_per_version=settings.http.max_drift_conditions_per_version,
+            max_total=settings.http.max_drift_conditions,
         )
+        metrics.registry.register(collector)
+        metrics.before_scrape.append(collector.snapshot)
         return stage
 
     def condition_samples(self) -> Iterator[ConditionSample]:
