@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 # The compiled decoder (native/, Rust + PyO3, built by maturin) when cargo is there; without
 # it driftwire runs its pure-Python decoder (same results, slower). NATIVE=0 forces that.
 NATIVE ?= 1
-CARGO := $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bin/cargo))
+CARGO := $(shell command -v cargo 2>/dev/null)
 NATIVE_STAMP := $(VENV)/.native
 ifeq ($(NATIVE)$(if $(CARGO),yes,),1yes)
 export DRIFTWIRE_REQUIRE_NATIVE := 1
