@@ -4,6 +4,7 @@
 //! the fallback): the same accepted rows, values, reason codes and field paths. Parsing and
 //! validation run without the GIL; only building the Python results holds it.
 
+mod columns;
 mod json;
 mod output;
 mod timestamp;
@@ -99,9 +100,42 @@ fn decode_rows<'py>(
     output::rows(py, &outcomes).map(Some)
 }
 
+/// Decode a batch into columns (codes and matrices; see `driftwire.decode._native`).
+///
+/// Returns None if a value is neither bytes nor None, or if the feature matrix would hold
+/// more than `max_cells` cells (the caller then takes `decode_rows`).
+#[pyfunction]
+#[pyo3(signature = (values, max_event_bytes, max_features, max_segment_keys, max_string_length, max_cells))]
+fn decode_columns<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyList>,
+    max_event_bytes: usize,
+    max_features: usize,
+    max_segment_keys: usize,
+    max_string_length: usize,
+    max_cells: usize,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let limits = Limits {
+        max_event_bytes,
+        max_features,
+        max_segment_keys,
+        max_string_length,
+    };
+    let Some(raws) = raw_values(values) else {
+        return Ok(None);
+    };
+    let outcomes = decode_all(py, &raws, limits);
+    let built = py.detach(|| columns::build(&outcomes, max_cells));
+    match built {
+        Some(c) => columns::to_python(py, &c).map(Some),
+        None => Ok(None),
+    }
+}
+
 #[pymodule]
 fn _driftwire_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_columns, m)?)?;
     m.add(
         "REASONS",
         (

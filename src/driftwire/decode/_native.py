@@ -25,11 +25,14 @@ import numpy as np
 from driftwire.decode._columns import _Columns, _merge
 from driftwire.decode._event import _Bad, _parse, _Row, _validate
 from driftwire.decode.batch import DecodedBatch, Rejection
+from driftwire.decode.columns import EventColumns
 from driftwire.decode.limits import DecoderLimits
 
-__all__ = ["ACTIVE", "AVAILABLE", "decode_batch_native"]
+__all__ = ["ACTIVE", "AVAILABLE", "decode_batch_columns", "decode_batch_native"]
 
 _DEFERRED = 255
+MAX_CELLS = 1 << 22
+"""Feature matrix cells (features x events) above which a batch is decoded into rows."""
 
 
 def _load() -> ModuleType | None:
@@ -94,14 +97,111 @@ def decode_batch_native(
     columns.label = label
     columns.latency = np.frombuffer(latency, dtype=np.float64)
     columns.event_id = ids
+    rejections, late = _rejections(refused, raws, limits)
+    if late:  # deferred values that the reference accepts
+        _merge(columns, late)
+    return columns.batch(rejections)
+
+
+def _rejections(
+    refused: list[tuple[int, int, str | None]], raws: list[Any], limits: DecoderLimits
+) -> tuple[list[Rejection], list[tuple[int, _Row]]]:
+    """The reference's rejections (with messages) of refused values; deferred ones it accepts."""
     rejections: list[Rejection] = []
     late: list[tuple[int, _Row]] = []
     for position, _reason, _field in refused:
         item = _reference(position, raws[position], limits)
         if isinstance(item, Rejection):
             rejections.append(item)
-        else:  # a deferred value that the reference accepts
+        else:
             late.append((position, item))
-    if late:
-        _merge(columns, late)
-    return columns.batch(rejections)
+    return rejections, late
+
+
+def decode_batch_columns(
+    values: Sequence[bytes | None], limits: DecoderLimits
+) -> DecodedBatch | None:
+    """The compiled decoder's batch as columns (its lists built only when read); None if a
+    value is neither bytes nor None."""
+    raws = values if type(values) is list else list(values)
+    if _EXTENSION is None:
+        raise RuntimeError("the compiled decoder (driftwire-native) is not installed")
+    result = _EXTENSION.decode_columns(
+        raws,
+        limits.max_event_bytes,
+        limits.max_features,
+        limits.max_segment_keys,
+        limits.max_string_length,
+        MAX_CELLS,
+    )
+    if result is None:
+        return decode_batch_native(raws, limits)
+    (
+        index,
+        timestamp,
+        score,
+        latency,
+        model_codes,
+        model_names,
+        version_codes,
+        version_names,
+        segment_codes,
+        segment_items,
+        label_codes,
+        label_names,
+        event_id_buffer,
+        event_id_ends,
+        event_id_present,
+        feature_names,
+        kind,
+        value,
+        code,
+        rank,
+        categories,
+        refused,
+    ) = result
+    rejections, late = _rejections(refused, raws, limits)
+    if late:  # a deferred value the reference accepts: not in the columns
+        return decode_batch_native(raws, limits)
+    n, f = len(index) // 8, len(feature_names)
+    columns = EventColumns(
+        model_codes=np.frombuffer(model_codes, dtype=np.int32),
+        model_names=model_names,
+        version_codes=np.frombuffer(version_codes, dtype=np.int32),
+        version_names=version_names,
+        segment_codes=np.frombuffer(segment_codes, dtype=np.int32),
+        segment_items=segment_items,
+        label_codes=np.frombuffer(label_codes, dtype=np.int32),
+        label_names=label_names,
+        event_id_buffer=bytes(event_id_buffer),
+        event_id_ends=np.frombuffer(event_id_ends, dtype=np.int64),
+        event_id_present=np.frombuffer(event_id_present, dtype=bool),
+        feature_names=feature_names,
+        kind=np.frombuffer(kind, dtype=np.uint8).reshape(f, n),
+        value=np.frombuffer(value, dtype=np.float64).reshape(f, n),
+        code=np.frombuffer(code, dtype=np.int32).reshape(f, n),
+        rank=np.frombuffer(rank, dtype=np.int32).reshape(f, n),
+        categories=categories,
+    )
+    accepted = np.frombuffer(index, dtype=np.int64)
+
+    def rows() -> DecodedBatch:
+        full = decode_batch_native(raws, limits)
+        assert full is not None
+        return full.take_lists(np.searchsorted(full.index, accepted))
+
+    return DecodedBatch(
+        index=accepted,
+        timestamp_ms=np.frombuffer(timestamp, dtype=np.int64),
+        model=None,
+        model_version=None,
+        segment=None,
+        features=None,
+        prediction_score=np.frombuffer(score, dtype=np.float64),
+        prediction_label=None,
+        latency_ms=np.frombuffer(latency, dtype=np.float64),
+        event_id=None,
+        rejections=rejections,
+        columns=columns,
+        rows=rows,
+    )

@@ -124,7 +124,7 @@ def decode_batch(
     :func:`_decode_python` otherwise, with the same results.
     """
     if _native.ACTIVE:
-        batch = _native.decode_batch_native(values, limits)
+        batch = _native.decode_batch_columns(values, limits)
         if batch is not None:
             return batch
     return _decode_python(values, limits)
