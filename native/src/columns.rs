@@ -93,6 +93,9 @@ pub fn build<'e>(outcomes: &'e [Outcome<'e>], max_cells: usize) -> Option<Column
     };
     // segments are grouped by their exact items (key order included), as a tuple of items
     let mut segment_codes: FnvMap<Vec<(&'e str, &'e str)>, i32> = FnvMap::default();
+    // the feature at each position of the previous event: most events list the same names
+    // in the same order, so a string compare usually replaces a hash lookup
+    let mut hint: Vec<usize> = Vec::new();
     let mut row = 0usize;
     for (i, outcome) in outcomes.iter().enumerate() {
         let (event, r) = match outcome {
@@ -134,7 +137,19 @@ pub fn build<'e>(outcomes: &'e [Outcome<'e>], max_cells: usize) -> Option<Column
         c.event_id_ends.push(c.event_id.len() as i64);
         if let Some(Val::Obj(items)) = &event.features {
             for (rank, (name, value)) in items.iter().enumerate() {
-                let f = c.features.code(name.as_ref()) as usize;
+                let name = name.as_ref();
+                let f = match hint.get(rank) {
+                    Some(&f) if c.features.names[f] == name => f,
+                    _ => {
+                        let f = c.features.code(name) as usize;
+                        if rank < hint.len() {
+                            hint[rank] = f;
+                        } else {
+                            hint.push(f);
+                        }
+                        f
+                    }
+                };
                 if f == c.kind.len() {
                     if (f + 1) * n > max_cells {
                         return None;

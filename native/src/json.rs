@@ -159,7 +159,7 @@ impl<'de> Visitor<'de> for ValSeed {
             }
             return Ok(Val::Object);
         }
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some(Key(key)) = map.next_key()? {
             let value = map.next_value_seed(child)?;
             items.push((key, value));
@@ -270,10 +270,9 @@ pub fn saw_negative_zero() -> bool {
 /// Parse one value as orjson would; `None` if orjson refuses it.
 pub fn parse(raw: &[u8]) -> Option<Doc<'_>> {
     NEGATIVE_ZERO.with(|seen| seen.set(false));
-    // Whole-value UTF-8 check first (orjson refuses invalid UTF-8 anywhere), then the str
-    // reader, which does not check again.
-    let text = std::str::from_utf8(raw).ok()?;
-    let mut de = serde_json::Deserializer::from_str(text);
+    // Invalid UTF-8 outside strings is a syntax error, and every string (keys included) goes
+    // through the slice reader's parse_str, which checks it: orjson refuses the same values.
+    let mut de = serde_json::Deserializer::from_slice(raw);
     de.disable_recursion_limit();
     let doc = DocSeed.deserialize(&mut de).ok()?;
     de.end().ok()?;

@@ -6,28 +6,9 @@ use crate::Outcome;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyDict, PyFloat, PyList, PyString, PyTuple};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
-/// FNV-1a: short strings, no DoS concern within one batch's cache.
-#[derive(Default)]
-pub struct Fnv(u64);
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf29ce484222325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
-        }
-        self.0 = h;
-    }
-}
-pub type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+/// A fast hash for short strings (no DoS concern within one batch's tables).
+pub type FnvMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// One Python str per distinct short string of a batch.
 pub struct Strings<'py, 'e> {
