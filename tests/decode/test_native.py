@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given
@@ -174,3 +175,40 @@ def test_arbitrary_bytes_give_the_reference_reasons(values: list[bytes | None]) 
 def decoding_path() -> str:
     """These tests call both paths themselves: once is enough (overrides conftest's)."""
     return "native"
+
+
+def test_batches_the_columns_cannot_hold_are_decoded_into_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    good = raw(event())
+    values: list[bytes | None] = [good, good.replace(b'"age":37', b'"age":-0'), b"{"]
+    reference = _decode_reference(values)
+    # an integer -0 (deferred to the reference, which accepts it) is not in the columns
+    batch = _native.decode_batch_columns(values, DEFAULT_LIMITS)
+    assert batch is not None and batch.columns is None
+    assert_same(batch, reference)
+    # a feature matrix over the cell limit
+    monkeypatch.setattr(_native, "MAX_CELLS", 3)
+    batch = _native.decode_batch_columns([good, good], DEFAULT_LIMITS)
+    assert batch is not None and batch.columns is None
+    assert_same(batch, _decode_reference([good, good]))
+    monkeypatch.setattr(_native, "MAX_CELLS", 4 * 2)
+    batch = _native.decode_batch_columns([good, good], DEFAULT_LIMITS)
+    assert batch is not None and batch.columns is not None
+    assert_same(batch, _decode_reference([good, good]))
+
+
+def test_lists_of_a_column_batch_are_built_when_read_and_after_take() -> None:
+    values: list[bytes | None] = [
+        raw(event(latency_ms=float(i), event_id=f"e{i}")) for i in range(5)
+    ]
+    values.insert(2, None)
+    batch = _native.decode_batch_columns(values, DEFAULT_LIMITS)
+    assert batch is not None and batch.columns is not None
+    kept = batch.take(np.array([1, 3]))
+    reference = _decode_reference(values)
+    assert kept.columns is not None
+    assert kept.event_id == ["e1", "e3"]
+    assert kept.features == [reference.features[1], reference.features[3]]
+    assert kept.columns.event_id_ends.tolist() == [2, 4]
+    assert_same(batch, reference)
