@@ -132,10 +132,50 @@ fn decode_columns<'py>(
     }
 }
 
+/// Per group (rows `starts[g]..starts[g + 1]` of `codes`, little-endian int32), a dict of
+/// `names[code]` to its count for codes >= 0, in first-seen order within the group: what a
+/// `Counter` over the group's values gives.
+#[pyfunction]
+fn tally_groups<'py>(
+    py: Python<'py>,
+    codes: &[u8],
+    starts: Vec<usize>,
+    names: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    let codes: Vec<i32> = codes
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mut counts = vec![0i64; names.len()];
+    let mut order: Vec<usize> = Vec::new();
+    let out = PyList::empty(py);
+    for (g, &a) in starts.iter().enumerate() {
+        let b = starts.get(g + 1).copied().unwrap_or(codes.len());
+        for &c in &codes[a.min(b)..b] {
+            if c >= 0 && (c as usize) < counts.len() {
+                let c = c as usize;
+                if counts[c] == 0 {
+                    order.push(c);
+                }
+                counts[c] += 1;
+            }
+        }
+        let tally = pyo3::types::PyDict::new(py);
+        for &c in &order {
+            tally.set_item(names.get_item(c)?, counts[c])?;
+            counts[c] = 0;
+        }
+        order.clear();
+        out.append(tally)?;
+    }
+    Ok(out)
+}
+
 #[pymodule]
 fn _driftwire_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_rows, m)?)?;
     m.add_function(wrap_pyfunction!(decode_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(tally_groups, m)?)?;
     m.add(
         "REASONS",
         (

@@ -9,6 +9,8 @@ stream with drift and malformed events. Collected only when the extension is ins
 
 from __future__ import annotations
 
+from collections import Counter
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from driftwire.decode import _native
 from driftwire.decode.decoder import DEFAULT_LIMITS, _decode_python
 from driftwire.offline.generator import Change, StreamSpec, generate
 from driftwire.ops.config import Settings
+from driftwire.profiling._columns import group_tallies
 from driftwire.profiling.catalog import ModelCatalog, ProfilerLimits
 from driftwire.profiling.clock import EventClock
 from driftwire.profiling.profiler import ClosedBucket, Profiler
@@ -156,3 +159,15 @@ def test_pipeline_alerts_are_byte_identical() -> None:
     assert python_alerts  # the drift fires
     assert native_alerts == python_alerts
     assert native_stats == python_stats
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-1, 4), max_size=60), st.data())
+def test_group_tallies_count_like_a_counter_per_group(codes: list[int], data: Any) -> None:
+    names = ["a", "b", "c", "d", "e"]
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(len(codes), 1)), max_size=5))))
+    starts = np.array([0, *[c for c in cuts if c < len(codes)]], dtype=np.int64)
+    bounds = [*starts.tolist(), len(codes)]
+    expected = [dict(Counter(names[c] for c in codes[a:b] if c >= 0)) for a, b in pairwise(bounds)]
+    got = group_tallies(np.array(codes, dtype=np.int32), names, starts)
+    assert [list(d.items()) for d in got] == [list(d.items()) for d in expected]

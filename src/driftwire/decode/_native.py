@@ -28,7 +28,7 @@ from driftwire.decode.batch import DecodedBatch, Rejection
 from driftwire.decode.columns import EventColumns
 from driftwire.decode.limits import DecoderLimits
 
-__all__ = ["ACTIVE", "AVAILABLE", "decode_batch_columns", "decode_batch_native"]
+__all__ = ["ACTIVE", "AVAILABLE", "decode_batch_columns", "decode_batch_native", "tally_groups"]
 
 _DEFERRED = 255
 MAX_CELLS = 1 << 22
@@ -205,3 +205,16 @@ def decode_batch_columns(
         columns=columns,
         rows=rows,
     )
+
+
+def tally_groups(
+    codes: np.ndarray, starts: np.ndarray, names: list[str]
+) -> list[dict[str, int]] | None:
+    """Per group (rows ``starts[g]:starts[g+1]``), counts of codes >= 0 by name, first seen
+    first (as a ``Counter`` of the group's values); None without the extension."""
+    if _EXTENSION is None:
+        return None
+    tallies: list[dict[str, int]] = _EXTENSION.tally_groups(
+        np.ascontiguousarray(codes, dtype="<i4").tobytes(), starts.tolist(), names
+    )
+    return tallies

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from driftwire.decode import _native
 from driftwire.decode.columns import ABSENT, BOOL, NULL, NUMBER, STRING, EventColumns
 from driftwire.profiling.catalog import segment_key
 from driftwire.sketch.kinds import FeatureKind, FeatureKinds
@@ -95,21 +96,12 @@ def group_tallies(
     codes: np.ndarray, names: Sequence[str], starts: np.ndarray
 ) -> list[dict[str, int]]:
     """Per group (rows ``starts[g]:starts[g+1]``), the count of each code >= 0 by name, names
-    in first-seen order within the group (as a ``Counter`` over the group's values)."""
-    n, groups = len(codes), len(starts)
-    out: list[dict[str, int]] = [{} for _ in range(groups)]
-    valid = codes >= 0
-    if not valid.any():
-        return out
-    group = np.repeat(np.arange(groups), np.diff(np.append(starts, n)))
-    width = len(names) or 1
-    keys = group[valid] * width + codes[valid]
-    distinct, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    order = np.argsort(first, kind="stable")  # rows are in group order: groups stay apart
-    for key, count in zip(distinct[order].tolist(), counts[order].tolist(), strict=True):
-        g, code = divmod(key, width)
-        out[g][names[code]] = count
-    return out
+    in first-seen order within the group (as a ``Counter`` over the group's values). Counted
+    by the extension, which made the codes."""
+    tallies = _native.tally_groups(codes, starts, list(names))
+    if tallies is None:
+        raise RuntimeError("column batches come from the compiled decoder, which is missing")
+    return tallies
 
 
 def feature_order(kind: np.ndarray, rank: np.ndarray) -> list[int]:
