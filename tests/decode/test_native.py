@@ -1,9 +1,9 @@
 """The compiled decoder against the pure-Python reference, on its own answer.
 
-``test_decoder.py`` already runs every decoder test on both paths (``conftest.py``); here the
+``test_decoder.py`` already runs every decoder test on both paths; here the
 extension's raw output is compared with the reference row by row: the accepted rows and the
 reason code and field path it gives for every refused value (messages come from the reference).
-Collected only when the extension is installed.
+Collected only when the extension is installed (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -169,12 +169,6 @@ def test_arbitrary_json_gives_the_reference_reasons(objects: list[Any], style: s
 @given(st.lists(st.none() | st.binary(max_size=200), max_size=30))
 def test_arbitrary_bytes_give_the_reference_reasons(values: list[bytes | None]) -> None:
     _own_reasons(values)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def decoding_path() -> str:
-    """These tests call both paths themselves: once is enough (overrides conftest's)."""
-    return "native"
 
 
 def test_batches_the_columns_cannot_hold_are_decoded_into_rows(

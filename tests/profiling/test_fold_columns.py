@@ -4,7 +4,8 @@ The same raw batches are decoded by the pure-Python decoder (lists) and the comp
 (columns) and folded by two fresh profilers: every closed bucket's profiles must be
 byte-identical (``Profile.to_bytes``), in the same order, with the same late, future and
 overflow counts; and the in-memory pipeline must give byte-identical alerts on a generated
-stream with drift and malformed events. Collected only when the extension is installed.
+stream with drift and malformed events. Collected only when the extension is installed
+(``tests/conftest.py``).
 """
 
 from __future__ import annotations
