@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export DRIFTWIRE_CACHE_DIR ?= $(HOME)/.cache/driftwire
 export PIP_CACHE_DIR ?= $(DRIFTWIRE_CACHE_DIR)/pip
 
-.PHONY: help setup lock licenses kafka-dist ops-deps browser alertmanager dashboards demo test lint typecheck unit kafka bench eval clean
+.PHONY: help setup native wheel lock licenses kafka-dist ops-deps browser alertmanager dashboards demo test lint typecheck unit kafka bench eval clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,38 @@ $(STAMP): pyproject.toml requirements-dev.lock $(UV)
 	$(UV) pip check -q --python $(PY)
 	@touch $@
 
-setup: $(STAMP) ## create the virtual environment and install driftwire with its dev tools
+# The compiled decoder (native/, Rust + PyO3, built by maturin) when cargo is there; without
+# it driftwire runs its pure-Python decoder (same results, slower). NATIVE=0 forces that.
+NATIVE ?= 1
+CARGO := $(shell command -v cargo 2>/dev/null)
+NATIVE_STAMP := $(VENV)/.native
+ifeq ($(NATIVE)$(if $(CARGO),yes,),1yes)
+export DRIFTWIRE_REQUIRE_NATIVE := 1
+SETUP_NATIVE := $(NATIVE_STAMP)
+else
+SETUP_NATIVE :=
+endif
+
+$(NATIVE_STAMP): $(STAMP) native/Cargo.toml native/pyproject.toml $(wildcard native/src/*.rs)
+	@echo "building the compiled decoder (native/, release build, a minute or two the first time)"
+	PATH="$(dir $(CARGO)):$$PATH" $(PY) -m pip install -q ./native
+	@touch $@
+
+setup: $(STAMP) $(SETUP_NATIVE) ## create the virtual environment and install driftwire (+ the compiled decoder if cargo is there)
+	@if [ -z "$(SETUP_NATIVE)" ]; then \
+	  rm -f $(NATIVE_STAMP); $(PY) -m pip uninstall -q -y driftwire-native 2>/dev/null || true; \
+	  echo "no Rust toolchain (cargo) found or NATIVE=0: driftwire uses its pure-Python decoder"; \
+	fi
+
+native: $(NATIVE_STAMP) ## build and install the compiled decoder (needs cargo)
+
+wheel: setup ## build the distributable wheels into dist/ (driftwire, and driftwire-native if cargo is there)
+	$(PY) -m pip wheel -q --no-deps -w dist .
+	@if [ -n "$(CARGO)" ]; then \
+	  $(PY) -m pip install -q 'maturin>=1.7,<2' && \
+	  PATH="$(dir $(CARGO)):$$PATH" $(VENV)/bin/maturin build -q --release -m native/Cargo.toml -o dist; \
+	else echo "no cargo: built the pure-Python wheel only"; fi
+	@ls dist
 
 lock: $(UV) ## re-resolve requirements*.lock from pyproject.toml (pins with hashes; needs PyPI)
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o requirements.lock

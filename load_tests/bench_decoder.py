@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from driftwire.decode.decoder import decode_batch
+from driftwire.decode import _native
+from driftwire.decode.decoder import _decode_python, decode_batch
 
 TARGET_RATIO = 0.6
 START = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
@@ -129,9 +130,10 @@ def best_times(batches: list[list[bytes | None]], repeats: int) -> dict[str, flo
     """
     loads = orjson.loads
     clean = all(value is not None for batch in batches for value in batch)
-    best = dict.fromkeys(("loads_wall", "loads_cpu", "decode_wall", "decode_cpu"), float("inf"))
+    sides = ("loads", "decode", "python") if _native.ACTIVE else ("loads", "decode")
+    best = {f"{side}_{clock}": float("inf") for side in sides for clock in ("wall", "cpu")}
     for _ in range(repeats):
-        for side in ("loads", "decode"):
+        for side in sides:
             gc.collect()
             wall, cpu = time.perf_counter(), time.process_time()
             if side == "loads" and clean:
@@ -140,9 +142,12 @@ def best_times(batches: list[list[bytes | None]], repeats: int) -> dict[str, flo
             elif side == "loads":
                 for batch in batches:
                     loads_tolerant(batch)
-            else:
+            elif side == "decode":
                 for batch in batches:
                     decode_batch(batch)
+            else:  # the pure-Python decoder beside the compiled one
+                for batch in batches:
+                    _decode_python(batch)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             best[f"{side}_wall"] = min(best[f"{side}_wall"], wall)
             best[f"{side}_cpu"] = min(best[f"{side}_cpu"], cpu)
@@ -176,6 +181,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "decode_batch_us_per_event": round(best["decode_wall"] / args.events * 1e6, 3),
         "orjson_loads_cpu_us_per_event": round(best["loads_cpu"] / args.events * 1e6, 3),
         "decode_batch_cpu_us_per_event": round(best["decode_cpu"] / args.events * 1e6, 3),
+        "decoder": "native" if _native.ACTIVE else "python",
+        "python_decoder_events_per_s": round(
+            args.events / best.get("python_wall", best["decode_wall"])
+        ),
+        "python_decoder_ratio": round(
+            best["loads_wall"] / best.get("python_wall", best["decode_wall"]), 3
+        ),
         "calibration_us_sum_range_1000": round(calibration_us, 3),
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -203,16 +215,24 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     rows = [
         ("orjson.loads", result["orjson_loads_events_per_s"], result["orjson_loads_us_per_event"]),
-        ("decode_batch", result["decode_batch_events_per_s"], result["decode_batch_us_per_event"]),
+        (
+            f"decode_batch ({result['decoder']})",
+            result["decode_batch_events_per_s"],
+            result["decode_batch_us_per_event"],
+        ),
     ]
+    if result["decoder"] == "native":
+        rate = result["python_decoder_events_per_s"]
+        assert isinstance(rate, int)
+        rows.append(("python decoder", rate, round(1e6 / rate, 3)))
     print(
         f"{result['events']:,} events ({result['producers']}) of "
         f"{result['mean_event_bytes']} bytes, batches of {result['batch_events']:,}, "
         f"best of {result['repeats']}"
     )
-    print(f"{'':14s} {'events/s':>12s} {'us/event':>9s}")
+    print(f"{'':23s} {'events/s':>12s} {'us/event':>9s}")
     for name, rate, micros in rows:
-        print(f"{name:14s} {rate:>12,} {micros:>9.3f}")
+        print(f"{name:23s} {rate:>12,} {micros:>9.3f}")
     verdict = "met" if result["target_met"] else "NOT met"
     print(
         f"ratio {result['ratio']:.3f} (target >= {TARGET_RATIO}: {verdict}); "

@@ -28,14 +28,17 @@ import subprocess
 import sys
 import time
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import orjson
 
+from driftwire.decode import _native
 from driftwire.decode.batch import DecodedBatch
+from driftwire.decode.decoder import DEFAULT_LIMITS
 from driftwire.profiling.clock import EventClock
-from driftwire.profiling.profiler import Profiler
+from driftwire.profiling.profiler import ClosedBucket, Profiler
 from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
 from driftwire.sketch.profile import Profile
 
@@ -117,6 +120,52 @@ def fresh(batch: DecodedBatch, offset_ms: int) -> DecodedBatch:
     )
 
 
+def encode_events(batch: DecodedBatch) -> list[bytes | None]:
+    """The raw values of a template batch's events (timestamps are set after decoding)."""
+    return [
+        orjson.dumps(
+            {
+                "timestamp": 0,
+                "model": batch.model[i],
+                "model_version": batch.model_version[i],
+                "segment": batch.segment[i],
+                "features": batch.features[i],
+                "prediction": {"score": float(batch.prediction_score[i]), "label": label},
+                "latency_ms": float(batch.latency_ms[i]),
+            }
+        )
+        for i, label in enumerate(batch.prediction_label)
+    ]
+
+
+def time_folds(
+    profiler: Profiler, make: Callable[[int], DecodedBatch], args: argparse.Namespace
+) -> tuple[float, float, list[float], list[ClosedBucket]]:
+    """Fold ``args.batches`` batches; wall and CPU seconds, per-batch seconds, closed buckets."""
+    gc.collect()
+    prof = cProfile.Profile() if args.profile else None
+    elapsed = cpu = 0.0
+    per_batch = []
+    closed: list[ClosedBucket] = []
+    for i in range(args.batches):
+        batch = make(i)
+        if prof:
+            prof.enable()
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        result_closed = profiler.fold(batch, now_ms=None).closed
+        took = time.perf_counter() - started
+        cpu += time.thread_time() - started_cpu
+        elapsed += took
+        per_batch.append(took)
+        if prof:
+            prof.disable()
+        closed.extend(result_closed)
+        del batch
+    if prof:
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    return elapsed, cpu, per_batch, closed
+
+
 def rss_bytes() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -180,33 +229,42 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     base = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a bucket boundary
     clock = EventClock(bucket_ms=args.bucket_ms, allowed_lateness_ms=args.lateness_ms)
     profiler = Profiler(clock)
-    closed = []
 
     # warm-up on a separate profiler (imports, caches, allocator)
     warm = Profiler(EventClock(bucket_ms=args.bucket_ms, allowed_lateness_ms=args.lateness_ms))
     for i in range(5):
         warm.fold(fresh(templates[i % len(templates)], base + i * args.batch_span_ms))
 
-    gc.collect()
-    prof = cProfile.Profile() if args.profile else None
-    elapsed = cpu = 0.0
-    per_batch = []
-    for i in range(args.batches):
-        batch = fresh(templates[i % len(templates)], base + i * args.batch_span_ms)
-        if prof:
-            prof.enable()
-        started, started_cpu = time.perf_counter(), time.thread_time()
-        result_closed = profiler.fold(batch, now_ms=None).closed
-        took = time.perf_counter() - started
-        cpu += time.thread_time() - started_cpu
-        elapsed += took
-        per_batch.append(took)
-        if prof:
-            prof.disable()
-        closed.extend(result_closed)
-        del batch
-    if prof:
-        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    def from_lists(i: int) -> DecodedBatch:
+        return fresh(templates[i % len(templates)], base + i * args.batch_span_ms)
+
+    elapsed, cpu, per_batch, closed = time_folds(profiler, from_lists, args)
+    columns_result: dict[str, object] = {"decoder": "python"}
+    if _native.ACTIVE:  # the same events folded from the compiled decoder's columns
+        raws = [encode_events(t) for t in templates]
+
+        def from_columns(i: int) -> DecodedBatch:
+            batch = _native.decode_batch_columns(raws[i % len(raws)], DEFAULT_LIMITS)
+            assert batch is not None and batch.columns is not None
+            batch.timestamp_ms = templates[i % len(templates)].timestamp_ms + (
+                base + i * args.batch_span_ms
+            )
+            return batch
+
+        warm = Profiler(EventClock(bucket_ms=args.bucket_ms, allowed_lateness_ms=args.lateness_ms))
+        for i in range(5):
+            warm.fold(from_columns(i))
+        other = Profiler(EventClock(bucket_ms=args.bucket_ms, allowed_lateness_ms=args.lateness_ms))
+        c_elapsed, c_cpu, c_per_batch, _ = time_folds(other, from_columns, args)
+        n_events = args.events * args.batches
+        columns_result = {
+            "decoder": "native",
+            "columns_us_per_event": round(c_elapsed / n_events * 1e6, 3),
+            "columns_us_per_event_median_batch": round(
+                float(np.median(c_per_batch)) / args.events * 1e6, 3
+            ),
+            "columns_cpu_seconds": round(c_cpu, 4),
+        }
     closed.extend(profiler.flush())
 
     events = args.events * args.batches
@@ -251,6 +309,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "rss_bytes_per_categorical_feature_segment_bucket": round(
             memory_per_sketch("categorical", per_cell)
         ),
+        **columns_result,
         "calibration_sum_range_1000_us": round(calibration_us, 2),
         "python": sys.version.split()[0],
     }

@@ -24,6 +24,20 @@ import kafka_broker  # noqa: E402  (lives in tools/, made importable just above)
 
 _BROKER_KEY = pytest.StashKey[kafka_broker.KafkaBroker]()
 
+# The compiled decoder (native/): without it the tests that compare it with the pure-Python
+# path have nothing to compare (the decoder tests then run on the pure path only). With
+# DRIFTWIRE_REQUIRE_NATIVE=1 (set by `make test` when it built the extension) it must be there.
+from driftwire.decode import _native  # noqa: E402
+
+if os.environ.get("DRIFTWIRE_REQUIRE_NATIVE") == "1" and not _native.AVAILABLE:
+    raise RuntimeError(
+        "DRIFTWIRE_REQUIRE_NATIVE=1 but the compiled decoder does not import;"
+        " build it with 'make native' (needs cargo) or unset the variable"
+    )
+collect_ignore = (
+    [] if _native.AVAILABLE else ["decode/test_native.py", "profiling/test_fold_columns.py"]
+)
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:

@@ -12,7 +12,7 @@ import doctest
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 import driftwire.decode._columns as decode_fast
 import driftwire.decode.decoder as decoder
+from driftwire.decode import _native
 from driftwire.decode._scan import _byte_scan
 from driftwire.decode._timestamps import _iso_many, _iso_ms
 from driftwire.decode.batch import DecodedBatch, Rejection
@@ -38,6 +39,22 @@ from driftwire.decode.decoder import (
     decode_batch,
 )
 from driftwire.errors import ConfigError
+
+# Every test here runs once per decoding path: the pure-Python one and, when the compiled
+# extension (driftwire-native) is installed, the compiled one.
+PATHS = ["python", "native"] if _native.AVAILABLE else ["python"]
+
+
+@pytest.fixture(scope="module", params=PATHS, autouse=True)
+def decoding_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Module-scoped (hypothesis tests may use it): ``decode_batch`` takes this path."""
+    before = _native.ACTIVE
+    _native.ACTIVE = request.param == "native"
+    try:
+        yield request.param
+    finally:
+        _native.ACTIVE = before
+
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"

@@ -81,6 +81,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from driftwire.decode import _native
 from driftwire.decode._checks import _DICT
 from driftwire.decode._columns import _Columns, _decode_columns, _fill, _merge
 from driftwire.decode._event import _Bad, _parse, _Row, _validate
@@ -119,7 +120,20 @@ def decode_batch(
     ``values`` are Kafka record values in input order (``None`` for a tombstone). Accepted
     events come back as columns in input order, ``index`` giving each one's input position;
     every other value yields one :class:`~driftwire.decode.batch.Rejection`, sorted by index.
+    The compiled decoder does the work when it is installed (:mod:`driftwire.decode._native`);
+    :func:`_decode_python` otherwise, with the same results.
     """
+    if _native.ACTIVE:
+        batch = _native.decode_batch_columns(values, limits)
+        if batch is not None:
+            return batch
+    return _decode_python(values, limits)
+
+
+def _decode_python(
+    values: Sequence[bytes | None], limits: DecoderLimits = DEFAULT_LIMITS
+) -> DecodedBatch:
+    """The pure-Python decoder: column-wise checks over ``orjson``'s parse."""
     raws = values if type(values) is list else list(values)
     rejections: list[Rejection] = []
     positions: list[int] | None = None

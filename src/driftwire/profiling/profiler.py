@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
@@ -40,6 +41,17 @@ from typing import Any
 import numpy as np
 
 from driftwire.decode.batch import DecodedBatch
+from driftwire.decode.columns import ABSENT, NULL, NUMBER, EventColumns
+from driftwire.profiling._columns import (
+    categorical_parts,
+    decided_kind,
+    feature_order,
+    first_seen,
+    label_parts,
+    numeric_parts,
+    per_model,
+    segment_ids,
+)
 from driftwire.profiling.catalog import (
     OTHER,
     ModelCatalog,
@@ -148,8 +160,8 @@ class Profiler:
     def fold(self, batch: DecodedBatch, now_ms: int | None = None) -> FoldResult:
         """Fold the on-time events of ``batch``; return decisions and the closed buckets."""
         admission = self.clock.advance(batch.timestamp_ms, now_ms)
-        late = _per_model(batch.model, admission.late)
-        future = _per_model(batch.model, admission.future)
+        late = self._per_model(batch, admission.late)
+        future = self._per_model(batch, admission.future)
         self._late.update(late)
         self._future.update(future)
         accepted = admission.accepted
@@ -188,18 +200,39 @@ class Profiler:
                 )
         return out
 
+    @staticmethod
+    def _per_model(batch: DecodedBatch, mask: np.ndarray) -> dict[str, int]:
+        if batch.columns is not None:
+            return per_model(batch.columns, mask)
+        return _per_model(batch.model, mask)
+
     def _fold_rows(self, batch: DecodedBatch, buckets: np.ndarray, rows: np.ndarray | None) -> None:
-        if rows is None:
-            models, versions, segments = batch.model, batch.model_version, batch.segment
+        columns = batch.columns
+        if columns is not None:  # the compiled decoder's codes: no list per row
+            picked = slice(None) if rows is None else rows
+            model_ids, model_names = first_seen(columns.model_codes[picked], columns.model_names)
+            version_ids, version_names = first_seen(
+                columns.version_codes[picked], columns.version_names
+            )
+            if len(self._segment_cache) > _SEGMENT_CACHE_MAX:
+                self._segment_cache.clear()
+            seg_ids, segment_names = segment_ids(
+                columns.segment_codes[picked], columns.segment_items, self._segment_cache
+            )
+            if rows is not None:
+                buckets = buckets[rows]
         else:
-            picks = rows.tolist()
-            models = [batch.model[i] for i in picks]
-            versions = [batch.model_version[i] for i in picks]
-            segments = [batch.segment[i] for i in picks]
-            buckets = buckets[rows]
-        model_ids, model_names = _factorize(models)
-        version_ids, version_names = _factorize(versions)
-        segment_ids, segment_names = self._segment_ids(segments)
+            if rows is None:
+                models, versions, segments = batch.model, batch.model_version, batch.segment
+            else:
+                picks = rows.tolist()
+                models = [batch.model[i] for i in picks]
+                versions = [batch.model_version[i] for i in picks]
+                segments = [batch.segment[i] for i in picks]
+                buckets = buckets[rows]
+            model_ids, model_names = _factorize(models)
+            version_ids, version_names = _factorize(versions)
+            seg_ids, segment_names = self._segment_ids(segments)
         bucket_values, bucket_ids = np.unique(buckets, return_inverse=True)
 
         # Caps: models beyond the catalog's room are dropped, versions and segments beyond it
@@ -211,7 +244,7 @@ class Profiler:
         )
         n_seg = len(segment_names)
         pairs, pair_ids, pair_counts = np.unique(
-            model_ids * n_seg + segment_ids, return_inverse=True, return_counts=True
+            model_ids * n_seg + seg_ids, return_inverse=True, return_counts=True
         )
         effective: dict[str, int] = {}
         pair_effective = np.empty(len(pairs), dtype=np.int64)
@@ -257,7 +290,12 @@ class Profiler:
                 segment = effective_names[(code_value // n_b) % n_s]
                 profiles.append(self._profile(bucket, model, version, segment, kinds))
             local = starts[b0:b1] - lo
-            self._fold_block(batch, positions[lo:hi], local, profiles, model, kinds)
+            if columns is not None:
+                self._fold_block_columns(
+                    batch, columns, positions[lo:hi], local, profiles, model, kinds
+                )
+            else:
+                self._fold_block(batch, positions[lo:hi], local, profiles, model, kinds)
 
     def _versions(
         self,
@@ -374,6 +412,85 @@ class Profiler:
             matrix_sketches, stacked if reorder is None else stacked[:, reorder], starts
         )
 
+    def _fold_block_columns(
+        self,
+        batch: DecodedBatch,
+        columns: EventColumns,
+        positions: np.ndarray,
+        starts: np.ndarray,
+        profiles: list[Profile],
+        model: str,
+        kinds: FeatureKinds,
+    ) -> None:
+        """:meth:`_fold_block` from the compiled decoder's columns: the same folds in the same
+        order, read from code and value matrices instead of per-row dicts."""
+        n = len(positions)
+        bounds = np.append(starts, n).tolist()
+        for profile, a, b in zip(profiles, bounds, bounds[1:], strict=False):
+            profile.add_events(b - a)
+        for profile, (tally, missing) in zip(
+            profiles, label_parts(columns, positions, starts), strict=True
+        ):
+            profile.prediction_label.update_valid_counts(tally, missing)
+
+        arrival = np.sort(positions)
+        reorder = None if len(profiles) == 1 else np.searchsorted(arrival, positions)
+        kind_block = columns.kind[:, arrival]
+        order = feature_order(kind_block, columns.rank[:, arrival])
+        uniform = bool((kind_block[order] != ABSENT).all())
+        matrix = []
+        matrix_sketches: list[Sequence[NumericSketch | None]] = []
+        for f in order:
+            name = columns.feature_names[f]
+            kind_row = kind_block[f]
+            if not self.catalog.admit_feature(model, name):
+                self.catalog.count_overflow(
+                    model, "features", int(np.count_nonzero(kind_row >= NUMBER))
+                )
+                continue
+            kind = decided_kind(kinds, name, kind_row)
+            targets: list[Profile | None] = list(profiles)
+            if not uniform:
+                present = kind_row != ABSENT
+                if reorder is not None:
+                    present = present[reorder]
+                active = np.logical_or.reduceat(present, starts).tolist()
+                targets = [p if on else None for p, on in zip(profiles, active, strict=True)]
+            if kind is FeatureKind.NUMERIC:
+                values, wrong = numeric_parts(kind_row, columns.value[f, arrival])
+                sketches = _numeric_sketches(name, targets)
+                if wrong is None and sketches is not None:
+                    matrix.append(values)
+                    matrix_sketches.append(sketches)
+                    continue
+                if reorder is not None:
+                    values = values[reorder]
+                    wrong = None if wrong is None else wrong[reorder]
+                self._fold_numeric(name, values, wrong, starts, bounds, targets)
+                continue
+            in_groups = kind_row if reorder is None else kind_row[reorder]
+            if kind is FeatureKind.CATEGORICAL:
+                codes = columns.code[f, arrival]
+                codes = codes if reorder is None else codes[reorder]
+                parts = categorical_parts(in_groups, codes, columns.categories[f], starts)
+                self._apply_categorical(name, parts, targets)
+            else:  # no kind yet: only nulls and undecidable values so far
+                is_missing = in_groups <= NULL
+                for target, a, b in zip(targets, bounds, bounds[1:], strict=False):
+                    if target is not None:
+                        missing = int(np.count_nonzero(is_missing[a:b]))
+                        target.add_untyped_missing(name, missing)
+                        target.add_wrong_type(name, b - a - missing)
+        matrix += (batch.prediction_score[arrival], batch.latency_ms[arrival])
+        matrix_sketches += (
+            [p.prediction_score for p in profiles],
+            [p.latency_ms for p in profiles],
+        )
+        stacked = np.vstack(matrix)
+        update_numeric_matrix(
+            matrix_sketches, stacked if reorder is None else stacked[:, reorder], starts
+        )
+
     def _fold_numeric(
         self,
         name: str,
@@ -414,10 +531,19 @@ class Profiler:
     def _fold_categorical(
         self, name: str, column: list[Any], bounds: list[int], profiles: list[Profile | None]
     ) -> None:
-        for profile, a, b in zip(profiles, bounds, bounds[1:], strict=False):
+        parts = [tally_categories(column[a:b]) for a, b in pairwise(bounds)]
+        self._apply_categorical(name, parts, profiles)
+
+    @staticmethod
+    def _apply_categorical(
+        name: str,
+        parts: Sequence[tuple[Mapping[str, int], int, int]],
+        profiles: list[Profile | None],
+    ) -> None:
+        """Each group's ``(counts, missing, wrong-typed)`` into its profile's sketch."""
+        for profile, (tally, missing, n_wrong) in zip(profiles, parts, strict=False):
             if profile is None:
                 continue
-            tally, missing, n_wrong = tally_categories(column[a:b])
             sketch = profile.sketch_for(name, FeatureKind.CATEGORICAL)
             if isinstance(sketch, CategoricalSketch):
                 sketch.update_valid_counts(tally, missing)  # tally_categories made them valid

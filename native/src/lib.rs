@@ -1,0 +1,197 @@
+//! driftwire's compiled decoder: one batch of raw Kafka values in, validated columns out.
+//!
+//! The rules are those of `driftwire.decode.decoder` (the pure-Python reference, which stays
+//! the fallback): the same accepted rows, values, reason codes and field paths. Parsing and
+//! validation run without the GIL; only building the Python results holds it.
+
+mod columns;
+mod json;
+mod output;
+mod timestamp;
+mod validate;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use json::{parse, Doc, Event};
+use validate::{validate, Limits, Row, DEFERRED, EMPTY, NOT_JSON, NOT_OBJECT, OVERSIZED};
+
+pub enum Outcome<'a> {
+    Accepted(Event<'a>, Row),
+    Refused(u8, Option<String>),
+}
+
+fn decode_one<'a>(raw: Option<&'a [u8]>, limits: &Limits) -> Outcome<'a> {
+    let raw = match raw {
+        None => return Outcome::Refused(EMPTY, None),
+        Some(r) if r.is_empty() => return Outcome::Refused(EMPTY, None),
+        Some(r) if r.len() > limits.max_event_bytes => return Outcome::Refused(OVERSIZED, None),
+        Some(r) => r,
+    };
+    let doc = parse(raw);
+    if json::saw_negative_zero() && has_negative_zero_integer(raw) {
+        return Outcome::Refused(DEFERRED, None);
+    }
+    match doc {
+        None => Outcome::Refused(NOT_JSON, None),
+        Some(Doc::NotObject) => Outcome::Refused(NOT_OBJECT, None),
+        Some(Doc::Event(event)) => match validate(&event, limits) {
+            Ok(row) => Outcome::Accepted(event, row),
+            Err(bad) => Outcome::Refused(bad.reason, bad.field),
+        },
+    }
+}
+
+/// Whether `raw` may hold the integer literal `-0` (orjson: the int 0; serde_json: -0.0).
+/// Such values (rare; a string holding "-0" matches too) are left to the Python reference.
+fn has_negative_zero_integer(raw: &[u8]) -> bool {
+    raw.windows(2).enumerate().any(|(i, w)| {
+        w == b"-0" && !matches!(raw.get(i + 2), Some(b'0'..=b'9' | b'.' | b'e' | b'E'))
+    })
+}
+
+/// The raw values of a list (None: a tombstone); None if one is neither bytes nor None.
+fn raw_values<'py>(values: &Bound<'py, PyList>) -> Option<Vec<Option<&'py [u8]>>> {
+    let mut raws = Vec::with_capacity(values.len());
+    for item in values.iter() {
+        if item.is_none() {
+            raws.push(None);
+        } else if let Ok(bytes) = item.cast_into::<PyBytes>() {
+            // SAFETY: the list holds a reference to every bytes object (immutable) for the
+            // whole call, and the list is not handed to Python code meanwhile.
+            let slice: &'py [u8] = unsafe {
+                std::slice::from_raw_parts(bytes.as_bytes().as_ptr(), bytes.as_bytes().len())
+            };
+            raws.push(Some(slice));
+        } else {
+            return None;
+        }
+    }
+    Some(raws)
+}
+
+fn decode_all<'a>(py: Python<'_>, raws: &[Option<&'a [u8]>], limits: Limits) -> Vec<Outcome<'a>> {
+    py.detach(|| raws.iter().map(|raw| decode_one(*raw, &limits)).collect())
+}
+
+/// Decode a batch into the parts of a `DecodedBatch` (see `driftwire.decode._native`).
+///
+/// Returns None if a value is neither bytes nor None (the caller then takes the pure path).
+#[pyfunction]
+#[pyo3(signature = (values, max_event_bytes, max_features, max_segment_keys, max_string_length))]
+fn decode_rows<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyList>,
+    max_event_bytes: usize,
+    max_features: usize,
+    max_segment_keys: usize,
+    max_string_length: usize,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let limits = Limits {
+        max_event_bytes,
+        max_features,
+        max_segment_keys,
+        max_string_length,
+    };
+    let Some(raws) = raw_values(values) else {
+        return Ok(None);
+    };
+    let outcomes = decode_all(py, &raws, limits);
+    output::rows(py, &outcomes).map(Some)
+}
+
+/// Decode a batch into columns (codes and matrices; see `driftwire.decode._native`).
+///
+/// Returns None if a value is neither bytes nor None, or if the feature matrix would hold
+/// more than `max_cells` cells (the caller then takes `decode_rows`).
+#[pyfunction]
+#[pyo3(signature = (values, max_event_bytes, max_features, max_segment_keys, max_string_length, max_cells))]
+fn decode_columns<'py>(
+    py: Python<'py>,
+    values: &Bound<'py, PyList>,
+    max_event_bytes: usize,
+    max_features: usize,
+    max_segment_keys: usize,
+    max_string_length: usize,
+    max_cells: usize,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let limits = Limits {
+        max_event_bytes,
+        max_features,
+        max_segment_keys,
+        max_string_length,
+    };
+    let Some(raws) = raw_values(values) else {
+        return Ok(None);
+    };
+    let outcomes = decode_all(py, &raws, limits);
+    let built = py.detach(|| columns::build(&outcomes, max_cells));
+    match built {
+        Some(c) => columns::to_python(py, &c).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Per group (rows `starts[g]..starts[g + 1]` of `codes`, little-endian int32), a dict of
+/// `names[code]` to its count for codes >= 0, in first-seen order within the group: what a
+/// `Counter` over the group's values gives.
+#[pyfunction]
+fn tally_groups<'py>(
+    py: Python<'py>,
+    codes: &[u8],
+    starts: Vec<usize>,
+    names: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    let codes: Vec<i32> = codes
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mut counts = vec![0i64; names.len()];
+    let mut order: Vec<usize> = Vec::new();
+    let out = PyList::empty(py);
+    for (g, &a) in starts.iter().enumerate() {
+        let b = starts.get(g + 1).copied().unwrap_or(codes.len());
+        for &c in &codes[a.min(b)..b] {
+            if c >= 0 && (c as usize) < counts.len() {
+                let c = c as usize;
+                if counts[c] == 0 {
+                    order.push(c);
+                }
+                counts[c] += 1;
+            }
+        }
+        let tally = pyo3::types::PyDict::new(py);
+        for &c in &order {
+            tally.set_item(names.get_item(c)?, counts[c])?;
+            counts[c] = 0;
+        }
+        order.clear();
+        out.append(tally)?;
+    }
+    Ok(out)
+}
+
+#[pymodule]
+fn _driftwire_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decode_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(tally_groups, m)?)?;
+    m.add(
+        "REASONS",
+        (
+            "empty",
+            "oversized",
+            "not_json",
+            "not_object",
+            "missing_field",
+            "wrong_type",
+            "too_long",
+            "non_finite",
+            "negative_latency",
+            "bad_timestamp",
+            "too_many_features",
+            "too_many_segment_keys",
+        ),
+    )?;
+    Ok(())
+}
