@@ -275,6 +275,13 @@ class DetectMetrics:
             "Alert events the broker did not acknowledge (the stage stops after one)",
             registry=registry,
         )
+        self.alerts_pending = Gauge(
+            "driftwire_alerts_pending",
+            "Alert events kept in the state table until the broker acknowledges them, by "
+            "partials partition",
+            ["partition"],
+            registry=registry,
+        )
         self.baselines = Counter(
             "driftwire_baselines_total",
             "Records read from the baselines topic, by result (loaded, removed, invalid)",
