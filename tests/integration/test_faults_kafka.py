@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from kafka_broker import create_topic
+from kafkautil import create_topics, produce, read_all
 from prometheus_client import CollectorRegistry
 from test_detect_stage import (
     Running,
@@ -27,10 +29,14 @@ from test_detect_stage import (
     _to_topic,
     _until,
 )
+from test_profile_stage import _run_until_consumed, settings_dict
 
 from driftwire.offline.generator import generate
+from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.metrics import Metrics
+from driftwire.partials import Partial, decode_record
+from driftwire.sketch.profile import Profile
 from driftwire.stages.detect.stage import DetectStage, FaustOptions
 
 
@@ -126,3 +132,76 @@ def test_alerts_the_broker_rejects_once_are_sent_after_the_restart(
         )
 
     asyncio.run(scenario())
+
+
+# -- output over the record limit: split, truncated, never a crash loop
+
+WIDE_FEATURES = 600
+WIDE_EVENTS = 3000
+
+
+def _wide_events(seed: int) -> list[bytes]:
+    """One model, one segment, one bucket: 600 numeric features over 3,000 events (its profile
+    is ~0.9 MB, over 1.2 MB once base64-encoded in a partial)."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(WIDE_EVENTS, WIDE_FEATURES)).round(6)
+    start = 1_767_225_600_000
+    return [
+        orjson.dumps(
+            {
+                "timestamp": start + i * 10,
+                "model": "wide",
+                "model_version": "1",
+                "features": {f"f{j:03d}": float(v) for j, v in enumerate(row)},
+                "prediction": 0.5,
+                "latency_ms": 3.0,
+            }
+        )
+        for i, row in enumerate(values)
+    ]
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(240)
+def test_a_segment_over_the_record_limit_is_split_and_a_huge_dead_letter_truncated(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    """Item 1: one segment's profile over ``max.request.size`` goes out as parts of its
+    features (stage 2 merges them back), and a ~1 MiB invalid record is dead-lettered with its
+    value cut and headers saying so; the stage neither fails nor replays."""
+    settings = Settings.model_validate(
+        settings_dict(kafka_bootstrap, topic_name, max_features=1000)
+    )
+    events = _wide_events(5)
+    huge = b'{"model": "' + b"m" * 1_040_000 + b'"}'  # over max_event_bytes: a dead letter
+    registry = CollectorRegistry()
+
+    async def scenario() -> None:
+        await create_topics(kafka_bootstrap, [topic_name], 1)
+        await produce(kafka_bootstrap, topic_name, [*events[:1500], huge, *events[1500:]])
+        await _run_until_consumed(settings, len(events) + 1, registry)
+
+    asyncio.run(scenario())
+
+    records = asyncio.run(read_all(kafka_bootstrap, settings.topics.partials))
+    partials = [p for r in records if isinstance(p := decode_record(r.value), Partial)]
+    assert len(partials) > 1 and all(len(r.value) < 1_000_000 for r in records)
+    assert len({p.id for p in partials}) == len(partials)
+    merged: Profile | None = None
+    for p in partials:
+        assert list(p.segments) == [""]  # no segment dimensions
+        part = Profile.from_bytes(p.segments[""])
+        merged = part if merged is None else merged.merge(part)
+    assert merged is not None
+    assert merged.n_events == WIDE_EVENTS == sum(p.events for p in partials)
+    assert sorted(merged.features) == [f"f{j:03d}" for j in range(WIDE_FEATURES)]
+    assert {merged.feature(name).count for name in merged.features} == {WIDE_EVENTS}  # type: ignore[union-attr]
+
+    dead = asyncio.run(read_all(kafka_bootstrap, settings.topics.dead_letter_topic))
+    assert len(dead) == 1
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert headers["__driftwire.errors.reason"] == "oversized"
+    assert headers["__driftwire.errors.value.truncated"] == "true"
+    assert int(headers["__driftwire.errors.value.original.bytes"]) == len(huge)
+    assert huge.startswith(dead[0].value) and len(dead[0].value) < len(huge)
+    assert registry.get_sample_value("driftwire_dead_letters_truncated_total") == 1

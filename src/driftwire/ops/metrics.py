@@ -105,6 +105,11 @@ class Metrics:
             "Records produced to the dead-letter topic and acknowledged by the broker",
             registry=registry,
         )
+        self.dead_letters_truncated = Counter(
+            "driftwire_dead_letters_truncated_total",
+            "Dead letters whose value was cut to fit in one Kafka record (headers say so)",
+            registry=registry,
+        )
         self.partials = Counter(
             "driftwire_partials_produced_total",
             "Bucket partials produced to the partials topic and acknowledged",

@@ -344,7 +344,9 @@ def _chunks(bucket: ClosedBucket) -> list[tuple[int, dict[str, bytes]]]:
     """Split a bucket's segment profiles into partials below ``MAX_PARTIAL_BYTES`` each.
 
     Kafka refuses records over ``message.max.bytes`` (1 MiB by default); a model with many
-    segments is sent as several parts, each a set of whole segments.
+    segments is sent as several parts, each a set of whole segments, and one segment whose
+    profile alone is over the limit is sent as several parts of its features (see
+    :meth:`~driftwire.sketch.profile.Profile.split_features`), which stage 2 merges back.
     """
     chunks: list[tuple[int, dict[str, bytes]]] = []
     segments: dict[str, bytes] = {}
@@ -352,11 +354,19 @@ def _chunks(bucket: ClosedBucket) -> list[tuple[int, dict[str, bytes]]]:
     for key in sorted(bucket.segments):
         profile = bucket.segments[key]
         blob = profile.to_bytes()
+        if len(blob) > MAX_PARTIAL_BYTES:
+            if segments:
+                chunks.append((events, segments))
+                events, segments, size = 0, {}, 0
+            for part in profile.split_features(MAX_PARTIAL_BYTES):
+                chunks.append((part.n_events, {key: part.to_bytes()}))
+            continue
         if segments and size + len(blob) > MAX_PARTIAL_BYTES:
             chunks.append((events, segments))
             events, segments, size = 0, {}, 0
         segments[key] = blob
         events += profile.n_events
         size += len(blob)
-    chunks.append((events, segments))
+    if segments or not chunks:
+        chunks.append((events, segments))
     return chunks

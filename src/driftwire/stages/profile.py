@@ -29,7 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
+from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_dead_letter
 from driftwire.decode.decoder import decode_batch
 from driftwire.decode.limits import DecoderLimits
 from driftwire.ops.config import Settings
@@ -183,11 +183,11 @@ class ProfileStage:
                 now_ms=now_ms,
                 original=tuple(record.headers or ()),
             )
+            value, headers = fit_dead_letter(record.key, record.value, headers)
+            if value is not record.value:
+                self._m.dead_letters_truncated.inc()
             fut = await self._producer.send(
-                self._s.topics.dead_letter_topic,
-                value=record.value,
-                key=record.key,
-                headers=headers,
+                self._s.topics.dead_letter_topic, value=value, key=record.key, headers=headers
             )
             self._inflight.append(fut)
             self._m.events_invalid.labels(reason=rejection.reason).inc()
