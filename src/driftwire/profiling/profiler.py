@@ -52,6 +52,7 @@ from driftwire.sketch.kinds import (
     FeatureKind,
     FeatureKinds,
     feature_columns,
+    feature_names,
     tally_categories,
     to_numeric,
 )
@@ -293,14 +294,18 @@ class Profiler:
         reorder = None if len(profiles) == 1 else np.searchsorted(arrival, positions)
         reorder_list = None if reorder is None else reorder.tolist()
         rows = list(map(batch.features.__getitem__, arrival.tolist()))
-        names, columns = feature_columns(rows)
-        uniform = sum(map(len, rows)) == n * len(names)  # every row has every name
+        # The per-model feature cap applies before any column is built: 2,000 rows of 100
+        # fresh names each would otherwise be 200,000 columns of 2,000 slots.
+        seen, uniform = feature_names(rows)  # uniform: every row has every name
+        admitted = [name for name in seen if self.catalog.admit_feature(model, name)]
+        names, columns = feature_columns(rows, admitted)
+        if len(admitted) < len(seen):  # the refused names' non-null values are folded
+            given = sum(1 for row in rows for v in row.values() if v is not None)
+            kept = sum(len(column) - column.count(None) for column in columns)
+            self.catalog.count_overflow(model, "features", given - kept)
         matrix = []  # numeric rows in arrival order, and their sketches per group
         matrix_sketches: list[Sequence[NumericSketch | None]] = []
         for name, column in zip(names, columns, strict=True):
-            if not self.catalog.admit_feature(model, name):
-                self.catalog.count_overflow(model, "features", len(column) - column.count(None))
-                continue
             kind = kinds.resolve(name, column)
             # A row without the name counts as missing, but a group none of whose rows has
             # the name does not get the feature (as Profile.update on those rows would not).

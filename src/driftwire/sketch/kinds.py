@@ -43,6 +43,7 @@ __all__ = [
     "FeatureKind",
     "FeatureKinds",
     "feature_columns",
+    "feature_names",
     "infer_kind",
     "tally_categories",
     "to_numeric",
@@ -174,12 +175,33 @@ def tally_categories(values: list[Any]) -> tuple[Counter[str], int, int]:
     return out, missing, wrong
 
 
-def feature_columns(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+def feature_names(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], bool]:
+    """The feature names of ``rows`` (their union, first seen first) and whether every row
+    has exactly those names; builds no column.
+
+    >>> feature_names([{"a": 1, "b": 2}, {"b": 3, "a": 4}])
+    (['a', 'b'], True)
+    >>> feature_names([{"a": 1}, {"b": 2}])
+    (['a', 'b'], False)
+    """
+    if rows:
+        keys = rows[0].keys()
+        if all(row.keys() == keys for row in rows):
+            return list(keys), True
+    return list(dict.fromkeys(chain.from_iterable(rows))), not rows
+
+
+def feature_columns(
+    rows: Sequence[Mapping[str, Any]], names: Sequence[str] | None = None
+) -> tuple[list[str], list[list[Any]]]:
     """The feature names of ``rows`` and one column per name (``None`` where a row lacks it).
 
-    Fast path: every row has exactly the first row's names (one C-level ``itemgetter`` per
-    row, then a transpose); otherwise the union of names, first seen first.
+    With ``names``, columns of those names only (a cap applied before any column is built).
+    Fast path: every row has every name (one C-level ``itemgetter`` per row, then a
+    transpose); otherwise the union of names, first seen first.
     """
+    if names is not None:
+        return _columns_of(rows, list(names))
     names = list(rows[0]) if rows else []
     if names:
         try:
@@ -192,3 +214,17 @@ def feature_columns(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
             return names, list(map(list, zip(*picked, strict=True)))
     names = list(dict.fromkeys(chain.from_iterable(rows)))
     return names, [[row.get(name) for row in rows] for name in names]
+
+
+def _columns_of(
+    rows: Sequence[Mapping[str, Any]], names: list[str]
+) -> tuple[list[str], list[list[Any]]]:
+    if not names:
+        return [], []
+    try:
+        picked = list(map(itemgetter(*names), rows))
+    except (KeyError, TypeError):
+        return names, [[row.get(name) for row in rows] for name in names]
+    if len(names) == 1:
+        return names, [picked]
+    return names, list(map(list, zip(*picked, strict=True)))
