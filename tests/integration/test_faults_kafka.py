@@ -8,15 +8,18 @@ none sent twice, same order).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import numpy as np
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import NotEnoughReplicasError
 from kafka_broker import create_topic
-from kafkautil import create_topics, produce, read_all
+from kafkautil import committed, create_topics, produce, read_all
 from prometheus_client import CollectorRegistry
 from test_detect_stage import (
     Running,
@@ -31,13 +34,15 @@ from test_detect_stage import (
 )
 from test_profile_stage import _run_until_consumed, settings_dict
 
-from driftwire.offline.generator import generate
+from driftwire.offline.generator import StreamSpec, generate
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.metrics import Metrics
 from driftwire.partials import Partial, decode_record
 from driftwire.sketch.profile import Profile
 from driftwire.stages.detect.stage import DetectStage, FaustOptions
+from driftwire.stages.profile import ProfileStage
+from driftwire.stages.profile_core import profile_core
 
 
 async def _set_topic_config(bootstrap: str, topic: str, config: dict[str, str]) -> None:
@@ -205,3 +210,80 @@ def test_a_segment_over_the_record_limit_is_split_and_a_huge_dead_letter_truncat
     assert int(headers["__driftwire.errors.value.original.bytes"]) == len(huge)
     assert huge.startswith(dead[0].value) and len(dead[0].value) < len(huge)
     assert registry.get_sample_value("driftwire_dead_letters_truncated_total") == 1
+
+
+# -- a revoke waiting while partials fail: no commit past them
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(240)
+def test_a_revoke_waiting_on_failed_partials_commits_nothing_past_them(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    """Item 8: the broker holds the acknowledgements of the partials (their futures stay open;
+    the producer is wrapped at the I/O edge, every other call goes to the real broker) while
+    the stage waits for them, holding the lock. A second member joins: the revoke waits for the
+    lock. Then the sends fail: the waiting revoke must not commit past them."""
+    settings = Settings.model_validate(
+        settings_dict(kafka_bootstrap, topic_name, bucket_seconds=5, allowed_lateness_seconds=0)
+    )
+    values = list(generate(StreamSpec(events=3000, seed=7, events_per_second=50.0)))
+    registry = CollectorRegistry()
+    group = settings.consumer.group_id
+    create_topic(kafka_bootstrap, topic_name, 1)
+    create_topic(kafka_bootstrap, settings.topics.partials, 1)
+
+    def revoked() -> float:
+        return registry.get_sample_value("driftwire_rebalances_total", {"phase": "revoked"}) or 0
+
+    async def scenario() -> None:
+        await produce(kafka_bootstrap, topic_name, values)
+        stage = ProfileStage(settings, profile_core(settings), Metrics(registry), Readiness())
+        held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        stop = asyncio.Event()
+        task = asyncio.create_task(stage.run(stop))
+        await _until(lambda: stage._producer is not None, "the producer")
+        producer = stage._producer
+        assert producer is not None
+        send = producer.send
+
+        async def holding_partials(topic: str, *args: Any, **kwargs: Any) -> Any:
+            if topic == settings.topics.partials:
+                return held  # sent, never acknowledged until the test says so
+            return await send(topic, *args, **kwargs)
+
+        producer.send = holding_partials  # type: ignore[method-assign]
+        await _until(
+            lambda: (
+                (
+                    registry.get_sample_value(
+                        "driftwire_events_consumed_total", {"topic": topic_name}
+                    )
+                    or 0
+                )
+                > 0
+            ),
+            "the first batch",
+        )
+        await asyncio.sleep(1.5)  # the stage now waits for the held acknowledgements
+        other = AIOKafkaConsumer(
+            topic_name, bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await other.start()  # joining the group revokes the partition from the stage
+        try:
+            reader = asyncio.create_task(other.getmany(timeout_ms=60_000))
+            await _until(lambda: revoked() >= 1, "the revoke")
+            await asyncio.sleep(0.5)
+            assert not task.done()
+            held.set_exception(NotEnoughReplicasError())
+            await _until(task.done, "the stage to fail on the refused partials", limit=60)
+            with pytest.raises(NotEnoughReplicasError):
+                task.result()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        finally:
+            await other.stop()
+        assert await committed(kafka_bootstrap, group, topic_name, 1) == {}
+
+    asyncio.run(scenario())

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_dead_letter
@@ -87,6 +87,7 @@ class ProfileStage:
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._inflight: list[Awaitable[object]] = []
+        self._output_failure: BaseException | None = None  # a send the broker refused
         self._partials_partitions: list[int] = []
         self._last_commit_s = 0.0
         self._lock = asyncio.Lock()  # the loop's batch handling vs. the rebalance listener
@@ -229,13 +230,18 @@ class ProfileStage:
         now = self._clock()
         if not force and now - self._last_commit_s < 1.0:
             return
+        if self._output_failure is not None:
+            raise self._output_failure  # never commit past output that failed
         if self._inflight:
-            results = await asyncio.gather(*self._inflight, return_exceptions=True)
-            self._inflight.clear()
+            awaited = len(self._inflight)
+            results = await asyncio.gather(*self._inflight[:awaited], return_exceptions=True)
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
-                # nothing is committed past unacknowledged output: the events are re-read
+                # Sticky: a revoke waiting on the lock must not commit past these records
+                # either; the events are re-read by the next owner (or after the restart).
+                self._output_failure = failed[0]
                 raise failed[0]
+            del self._inflight[:awaited]
         self._last_commit_s = now
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp in self._consumer.assignment():
@@ -295,7 +301,7 @@ class ProfileStage:
                 await self._settle(force=True)
                 await self._emit(self._flush([tp.partition for tp in revoked]))
                 await self._settle(force=True)
-            except KafkaError:
+            except Exception:  # a KafkaError, or the loop's failed output raised again
                 log.exception("flush on revoke failed; the next owner re-reads uncommitted events")
             for tp in revoked:
                 self._core.revoke(tp.partition)
