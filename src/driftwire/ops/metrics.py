@@ -280,6 +280,11 @@ class DetectMetrics:
             "Alert events the broker did not acknowledge (the stage stops after one)",
             registry=registry,
         )
+        self.late_partials = Counter(
+            "driftwire_detect_late_partials_total",
+            "Partials that arrived for a bucket already evaluated and were not merged",
+            registry=registry,
+        )
         self.alerts_pending = Gauge(
             "driftwire_alerts_pending",
             "Alert events kept in the state table until the broker acknowledges them, by "

@@ -122,6 +122,7 @@ class DetectStage:
         self._fatal: BaseException | None = None
         self._revoked_at: float | None = None
         self._last_full_snapshot = 0.0
+        self._late_logged: set[str] = set()  # models whose late partials were logged
         self._life = Lifecycle("detect stage")
 
     @classmethod
@@ -181,6 +182,18 @@ class DetectStage:
         take = getattr(detector, "take_small_references", None)
         for small in take() if take is not None else ():
             log.warning(small.message, extra={"fields": small.fields()})
+
+    def _count_late_partials(self, detector: DetectorLike) -> None:
+        """Export the partials the detector set aside as late (logged once per model)."""
+        take = getattr(detector, "take_late_partials", None)
+        for model, n in (take() if take is not None else {}).items():
+            self._m.late_partials.inc(n)
+            if model not in self._late_logged:
+                self._late_logged.add(model)
+                log.warning(
+                    "partials for an already evaluated bucket were not merged",
+                    extra={"fields": {"model": model, "count": n}},
+                )
 
     @property
     def detectors(self) -> dict[int, DetectorLike]:
@@ -394,6 +407,7 @@ class DetectStage:
             )
             return
         self._report_small_references(slot.detector)
+        self._count_late_partials(slot.detector)
         await self._send_alerts(partition, slot, alerts)
         self._store.write_parts(slot)
         self._store.write_snapshots(slot, slot.detector.take_changed())
