@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_dead_letter
@@ -301,7 +301,9 @@ class ProfileStage:
                 await self._settle(force=True)
                 await self._emit(self._flush([tp.partition for tp in revoked]))
                 await self._settle(force=True)
-            except Exception:  # a KafkaError, or the loop's failed output raised again
+            except Exception as exc:
+                if not isinstance(exc, KafkaError) and exc is not self._output_failure:
+                    raise
                 log.exception("flush on revoke failed; the next owner re-reads uncommitted events")
             for tp in revoked:
                 self._core.revoke(tp.partition)
