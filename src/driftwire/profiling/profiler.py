@@ -51,8 +51,7 @@ from driftwire.profiling.clock import Admission, EventClock
 from driftwire.sketch.kinds import (
     FeatureKind,
     FeatureKinds,
-    feature_columns,
-    feature_names,
+    capped_columns,
     tally_categories,
     to_numeric,
 )
@@ -296,13 +295,10 @@ class Profiler:
         rows = list(map(batch.features.__getitem__, arrival.tolist()))
         # The per-model feature cap applies before any column is built: 2,000 rows of 100
         # fresh names each would otherwise be 200,000 columns of 2,000 slots.
-        seen, uniform = feature_names(rows)  # uniform: every row has every name
-        admitted = [name for name in seen if self.catalog.admit_feature(model, name)]
-        names, columns = feature_columns(rows, admitted)
-        if len(admitted) < len(seen):  # the refused names' non-null values are folded
-            given = sum(1 for row in rows for v in row.values() if v is not None)
-            kept = sum(len(column) - column.count(None) for column in columns)
-            self.catalog.count_overflow(model, "features", given - kept)
+        names, columns, uniform, refused = capped_columns(
+            rows, lambda name: self.catalog.admit_feature(model, name)
+        )
+        self.catalog.count_overflow(model, "features", refused)
         matrix = []  # numeric rows in arrival order, and their sketches per group
         matrix_sketches: list[Sequence[NumericSketch | None]] = []
         for name, column in zip(names, columns, strict=True):
