@@ -61,9 +61,8 @@ def _window_counts(bootstrap: str, topic: str) -> Counter[tuple[str, int]]:
 @pytest.mark.xfail(
     reason=(
         "open: after a SIGKILL the surviving worker's stage-2 windows miss whole buckets of the"
-        " killed worker's models (16-17 of 50 in 3 of 4 runs; suspected: partials offsets"
-        " committed while buffered state-table writes were lost) and a few partials are set"
-        " aside as late; see README 'Guarantees', not guaranteed yet"
+        " killed worker's models (16-17 of 50 in 3 of 4 runs, cause not found yet) and a few"
+        " partials are set aside as late; see README 'Guarantees', not guaranteed yet"
     ),
     raises=AssertionError,
     strict=False,
