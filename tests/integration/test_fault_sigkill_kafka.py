@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from kafkautil import read_all
 from test_pipeline_kafka import START, Worker, alerts_of, input_topic
 
@@ -27,6 +28,7 @@ from driftwire.stages.detect._table import changelog_topic
 pytestmark = pytest.mark.kafka
 
 MINUTE = 60_000
+GRACE_S = 30
 SEGMENT = "region=eu,tier=gold"
 
 
@@ -60,9 +62,10 @@ def _window_counts(bootstrap: str, topic: str) -> Counter[tuple[str, int]]:
 
 @pytest.mark.xfail(
     reason=(
-        "open: after a SIGKILL the surviving worker's stage-2 windows miss whole buckets of the"
-        " killed worker's models (16-17 of 50 in 3 of 4 runs, cause not found yet) and a few"
-        " partials are set aside as late; see README 'Guarantees', not guaranteed yet"
+        "open: in 2 of 4 runs a prefix of the buckets (1 to 16 of 50) is missing from every"
+        " model snapshot in the changelog after the SIGKILL (cause not found); with a 2 s grace"
+        " the survivor also evaluated buckets before the killed member's partition had"
+        " reported, setting its partials aside as late. See README 'Guarantees'."
     ),
     raises=AssertionError,
     strict=False,
@@ -76,6 +79,11 @@ def test_sigkill_of_one_of_two_workers_counts_every_event_once(
     for name in ("1", "2"):  # same group and topics, own config, port, log and data dir
         (tmp_path / name).mkdir()
     one, two = (Worker(tmp_path / n, kafka_bootstrap, topic_name, "pair") for n in ("1", "2"))
+    for w in (one, two):
+        # Stage 2 waits this long for an input partition that has not reported yet: longer
+        # than a failover (session timeout 6 s, then the survivor re-reads the partition)
+        w.doc["detect"] = {**w.doc["detect"], "grace_seconds": GRACE_S}  # type: ignore[dict-item]
+        w.config.write_text(yaml.safe_dump(w.doc))
     one.start()
     two.start()
     try:
