@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import NotEnoughReplicasError
@@ -218,7 +218,7 @@ def test_a_segment_over_the_record_limit_is_split_and_a_huge_dead_letter_truncat
 @pytest.mark.kafka
 @pytest.mark.timeout(240)
 def test_a_revoke_waiting_on_failed_partials_commits_nothing_past_them(
-    kafka_bootstrap: str, topic_name: str
+    kafka_bootstrap: str, topic_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Item 8: the broker holds the acknowledgements of the partials (their futures stay open;
     the producer is wrapped at the I/O edge, every other call goes to the real broker) while
@@ -238,21 +238,21 @@ def test_a_revoke_waiting_on_failed_partials_commits_nothing_past_them(
 
     async def scenario() -> None:
         await produce(kafka_bootstrap, topic_name, values)
-        stage = ProfileStage(settings, profile_core(settings), Metrics(registry), Readiness())
         held: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        stop = asyncio.Event()
-        task = asyncio.create_task(stage.run(stop))
-        await _until(lambda: stage._producer is not None, "the producer")
-        producer = stage._producer
-        assert producer is not None
-        send = producer.send
+        send = AIOKafkaProducer.send
 
-        async def holding_partials(topic: str, *args: Any, **kwargs: Any) -> Any:
+        async def holding_partials(
+            producer: AIOKafkaProducer, topic: str, *args: Any, **kwargs: Any
+        ) -> Any:
             if topic == settings.topics.partials:
                 return held  # sent, never acknowledged until the test says so
-            return await send(topic, *args, **kwargs)
+            return await send(producer, topic, *args, **kwargs)
 
-        producer.send = holding_partials  # type: ignore[method-assign]
+        # before the stage creates its producer, so that no partial is ever really sent
+        monkeypatch.setattr(AIOKafkaProducer, "send", holding_partials)
+        stage = ProfileStage(settings, profile_core(settings), Metrics(registry), Readiness())
+        stop = asyncio.Event()
+        task = asyncio.create_task(stage.run(stop))
         await _until(
             lambda: (
                 (
