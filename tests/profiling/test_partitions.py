@@ -129,3 +129,20 @@ def test_emissions_carry_the_cardinality_overflow_once() -> None:
     assert dict(emission.overflow) == {"segments": 1}
     partials = [decode_record(r.value) for r in emission.records]
     assert [p.model for p in partials if isinstance(p, Partial)] == ["churn"]
+
+
+def test_an_idle_partition_sends_the_bucket_of_its_newest_event_before_its_watermark() -> None:
+    core = make_core()
+    t0 = 1_767_225_600_000
+    batch = events((t0 + 10_000, "churn", "eu"), (t0 + 70_000, "churn", "eu"))  # buckets 0, 1
+    core.process(0, batch, offsets(batch), t0 + 70_000)
+    core.note_position(0, 2, 2)  # caught up with the partition's end
+    before = [decode_record(r.value) for r in core.due(t0 + 71_000).records]
+    assert [p.bucket_start_ms for p in before if isinstance(p, Partial)] == [t0]
+    records = [decode_record(r.value) for r in core.due(t0 + 70_000 + 30_000).records]
+    partials = [r for r in records if isinstance(r, Partial)]
+    marks = [r for r in records if isinstance(r, Watermark)]
+    # both buckets, the newest event's too, and then an idle watermark at that bucket's end
+    assert [p.bucket_start_ms for p in partials] == [t0 + BUCKET_MS]
+    assert records.index(marks[-1]) > records.index(partials[-1])
+    assert marks[-1].idle and marks[-1].watermark_ms == t0 + 2 * BUCKET_MS

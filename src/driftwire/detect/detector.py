@@ -136,6 +136,7 @@ class Detector:
         self._reference_sizes: dict[tuple[str, str], dict[str, int]] = {}
         self._small_seen: set[tuple[str, str, str]] = set()
         self._small_new: list[SmallReference] = []
+        self._late_new: dict[str, int] = {}  # late partials per model since the last take
         # per (model, version): the last evaluated window (start, end, events) and the
         # reference it was compared with, for the status
         self._windows: dict[tuple[str, str], tuple[int, int, int]] = {}
@@ -162,6 +163,7 @@ class Detector:
         model.seen_ids[partial.id] = partial.bucket_end_ms
         if model.evaluated_until is not None and partial.bucket_end_ms <= model.evaluated_until:
             model.late_partials += 1
+            self._late_new[partial.model] = self._late_new.get(partial.model, 0) + 1
             return []
         version = model.versions.setdefault(partial.model_version, _Version())
         slot = version.pending.setdefault(partial.bucket_start_ms, {})
@@ -661,6 +663,12 @@ class Detector:
         """References found too small since the last call, each once per (model, version,
         reference): the shell logs them."""
         out, self._small_new = self._small_new, []
+        return out
+
+    def take_late_partials(self) -> dict[str, int]:
+        """Partials per model that arrived for buckets already evaluated (not merged) since
+        the last call: the shell counts them in a metric."""
+        out, self._late_new = self._late_new, {}
         return out
 
     def take_changed(self) -> set[str]:

@@ -150,6 +150,11 @@ class Metrics:
             "Records produced to the dead-letter topic and acknowledged by the broker",
             registry=registry,
         )
+        self.dead_letters_truncated = Counter(
+            "driftwire_dead_letters_truncated_total",
+            "Dead letters whose value was cut to fit in one Kafka record (headers say so)",
+            registry=registry,
+        )
         self.partials = Counter(
             "driftwire_partials_produced_total",
             "Bucket partials produced to the partials topic and acknowledged",
@@ -405,6 +410,18 @@ class DetectMetrics:
         self.alerts_failed = Counter(
             "driftwire_alerts_failed_total",
             "Alert events the broker did not acknowledge (the stage stops after one)",
+            registry=registry,
+        )
+        self.late_partials = Counter(
+            "driftwire_detect_late_partials_total",
+            "Partials that arrived for a bucket already evaluated and were not merged",
+            registry=registry,
+        )
+        self.alerts_pending = Gauge(
+            "driftwire_alerts_pending",
+            "Alert events kept in the state table until the broker acknowledges them, by "
+            "partials partition",
+            ["partition"],
             registry=registry,
         )
         self.baselines = Counter(

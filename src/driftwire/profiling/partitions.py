@@ -16,9 +16,11 @@ open bucket, the offsets of its events. It answers the Kafka shell's three quest
   replay carry the same ids and the same content.
 
 An input partition that is caught up with its end and has had no events for ``idle_ms``
-(processing time; only when ``now_ms`` is given) closes the buckets that end at or before its
-newest event time and is reported idle, so it neither holds back detection nor waits forever
-for its last bucket. A partition that is only behind is never idle.
+(processing time; only when ``now_ms`` is given) closes every open bucket up to and including
+the one holding its newest event, and is reported idle with a watermark at that bucket's end,
+so it neither holds back detection nor waits forever for its last bucket, and that bucket
+reaches stage 2 before the watermark that completes it (an event that arrives for it later is
+late). A partition that is only behind is never idle.
 
 The core counts, it does not export: :meth:`~ProfileCore.process` returns the late, future and
 replayed events of the batch (:class:`FoldCounts`), :meth:`~ProfileCore.due` and
@@ -264,8 +266,9 @@ class ProfileCore:
             ):
                 state.idle = True
                 top = state.profiler.clock.max_event_ms
-                if top is not None:
-                    closed.extend(state.profiler.advance_to(top))
+                if top is not None:  # every bucket, the one holding the newest event too
+                    end = top // self._bucket_ms * self._bucket_ms + self._bucket_ms
+                    closed.extend(state.profiler.advance_to(end))
             out.extend(self._partials(partition, state, closed))
             closed.clear()
             wm = state.profiler.clock.watermark_ms
@@ -355,7 +358,9 @@ def _chunks(bucket: ClosedBucket) -> list[tuple[int, dict[str, bytes]]]:
     """Split a bucket's segment profiles into partials below ``MAX_PARTIAL_BYTES`` each.
 
     Kafka refuses records over ``message.max.bytes`` (1 MiB by default); a model with many
-    segments is sent as several parts, each a set of whole segments.
+    segments is sent as several parts, each a set of whole segments, and one segment whose
+    profile alone is over the limit is sent as several parts of its features (see
+    :meth:`~driftwire.sketch.profile.Profile.split_features`), which stage 2 merges back.
     """
     chunks: list[tuple[int, dict[str, bytes]]] = []
     segments: dict[str, bytes] = {}
@@ -363,11 +368,19 @@ def _chunks(bucket: ClosedBucket) -> list[tuple[int, dict[str, bytes]]]:
     for key in sorted(bucket.segments):
         profile = bucket.segments[key]
         blob = profile.to_bytes()
+        if len(blob) > MAX_PARTIAL_BYTES:
+            if segments:
+                chunks.append((events, segments))
+                events, segments, size = 0, {}, 0
+            for part in profile.split_features(MAX_PARTIAL_BYTES):
+                chunks.append((part.n_events, {key: part.to_bytes()}))
+            continue
         if segments and size + len(blob) > MAX_PARTIAL_BYTES:
             chunks.append((events, segments))
             events, segments, size = 0, {}, 0
         segments[key] = blob
         events += profile.n_events
         size += len(blob)
-    chunks.append((events, segments))
+    if segments or not chunks:
+        chunks.append((events, segments))
     return chunks

@@ -63,7 +63,7 @@ from driftwire.profiling.clock import Admission, EventClock
 from driftwire.sketch.kinds import (
     FeatureKind,
     FeatureKinds,
-    feature_columns,
+    capped_columns,
     tally_categories,
     to_numeric,
 )
@@ -362,14 +362,15 @@ class Profiler:
         reorder = None if len(profiles) == 1 else np.searchsorted(arrival, positions)
         reorder_list = None if reorder is None else reorder.tolist()
         rows = list(map(batch.features.__getitem__, arrival.tolist()))
-        names, columns = feature_columns(rows)
-        uniform = sum(map(len, rows)) == n * len(names)  # every row has every name
+        # The per-model feature cap applies before any column is built: 2,000 rows of 100
+        # fresh names each would otherwise be 200,000 columns of 2,000 slots.
+        names, columns, uniform, refused = capped_columns(
+            rows, lambda name: self.catalog.admit_feature(model, name)
+        )
+        self.catalog.count_overflow(model, "features", refused)
         matrix = []  # numeric rows in arrival order, and their sketches per group
         matrix_sketches: list[Sequence[NumericSketch | None]] = []
         for name, column in zip(names, columns, strict=True):
-            if not self.catalog.admit_feature(model, name):
-                self.catalog.count_overflow(model, "features", len(column) - column.count(None))
-                continue
             kind = kinds.resolve(name, column)
             # A row without the name counts as missing, but a group none of whose rows has
             # the name does not get the feature (as Profile.update on those rows would not).

@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -42,6 +42,7 @@ import numpy as np
 __all__ = [
     "FeatureKind",
     "FeatureKinds",
+    "capped_columns",
     "feature_columns",
     "infer_kind",
     "tally_categories",
@@ -180,15 +181,48 @@ def feature_columns(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
     Fast path: every row has exactly the first row's names (one C-level ``itemgetter`` per
     row, then a transpose); otherwise the union of names, first seen first.
     """
+    names, columns, _, _ = capped_columns(rows, None)
+    return names, columns
+
+
+def capped_columns(
+    rows: Sequence[Mapping[str, Any]], admit: Callable[[str], bool] | None
+) -> tuple[list[str], list[list[Any]], bool, int]:
+    """Columns of the names ``admit`` accepts (all, without it), built for those names only.
+
+    Returns the admitted names (first seen first), their columns (``None`` where a row lacks
+    the name), whether every row has exactly the same names, and how many non-null values the
+    refused names held (a cap applied before any column is built: 2,000 rows of 100 fresh names
+    each would otherwise be 200,000 columns of 2,000 slots).
+
+    >>> capped_columns([{"a": 1, "b": 2}, {"a": 3, "c": 4}], lambda n: n != "c")
+    (['a', 'b'], [[1, 3], [2, None]], False, 1)
+    """
     names = list(rows[0]) if rows else []
-    if names:
+    picked = None
+    if names and sum(map(len, rows)) == len(rows) * len(names):
         try:
             picked = list(map(itemgetter(*names), rows))
         except (KeyError, TypeError):
             picked = None
-        if picked is not None and sum(map(len, rows)) == len(rows) * len(names):
-            if len(names) == 1:
-                return names, [picked]
-            return names, list(map(list, zip(*picked, strict=True)))
-    names = list(dict.fromkeys(chain.from_iterable(rows)))
-    return names, [[row.get(name) for row in rows] for name in names]
+    if picked is not None:  # every row has exactly these names
+        if len(names) == 1:
+            picked = [(value,) for value in picked]
+        keep = [i for i, name in enumerate(names) if admit is None or admit(name)]
+        if len(keep) == len(names):
+            return names, list(map(list, zip(*picked, strict=True))), True, 0
+        columns = [[row[i] for row in picked] for i in keep]
+        kept_at = set(keep)
+        refused = sum(
+            1 for row in picked for i, v in enumerate(row) if v is not None and i not in kept_at
+        )
+        return [names[i] for i in keep], columns, True, refused
+    seen = list(dict.fromkeys(chain.from_iterable(rows)))
+    kept = seen if admit is None else [name for name in seen if admit(name)]
+    columns = [[row.get(name) for row in rows] for name in kept]
+    refused = 0
+    if len(kept) < len(seen):
+        given = sum(1 for row in rows for v in row.values() if v is not None)
+        refused = given - sum(len(column) - column.count(None) for column in columns)
+    uniform = sum(map(len, rows)) == len(rows) * len(seen)
+    return kept, columns, uniform, refused

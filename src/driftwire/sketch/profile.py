@@ -342,6 +342,59 @@ class Profile:
                 out._features[name] = sketch.copy()
         return out
 
+    def split_features(self, max_bytes: int) -> list[Profile]:
+        """This profile as parts whose merge is exactly it, each encoded in ``max_bytes``
+        if its features allow (one feature's sketch is never split).
+
+        The first part keeps the event count, the prediction and latency sketches, the
+        wrong-type and untyped counts and the features that fit beside them; the others hold
+        features only (no events), each over the same span. A profile that fits is returned
+        whole.
+
+        >>> p = Profile(start_ms=0, end_ms=60_000)
+        >>> p.update([{f"f{i}": float(j) for i in range(20)} for j in range(300)])
+        >>> parts = p.split_features(len(p.to_bytes()) // 3)
+        >>> len(parts) > 1, [q.n_events for q in parts][:2]
+        (True, [300, 0])
+        >>> merged = parts[0].copy()
+        >>> for q in parts[1:]:
+        ...     _ = merged.merge(q)
+        >>> merged.to_bytes() == p.to_bytes()
+        True
+        """
+        if len(self.to_bytes()) <= max_bytes or len(self._features) < 2:
+            return [self]
+        overhead = len(self._feature_part([]).to_bytes())
+        groups: list[list[str]] = [[]]
+        size = len(self._head_part([]).to_bytes())
+        for name in sorted(self._features):
+            cost = len(self._feature_part([name]).to_bytes()) - overhead
+            if groups[-1] and size + cost > max_bytes:
+                groups.append([])
+                size = overhead
+            groups[-1].append(name)
+            size += cost
+        return [self._head_part(groups[0]), *(self._feature_part(g) for g in groups[1:])]
+
+    def _feature_part(self, names: Iterable[str]) -> Profile:
+        """The named features' sketches over the same span, nothing else."""
+        out = Profile(self._params, kinds=self._kinds)
+        out._start_ms, out._end_ms = self._start_ms, self._end_ms
+        out._features = {name: self._features[name].copy() for name in names}
+        return out
+
+    def _head_part(self, names: Iterable[str]) -> Profile:
+        """A copy with only the named features' sketches (all other state kept)."""
+        out = Profile(self._params, kinds=self._kinds)
+        out._n_events, out._start_ms, out._end_ms = self._n_events, self._start_ms, self._end_ms
+        out._features = {name: self._features[name].copy() for name in names}
+        out._untyped = dict(self._untyped)
+        out._wrong = dict(self._wrong)
+        out._score = self._score.copy()
+        out._label = self._label.copy()
+        out._latency = self._latency.copy()
+        return out
+
     # -- bytes ----------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:

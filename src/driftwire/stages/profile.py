@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
+from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_dead_letter
 from driftwire.decode.decoder import REASONS, decode_batch
 from driftwire.decode.limits import DecoderLimits
 from driftwire.ops.config import Settings
@@ -106,6 +106,7 @@ class ProfileStage:
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._inflight: list[Awaitable[object]] = []
+        self._output_failure: BaseException | None = None  # a send the broker refused
         self._partials_partitions: list[int] = []
         self._last_commit_s = 0.0
         self._lock = asyncio.Lock()  # the loop's batch handling vs. the rebalance listener
@@ -317,11 +318,11 @@ class ProfileStage:
                 now_ms=now_ms,
                 original=tuple(record.headers or ()),
             )
+            value, headers = fit_dead_letter(record.key, record.value, headers)
+            if value is not record.value:
+                self._m.dead_letters_truncated.inc()
             fut = await self._producer.send(
-                self._s.topics.dead_letter_topic,
-                value=record.value,
-                key=record.key,
-                headers=headers,
+                self._s.topics.dead_letter_topic, value=value, key=record.key, headers=headers
             )
             fut.add_done_callback(self._dead_letter_done)
             self._inflight.append(fut)
@@ -369,13 +370,18 @@ class ProfileStage:
         now = self._clock()
         if not force and now - self._last_commit_s < 1.0:
             return
+        if self._output_failure is not None:
+            raise self._output_failure  # never commit past output that failed
         if self._inflight:
-            results = await asyncio.gather(*self._inflight, return_exceptions=True)
-            self._inflight.clear()
+            awaited = len(self._inflight)
+            results = await asyncio.gather(*self._inflight[:awaited], return_exceptions=True)
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
-                # nothing is committed past unacknowledged output: the events are re-read
+                # Sticky: a revoke waiting on the lock must not commit past these records
+                # either; the events are re-read by the next owner (or after the restart).
+                self._output_failure = failed[0]
                 raise failed[0]
+            del self._inflight[:awaited]
         self._last_commit_s = now
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for tp in self._consumer.assignment():
@@ -440,7 +446,9 @@ class ProfileStage:
                 await self._settle(force=True)
                 await self._emit(self._flush([tp.partition for tp in revoked]))
                 await self._settle(force=True)
-            except KafkaError:
+            except Exception as exc:
+                if not isinstance(exc, KafkaError) and exc is not self._output_failure:
+                    raise
                 log.exception("flush on revoke failed; the next owner re-reads uncommitted events")
             for tp in revoked:
                 self._core.revoke(tp.partition)

@@ -14,6 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from driftwire.alerts.alert import Alert
 from driftwire.partials import Partial, Watermark
+from driftwire.stages.detect._outbox import OutboxEntry
 
 
 class DetectorLike(Protocol):
@@ -48,6 +49,7 @@ class _Slot:
     detector: DetectorLike
     models: set[str] = field(default_factory=set)
     marks: dict[tuple[str, int], tuple[int, bool]] = field(default_factory=dict)
+    outbox: list[OutboxEntry] = field(default_factory=list)  # alerts not acknowledged yet
 
     def new_mark(self, mark: Watermark) -> bool:
         """False for a watermark this partition has already seen (a replay)."""

@@ -21,6 +21,14 @@ import orjson
 from driftwire.detect._parts import is_part_key
 from driftwire.detect.trailing import is_slot_key
 from driftwire.errors import FormatError
+from driftwire.stages.detect._outbox import (
+    OutboxEntry,
+    decode_outbox,
+    encode_outbox,
+    is_outbox_key,
+    outbox_key,
+    outbox_partition,
+)
 from driftwire.stages.detect._slots import _Slot, partition_of
 
 if TYPE_CHECKING:
@@ -136,6 +144,18 @@ class StateTable:
             else:
                 self.table.data[key] = blob
 
+    def write_outbox(self, partition: int, entries: list[OutboxEntry]) -> None:
+        """Store (or, when empty, delete) the unacknowledged alerts of ``partition``."""
+        if self.table is None:
+            return
+        key = outbox_key(partition)
+        blob = encode_outbox(entries) if entries else None
+        self.table.send_changelog(partition, key, blob, value_serializer="raw")
+        if blob is None:
+            self.table.data.pop(key, None)
+        else:
+            self.table.data[key] = blob
+
     def ensure_restored(self, slot: _Slot, model: str) -> None:
         """On first sight of ``model`` in this detector, load its state from the table."""
         if model in slot.models or self.table is None:
@@ -147,12 +167,29 @@ class StateTable:
     def restore_partitions(self, slots: dict[int, _Slot], new: set[int]) -> None:
         """Restore every model of the ``new`` partitions into its slot (after a rebalance)."""
         for key, blob in list(self.table.items()):
+            if is_outbox_key(key):
+                self._restore_outbox(slots, new, key, blob)
+                continue
             if is_slot_key(key) or is_part_key(key):
                 continue  # a part of a model's state, loaded with it
             model = key.decode()
             partition = partition_of(model, self._partitions)
             if partition in new:
                 self._restore(slots[partition], model, blob)
+
+    def _restore_outbox(
+        self, slots: dict[int, _Slot], new: set[int], key: bytes, blob: bytes
+    ) -> None:
+        partition = outbox_partition(key)
+        if partition not in new or not blob:
+            return
+        try:
+            slots[partition].outbox = decode_outbox(blob)
+        except FormatError as exc:
+            log.error(
+                "alert outbox not restored",
+                extra={"fields": {"partition": partition, "error": str(exc)[:200]}},
+            )
 
     def forget(self, model: str) -> None:
         """``model`` moved to another worker: its next snapshot here is written in full."""

@@ -41,6 +41,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from driftwire.alerts.alert import Alert, encode
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 from driftwire.detect.status import ConditionStatus, ModelStatus
@@ -59,6 +61,7 @@ from driftwire.stages.detect._faust import (
     faust_credentials,
     max_message_bytes,
 )
+from driftwire.stages.detect._outbox import OutboxEntry
 from driftwire.stages.detect._slots import DetectorLike, _Slot, partition_of
 from driftwire.stages.detect._table import StateTable, changelog_topic
 
@@ -122,6 +125,7 @@ class DetectStage:
         self._fatal: BaseException | None = None
         self._revoked_at: float | None = None
         self._last_full_snapshot = 0.0
+        self._late_logged: set[str] = set()  # models whose late partials were logged
         self._life = Lifecycle("detect stage")
         self._reconfigured = False  # settings reloaded since the factory's
 
@@ -217,6 +221,18 @@ class DetectStage:
         take = getattr(detector, "take_small_references", None)
         for small in take() if take is not None else ():
             log.warning(small.message, extra={"fields": small.fields()})
+
+    def _count_late_partials(self, detector: DetectorLike) -> None:
+        """Export the partials the detector set aside as late (logged once per model)."""
+        take = getattr(detector, "take_late_partials", None)
+        for model, n in (take() if take is not None else {}).items():
+            self._m.late_partials.inc(n)
+            if model not in self._late_logged:
+                self._late_logged.add(model)
+                log.warning(
+                    "partials for an already evaluated bucket were not merged",
+                    extra={"fields": {"model": model, "count": n}},
+                )
 
     @property
     def detectors(self) -> dict[int, DetectorLike]:
@@ -432,7 +448,8 @@ class DetectStage:
             )
             return
         self._report_small_references(slot.detector)
-        await self._send_alerts(alerts)
+        self._count_late_partials(slot.detector)
+        await self._send_alerts(partition, slot, alerts)
         self._store.write_parts(slot)
         self._store.write_snapshots(slot, slot.detector.take_changed())
         self._m.last_progress.set(self._clock())
@@ -451,7 +468,7 @@ class DetectStage:
         full = now - self._last_full_snapshot >= self._o.snapshot_interval_s
         if full:
             self._last_full_snapshot = now
-        for slot in list(self._slots.values()):
+        for partition, slot in list(self._slots.items()):
             try:
                 alerts = slot.detector.tick(int(now * 1000))
             except Exception:
@@ -461,52 +478,86 @@ class DetectStage:
             changed = slot.detector.take_changed()
             if full:  # also what is known of the input partitions
                 changed |= slot.models
-            await self._send_alerts(alerts)
+            await self._send_alerts(partition, slot, alerts)
             self._store.write_parts(slot)
             self._store.write_snapshots(slot, changed)
         self._m.last_progress.set(now)
 
-    async def _send_alerts(self, alerts: Iterable[Alert]) -> None:
-        """Produce alerts and wait for the broker; a failure stops the stage (at-least-once)."""
+    async def _send_alerts(self, partition: int, slot: _Slot, alerts: Iterable[Alert]) -> None:
+        """Produce the partition's unacknowledged alerts, then ``alerts``, and wait for the broker.
+
+        Whatever the broker does not acknowledge stays in the slot's outbox, which is written
+        to the state table before the snapshots that say the alerts were sent; the stage then
+        stops (``_fatal``) and a restarted worker sends the outbox first. Once a send has
+        failed, newer alerts join the outbox unsent, so each fingerprint's transitions keep
+        their order.
+        """
         if self._alerts_topic is None:
             raise self._life.not_started("alerts topic")
-        pending: list[tuple[Alert, Awaitable[Any]]] = []
-        for alert in alerts:
-            key, value, headers = encode(alert, self._s.alerts.source)
-            fut = await self._alerts_topic.send(key=key, value=value, headers=headers)
-            pending.append((alert, fut))
-        for alert, fut in pending:
+        queue = [*slot.outbox, *(self._entry(alert) for alert in alerts)]
+        if not queue:
+            return
+        if self._fatal is not None:
+            self._keep(partition, slot, queue)
+            return
+        pending: list[tuple[OutboxEntry, Awaitable[Any] | BaseException]] = []
+        for entry in queue:
             try:
+                fut = await self._alerts_topic.send(
+                    key=entry.key, value=entry.value, headers=list(entry.headers)
+                )
+            except Exception as exc:
+                pending.append((entry, exc))
+                continue
+            pending.append((entry, fut))
+        failed: list[OutboxEntry] = []
+        for entry, fut in pending:
+            try:
+                if isinstance(fut, BaseException):
+                    raise fut
                 await asyncio.wait_for(fut, timeout=self._o.alert_timeout_s)
             except Exception as exc:
                 self._m.alerts_failed.inc()
                 log.error(
-                    "alert not acknowledged by the broker",
+                    "alert not acknowledged by the broker; kept to be sent after a restart",
                     extra={
                         "fields": {
-                            "fingerprint": alert.fingerprint,
-                            "status": alert.status,
-                            "summary": alert.summary,
+                            "fingerprint": entry.fingerprint,
+                            "status": entry.status,
                             "error": repr(exc),
                         }
                     },
                 )
                 self._fatal = self._fatal or exc
+                failed.append(entry)
                 continue
-            self._m.alerts.labels(kind=alert.kind, status=alert.status).inc()
+            self._m.alerts.labels(kind=entry.kind, status=entry.status).inc()
+            event = orjson.loads(entry.value)["data"]
             log.info(
-                f"alert {alert.status}: {alert.summary}",
+                f"alert {entry.status}: {event['annotations'].get('summary', '')}",
                 extra={
                     "fields": {
-                        "fingerprint": alert.fingerprint,
-                        "status": alert.status,
-                        "kind": alert.kind,
-                        "severity": alert.labels.get("severity"),
-                        "model": alert.labels.get("model"),
-                        "model_version": alert.labels.get("model_version"),
+                        "fingerprint": entry.fingerprint,
+                        "status": entry.status,
+                        "kind": entry.kind,
+                        "severity": event["labels"].get("severity"),
+                        "model": event["labels"].get("model"),
+                        "model_version": event["labels"].get("model_version"),
                     }
                 },
             )
+        if failed or slot.outbox:
+            self._keep(partition, slot, failed)
+
+    def _entry(self, alert: Alert) -> OutboxEntry:
+        key, value, headers = encode(alert, self._s.alerts.source)
+        return OutboxEntry(key, value, tuple(headers), alert.kind, alert.status)
+
+    def _keep(self, partition: int, slot: _Slot, entries: list[OutboxEntry]) -> None:
+        """Make ``entries`` the partition's outbox, in memory and in the state table."""
+        slot.outbox = entries
+        self._store.write_outbox(partition, entries)
+        self._m.alerts_pending.labels(partition=str(partition)).set(len(entries))
 
     # -- rebalance -------------------------------------------------------------------------
 
@@ -533,10 +584,15 @@ class DetectStage:
             for lost in set(self._slots) - owned:
                 for model in self._slots.pop(lost).models:
                     self._store.forget(model)
+                with contextlib.suppress(KeyError):
+                    self._m.alerts_pending.remove(str(lost))
             new = owned - set(self._slots)
             for partition in new:
                 self._slots[partition] = _Slot(self._new_detector())
             self._store.restore_partitions(self._slots, new)
+            for partition in new:
+                pending = len(self._slots[partition].outbox)
+                self._m.alerts_pending.labels(partition=str(partition)).set(pending)
             self._recovered = True
             self._revoked_at = None
             self._m.rebalances.labels(phase="recovered").inc()
