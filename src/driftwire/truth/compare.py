@@ -255,23 +255,13 @@ def label_drift_check(
     cur = np.array([current.actual_shares.get(k, 0.0) for k in labels])
     ref = np.array([reference.actual_shares.get(k, 0.0) for k in labels])
     distance = float(0.5 * np.abs(cur - ref).sum())
+    why: str | None = None
+    p, severity = 1.0, None
     if current.n < rule.min_count:
         why = f"{current.n} joined predictions < min_count {rule.min_count}"
-        return PerformanceCheck(
-            "label_drift",
-            "label_distribution",
-            distance,
-            0.0,
-            math.nan,
-            math.nan,
-            current.n,
-            distance,
-            1.0,
-            None,
-            why,
-        )
-    _, _, p, _ = chi2_homogeneity(ref * reference.n, cur * current.n, labels)
-    severity = _severity(distance, p, rule.alpha, rule.margins["label_drift"])
+    else:
+        _, _, p, _ = chi2_homogeneity(ref * reference.n, cur * current.n, labels)
+        severity = _severity(distance, p, rule.alpha, rule.margins["label_drift"])
     return PerformanceCheck(
         "label_drift",
         "label_distribution",
@@ -283,5 +273,6 @@ def label_drift_check(
         distance,
         p,
         severity,
+        why,
         alpha=rule.alpha,
     )
