@@ -301,11 +301,17 @@ def test_alerts_state_and_resume(kafka_bootstrap: str, topic_name: str) -> None:
                 registry.get_sample_value("driftwire_detect_records_total", {"type": "malformed"})
                 == 1
             )
-            assert (
-                registry.get_sample_value(
-                    "driftwire_alerts_produced_total", {"kind": "data_drift", "status": "firing"}
-                )
-                == 2
+            # counted once the stage has seen the broker's acknowledgement, which can come
+            # just after a reader sees the records on the topic
+            await _until(
+                lambda: (
+                    registry.get_sample_value(
+                        "driftwire_alerts_produced_total",
+                        {"kind": "data_drift", "status": "firing"},
+                    )
+                    == 2
+                ),
+                "two firing alerts counted",
             )
             first = _merged(stage)
             assert len(first.models["churn"]["ids"]) == 1  # the replay was dropped

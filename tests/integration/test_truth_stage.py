@@ -43,7 +43,9 @@ def publish(bootstrap: str, events: str, labels: str) -> tuple[int, int, int]:
                 (observed, 2 * k + 1, {"event_id": f"e{k}", "actual": actual, "t": observed})
             )
     records.sort(key=lambda r: (r[0], r[1]))
-    logger = InferenceLogger(bootstrap, topic=events, labels_topic=labels, linger_ms=20)
+    logger = InferenceLogger(  # a queue for the whole stream: none of it may be shed
+        bootstrap, topic=events, labels_topic=labels, linger_ms=20, max_queue_events=50_000
+    )
     sent = [0, 0]
     for _, _, r in records:
         if "actual" in r:
