@@ -116,7 +116,9 @@ class Worker:
 
     def metrics(self) -> dict[str, float]:
         try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2)
+            text = urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/metrics", timeout=10
+            )  # Prometheus' default scrape timeout
             body = text.read().decode()
         except OSError:
             return {}
