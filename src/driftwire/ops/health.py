@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -117,6 +118,9 @@ class HealthServer:
         self._routes = tuple(routes)
         self._before_scrape = before_scrape
         self._scraping = asyncio.Lock()
+        # a thread of its own: a scrape never queues behind other work of the loop's default
+        # executor (name resolution of reconnecting clients, file reads)
+        self._render = ThreadPoolExecutor(max_workers=1, thread_name_prefix="driftwire-scrape")
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -138,12 +142,14 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._render.shutdown(wait=False)
 
     async def _metrics(self, _: web.Request) -> web.Response:
         async with self._scraping:
             for prepare in self._before_scrape:
                 prepare()
-            body = await asyncio.to_thread(generate_latest, self._registry)
+            loop = asyncio.get_running_loop()
+            body = await loop.run_in_executor(self._render, generate_latest, self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:
