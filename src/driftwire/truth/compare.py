@@ -110,33 +110,21 @@ def _judge(
     rule: PerformanceRule,
     tests: int,
 ) -> PerformanceCheck:
-    kind = "performance_degradation"
+    why: str | None = None
+    effect, p, severity = 0.0, 1.0, None
     if current.n < rule.min_count or math.isnan(current.value) or math.isnan(reference.value):
         why = f"{current.n} joined predictions < min_count {rule.min_count}"
-        return PerformanceCheck(
-            kind,
-            metric,
-            current.value,
-            reference.value,
-            current.low,
-            current.high,
-            current.n,
-            0.0,
-            1.0,
-            None,
-            why,
-            alpha=rule.alpha / tests,
+    else:
+        worsening = (
+            reference.value - current.value if higher_is_better else current.value - reference.value
         )
-    worsening = (
-        reference.value - current.value if higher_is_better else current.value - reference.value
-    )
-    se = math.sqrt(se_current**2 + se_reference**2)
-    p = _one_sided_p(worsening / se) if se > 0 else (0.0 if worsening > 0 else 1.0)
-    scale = abs(reference.value) if relative else 1.0
-    effect = worsening / scale if scale > 0 else (math.inf if worsening > 0 else 0.0)
-    severity = _severity(effect, p, rule.alpha / tests, rule.margins[metric])
+        se = math.sqrt(se_current**2 + se_reference**2)
+        p = _one_sided_p(worsening / se) if se > 0 else (0.0 if worsening > 0 else 1.0)
+        scale = abs(reference.value) if relative else 1.0
+        effect = worsening / scale if scale > 0 else (math.inf if worsening > 0 else 0.0)
+        severity = _severity(effect, p, rule.alpha / tests, rule.margins[metric])
     return PerformanceCheck(
-        kind,
+        "performance_degradation",
         metric,
         current.value,
         reference.value,
@@ -146,6 +134,7 @@ def _judge(
         effect,
         p,
         severity,
+        why,
         alpha=rule.alpha / tests,
     )
 
