@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -64,6 +65,24 @@ def _window_counts(bootstrap: str, topic: str) -> Counter[tuple[str, int]]:
     return out
 
 
+def _diagnosis(one: Worker, two: Worker) -> str:
+    """What worker one was doing: its /metrics answer, its threads' stacks (SIGUSR1) and
+    both workers' logs."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{one.port}/metrics", timeout=10) as r:
+            page = r.read().decode()
+            answer = "\n".join(x for x in page.splitlines() if x.startswith("driftwire_"))
+    except OSError as exc:
+        answer = f"no answer: {exc!r}"
+    if one.proc is not None and one.proc.poll() is None:
+        one.proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+    return (
+        f"worker one /metrics: {answer[-3000:]}\n--- worker one log:\n"
+        f"{one.log.read_text()[-12000:]}\n--- worker two log:\n{two.log.read_text()[-4000:]}"
+    )
+
+
 @pytest.mark.timeout(900)
 def test_sigkill_of_one_of_two_workers_counts_every_event_once(
     kafka_bootstrap: str, topic_name: str, tmp_path: Path
@@ -92,7 +111,8 @@ def test_sigkill_of_one_of_two_workers_counts_every_event_once(
     try:
         deadline = time.monotonic() + 120
         while one.metrics().get("driftwire_partials_produced_total", 0) < 10:
-            assert time.monotonic() < deadline, one.log.read_text()[-5000:]
+            if time.monotonic() > deadline:
+                raise AssertionError(_diagnosis(one, two))
             time.sleep(0.1)
         assert one.stop(signal.SIGKILL) == -signal.SIGKILL
         two.wait_settled(limit_s=300)

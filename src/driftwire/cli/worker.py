@@ -2,6 +2,7 @@
 
 SIGTERM and SIGINT stop fetching, flush, commit and leave the group; a stuck consumer turns
 ``/healthz`` unhealthy and makes the process exit non-zero so its orchestrator restarts it.
+SIGUSR1 writes every thread's stack to stderr (a worker that seems to hang says where).
 SIGHUP, or a change of the config file, reloads silences, thresholds and per-feature
 overrides (``driftwire.ops.reload``). The HTTP server also answers ``/api/v1/status`` and
 ``/api/v1/alerts`` (``driftwire.stages.detect.status_api``).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import gc
 import logging
 import signal
@@ -177,6 +179,8 @@ def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float =
     settings = load_settings(config)
     configure_logging(settings.log.level)
     tune_gc()
+    # `kill -USR1 <pid>`: every thread's stack on stderr, for a worker that seems to hang
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     async def main() -> int:
         stop = asyncio.Event()
