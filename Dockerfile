@@ -12,7 +12,7 @@
 # starts from the same bytes whatever the tag points at later. To move to a newer base, read the
 # new digest (docker buildx imagetools inspect python:3.11.<n>-slim-bookworm, the "Digest:"
 # line) and write tag@digest here, or pass --build-arg PYTHON_IMAGE=<tag>@sha256:<digest>; the
-# test in tests/ops accepts python:3.11[.n]-slim-bookworm[@sha256:<64 hex>].
+# test in tests/ops requires python:3.11.<n>-slim-bookworm@sha256:<64 hex>.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
