@@ -4,7 +4,8 @@ The worker (``driftwire worker`` against the test broker) gets ``http.web_config
 certificate from a throwaway CA (tools/tls_certs.py), client certificates of that CA verified
 when given, and one bcrypt user. Prometheus (Debian's ``prometheus``) runs five jobs on it:
 the right credentials over HTTPS, the same with a client certificate, a wrong password, plain
-HTTP, and a client certificate of another CA. Exactly the first two are up.
+HTTP, and a client certificate of another CA. Exactly the first two are up. A bridge
+(``driftwire bridge webhook``) with the same file is scraped by a sixth job, and is up.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
         )
     )
     topic = f"webcfg-{os.getpid()}-{int(time.time())}"
-    asyncio.run(create_topics(kafka_bootstrap, [topic], 1))
-    worker_port, prom_port = _free_port(), _free_port()
+    # the alerts topic too: the bridge may start before the worker has made it
+    asyncio.run(create_topics(kafka_bootstrap, [topic, f"{topic}.alerts"], 1))
+    worker_port, prom_port, bridge_port = _free_port(), _free_port(), _free_port()
     (tmp_path / "worker.yaml").write_text(
         yaml.safe_dump(
             {
@@ -104,6 +106,20 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
                 "consumer": {"group_id": f"{topic}-group"},
                 "detect": {"data_dir": str(tmp_path / "faust")},
                 "http": {"host": "127.0.0.1", "port": worker_port, "web_config_file": str(web)},
+            }
+        )
+    )
+    (tmp_path / "bridge.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {"bootstrap_servers": kafka_bootstrap},
+                "topics": {"alerts": f"{topic}.alerts"},
+                "http": {"host": "127.0.0.1", "web_config_file": str(web)},
+                "bridges": {
+                    "group_id_prefix": f"{topic}-bridge",
+                    "http_port": bridge_port,
+                    "webhook_url": "http://127.0.0.1:9/hook",  # no alert is sent here
+                },
             }
         )
     )
@@ -127,6 +143,10 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
         },
         "plain-http": {**secured, "scheme": "http"},
         "foreign-cert": {**secured, "tls_config": {"ca_file": str(ca.cert), **foreign}},
+        "bridge-secured": {
+            **secured,
+            "static_configs": [{"targets": [f"127.0.0.1:{bridge_port}"]}],
+        },
     }
     (tmp_path / "prometheus.yml").write_text(
         yaml.safe_dump(
@@ -137,7 +157,7 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
         )
     )
     prometheus = f"http://127.0.0.1:{prom_port}"
-    logs = {name: tmp_path / f"{name}.log" for name in ("worker", "prometheus")}
+    logs = {name: tmp_path / f"{name}.log" for name in ("worker", "bridge", "prometheus")}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with logs["worker"].open("wb") as out:
@@ -150,6 +170,24 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
                         "worker",
                         "--config",
                         str(tmp_path / "worker.yaml"),
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=tmp_path,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            )
+        with logs["bridge"].open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "driftwire.cli.command",
+                        "bridge",
+                        "webhook",
+                        "--config",
+                        str(tmp_path / "bridge.yaml"),
                     ],
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -197,6 +235,7 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
             "wrong-password": "down",
             "plain-http": "down",
             "foreign-cert": "down",
+            "bridge-secured": "up",
         }, f"{found}\n{tail()}"
         assert "401 Unauthorized" in found["wrong-password"]["lastError"], found
         assert found["secured"]["scrapeUrl"].startswith("https://")
@@ -209,10 +248,17 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
             "wrong-password": "0",
             "plain-http": "0",
             "foreign-cert": "0",
+            "bridge-secured": "1",
         }
         scraped = _query(prometheus, "driftwire_build_info")
-        assert {r["metric"]["job"] for r in scraped} == {"secured", "secured-mtls"}, scraped
-        assert PASSWORD not in logs["worker"].read_text()
+        assert {r["metric"]["job"] for r in scraped} == {
+            "secured",
+            "secured-mtls",
+            "bridge-secured",
+        }, scraped
+        bridge = _query(prometheus, "driftwire_bridge_assigned_partitions")
+        assert {r["metric"]["job"] for r in bridge} == {"bridge-secured"}, bridge
+        assert PASSWORD not in logs["worker"].read_text() + logs["bridge"].read_text()
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:

@@ -200,7 +200,7 @@ def test_bad_tls_material_is_one_line(
         assert problem in text, (extra, text)
 
 
-def test_config_check_and_the_worker_stop_on_a_bad_web_config_with_one_line(
+def test_config_check_the_worker_and_a_bridge_stop_on_a_bad_web_config_with_one_line(
     tmp_path: Path,
 ) -> None:
     web = write(tmp_path, {"basic_auth_users": {"prom": "plaintext-password"}})
@@ -208,10 +208,18 @@ def test_config_check_and_the_worker_stop_on_a_bad_web_config_with_one_line(
     # no broker at this address: the web config is checked before any connection
     config.write_text(
         yaml.safe_dump(
-            {"kafka": {"bootstrap_servers": "127.0.0.1:1"}, "http": {"web_config_file": web}}
+            {
+                "kafka": {"bootstrap_servers": "127.0.0.1:1"},
+                "http": {"web_config_file": web},
+                "bridges": {"webhook_url": "http://127.0.0.1:9/hook"},
+            }
         )
     )
-    for command in (["config", "check", str(config)], ["worker", "--config", str(config)]):
+    for command in (
+        ["config", "check", str(config)],
+        ["worker", "--config", str(config)],
+        ["bridge", "webhook", "--config", str(config)],
+    ):
         proc = subprocess.run(
             [sys.executable, "-m", "driftwire.cli.command", *command],
             capture_output=True,
