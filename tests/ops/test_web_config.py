@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -407,3 +409,63 @@ def test_the_readme_example_loads(
     assert web is not None and web.tls is not None
     assert web.tls.client_auth_type == "RequireAndVerifyClientCert"
     assert list(web.users) == ["prometheus"]
+
+
+def served_name(port: int, ca: CertificateAuthority) -> str:
+    """The common name of the certificate the server presents to a new connection."""
+    context = client_context(ca)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        subject = dict(pair[0] for pair in tls.getpeercert()["subject"])
+        return str(subject["commonName"])
+
+
+def test_a_renewed_certificate_is_served_without_a_restart(
+    tmp_path: Path,
+    pki: tuple[CertificateAuthority, Issued, Issued],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ca, first, _ = pki
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    cert.write_bytes(first.cert.read_bytes())
+    key.write_bytes(first.key.read_bytes())
+    renewed = ca.issue("web-server-renewed", hosts=("localhost", "127.0.0.1"))
+    web = load_web_config(
+        write(tmp_path, {"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}})
+    )
+
+    def wait_for(name: str, port: int) -> str:
+        deadline = time.monotonic() + 10
+        seen = served_name(port, ca)
+        while seen != name and time.monotonic() < deadline:
+            time.sleep(0.05)
+            seen = served_name(port, ca)
+        return seen
+
+    async def scenario() -> list[str]:
+        server = HealthServer(
+            CollectorRegistry(), Readiness(), web_config=web, certificate_check_s=0.05
+        )
+        await server.start("127.0.0.1", 0)
+        assert server.port is not None
+        port = server.port
+        try:
+            seen = [await asyncio.to_thread(served_name, port, ca)]
+            key.write_bytes(b"-----BEGIN PRIVATE KEY-----\nbroken\n")  # half-written renewal
+            await asyncio.sleep(0.3)
+            seen.append(await asyncio.to_thread(served_name, port, ca))  # still the old pair
+            key.write_bytes(renewed.key.read_bytes())
+            cert.write_bytes(renewed.cert.read_bytes())
+            seen.append(await asyncio.to_thread(wait_for, "web-server-renewed", port))
+            return seen
+        finally:
+            await server.stop()
+
+    with caplog.at_level(logging.INFO, logger="driftwire.ops.health"):
+        seen = asyncio.run(scenario())
+    assert seen == ["web-server", "web-server", "web-server-renewed"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("changed but cannot be used" in m for m in messages), messages
+    assert "TLS certificate of the HTTP endpoints reloaded" in messages

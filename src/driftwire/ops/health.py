@@ -28,6 +28,8 @@ False
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +38,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from driftwire.ops.basic_auth import CHALLENGE, BasicAuth
-from driftwire.ops.web_config import WebConfig
+from driftwire.ops.web_config import CertificateReload, WebConfig
+
+log = logging.getLogger(__name__)
 
 #: The exit code of a worker or bridge that stopped because it was stuck (its orchestrator
 #: restarts it); 0 is a clean stop.
@@ -111,6 +115,7 @@ class HealthServer:
     With ``web_config`` (``http.web_config_file``) the server speaks TLS (mTLS when the file names a
     client CA) and every route, unknown ones included, answers 401 without a valid basic-auth
     user; bcrypt checks run on a thread of their own, and a remembered credential needs none.
+    Renewed certificate files are loaded every ``certificate_check_s`` when they change.
     """
 
     def __init__(
@@ -120,11 +125,14 @@ class HealthServer:
         routes: Sequence[Route] = (),
         before_scrape: Sequence[Callable[[], None]] = (),
         web_config: WebConfig | None = None,
+        certificate_check_s: float = 60.0,
     ) -> None:
         self._registry = registry
         self._web = web_config
         self._auth = BasicAuth(web_config.users) if web_config and web_config.users else None
         self._checking: ThreadPoolExecutor | None = None
+        self._certificate_check_s = certificate_check_s
+        self._reloading: asyncio.Task[None] | None = None
         self._readiness = readiness
         self._routes = tuple(routes)
         self._before_scrape = before_scrape
@@ -154,8 +162,30 @@ class HealthServer:
         await site.start()
         addresses = self._runner.addresses  # (host, port, ...) of the listening sockets
         self.port = int(addresses[0][1]) if addresses else port
+        if context is not None and self._web is not None and self._web.tls is not None:
+            reload = CertificateReload(self._web.tls, context)
+            self._reloading = asyncio.create_task(self._reload(reload), name="tls-reload")
+
+    async def _reload(self, reload: CertificateReload) -> None:
+        """Renewed certificate files are served without a restart (checked periodically)."""
+        while True:
+            await asyncio.sleep(self._certificate_check_s)
+            outcome = reload.check()
+            if outcome == "reloaded":
+                log.info("TLS certificate of the HTTP endpoints reloaded")
+            elif outcome is not None:
+                log.warning(
+                    "TLS certificate files of the HTTP endpoints changed but cannot be used "
+                    "(%s); still serving the previous ones",
+                    outcome,
+                )
 
     async def stop(self) -> None:
+        if self._reloading is not None:
+            self._reloading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloading
+            self._reloading = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -42,7 +42,7 @@ import yaml
 
 from driftwire.errors import ConfigError
 
-__all__ = ["SETTING", "TlsServerConfig", "WebConfig", "load_web_config"]
+__all__ = ["SETTING", "CertificateReload", "TlsServerConfig", "WebConfig", "load_web_config"]
 
 #: The setting that names the file.
 SETTING = "http.web_config_file"
@@ -107,6 +107,53 @@ class TlsServerConfig:
             context.load_verify_locations(cafile=self.client_ca_file)
         context.verify_mode = CLIENT_AUTH_TYPES[self.client_auth_type]
         return context
+
+
+class CertificateReload:
+    """Loads renewed certificate files into the running server's TLS context.
+
+    :meth:`check` compares the files' modification times and sizes with the last load; when
+    one changed, the server certificate and key are loaded again into the same context (new
+    connections get them, open ones keep theirs), and the client CA file too (a CA added to
+    it is trusted from then on; a removed one stays trusted until a restart). A pair that
+    cannot be loaded (a key written before its certificate, say) leaves the old one in place
+    and is tried again at the next check.
+    """
+
+    def __init__(self, tls: TlsServerConfig, context: ssl.SSLContext) -> None:
+        self._tls = tls
+        self._context = context
+        self._stamps = self._stamp()
+
+    def _files(self) -> list[Path]:
+        files = [self._tls.cert_file, self._tls.key_file]
+        return files + ([self._tls.client_ca_file] if self._tls.client_ca_file else [])
+
+    def _stamp(self) -> list[tuple[int, int] | None]:
+        stamps: list[tuple[int, int] | None] = []
+        for path in self._files():
+            try:
+                info = path.stat()
+                stamps.append((info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamps.append(None)
+        return stamps
+
+    def check(self) -> str | None:
+        """None when nothing changed; ``"reloaded"``; or why the new files cannot be used."""
+        stamps = self._stamp()
+        if stamps == self._stamps:
+            return None
+        try:
+            self._context.load_cert_chain(
+                self._tls.cert_file, self._tls.key_file, password=_no_password
+            )
+            if self._tls.client_ca_file is not None:
+                self._context.load_verify_locations(cafile=self._tls.client_ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            return str(getattr(exc, "reason", None) or exc.strerror or type(exc).__name__)
+        self._stamps = stamps
+        return "reloaded"
 
 
 @dataclass(frozen=True)
