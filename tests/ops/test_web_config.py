@@ -380,7 +380,9 @@ def test_mtls_refuses_a_client_without_a_certificate_of_the_ca(
     assert without in refused and foreign in refused, (without, foreign)
 
 
-def test_basic_auth_without_tls_and_the_header_format(tmp_path: Path) -> None:
+def test_basic_auth_without_tls_and_the_header_format(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     doc = {"basic_auth_users": {"prometheus": HASH}}
 
     def calls(port: int, scheme: str) -> list[int]:
@@ -389,7 +391,13 @@ def test_basic_auth_without_tls_and_the_header_format(tmp_path: Path) -> None:
         headers = [f"Basic {token}", f"basic {token}", f"Basic {token}x", "Basic", ""]
         return [fetch(url, header=h)[0] for h in headers] + [len(scheme)]
 
-    assert asyncio.run(serve_and(write(tmp_path, doc), calls)) == [200, 200, 401, 401, 401, 4]
+    with caplog.at_level(logging.WARNING, logger="driftwire.ops.health"):
+        codes = asyncio.run(serve_and(write(tmp_path, doc), calls))
+    assert codes == [200, 200, 401, 401, 401, 4]
+    assert [r.getMessage() for r in caplog.records] == [
+        "basic_auth_users without tls_server_config (http.web_config_file): passwords "
+        "cross the network readable"
+    ]
 
 
 def test_the_readme_example_loads(

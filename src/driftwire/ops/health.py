@@ -162,6 +162,11 @@ class HealthServer:
         await site.start()
         addresses = self._runner.addresses  # (host, port, ...) of the listening sockets
         self.port = int(addresses[0][1]) if addresses else port
+        if self._auth is not None and context is None:
+            log.warning(
+                "basic_auth_users without tls_server_config (http.web_config_file): passwords "
+                "cross the network readable"
+            )
         if context is not None and self._web is not None and self._web.tls is not None:
             reload = CertificateReload(self._web.tls, context)
             self._reloading = asyncio.create_task(self._reload(reload), name="tls-reload")

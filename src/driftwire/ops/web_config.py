@@ -215,9 +215,9 @@ def _tls(file: _File, doc: object) -> TlsServerConfig:
     if not isinstance(doc, Mapping):
         raise file.error(key, "must be a mapping with cert_file and key_file")
     _check_keys(file, doc, _TLS_KEYS, key + ".")
-    for needed in ("cert_file", "key_file"):
+    for needed, what in (("cert_file", "certificate"), ("key_file", "private key")):
         if not doc.get(needed):
-            raise file.error(f"{key}.{needed}", "missing", "name the PEM file of the server's")
+            raise file.error(f"{key}.{needed}", "missing", f"name the server's PEM {what} file")
     cert = file.readable(doc["cert_file"], f"{key}.cert_file")
     private = file.readable(doc["key_file"], f"{key}.key_file")
     ca = doc.get("client_ca_file")
