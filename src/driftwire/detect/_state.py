@@ -2,8 +2,9 @@
 
 A model's state (:class:`_Model`) holds, per version (:class:`_Version`), the profiles of
 the last evaluated buckets and of those still being assembled, the frozen reference, the rate
-and latency state, plus the model's completeness, the partial ids already merged, the
-traffic per bucket, the held-back alerts, the incidents' members and the ledger.
+and latency state, the never-seen categories counted since they first appeared, plus the
+model's completeness, the partial ids already merged, the traffic per bucket, the held-back
+alerts, the incidents' members and the ledger.
 :func:`model_snapshot` turns it (and the model's alert-policy conditions) into a JSON-able
 dict, bytes as hex;
 :func:`restored_model` reads it back. The evaluated buckets and the frozen reference are

@@ -13,8 +13,9 @@ missing_rate        window missing share - reference missing share       0.05 / 
 wrong_type          increase of the share of values of the other kind    0.01 / 0.05
 non_finite          increase of the share of NaN / ±inf (numeric)        0.01 / 0.05
 unseen_share        window share in categories the reference never saw  0.05 / 0.20
-new_category        share of the largest category the reference never   0.005 / never
-                    saw (with at least ``new_category_min_count`` values)
+new_category        share of a category the reference never saw, once   0.005 / never
+                    a test on its values since it first appeared says
+                    it is above half the threshold (see below)
 feature_added       share of window events carrying a feature the        0.01 / never
                     reference never had (schema change)
 feature_removed     share of reference events that carried a feature     0.05 / 0.50
@@ -33,9 +34,14 @@ window is significant only when the reference would have put enough events there
 ``p0 * n >= -ln(p)`` for the z's one-sided ``p`` (10.4 events at z = 4), and symmetrically a
 new feature must exceed what could have hidden unseen in the reference (``10.4 / n0``).
 
-``new_category`` names each never-seen category above its warning level, with its share and
-count, in the summary and the evidence: a new category carrying 0.5% of traffic is worth a
-look long before all unseen categories together reach 5%. Its floor is what the reference
+``new_category`` names each reported never-seen category, with its share, count and the test's
+p-value, in the summary and the evidence: a new category carrying 0.5% of traffic is worth a
+look long before all unseen categories together reach 5%. One window's counts cannot tell 1%
+from 0.2% at a thousand events, so the detector counts each one since it first appeared,
+across windows, and reports it by a one-sided binomial test
+(:mod:`driftwire.detect.new_categories`); without those counts (an offline report) the window
+is that test's only look. It fires in the first breaching window (its K is 1: the test has
+weighed the buckets already). Its floor is what the reference
 could have missed: a category of share ``p`` is absent from ``n0`` reference values with
 probability ``(1 - p) ** n0``, below the z's one-sided ``p`` once ``p >= 10.4 / n0`` (0.5% at
 2,100 reference values); a reference that stopped counting exactly (more than 256
