@@ -2,8 +2,9 @@
 
 A model's state (:class:`_Model`) holds, per version (:class:`_Version`), the profiles of
 the last evaluated buckets and of those still being assembled, the frozen reference, the rate
-and latency state, plus the model's completeness, the partial ids already merged, the
-traffic per bucket, the held-back alerts, the incidents' members and the ledger.
+and latency state, the never-seen categories counted since they first appeared, plus the
+model's completeness, the partial ids already merged, the traffic per bucket, the held-back
+alerts, the incidents' members and the ledger.
 :func:`model_snapshot` turns it (and the model's alert-policy conditions) into a JSON-able
 dict, bytes as hex;
 :func:`restored_model` reads it back. The evaluated buckets and the frozen reference are
@@ -22,6 +23,7 @@ from driftwire.alerts.policy import AlertPolicy
 from driftwire.detect.canary import VersionLedger
 from driftwire.detect.completeness import Completeness
 from driftwire.detect.latency import Creep, LatencyReference
+from driftwire.detect.new_categories import NewCategories
 from driftwire.detect.reference import Reference
 from driftwire.detect.settings import DetectSettings
 from driftwire.detect.throughput import RateState
@@ -36,6 +38,8 @@ class _Version:
     rate: RateState = field(default_factory=RateState)
     latency_ref: dict[str, LatencyReference] | None = None  # first complete window's latency
     creep: dict[str, Creep] = field(default_factory=dict)  # per segment
+    # never-seen categories counted since they first appeared (absent from earlier snapshots)
+    new_categories: NewCategories = field(default_factory=NewCategories)
     # built latency references by segment, keyed by the reference profile (not persisted)
     latency_cache: dict[str, tuple[object, LatencyReference]] = field(default_factory=dict)
     # after a restore: parts named by the snapshot, not loaded yet (see driftwire.detect._parts)
@@ -75,6 +79,7 @@ def model_snapshot(model: str, m: _Model, policy: AlertPolicy) -> dict[str, Any]
                 if st.latency_ref is None
                 else {s: r.to_state() for s, r in st.latency_ref.items()},
                 "creep": {s: c.to_state() for s, c in st.creep.items()},
+                "new_categories": st.new_categories.to_state(),
             }
             for v, st in m.versions.items()
         },
@@ -125,5 +130,6 @@ def restored_model(state: dict[str, Any], detect: DetectSettings) -> _Model:
             if latency_ref is None
             else {s: LatencyReference.from_state(r) for s, r in latency_ref.items()},
             creep={s: Creep.from_state(detect.latency, c) for s, c in st.get("creep", {}).items()},
+            new_categories=NewCategories.from_state(st.get("new_categories")),
         )
     return m

@@ -72,6 +72,7 @@ from driftwire.detect.window import ALL_SEGMENTS, detection_window
 from driftwire.detect.wording import attributed
 from driftwire.errors import FormatError
 from driftwire.partials import Partial, Watermark
+from driftwire.sketch.categorical import CategoricalSketch
 from driftwire.sketch.profile import Profile
 
 #: Why a latency percentile is not judged, when its window has min_count events.
@@ -484,6 +485,9 @@ class Detector:
                 base = choice.reference(segment)  # the model's reference, not per feature
                 labels = {"model": name, "model_version": version_name, "segment": segment}
                 described = {**base.describe(), "count": base.profile(segment).n_events}
+                self._count_new_categories(
+                    version, segment, base.profile(segment), profiles, bucket
+                )
                 for f in quality_findings(
                     base.profile(segment),
                     current,
@@ -492,6 +496,7 @@ class Detector:
                     min_count=self._d.min_count,
                     min_reference_count=self._d.min_reference_count,
                     also=self._decisions.firing_features(labels, "data_quality"),
+                    new_categories=version.new_categories,
                 ):
                     f.reference = described
                     findings.append(f)
@@ -500,6 +505,41 @@ class Detector:
         if self._on_evaluation is not None:
             self._on_evaluation(evaluation)
         return choice.reference(ALL_SEGMENTS), events
+
+    def _count_new_categories(
+        self,
+        version: _Version,
+        segment: str,
+        reference: Profile,
+        profiles: dict[str, Profile],
+        bucket: int,
+    ) -> None:
+        """Count this bucket's never-seen categories of ``segment`` since they first appeared
+        (:mod:`driftwire.detect.new_categories`); ``all`` counts every segment's."""
+        q = self._d.quality
+        new_for_ms = q.new_category_windows * self._d.window_buckets * self._bucket_ms
+        if segment == ALL_SEGMENTS:
+            parts = list(profiles.values())
+        else:
+            parts = [profiles[segment]] if segment in profiles else []
+        for feature, sketch in reference.features.items():
+            if not isinstance(sketch, CategoricalSketch):
+                continue
+            bucket_sketches = [
+                s for s in (p.feature(feature) for p in parts) if isinstance(s, CategoricalSketch)
+            ]
+            version.new_categories.observe(
+                segment,
+                feature,
+                sketch,
+                bucket_sketches,
+                bucket,
+                new_for_ms=new_for_ms,
+                cap=q.new_category_max_tracked,
+            )
+        version.new_categories.forget_before(
+            bucket - new_for_ms - self._d.window_buckets * self._bucket_ms
+        )
 
     def _note_reference(
         self, name: str, version_name: str, reference: Reference, window: dict[str, Profile]

@@ -13,8 +13,9 @@ missing_rate        window missing share - reference missing share       0.05 / 
 wrong_type          increase of the share of values of the other kind    0.01 / 0.05
 non_finite          increase of the share of NaN / ±inf (numeric)        0.01 / 0.05
 unseen_share        window share in categories the reference never saw  0.05 / 0.20
-new_category        share of the largest category the reference never   0.005 / never
-                    saw (with at least ``new_category_min_count`` values)
+new_category        share of a category the reference never saw, once   0.005 / never
+                    a test on its values since it first appeared says
+                    it is above half the threshold (see below)
 feature_added       share of window events carrying a feature the        0.01 / never
                     reference never had (schema change)
 feature_removed     share of reference events that carried a feature     0.05 / 0.50
@@ -33,9 +34,14 @@ window is significant only when the reference would have put enough events there
 ``p0 * n >= -ln(p)`` for the z's one-sided ``p`` (10.4 events at z = 4), and symmetrically a
 new feature must exceed what could have hidden unseen in the reference (``10.4 / n0``).
 
-``new_category`` names each never-seen category above its warning level, with its share and
-count, in the summary and the evidence: a new category carrying 0.5% of traffic is worth a
-look long before all unseen categories together reach 5%. Its floor is what the reference
+``new_category`` names each reported never-seen category, with its share, count and the test's
+p-value, in the summary and the evidence: a new category carrying 0.5% of traffic is worth a
+look long before all unseen categories together reach 5%. One window's counts cannot tell 1%
+from 0.2% at a thousand events, so the detector counts each one since it first appeared,
+across windows, and reports it by a one-sided binomial test
+(:mod:`driftwire.detect.new_categories`); without those counts (an offline report) the window
+is that test's only look. It fires in the first breaching window (its K is 1: the test has
+weighed the buckets already). Its floor is what the reference
 could have missed: a category of share ``p`` is absent from ``n0`` reference values with
 probability ``(1 - p) ** n0``, below the z's one-sided ``p`` once ``p >= 10.4 / n0`` (0.5% at
 2,100 reference values); a reference that stopped counting exactly (more than 256
@@ -65,6 +71,7 @@ from typing import Any
 
 from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
+from driftwire.detect.new_categories import Announced, NewCategories, judged
 from driftwire.detect.settings import QualitySettings
 from driftwire.sketch.numeric import CategoricalSketch, NumericSketch
 from driftwire.sketch.profile import Profile
@@ -145,8 +152,13 @@ def quality_findings(
     min_reference_count: int,
     consecutive: int | None = None,
     also: Iterable[str] = (),
+    new_categories: NewCategories | None = None,
 ) -> list[Finding]:
-    """Every quality check of every feature either side knows (plus ``also``)."""
+    """Every quality check of every feature either side knows (plus ``also``).
+
+    ``new_categories``: the version's never-seen categories counted since they first appeared
+    (the detector's); without it each window is judged alone.
+    """
     names = set(reference.features) | set(reference.untyped_missing) | set(reference.wrong_type)
     names |= set(current.features) | set(current.untyped_missing) | set(current.wrong_type)
     names |= set(also)
@@ -154,7 +166,7 @@ def quality_findings(
     out: list[Finding] = []
     for name in sorted(names):
         ref, cur = feature_counts(reference, name), feature_counts(current, name)
-        check = _Check(settings, labels, name, enough, consecutive)
+        check = _Check(settings, labels, name, enough, consecutive, new_categories)
         out.extend(check.all(ref, cur, reference.n_events, current.n_events))
     return out
 
@@ -169,8 +181,10 @@ class _Check:
         name: str,
         enough: bool,
         consecutive: int | None,
+        tracked: NewCategories | None = None,
     ) -> None:
         self.s, self.name = settings, name
+        self.tracked, self.segment = tracked, labels["segment"]
         self.enough, self.consecutive = enough, consecutive
         self.labels = {**labels, "kind": "data_quality", "feature": name}
         self.where = "all traffic" if labels["segment"] == "all" else labels["segment"]
@@ -264,44 +278,87 @@ class _Check:
 
     def _new_categories(self, ref: CategoricalSketch, cur: CategoricalSketch) -> Finding:
         n0, n1 = ref.count, cur.count
-        least = self.s.new_category_min_count
-        unseen = {k: n for k, n in cur.unseen(ref).items() if n >= least}
+        s = self.s
         floor = self.lack / n0 if n0 else INF
         if not ref.is_exact:
             floor += ref.count_error / max(n0, 1)
-        thresholds = _thresholds(self.s, "new_category", floor, floor_critical=False)
-        ranked = sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0]))
-        largest = ranked[0][1] / n1 if ranked and n1 else 0.0
-        ok = self.enough and n1 >= 1 and n0 >= 1
+        thresholds = _thresholds(s, "new_category", floor, floor_critical=False)
+        warning = thresholds.warning
+        ok = self.enough and n1 >= 1 and n0 >= 1 and math.isfinite(warning)
+        unseen = cur.unseen(ref)
+        announced: list[Announced] = []
+        alpha, least = s.new_category_alpha, s.new_category_min_count
+        if ok and self.tracked is not None:  # counted since first seen (detect.new_categories)
+            announced = self.tracked.judge(
+                self.segment,
+                self.name,
+                unseen,
+                n1,
+                floor=warning,
+                alpha=alpha,
+                window_alpha=s.new_category_window_alpha,
+                least=least,
+            )
+        elif ok:  # one look at this window alone
+            announced = judged({}, unseen, n1, warning, alpha, alpha, least)
+        announced.sort(key=lambda a: (-a.share, a.category))
+        # a category the test just reported breaches (its estimate may sit just under the
+        # floor: the test decided); a reported one is held to the floor by its window share
+        value = max(
+            (a.share if a.basis == "reported" else max(a.share, warning) for a in announced),
+            default=0.0,
+        )
+        shown = max((a.share for a in announced), default=0.0)
         new = [
-            {"category": k, "share": round(n / n1, 6), "count": n}
-            for k, n in ranked
-            if n / n1 >= thresholds.warning
-        ][:10]
-        listed = ", ".join(f"{c['category']!r} {c['share']:.1%} ({c['count']})" for c in new)
-        more = sum(1 for k, n in ranked if n / n1 >= thresholds.warning) - len(new)
-        if more > 0:
-            listed += f" and {more} more"
-        return self._finding(
+            {
+                "category": a.category,
+                "share": round(a.share, 6),
+                "count": a.count,
+                "values": a.values,
+                "basis": a.basis,
+                "p_value": None if a.p_value is None else float(f"{a.p_value:.3g}"),
+            }
+            for a in announced[:10]
+        ]
+        listed = ", ".join(
+            f"{c['category']!r} {c['share']:.1%} ({c['count']} of {c['values']} values"
+            + (
+                " since it first appeared)"
+                if c["basis"] == "since first seen"
+                else " in the window)"
+            )
+            for c in new
+        )
+        if len(announced) > len(new):
+            listed += f" and {len(announced) - len(new)} more"
+        finding = self._finding(
             "new_category",
-            largest if ok else None,
+            value if ok else None,
             thresholds,
-            firing=f"new categories: {listed} of the window (≥ {{threshold}} each)",
+            firing=f"new categories: {listed} (floor {{threshold}})",
             resolved="no new category above its threshold any more",
             description=(
-                f"Categories of {self.name} the reference ({n0} values) never saw, each carrying "
-                f"at least the threshold share of the window's {n1} values: {listed or 'none'}. "
-                f"The threshold is the larger of the configured share and what the reference "
-                f"could have missed ({floor:.2%} at its size)."
+                f"Categories of {self.name} the reference ({n0} values) never saw, reported when "
+                f"their values since they first appeared (or, once no longer new, in one window) "
+                f"reject a share of at most half the floor ({warning / 2:.2%}) in a one-sided "
+                f"binomial test at alpha {s.new_category_alpha:g} (one window: "
+                f"{s.new_category_window_alpha:g}) with at least {s.new_category_min_count} "
+                f"values: {listed or 'none'}. The floor is the larger of the configured share "
+                f"and what the reference could have missed ({floor:.2%} at its size)."
             ),
             evidence={
                 "new_categories": new,
                 "unseen_categories": len(unseen),
                 "reference_exact": ref.is_exact,
                 "floor": None if floor == INF else round(floor, 6),
+                "null_share": round(warning / 2, 6) if math.isfinite(warning) else None,
             },
             count=n1,
         )
+        finding.consecutive = 1  # the test already weighed the evidence of several buckets
+        if ok and shown != value:
+            finding.shown = shown
+        return finding
 
     def _removed(self, ref: FeatureCounts, gone: bool, n1: int) -> Finding:
         n0 = ref.events

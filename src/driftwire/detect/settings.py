@@ -124,8 +124,36 @@ class QualitySettings(_Section):
     new_category_min_count: int = Field(
         5,
         ge=1,
-        description="values a never-seen category needs in a window to count as new_category "
-        "(its share threshold is thresholds.new_category, 0.5% by default)",
+        description="values a never-seen category needs (since it first appeared, or in the "
+        "window) before new_category may report it; its share floor is "
+        "thresholds.new_category, 0.5% by default",
+    )
+    new_category_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="level of the one-sided binomial test of share <= half the floor on a "
+        "never-seen category's values since it first appeared (see detect.quality)",
+    )
+    new_category_windows: int = Field(
+        2,
+        ge=1,
+        description="windows a never-seen category is counted from its first appearance; "
+        "after that it is no longer new and is judged on one window's values",
+    )
+    new_category_window_alpha: float = Field(
+        0.001,
+        gt=0,
+        lt=1,
+        description="level of the same test on one window's values (a category no longer "
+        "new, or not counted since its first appearance)",
+    )
+    new_category_max_tracked: int = Field(
+        32,
+        ge=1,
+        le=4096,
+        description="never-seen categories kept per (version, segment, input); beyond that "
+        "the one seen longest ago is forgotten",
     )
 
 
