@@ -44,14 +44,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from driftwire.alerts.alert import Alert, encode
+from driftwire.decode.batch import Rejection
+from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_dead_letter
+from driftwire.detect.intake import IntakeLimits, InvalidPartial, Rejected, admit
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 from driftwire.detect.status import ConditionStatus, ModelStatus
-from driftwire.errors import FormatError, InputError, TransportError
+from driftwire.errors import InputError, TransportError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.lifecycle import Lifecycle
+from driftwire.ops.logs import LogLimiter
 from driftwire.ops.metrics import DetectMetrics, DriftScoreCollector, Metrics
-from driftwire.partials import Partial, decode_record
+from driftwire.partials import Partial
 from driftwire.stages.detect._baselines import BaselinesFollower
 from driftwire.stages.detect._faust import (
     FaustOptions,
@@ -81,6 +85,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+STAGE = "detect"
+#: At most one log line per reason of refused records, and one for failed evaluations, per
+#: this many seconds (the metrics count every one).
+LOG_INTERVAL_S = 300.0
 
 
 class DetectStage:
@@ -122,6 +131,8 @@ class DetectStage:
         self._replication = 1
         self._app: faust.App | None = None
         self._alerts_topic: Any = None
+        self._dead_letter_topic: Any = None
+        self._log_limit = LogLimiter(LOG_INTERVAL_S)
         self._fatal: BaseException | None = None
         self._revoked_at: float | None = None
         self._last_full_snapshot = 0.0
@@ -389,6 +400,13 @@ class DetectStage:
             key_serializer="raw",
             value_serializer="raw",
         )
+        self._dead_letter_topic = app.topic(
+            s.topics.dead_letter_topic,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
         self._store.create(
             app,
             partitions,
@@ -398,7 +416,7 @@ class DetectStage:
 
         async def detect(stream: faust.StreamT[bytes]) -> None:
             async for event in stream.events():
-                await self._on_record(event.value, event.message.partition)
+                await self._on_record(event.value, event.message.partition, event.message)
 
         app.agent(partials, name=f"{self.app_id}.detect")(detect)
         app.timer(self._o.tick_interval_s, name=f"{self.app_id}.tick")(self._on_tick)
@@ -410,17 +428,21 @@ class DetectStage:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    async def _on_record(self, value: bytes | None, partition: int) -> None:
-        """One partials-topic record. Bad input is counted and logged, never raised."""
+    def _intake_limits(self) -> IntakeLimits:
+        p, d = self._s.profile, self._s.detect
+        ahead_s = p.max_future_seconds + p.bucket_seconds + d.clock_skew_seconds
+        return IntakeLimits(
+            bucket_ms=int(p.bucket_seconds * 1000), max_ahead_ms=int(ahead_s * 1000)
+        )
+
+    async def _on_record(self, value: bytes | None, partition: int, message: Any = None) -> None:
+        """One partials-topic record. A record that fails the intake checks
+        (:mod:`driftwire.detect.intake`) is dead-lettered and counted before it touches any
+        state; other bad input is counted and logged, never raised."""
         now_ms = self._now_ms()
-        try:
-            record = decode_record(value if value is not None else b"")
-        except FormatError as exc:
-            self._m.records.labels(type="malformed").inc()
-            log.warning(
-                "malformed partials record skipped",
-                extra={"fields": {"partition": partition, "error": str(exc)[:200]}},
-            )
+        record = admit(value, now_ms=now_ms, limits=self._intake_limits())
+        if isinstance(record, Rejected):
+            await self._reject(record, value, partition, message, now_ms)
             return
         slot = self._slot(partition)
         try:
@@ -433,6 +455,9 @@ class DetectStage:
                 self._m.records.labels(type="watermark").inc()
                 fresh = slot.new_mark(record)  # a replayed one has nothing new to tell
                 alerts = slot.detector.on_watermark(record, now_ms) if fresh else []
+        except InvalidPartial as exc:
+            await self._reject(exc.rejected, value, partition, message, now_ms)
+            return
         except InputError as exc:
             self._m.records.labels(type="malformed").inc()
             log.warning(
@@ -449,10 +474,85 @@ class DetectStage:
             return
         self._report_small_references(slot.detector)
         self._count_late_partials(slot.detector)
+        self._report_failures(slot.detector)
         await self._send_alerts(partition, slot, alerts)
         self._store.write_parts(slot)
         self._store.write_snapshots(slot, slot.detector.take_changed())
         self._m.last_progress.set(self._clock())
+
+    async def _reject(
+        self, rejected: Rejected, value: bytes | None, partition: int, message: Any, now_ms: int
+    ) -> None:
+        """Dead-letter a refused record (headers as for events, stage ``detect``), count it,
+        and wait for the broker: a dead letter that is not acknowledged stops the stage, so
+        the record is read again after the restart."""
+        self._m.invalid_partials.labels(reason=rejected.reason).inc()
+        self._m.records.labels(type="malformed").inc()
+        if self._log_limit(f"invalid:{rejected.reason}", now_s=self._clock()):
+            log.warning(
+                "partials record refused and dead-lettered",
+                extra={
+                    "fields": {
+                        "reason": rejected.reason,
+                        "field": rejected.field,
+                        "partition": partition,
+                        "error": rejected.message[:200],
+                    }
+                },
+            )
+        if self._dead_letter_topic is None:
+            raise self._life.not_started("dead-letter topic")
+        key = getattr(message, "key", None)
+        offset = getattr(message, "offset", -1)
+        stamp = getattr(message, "timestamp", None)
+        original = getattr(message, "headers", None) or ()
+        if isinstance(original, dict):
+            original = original.items()
+        headers = dead_letter_headers(
+            Rejection(0, rejected.reason, rejected.field or None, rejected.message),
+            SourceRecord(
+                self._s.topics.partials,
+                partition,
+                int(offset),
+                None if stamp is None else int(stamp * 1000),
+            ),
+            group=self.app_id,
+            stage=STAGE,
+            now_ms=now_ms,
+            original=tuple((str(k), bytes(v or b"")) for k, v in original),
+        )
+        sent_value, headers = fit_dead_letter(key, value, headers)
+        try:
+            fut = await self._dead_letter_topic.send(key=key, value=sent_value, headers=headers)
+            await asyncio.wait_for(fut, timeout=self._o.alert_timeout_s)
+        except Exception as exc:
+            log.error(
+                "dead letter of a partials record not acknowledged; stopping to read it again",
+                extra={"fields": {"partition": partition, "error": repr(exc)}},
+            )
+            self._fatal = self._fatal or exc
+
+    def _report_failures(self, detector: DetectorLike) -> None:
+        """Count the evaluations that raised (the detector went on with the other models)
+        and log them, at most once per :data:`LOG_INTERVAL_S`."""
+        take = getattr(detector, "take_failures", None)
+        failures = take() if take is not None else []
+        if not failures:
+            return
+        self._m.evaluation_failures.inc(len(failures))
+        if self._log_limit("evaluation", now_s=self._clock()):
+            first = failures[0]
+            log.error(
+                "evaluating a model failed; its bucket was skipped, the other models went on",
+                extra={
+                    "fields": {
+                        "model": first.model,
+                        "bucket_end_ms": first.bucket_end_ms,
+                        "error": first.error,
+                        "failures": len(failures),
+                    }
+                },
+            )
 
     def _slot(self, partition: int) -> _Slot:
         slot = self._slots.get(partition)
@@ -475,6 +575,7 @@ class DetectStage:
                 log.exception("detector tick failed")
                 continue
             self._report_small_references(slot.detector)
+            self._report_failures(slot.detector)
             changed = slot.detector.take_changed()
             if full:  # also what is known of the input partitions
                 changed |= slot.models
