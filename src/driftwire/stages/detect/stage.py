@@ -64,6 +64,7 @@ from driftwire.stages.detect._faust import (
     check_topics,
     faust_credentials,
     max_message_bytes,
+    topic_exists,
 )
 from driftwire.stages.detect._outbox import OutboxEntry
 from driftwire.stages.detect._slots import DetectorLike, _Slot, partition_of
@@ -132,6 +133,7 @@ class DetectStage:
         self._app: faust.App | None = None
         self._alerts_topic: Any = None
         self._dead_letter_topic: Any = None
+        self._dead_letter_missing = False  # checked at start: never send to a missing topic
         self._log_limit = LogLimiter(LOG_INTERVAL_S)
         self._fatal: BaseException | None = None
         self._revoked_at: float | None = None
@@ -263,6 +265,14 @@ class DetectStage:
             if topics is None:
                 return  # stopped while waiting for the partials topic
             self._partitions, self._replication = topics
+            dead_letters = self._s.topics.dead_letter_topic
+            if not await topic_exists(self._s, dead_letters):
+                log.warning(
+                    "dead-letter topic does not exist: refused partials records are counted "
+                    "and logged, not dead-lettered (create it and restart)",
+                    extra={"fields": {"topic": dead_letters}},
+                )
+                self._dead_letter_missing = True
             loaded = await self._wait(
                 self._baselines.ready, stop, baselines, self._o.baselines_wait_s
             )
@@ -502,6 +512,8 @@ class DetectStage:
             )
         if self._dead_letter_topic is None:
             raise self._life.not_started("dead-letter topic")
+        if self._dead_letter_missing:
+            return
         key = getattr(message, "key", None)
         offset = getattr(message, "offset", -1)
         stamp = getattr(message, "timestamp", None)
