@@ -6,6 +6,7 @@ of the in-memory pipeline fed the valid stream alone."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import orjson
@@ -33,7 +34,9 @@ from driftwire.offline.generator import generate
 from driftwire.ops.health import Readiness
 from driftwire.ops.metrics import Metrics
 from driftwire.partials import REJECT_REASONS, Partial, Watermark
-from driftwire.stages.detect.stage import DetectStage, FaustOptions
+from driftwire.sketch.numeric import SketchParams
+from driftwire.sketch.profile import Profile
+from driftwire.stages.detect.stage import DetectStage, FaustOptions, partition_of
 
 TEN_YEARS_MS = 10 * 365 * 86_400_000
 
@@ -113,5 +116,65 @@ def test_bad_partials_are_dead_lettered_and_change_nothing(
         alerts = await _read_all(kafka_bootstrap, t.alerts, want=len(expected) + 1, limit=5.0)
         assert _ce_ids(alerts) == expected_ids  # none lost, none added, same order
         assert windows == oracle.detector.status_records()  # windows, evaluated_until
+
+    _run(scenario)
+
+
+def _profile(n: int, start_ms: int, params: SketchParams | None = None) -> bytes:
+    profile = Profile(params, start_ms=start_ms, end_ms=start_ms + MINUTE)
+    profile.update([{"age": float(i)} for i in range(n)])
+    return profile.to_bytes()
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(240)
+def test_a_model_whose_evaluation_raises_keeps_the_others_alerts(
+    kafka_bootstrap: str, topic_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="driftwire.stages.detect.stage")
+    s = _real_settings(kafka_bootstrap, topic_name)
+    t = s.topics
+    create_topic(kafka_bootstrap, t.partials, 2)
+    create_topic(kafka_bootstrap, t.alerts, 1)
+    create_topic(kafka_bootstrap, t.dead_letter_topic, 1)
+    oracle = _Oracle(s)
+    expected = list(oracle.run(generate(_stream(3, income_shift_from=6))))
+    expected_ids = [a.cloudevent(s.alerts.source)["id"] for a in expected]
+    # a model in churn's partition (so in its detector, and before it) whose two buckets were
+    # profiled with different sketch parameters: evaluating its second window raises
+    broken = next(
+        m
+        for m in (f"a-broken-{i}" for i in range(100))
+        if partition_of(m, 2) == partition_of("churn", 2)
+    )
+    topic = oracle.core.topic
+    partials = [
+        Partial(topic, 0, 0, 9, START_MS, START_MS + MINUTE, broken, "1", 10,
+                {"": _profile(10, START_MS)}),
+        Partial(topic, 0, 10, 19, START_MS + MINUTE, START_MS + 2 * MINUTE, broken, "1", 10,
+                {"": _profile(10, START_MS + MINUTE, SketchParams(k=100))}),
+    ]  # fmt: skip
+    first = [(t.partials, broken.encode(), p.encode(), None) for p in partials]
+
+    async def scenario() -> None:
+        registry = CollectorRegistry()
+        stage = DetectStage.from_settings(
+            s, Metrics(registry), Readiness(), options=FaustOptions(stop_timeout_s=20)
+        )
+        run = Running(stage)
+        try:
+            await run.ready(partitions=2)
+            produced = [*first, *_to_topic(t.partials, oracle.records, 2)]
+            await _produce(kafka_bootstrap, produced)
+            await _processed_at_least(registry, len(produced))
+        finally:
+            await run.close()
+        assert registry.get_sample_value("driftwire_detect_evaluation_failures_total") == 1
+        assert registry.get_sample_value("driftwire_detect_records_total", {"type": "failed"}) == 0
+        alerts = await _read_all(kafka_bootstrap, t.alerts, want=len(expected) + 20, limit=5.0)
+        churn = [a for a in alerts if orjson.loads(a.value)["data"]["labels"]["model"] == "churn"]
+        assert _ce_ids(churn) == expected_ids
+        logged = [r for r in caplog.records if "evaluating a model failed" in r.getMessage()]
+        assert len(logged) == 1
 
     _run(scenario)
