@@ -8,11 +8,12 @@
 # fresh slim base, so the final image has no compiler, no pip cache and no source tree, and runs
 # as an unprivileged user. Configuration: /etc/driftwire/driftwire.yaml (mount your own over it)
 # plus DRIFTWIRE_<SECTION>_<KEY> environment variables, which override the file.
-# The base is named by tag: pin it by digest where the build can resolve one (docker buildx
-# imagetools inspect python:3.11.14-slim-bookworm), e.g.
-#   --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>
-# and write that digest here; the test in tests/ops accepts tag@sha256:<64 hex>.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# The base is pinned by tag and by the digest of its multi-architecture index, so a rebuild
+# starts from the same bytes whatever the tag points at later. To move to a newer base, read the
+# new digest (docker buildx imagetools inspect python:3.11.<n>-slim-bookworm, the "Digest:"
+# line) and write tag@digest here, or pass --build-arg PYTHON_IMAGE=<tag>@sha256:<digest>; the
+# test in tests/ops requires python:3.11.<n>-slim-bookworm@sha256:<64 hex>.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -60,6 +60,18 @@ class TransportError(DriftwireError):
         self.retriable = retriable
 
 
+class AuthorizationError(TransportError):
+    """The broker refused an operation because the principal lacks an ACL.
+
+    ``needs`` says which, as the rest of the sentence "it needs ...": e.g. ``Write on topic
+    X (...)``; the process ends with it as one line, without retry.
+    """
+
+    def __init__(self, needs: str) -> None:
+        super().__init__(f"not authorized: it needs {needs}", retriable=False)
+        self.needs = needs
+
+
 class LifecycleError(DriftwireError, RuntimeError):
     """A long-running part was used in the wrong phase: run twice, or used before it started.
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import bcrypt
 import orjson
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 from scenarios import MINUTE, SEGMENT, START, pipeline, small
+from tls_certs import CertificateAuthority
 
 from driftwire.cli.command import main
 from driftwire.cli.status import fetch_status, render_status
@@ -27,6 +32,7 @@ from driftwire.detect.status import (
 from driftwire.errors import DriftwireError
 from driftwire.offline.generator import Change, generate
 from driftwire.ops.health import HealthServer, Readiness
+from driftwire.ops.web_config import WebConfig, load_web_config
 from driftwire.stages.detect.status_api import StatusApi
 
 URL = "http://localhost:9464"
@@ -132,22 +138,28 @@ def test_a_held_back_alert_is_marked() -> None:
     assert "* held back: by a silence" in text
 
 
-@pytest.fixture
-def served(detector: Detector) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(detector: Detector, web_config: WebConfig | None = None) -> Iterator[str]:
     """The status routes of a real HTTP server on a thread's event loop."""
     loop = asyncio.new_event_loop()
     api = StatusApi(lambda: DetectorSource(detector), worker=lambda: {"stage": "all"})
-    server = HealthServer(CollectorRegistry(), Readiness(), api.routes())
+    server = HealthServer(CollectorRegistry(), Readiness(), api.routes(), web_config=web_config)
     loop.run_until_complete(server.start("127.0.0.1", 0))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.port}"
+        yield f"{server.scheme}://localhost:{server.port}"
     finally:
         asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@pytest.fixture
+def served(detector: Detector) -> Iterator[str]:
+    with serving(detector) as url:
+        yield url
 
 
 def test_fetching_follows_the_pages(served: str, detector: Detector) -> None:
@@ -190,3 +202,42 @@ def test_asking_for_insufficient_data_shows_the_reasons_alone(detector: Detector
     text = render_status(doc, url=URL, show_ok=True)
     assert "No conditions." not in text and "Nothing fires" not in text
     assert "Insufficient data:" in text and "STATE" not in text
+
+
+def test_a_protected_worker_is_asked_over_https_with_a_user(
+    detector: Detector, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = CertificateAuthority.create(tmp_path / "pki", "status-ca")
+    cert = ca.issue("worker", hosts=("localhost",))
+    hashed = bcrypt.hashpw(b"pw-status-1", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(
+        yaml.safe_dump(
+            {
+                "tls_server_config": {"cert_file": str(cert.cert), "key_file": str(cert.key)},
+                "basic_auth_users": {"ops": hashed},
+            }
+        )
+    )
+    (tmp_path / "pw").write_text("pw-status-1\n")
+    (tmp_path / "bad").write_text("pw-status-2\n")
+    with serving(detector, load_web_config(str(web))) as url:
+        assert url.startswith("https://")
+        flags = ["--url", url, "--cafile", str(ca.cert)]
+        ok = ["--user", "ops", "--password-file", str(tmp_path / "pw")]
+        assert main(["status", *flags, *ok, "--json"]) == 0
+        assert orjson.loads(capsys.readouterr().out)["counts"]["firing"] > 0
+        assert main(["status", *flags]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"driftwire: {url} answered 401: it wants a user (its http.web_config_file): "
+            "give --user and --password-file"
+        ]
+        bad = ["--user", "ops", "--password-file", str(tmp_path / "bad")]
+        assert main(["status", *flags, *bad]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "its user or password is wrong" in err[0]
+        assert main(["status", "--url", url, *ok]) == 1  # the worker's CA not given
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "CERTIFICATE_VERIFY_FAILED" in err[0], err
+        assert main(["status", *flags, "--password-file", str(tmp_path / "pw")]) == 1
+        assert capsys.readouterr().err.strip() == "driftwire: --password-file needs --user"

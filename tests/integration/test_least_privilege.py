@@ -94,8 +94,34 @@ def test_the_listed_acls_are_enough_for_the_whole_worker(
         (Acl("TOPIC", "{events}", "READ"), "Read and Describe on topic {events} "),
         (Acl("TOPIC", "{events}.dlq", "WRITE"), "Write and Describe on topic {events}.dlq "),
         (Acl("GROUP", "{events}-lp", "READ"), "Read on group {events}-lp "),
+        # the detect stage's Faust app, which would wait or carry on without its state
+        (
+            Acl("GROUP", "{events}-lp-detect", "READ", prefixed=True),
+            "Read on group {events}-lp-detect (the detect stage's Faust app: the prefixed "
+            "ACLs on {events}-lp-detect) ",
+        ),
+        (
+            Acl("TOPIC", "{events}-lp-detect", "CREATE", prefixed=True),
+            "Create on topic {events}-lp-detect-detector-changelog (the detect stage's ",
+        ),
+        (
+            Acl("TOPIC", "{events}-lp-detect", "READ", prefixed=True),
+            "Read on topic {events}-lp-detect-detector-changelog (the detect stage's ",
+        ),
+        (
+            Acl("TOPIC", "{events}-lp-detect", "WRITE", prefixed=True),
+            "Write on topic {events}-lp-detect-detector-changelog (the detect stage's ",
+        ),
     ],
-    ids=["events-read", "dead-letter-write", "group-read"],
+    ids=[
+        "events-read",
+        "dead-letter-write",
+        "group-read",
+        "faust-group-read",
+        "faust-topics-create",
+        "faust-topics-read",
+        "faust-topics-write",
+    ],
 )
 def test_a_missing_acl_ends_the_worker_with_one_line_naming_it(
     secure_kafka: SecureKafka, topic_name: str, tmp_path: Path, dropped: Acl, says: str
@@ -112,7 +138,12 @@ def test_a_missing_acl_ends_the_worker_with_one_line_naming_it(
         alerts=f"{topic_name}.{run}.alerts",
         group=f"{topic_name}-{run}",
     )
-    missing = Acl(dropped.resource, dropped.name.format(events=topic_name), dropped.operation)
+    missing = Acl(
+        dropped.resource,
+        dropped.name.format(events=topic_name),
+        dropped.operation,
+        prefixed=dropped.prefixed,
+    )
     acls.remove(missing)
     principal = f"User:{LEAST_USER}"
     asyncio.run(create_acls(secure_kafka.admin, principal, acls))

@@ -89,6 +89,7 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
 
     from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
     from driftwire.ops.metrics import BridgeMetrics
+    from driftwire.ops.web_config import load_web_config
 
     built = build_target(target, settings)
     registry = CollectorRegistry()
@@ -96,11 +97,14 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
     shell = BridgeShell(
         settings, built, metrics=BridgeMetrics(registry, built.name), readiness=readiness
     )
-    health = HealthServer(registry, readiness)
+    web_config = load_web_config(settings.http.web_config_file)
+    health = HealthServer(registry, readiness, web_config=web_config)
     await health.start(settings.http.host, settings.bridges.http_port)
     log.info(
         "bridge serving metrics and health",
-        extra={"fields": {"target": built.name, "http_port": health.port}},
+        extra={
+            "fields": {"target": built.name, "http_port": health.port, "http_scheme": health.scheme}
+        },
     )
 
     async def watchdog() -> None:
@@ -127,10 +131,12 @@ def run_bridge(target: str, config: str | None) -> int:
     from driftwire.ops.broker import wait_for_broker
     from driftwire.ops.kafka_check import check_kafka
     from driftwire.ops.logs import configure_logging
+    from driftwire.ops.web_config import load_web_config
 
     settings = load_settings(config)
     configure_logging(settings.log.level)
     build_target(target, settings)  # a configuration error before anything starts
+    load_web_config(settings.http.web_config_file)
     try:
         https_context(settings.bridges.ssl_cafile)
     except (OSError, ssl.SSLError) as exc:

@@ -194,6 +194,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--all", action="store_true", help="list ok conditions too")
     status.add_argument("--json", action="store_true", help="print the status document (JSON)")
+    status.add_argument("--cafile", help="PEM CA of an https worker's certificate")
+    status.add_argument("--user", help="basic-auth user of the worker's http.web_config_file")
+    status.add_argument("--password-file", help="file holding that user's password")
     return parser
 
 
@@ -256,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_config_check(args.file)
         if args.command == "status":
-            from driftwire.cli.status import run_status
+            from driftwire.cli.status import Access, run_status
 
             return run_status(
                 args.url,
@@ -264,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 states=args.state,
                 as_json=args.json,
                 show_ok=args.all,
+                access=Access.from_options(args.cafile, args.user, args.password_file),
             )
         if args.command == "baseline":
             from driftwire.cli.baseline import run_baseline_build

@@ -2,8 +2,9 @@
 
 The effective settings are the defaults, the file and the ``DRIFTWIRE_*`` variables, as a
 worker would run with them, printed as YAML with every secret (a field that is never logged:
-SASL password, PagerDuty routing key, Slack webhook URL, webhook headers) masked. A bad file
-gives the same one line as at start-up, with a fix, and exit code 2.
+SASL password, PagerDuty routing key, Slack webhook URL, webhook headers) masked. A bad file,
+or a bad file that ``http.web_config_file`` names, gives the same one line as at start-up,
+with a fix, and exit code 2.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def effective_yaml(settings: Settings) -> str:
 
 
 def run_config_check(path: str | None) -> int:
+    from driftwire.ops.web_config import load_web_config
+
     settings = load_settings(path)
+    load_web_config(settings.http.web_config_file)  # the file it names is checked too
     source = path or "no file (defaults)"
     print(
         f"# {source}: valid. Effective settings (defaults < file < DRIFTWIRE_* variables), "

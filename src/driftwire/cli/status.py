@@ -3,7 +3,9 @@
 It reads the worker's ``/api/v1/status`` (following its pages) and prints the models with
 their reference and last window, then the conditions that need attention, firing first, in
 80 columns; ``ok`` conditions are counted (``--all`` lists them too). Insufficient data is
-summarised by reason. ``--json`` prints the document instead (all pages merged).
+summarised by reason. ``--json`` prints the document instead (all pages merged). A worker with
+an ``http.web_config_file`` is asked over HTTPS (``--cafile``: the CA of its certificate) with a
+basic-auth user (``--user``, the password from ``--password-file``).
 
 >>> doc = {"counts": {"firing": 0, "breaching": 0, "insufficient_data": 0, "ok": 3},
 ...        "models": [], "conditions": [], "worker": {}}
@@ -17,17 +19,19 @@ Nothing fires or breaches.
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import textwrap
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from driftwire.errors import DriftwireError
 
-__all__ = ["fetch_status", "render_status", "run_status"]
+__all__ = ["Access", "fetch_status", "render_status", "run_status"]
 
 DEFAULT_URL = "http://localhost:9464"
 MAX_PAGES = 50  # x 1000 conditions: more than any worker at the cardinality caps holds
@@ -40,6 +44,43 @@ _STATE_TEXT = {
 }
 
 
+class Access:
+    """How to reach a protected worker: the CA of its certificate, a basic-auth user."""
+
+    def __init__(
+        self, cafile: str | None = None, user: str | None = None, password: str | None = None
+    ) -> None:
+        self.headers: dict[str, str] = {}
+        if user is not None:
+            from driftwire.ops.basic_auth import basic_header
+
+            self.headers["Authorization"] = basic_header(user, password or "")
+        self.context: ssl.SSLContext | None = None
+        if cafile is not None:
+            try:
+                self.context = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as exc:
+                why = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+                raise DriftwireError(f"--cafile {cafile} cannot be used: {why}") from None
+
+    @classmethod
+    def from_options(
+        cls, cafile: str | None, user: str | None, password_file: str | None
+    ) -> Access:
+        password = None
+        if password_file is not None:
+            try:
+                password = Path(password_file).read_text().strip()
+            except OSError as exc:
+                why = exc.strerror
+                raise DriftwireError(
+                    f"cannot read --password-file {password_file}: {why}"
+                ) from None
+        if password is not None and user is None:
+            raise DriftwireError("--password-file needs --user")
+        return cls(cafile, user, password)
+
+
 def fetch_status(
     url: str,
     *,
@@ -47,21 +88,23 @@ def fetch_status(
     states: str | None = None,
     timeout_s: float = 10.0,
     page_size: int = 1000,
+    access: Access | None = None,
 ) -> dict[str, Any]:
     """The worker's status document, every page of it merged (conditions concatenated)."""
+    access = access or Access()
     base = url.rstrip("/") + "/api/v1/status"
     params: dict[str, str] = {"limit": str(page_size)}
     if model:
         params["model"] = model
     if states:
         params["state"] = states
-    doc = page = _get(f"{base}?{urllib.parse.urlencode(params)}", url, timeout_s)
+    doc = page = _get(f"{base}?{urllib.parse.urlencode(params)}", url, timeout_s, access)
     for _ in range(MAX_PAGES - 1):
         cursor = page.get("next_cursor")
         if not cursor:
             break
         params["cursor"] = cursor
-        page = _get(f"{base}?{urllib.parse.urlencode(params)}", url, timeout_s)
+        page = _get(f"{base}?{urllib.parse.urlencode(params)}", url, timeout_s, access)
         doc["conditions"] += page["conditions"]
         known = {m["model"] for m in doc["models"]}
         doc["models"] += [m for m in page["models"] if m["model"] not in known]
@@ -69,12 +112,19 @@ def fetch_status(
     return doc
 
 
-def _get(address: str, url: str, timeout_s: float) -> dict[str, Any]:
+def _get(address: str, url: str, timeout_s: float, access: Access) -> dict[str, Any]:
+    request = urllib.request.Request(address, headers=access.headers)
     try:
-        with urllib.request.urlopen(address, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=access.context) as response:
             body: dict[str, Any] = json.loads(response.read())
             return body
     except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            wrong = "its user or password is wrong" if access.headers else "it wants a user"
+            raise DriftwireError(
+                f"{url} answered 401: {wrong} (its http.web_config_file): "
+                "give --user and --password-file"
+            ) from None
         try:
             why = json.loads(exc.read()).get("error", exc.reason)
         except ValueError:
@@ -208,9 +258,10 @@ def run_status(
     states: str | None = None,
     as_json: bool = False,
     show_ok: bool = False,
+    access: Access | None = None,
 ) -> int:
     """``driftwire status``: print the worker's status; 0, or 1 if the worker is unreachable."""
-    doc = fetch_status(url, model=model, states=states)
+    doc = fetch_status(url, model=model, states=states, access=access)
     if as_json:
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")

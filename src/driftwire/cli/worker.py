@@ -28,6 +28,7 @@ from driftwire.ops.kafka_check import authorization_problem, check_kafka
 from driftwire.ops.logs import configure_logging
 from driftwire.ops.metrics import ConfigMetrics, Metrics
 from driftwire.ops.topics import ensure_topics
+from driftwire.ops.web_config import load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,13 @@ async def serve(
         return {"stage": stage, "config_hash": running}
 
     api = StatusApi(lambda: detect, worker=worker_info)
-    health = HealthServer(registry, readiness, api.routes(), before_scrape=metrics.before_scrape)
+    health = HealthServer(
+        registry,
+        readiness,
+        api.routes(),
+        before_scrape=metrics.before_scrape,
+        web_config=load_web_config(settings.http.web_config_file),
+    )
     await health.start(settings.http.host, settings.http.port)
     try:
         reachable = await wait_for_broker(settings.kafka, stop)
@@ -101,6 +108,7 @@ async def serve(
             "fields": {
                 "stage": stage,
                 "http_port": health.port,
+                "http_scheme": health.scheme,
                 "events_topic": settings.topics.events,
             }
         },
@@ -178,6 +186,7 @@ async def serve(
 def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float = 2.0) -> int:
     settings = load_settings(config)
     configure_logging(settings.log.level)
+    load_web_config(settings.http.web_config_file)  # a bad file: one line before anything starts
     tune_gc()
     # `kill -USR1 <pid>`: every thread's stack on stderr, for a worker that seems to hang
     faulthandler.register(signal.SIGUSR1, all_threads=True)

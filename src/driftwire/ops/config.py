@@ -260,6 +260,12 @@ class HttpSettings(_Section):
 
     host: str = "0.0.0.0"
     port: int = Field(9464, ge=0, le=65535)
+    web_config_file: str | None = Field(
+        None,
+        description="YAML file in Prometheus' web configuration format: tls_server_config "
+        "(TLS, mTLS) and basic_auth_users (bcrypt hashes) for every route of the worker's and "
+        "the bridges' HTTP server; unset: plain HTTP without authentication",
+    )
     liveness_timeout_seconds: float = Field(300.0, gt=0)
     max_drift_conditions_per_version: int = Field(
         500,

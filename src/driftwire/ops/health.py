@@ -28,12 +28,19 @@ False
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from driftwire.ops.basic_auth import CHALLENGE, BasicAuth
+from driftwire.ops.web_config import CertificateReload, WebConfig
+
+log = logging.getLogger(__name__)
 
 #: The exit code of a worker or bridge that stopped because it was stuck (its orchestrator
 #: restarts it); 0 is a clean stop.
@@ -104,6 +111,11 @@ class HealthServer:
     A scrape runs ``before_scrape`` (cheap copies of what custom collectors export) on the
     loop, then renders the page in a thread, one scrape at a time: rendering a big page does
     not stall the stages that share the loop.
+
+    With ``web_config`` (``http.web_config_file``) the server speaks TLS (mTLS when the file names a
+    client CA) and every route, unknown ones included, answers 401 without a valid basic-auth
+    user; bcrypt checks run on a thread of their own, and a remembered credential needs none.
+    Renewed certificate files are loaded every ``certificate_check_s`` when they change.
     """
 
     def __init__(
@@ -112,8 +124,15 @@ class HealthServer:
         readiness: Readiness,
         routes: Sequence[Route] = (),
         before_scrape: Sequence[Callable[[], None]] = (),
+        web_config: WebConfig | None = None,
+        certificate_check_s: float = 60.0,
     ) -> None:
         self._registry = registry
+        self._web = web_config
+        self._auth = BasicAuth(web_config.users) if web_config and web_config.users else None
+        self._checking: ThreadPoolExecutor | None = None
+        self._certificate_check_s = certificate_check_s
+        self._reloading: asyncio.Task[None] | None = None
         self._readiness = readiness
         self._routes = tuple(routes)
         self._before_scrape = before_scrape
@@ -124,8 +143,13 @@ class HealthServer:
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self._web is not None and self._web.context is not None else "http"
+
     async def start(self, host: str, port: int) -> None:
-        app = web.Application()
+        middlewares = [self._authenticate] if self._auth is not None else []
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -133,16 +157,66 @@ class HealthServer:
             app.router.add_get(path, handler)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        context = self._web.context if self._web is not None else None
+        site = web.TCPSite(self._runner, host, port, ssl_context=context)
         await site.start()
         addresses = self._runner.addresses  # (host, port, ...) of the listening sockets
         self.port = int(addresses[0][1]) if addresses else port
+        if self._auth is not None and context is None:
+            log.warning(
+                "basic_auth_users without tls_server_config (http.web_config_file): passwords "
+                "cross the network readable"
+            )
+        if context is not None and self._web is not None and self._web.tls is not None:
+            reload = CertificateReload(self._web.tls, context)
+            self._reloading = asyncio.create_task(self._reload(reload), name="tls-reload")
+
+    async def _reload(self, reload: CertificateReload) -> None:
+        """Renewed certificate files are served without a restart (checked periodically)."""
+        while True:
+            await asyncio.sleep(self._certificate_check_s)
+            outcome = reload.check()
+            if outcome == "reloaded":
+                log.info("TLS certificate of the HTTP endpoints reloaded")
+            elif outcome is not None:
+                log.warning(
+                    "TLS certificate files of the HTTP endpoints changed but cannot be used "
+                    "(%s); still serving the previous ones",
+                    outcome,
+                )
 
     async def stop(self) -> None:
+        if self._reloading is not None:
+            self._reloading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloading
+            self._reloading = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         self._render.shutdown(wait=False)
+        if self._checking is not None:
+            self._checking.shutdown(wait=False)
+
+    @web.middleware
+    async def _authenticate(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        assert self._auth is not None  # the middleware is installed only with users
+        header = request.headers.get("Authorization")
+        allowed = self._auth.cached(header)
+        if allowed is None:  # one bcrypt check, off the loop
+            if self._checking is None:
+                self._checking = ThreadPoolExecutor(1, thread_name_prefix="driftwire-auth")
+            loop = asyncio.get_running_loop()
+            allowed = await loop.run_in_executor(self._checking, self._auth.check, header)
+        if not allowed:
+            return web.Response(
+                status=401, text="401 Unauthorized\n", headers={"WWW-Authenticate": CHALLENGE}
+            )
+        return await handler(request)
 
     async def _metrics(self, _: web.Request) -> web.Response:
         async with self._scraping:

@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from driftwire.errors import ConfigError, TransportError
+from driftwire.errors import AuthorizationError, ConfigError, TransportError
 from driftwire.ops.config import KafkaSettings, Settings, secret
 
 __all__ = ["Failure", "authorization_problem", "check_kafka", "describe"]
@@ -133,6 +133,11 @@ def authorization_problem(exc: BaseException, settings: Settings) -> str | None:
 
     who = _principal(settings.kafka)
     see = "(the ACL table in the README's Security section lists them all)"
+    cause: BaseException | None = exc
+    while cause is not None:  # a stage may wrap it: the detect stage's Faust app does
+        if isinstance(cause, AuthorizationError):
+            return f"Kafka: {who} is not authorized: it needs {cause.needs} {see}"
+        cause = cause.__cause__
     if isinstance(exc, errors.TopicAuthorizationFailedError):
         t = settings.topics
         needs = {

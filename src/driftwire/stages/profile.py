@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -39,6 +40,9 @@ from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
 from driftwire.stages.profile_core import count_emitted, count_folded
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 
@@ -324,17 +328,12 @@ class ProfileStage:
             fut = await self._producer.send(
                 self._s.topics.dead_letter_topic, value=value, key=record.key, headers=headers
             )
-            fut.add_done_callback(self._dead_letter_done)
+            fut.add_done_callback(_count_when_acknowledged(self._m.dead_letters))
             self._inflight.append(fut)
             self._m.events_invalid.labels(reason=rejection.reason).inc()
         offsets = np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records))
         count_folded(self._m, self._core.process(tp.partition, batch, offsets[batch.index], now_ms))
         self._core.note_position(tp.partition, records[-1].offset + 1)
-
-    def _dead_letter_done(self, fut: asyncio.Future[object]) -> None:
-        """Count a dead letter once the broker has acknowledged it."""
-        if not fut.cancelled() and fut.exception() is None:
-            self._m.dead_letters.inc()
 
     async def _emit(self, outputs: list[OutRecord]) -> None:
         if self._producer is None:
@@ -355,8 +354,8 @@ class ProfileStage:
                     headers=list(out.headers),
                 )
                 self._inflight.append(fut)
-            if not out.broadcast:
-                self._m.partials.inc()
+                if not out.broadcast:
+                    fut.add_done_callback(_count_when_acknowledged(self._m.partials))
 
     async def _settle(self, *, force: bool) -> None:
         """Commit what the core says is safe, once every acknowledgement is in.
@@ -489,3 +488,13 @@ class ProfileStage:
             for tp, om in found.items()
             if om is not None and om.offset >= 0
         }
+
+
+def _count_when_acknowledged(counter: Counter) -> Callable[[asyncio.Future[object]], None]:
+    """A done-callback for a send that counts it once the broker has acknowledged it."""
+
+    def done(fut: asyncio.Future[object]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            counter.inc()
+
+    return done

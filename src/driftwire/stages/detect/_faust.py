@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from driftwire.errors import ConfigError, TransportError
 from driftwire.ops.config import KafkaSettings, Settings, secret
+from driftwire.stages.detect._access import check_app_access
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,12 @@ async def topic_exists(s: Settings, name: str) -> bool:
 
 
 async def check_topics(
-    s: Settings, o: FaustOptions, changelog: str, stop: asyncio.Event
+    s: Settings, o: FaustOptions, changelog: str, stop: asyncio.Event, *, app_id: str | None = None
 ) -> tuple[int, int] | None:
     """Partitions of the partials topic and the replication factor of the state changelog,
-    which must have as many partitions; ``None`` if ``stop`` is set while waiting.
+    which must have as many partitions; ``None`` if ``stop`` is set while waiting. With
+    ``app_id``, the app's group and changelog creation are checked against the ACLs too
+    (:func:`~driftwire.stages.detect._access.check_app_access`).
 
     Topics are looked up by listing, never described by name: a metadata request naming a
     missing topic makes a broker with ``auto.create.topics.enable`` create it.
@@ -157,6 +160,15 @@ async def check_topics(
             replication = max(1, min(3, brokers))
         else:
             replication = o.replication_factor
+        if app_id is not None:
+            await check_app_access(
+                admin,
+                app_id,
+                changelog,
+                exists=changelog in found,
+                partitions=found[partials],
+                replication=replication,
+            )
     finally:
         await admin.close()
     n = found[partials]

@@ -49,13 +49,14 @@ from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_d
 from driftwire.detect.intake import IntakeLimits, InvalidPartial, Rejected, admit
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 from driftwire.detect.status import ConditionStatus, ModelStatus
-from driftwire.errors import InputError, TransportError
+from driftwire.errors import AuthorizationError, InputError, TransportError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.logs import LogLimiter
 from driftwire.ops.metrics import DetectMetrics, DriftScoreCollector, Metrics
 from driftwire.partials import Partial
+from driftwire.stages.detect._access import AuthorizationWatch
 from driftwire.stages.detect._baselines import BaselinesFollower
 from driftwire.stages.detect._faust import (
     FaustOptions,
@@ -261,7 +262,8 @@ class DetectStage:
         baselines = asyncio.create_task(self._baselines.run(finished), name="baselines")
         app: faust.App | None = None
         try:
-            topics = await check_topics(self._s, self._o, changelog_topic(self.app_id), stop)
+            changelog = changelog_topic(self.app_id)
+            topics = await check_topics(self._s, self._o, changelog, stop, app_id=self.app_id)
             if topics is None:
                 return  # stopped while waiting for the partials topic
             self._partitions, self._replication = topics
@@ -281,10 +283,11 @@ class DetectStage:
             if not loaded:
                 log.warning("baselines topic not read to its end in time; detecting anyway")
             app = self._app = self._build_app(self._partitions)
-            if await self._start_app(app, stop):
-                self._ready.broker_reachable = True
-                self._ready.waiting.pop("detect", None)
-                await self._supervise(app, baselines, stop)
+            with AuthorizationWatch(self.app_id, self._refused).watching():
+                if await self._start_app(app, stop):
+                    self._ready.broker_reachable = True
+                    self._ready.waiting.pop("detect", None)
+                    await self._supervise(app, baselines, stop)
         finally:
             self._life.stop()
             finished.set()
@@ -292,6 +295,10 @@ class DetectStage:
                 await self._stop_app(app)
             await self._finish(baselines)
             self._ready.details["detect_partitions"] = 0
+
+    def _refused(self, error: AuthorizationError) -> None:
+        """The broker refused one of the app's reads or writes: end the stage with it."""
+        self._fatal = self._fatal or error
 
     async def _wait(
         self, event: asyncio.Event, stop: asyncio.Event, task: asyncio.Task[None], limit_s: float
@@ -344,6 +351,8 @@ class DetectStage:
         """Return when ``stop`` is set; raise when the app, recovery or the follower fail."""
         loop = asyncio.get_running_loop()
         while not stop.is_set():
+            if isinstance(self._fatal, AuthorizationError):
+                raise self._fatal  # one line: the missing ACL
             if self._fatal is not None:
                 raise TransportError(f"detect stage failed: {self._fatal!r}") from self._fatal
             if app.crashed:
