@@ -44,8 +44,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from driftwire.alerts.alert import Alert, encode
-from driftwire.decode.batch import Rejection
-from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_dead_letter
 from driftwire.detect.intake import IntakeLimits, InvalidPartial, Rejected, admit
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 from driftwire.detect.status import ConditionStatus, ModelStatus
@@ -53,7 +51,6 @@ from driftwire.errors import AuthorizationError, InputError, TransportError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.lifecycle import Lifecycle
-from driftwire.ops.logs import LogLimiter
 from driftwire.ops.metrics import DetectMetrics, DriftScoreCollector, Metrics
 from driftwire.partials import Partial
 from driftwire.stages.detect._access import AuthorizationWatch
@@ -68,6 +65,7 @@ from driftwire.stages.detect._faust import (
     topic_exists,
 )
 from driftwire.stages.detect._outbox import OutboxEntry
+from driftwire.stages.detect._refusals import Refusals
 from driftwire.stages.detect._slots import DetectorLike, _Slot, partition_of
 from driftwire.stages.detect._table import StateTable, changelog_topic
 
@@ -87,11 +85,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-STAGE = "detect"
-#: At most one log line per reason of refused records, and one for failed evaluations, per
-#: this many seconds (the metrics count every one).
-LOG_INTERVAL_S = 300.0
 
 
 class DetectStage:
@@ -133,9 +126,13 @@ class DetectStage:
         self._replication = 1
         self._app: faust.App | None = None
         self._alerts_topic: Any = None
-        self._dead_letter_topic: Any = None
-        self._dead_letter_missing = False  # checked at start: never send to a missing topic
-        self._log_limit = LogLimiter(LOG_INTERVAL_S)
+        self._refusals = Refusals(
+            metrics,
+            partials_topic=settings.topics.partials,
+            group=self.app_id,
+            timeout_s=self._o.alert_timeout_s,
+            clock=clock,
+        )
         self._fatal: BaseException | None = None
         self._revoked_at: float | None = None
         self._last_full_snapshot = 0.0
@@ -274,7 +271,7 @@ class DetectStage:
                     "and logged, not dead-lettered (create it and restart)",
                     extra={"fields": {"topic": dead_letters}},
                 )
-                self._dead_letter_missing = True
+                self._refusals.missing = True  # never send to a missing topic
             loaded = await self._wait(
                 self._baselines.ready, stop, baselines, self._o.baselines_wait_s
             )
@@ -419,7 +416,7 @@ class DetectStage:
             key_serializer="raw",
             value_serializer="raw",
         )
-        self._dead_letter_topic = app.topic(
+        self._refusals.topic = app.topic(
             s.topics.dead_letter_topic,
             key_type=bytes,
             value_type=bytes,
@@ -493,7 +490,7 @@ class DetectStage:
             return
         self._report_small_references(slot.detector)
         self._count_late_partials(slot.detector)
-        self._report_failures(slot.detector)
+        self._refusals.evaluation_failures(slot.detector)
         await self._send_alerts(partition, slot, alerts)
         self._store.write_parts(slot)
         self._store.write_snapshots(slot, slot.detector.take_changed())
@@ -502,78 +499,12 @@ class DetectStage:
     async def _reject(
         self, rejected: Rejected, value: bytes | None, partition: int, message: Any, now_ms: int
     ) -> None:
-        """Dead-letter a refused record (headers as for events, stage ``detect``), count it,
-        and wait for the broker: a dead letter that is not acknowledged stops the stage, so
-        the record is read again after the restart."""
-        self._m.invalid_partials.labels(reason=rejected.reason).inc()
-        self._m.records.labels(type="malformed").inc()
-        if self._log_limit(f"invalid:{rejected.reason}", now_s=self._clock()):
-            log.warning(
-                "partials record refused and dead-lettered",
-                extra={
-                    "fields": {
-                        "reason": rejected.reason,
-                        "field": rejected.field,
-                        "partition": partition,
-                        "error": rejected.message[:200],
-                    }
-                },
-            )
-        if self._dead_letter_topic is None:
-            raise self._life.not_started("dead-letter topic")
-        if self._dead_letter_missing:
-            return
-        key = getattr(message, "key", None)
-        offset = getattr(message, "offset", -1)
-        stamp = getattr(message, "timestamp", None)
-        original = getattr(message, "headers", None) or ()
-        if isinstance(original, dict):
-            original = original.items()
-        headers = dead_letter_headers(
-            Rejection(0, rejected.reason, rejected.field or None, rejected.message),
-            SourceRecord(
-                self._s.topics.partials,
-                partition,
-                int(offset),
-                None if stamp is None else int(stamp * 1000),
-            ),
-            group=self.app_id,
-            stage=STAGE,
-            now_ms=now_ms,
-            original=tuple((str(k), bytes(v or b"")) for k, v in original),
-        )
-        sent_value, headers = fit_dead_letter(key, value, headers)
-        try:
-            fut = await self._dead_letter_topic.send(key=key, value=sent_value, headers=headers)
-            await asyncio.wait_for(fut, timeout=self._o.alert_timeout_s)
-        except Exception as exc:
-            log.error(
-                "dead letter of a partials record not acknowledged; stopping to read it again",
-                extra={"fields": {"partition": partition, "error": repr(exc)}},
-            )
-            self._fatal = self._fatal or exc
-
-    def _report_failures(self, detector: DetectorLike) -> None:
-        """Count the evaluations that raised (the detector went on with the other models)
-        and log them, at most once per :data:`LOG_INTERVAL_S`."""
-        take = getattr(detector, "take_failures", None)
-        failures = take() if take is not None else []
-        if not failures:
-            return
-        self._m.evaluation_failures.inc(len(failures))
-        if self._log_limit("evaluation", now_s=self._clock()):
-            first = failures[0]
-            log.error(
-                "evaluating a model failed; its bucket was skipped, the other models went on",
-                extra={
-                    "fields": {
-                        "model": first.model,
-                        "bucket_end_ms": first.bucket_end_ms,
-                        "error": first.error,
-                        "failures": len(failures),
-                    }
-                },
-            )
+        """Dead-letter and count a refused record (``driftwire.stages.detect._refusals``); a
+        dead letter the broker does not acknowledge stops the stage, so the record is read
+        again after the restart."""
+        failed = await self._refusals.dead_letter(rejected, value, partition, message, now_ms)
+        if failed is not None:
+            self._fatal = self._fatal or failed
 
     def _slot(self, partition: int) -> _Slot:
         slot = self._slots.get(partition)
@@ -596,7 +527,7 @@ class DetectStage:
                 log.exception("detector tick failed")
                 continue
             self._report_small_references(slot.detector)
-            self._report_failures(slot.detector)
+            self._refusals.evaluation_failures(slot.detector)
             changed = slot.detector.take_changed()
             if full:  # also what is known of the input partitions
                 changed |= slot.models
