@@ -29,6 +29,20 @@ from driftwire.errors import FormatError
 
 ENVELOPE_VERSION = 1
 
+#: Why stage 2 refuses a partials-topic record (``driftwire.detect.intake``): a bounded set,
+#: the label values of its metric and the dead-letter reason codes.
+REJECT_REASONS = (
+    "malformed",
+    "schema",
+    "id",
+    "source",
+    "bucket",
+    "count",
+    "sketch",
+    "future_bucket",
+    "future_watermark",
+)
+
 
 def partial_id(
     topic: str,
@@ -127,10 +141,25 @@ class Watermark:
         )
 
 
+class PartialIdMismatch(FormatError):
+    """A partial whose id is not the hash of its source and bucket."""
+
+
 def decode_record(value: bytes) -> Partial | Watermark:
     """Parse a partials-topic record; anything else raises :class:`FormatError`."""
     try:
         doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise FormatError(f"malformed partials record: {exc!r}") from exc
+    return record_from_doc(doc)
+
+
+def record_from_doc(doc: object) -> Partial | Watermark:
+    """The record of a parsed partials-topic document; anything else raises
+    :class:`FormatError` (:class:`PartialIdMismatch` for a partial with a wrong id)."""
+    try:
+        if not isinstance(doc, dict):
+            raise FormatError(f"a partials record is a JSON object, not {type(doc).__name__}")
         if doc.get("format") != ENVELOPE_VERSION:
             raise FormatError(f"unsupported partial envelope format {doc.get('format')!r}")
         src = doc["source"]
@@ -159,8 +188,8 @@ def decode_record(value: bytes) -> Partial | Watermark:
         )
     except FormatError:
         raise
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FormatError(f"malformed partials record: {exc!r}") from exc
     if partial.id != doc["id"]:
-        raise FormatError("partial id does not match its source and bucket")
+        raise PartialIdMismatch("partial id does not match its source and bucket")
     return partial

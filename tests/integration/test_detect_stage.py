@@ -301,6 +301,13 @@ def test_alerts_state_and_resume(kafka_bootstrap: str, topic_name: str) -> None:
                 registry.get_sample_value("driftwire_detect_records_total", {"type": "malformed"})
                 == 1
             )
+            # refused by the intake; with no dead-letter topic it is counted and logged only
+            assert (
+                registry.get_sample_value(
+                    "driftwire_detect_invalid_partials_total", {"reason": "malformed"}
+                )
+                == 1
+            )
             # counted once the stage has seen the broker's acknowledgement, which can come
             # just after a reader sees the records on the topic
             await _until(

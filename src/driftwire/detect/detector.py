@@ -55,6 +55,7 @@ from driftwire.detect.canary import (
 )
 from driftwire.detect.compare import Comparison, compare_profiles, decide_family
 from driftwire.detect.completeness import Completeness
+from driftwire.detect.intake import EvaluationFailure, partial_profiles
 from driftwire.detect.latency import LatencyReference
 from driftwire.detect.quality import quality_findings
 from driftwire.detect.reference import Reference, ReferenceStore, SmallReference
@@ -80,6 +81,10 @@ _LATENCY_TOO_FEW = (
     "too few latencies above the percentile in the window or its reference "
     "(detect.latency.min_tail_events={})"
 )
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 @dataclass
@@ -138,6 +143,7 @@ class Detector:
         self._small_seen: set[tuple[str, str, str]] = set()
         self._small_new: list[SmallReference] = []
         self._late_new: dict[str, int] = {}  # late partials per model since the last take
+        self._failures: list[EvaluationFailure] = []  # evaluations that raised, since the take
         # per (model, version): the last evaluated window (start, end, events) and the
         # reference it was compared with, for the status
         self._windows: dict[tuple[str, str], tuple[int, int, int]] = {}
@@ -158,9 +164,17 @@ class Detector:
     # -- input -----------------------------------------------------------------------------
 
     def on_partial(self, partial: Partial, now_ms: int) -> list[Alert]:
-        model = self._model(partial.model)
-        if partial.id in model.seen_ids:
+        """Merge ``partial`` into its bucket. One whose profiles do not deserialize, do not
+        add up to its ``events`` or cannot merge with the bucket's raises
+        :class:`~driftwire.detect.intake.InvalidPartial` before anything is changed."""
+        known = self._models.get(partial.model)
+        if known is not None and partial.id in known.seen_ids:
             return []  # a replay of a partial already merged
+        pending = None
+        if known is not None and partial.model_version in known.versions:
+            pending = known.versions[partial.model_version].pending.get(partial.bucket_start_ms)
+        profiles = partial_profiles(partial, pending)
+        model = self._model(partial.model)
         model.seen_ids[partial.id] = partial.bucket_end_ms
         if model.evaluated_until is not None and partial.bucket_end_ms <= model.evaluated_until:
             model.late_partials += 1
@@ -168,16 +182,13 @@ class Detector:
             return []
         version = model.versions.setdefault(partial.model_version, _Version())
         slot = version.pending.setdefault(partial.bucket_start_ms, {})
-        events = 0
-        for segment, blob in partial.segments.items():
-            profile = Profile.from_bytes(blob)
-            events += profile.n_events
+        for segment, profile in profiles.items():
             if segment in slot:
                 slot[segment].merge(profile)
             else:
                 slot[segment] = profile
         start = partial.bucket_start_ms
-        model.traffic[start] = model.traffic.get(start, 0) + events
+        model.traffic[start] = model.traffic.get(start, 0) + partial.events
         self._changed.add(partial.model)
         return []
 
@@ -191,16 +202,37 @@ class Detector:
                 idle=mark.idle,
                 now_ms=now_ms,
             )
-            out.extend(self._advance(name, model, now_ms))
-        out.extend(self._retire_models())
+            self._advance_isolated(name, model, now_ms, out)
+        self._retire_isolated(out)
         return out
 
     def tick(self, now_ms: int) -> list[Alert]:
         """Evaluate buckets whose grace period ran out; call it every few seconds."""
         out: list[Alert] = []
         for name, model in self._models.items():
-            out.extend(self._advance(name, model, now_ms))
-        out.extend(self._retire_models())
+            self._advance_isolated(name, model, now_ms, out)
+        self._retire_isolated(out)
+        return out
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def _advance_isolated(self, name: str, model: _Model, now_ms: int, out: list[Alert]) -> None:
+        """:meth:`_advance` one model; an error is kept for :meth:`take_failures`, and the
+        alerts of the models (and buckets) evaluated before it stay in ``out``."""
+        try:
+            self._advance(name, model, now_ms, out)
+        except Exception as exc:
+            self._failures.append(EvaluationFailure(name, None, _describe(exc)))
+
+    def _retire_isolated(self, out: list[Alert]) -> None:
+        try:
+            out.extend(self._retire_models())
+        except Exception as exc:
+            self._failures.append(EvaluationFailure("", None, _describe(exc)))
+
+    def take_failures(self) -> list[EvaluationFailure]:
+        """Evaluations that raised since the last call (the shell counts and logs them)."""
+        out, self._failures = self._failures, []
         return out
 
     # -- retirement --------------------------------------------------------------------------
@@ -288,10 +320,14 @@ class Detector:
             self._models[name] = model
         return model
 
-    def _advance(self, name: str, model: _Model, now_ms: int) -> list[Alert]:
+    def _advance(self, name: str, model: _Model, now_ms: int, out: list[Alert]) -> None:
+        """Evaluate the buckets of ``name`` that are complete, adding their alerts to ``out``.
+
+        A bucket whose evaluation raises is dropped (it would raise again) and kept for
+        :meth:`take_failures`; the buckets after it are evaluated as usual."""
         until = model.completeness.complete_until(now_ms)
         if until is None:
-            return []
+            return
         b_ms = self._bucket_ms
         due = {b for v in model.versions.values() for b in v.pending if b + b_ms <= until}
         if model.last_bucket is not None and self._d.throughput.enabled:
@@ -301,9 +337,13 @@ class Detector:
             horizon = self._d.throughput.reference_buckets + self._d.window_buckets
             first = max(model.last_bucket + b_ms, last - horizon * b_ms)
             due.update(range(first, last + 1, b_ms))
-        out: list[Alert] = []
         for bucket in sorted(due):
-            out.extend(self._evaluate_bucket(name, model, bucket))
+            try:
+                self._evaluate_bucket(name, model, bucket, out)
+            except Exception as exc:
+                self._failures.append(EvaluationFailure(name, bucket + b_ms, _describe(exc)))
+                for version in model.versions.values():
+                    version.pending.pop(bucket, None)
             if model.last_bucket is None or bucket > model.last_bucket:
                 model.last_bucket = bucket
         if model.evaluated_until is None or until > model.evaluated_until:
@@ -314,7 +354,6 @@ class Detector:
             model.seen_ids = {k: v for k, v in model.seen_ids.items() if v > horizon}
             keep = until - (self._d.window_buckets + 2) * b_ms
             model.traffic = {b: n for b, n in model.traffic.items() if b >= keep}
-        return out
 
     def _expire(self, name: str, model: _Model, until: int) -> list[Alert]:
         """Forget the conditions of ``name`` without data for ``detect.stale_windows``
@@ -344,8 +383,9 @@ class Detector:
         """Events of every model this detector owns in ``bucket``."""
         return sum(m.traffic.get(bucket, 0) for m in self._models.values())
 
-    def _evaluate_bucket(self, name: str, model: _Model, bucket: int) -> list[Alert]:
-        out: list[Alert] = []
+    def _evaluate_bucket(self, name: str, model: _Model, bucket: int, out: list[Alert]) -> None:
+        """Evaluate every version of ``name`` at ``bucket``; alerts go to ``out`` as each
+        version is decided, so an error in one keeps those of the versions before it."""
         end = bucket + self._bucket_ms
         start = end - self._d.window_buckets * self._bucket_ms
         for version_name, version in model.versions.items():
@@ -384,7 +424,6 @@ class Detector:
                 )
             )
         out.extend(self._versions(name, model, bucket))
-        return out
 
     def _prune(self, name: str, version_name: str, version: _Version, end: int) -> None:
         n = self._d.window_buckets

@@ -337,6 +337,10 @@ class DetectSettings(_Section):
     min_count: int = Field(200, ge=1)
     min_reference_count: int = Field(1000, ge=1)
     grace_seconds: float = Field(10.0, ge=0)
+    #: how far the clocks of stage 1 and stage 2 may disagree: a partials-topic record whose
+    #: watermark or bucket end is further ahead of stage 2's clock than stage 1's own bound
+    #: (``profile.max_future_seconds`` plus one bucket) plus this is dead-lettered
+    clock_skew_seconds: float = Field(60.0, ge=0)
     consecutive_windows: int = Field(2, ge=1)
     segments: bool = True
     statistics: dict[str, list[str]] = Field(

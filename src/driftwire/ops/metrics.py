@@ -31,6 +31,7 @@ from driftwire import __version__
 from driftwire.alerts.alert import ALERT_NAMES
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 from driftwire.ops.logs import LogLimiter
+from driftwire.partials import REJECT_REASONS as INVALID_PARTIAL_REASONS
 
 OTHER = "__other__"
 ALERT_STATUSES = ("firing", "resolved")
@@ -412,6 +413,20 @@ class DetectMetrics:
             "Alert events the broker did not acknowledge (the stage stops after one)",
             registry=registry,
         )
+        self.invalid_partials = Counter(
+            "driftwire_detect_invalid_partials_total",
+            "Partials-topic records refused and dead-lettered by the detect stage, by reason "
+            "(malformed, schema, id, source, bucket, count, sketch, future_bucket, "
+            "future_watermark)",
+            ["reason"],
+            registry=registry,
+        )
+        self.evaluation_failures = Counter(
+            "driftwire_detect_evaluation_failures_total",
+            "Evaluations of one model's bucket (or of model retirement) that raised; the bucket "
+            "is skipped and the other models' alerts are sent",
+            registry=registry,
+        )
         self.late_partials = Counter(
             "driftwire_detect_late_partials_total",
             "Partials that arrived for a bucket already evaluated and were not merged",
@@ -479,6 +494,7 @@ class DetectMetrics:
                 self.alerts.labels(kind=kind, status=status)
         _start_at_zero(self.records, "type", ("partial", "watermark", "malformed", "failed"))
         _start_at_zero(self.baselines, "result", ("loaded", "removed", "invalid"))
+        _start_at_zero(self.invalid_partials, "reason", INVALID_PARTIAL_REASONS)
         _start_at_zero(self.snapshots, "result", ("written", "too_large"))
         _start_at_zero(self.restores, "result", ("ok", "invalid"))
         _start_at_zero(self.rebalances, "phase", ("revoked", "recovered"))

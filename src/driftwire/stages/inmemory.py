@@ -22,6 +22,7 @@ from driftwire.decode.batch import Rejection
 from driftwire.decode.decoder import decode_batch
 from driftwire.decode.limits import DecoderLimits
 from driftwire.detect.detector import Detector, Evaluation
+from driftwire.detect.intake import EvaluationFailure
 from driftwire.detect.reference import ReferenceStore, SmallReference
 from driftwire.ops.config import Settings
 from driftwire.ops.metrics import Metrics
@@ -41,6 +42,8 @@ class PipelineStats:
     windows_evaluated: int = 0
     rejections: list[tuple[int, Rejection]] = field(default_factory=list)
     small_references: list[SmallReference] = field(default_factory=list)  # each reported once
+    #: evaluations that raised (the bucket was skipped, the other models went on)
+    evaluation_failures: list[EvaluationFailure] = field(default_factory=list)
 
 
 class InMemoryPipeline:
@@ -114,6 +117,7 @@ class InMemoryPipeline:
                     self.core.topic, partition, len(self._offsets), max(known) + 1, idle=False
                 )
                 alerts += self.detector.on_watermark(mark, 0)
+        self.stats.evaluation_failures += self.detector.take_failures()
         return alerts
 
     def run(self, values: Iterable[bytes]) -> Iterator[Alert]:
@@ -132,4 +136,5 @@ class InMemoryPipeline:
             else:
                 alerts += self.detector.on_watermark(record, 0)
         self.stats.small_references += self.detector.take_small_references()
+        self.stats.evaluation_failures += self.detector.take_failures()
         return alerts

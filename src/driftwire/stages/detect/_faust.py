@@ -117,6 +117,16 @@ def app_settings(
     return settings
 
 
+async def topic_exists(s: Settings, name: str) -> bool:
+    """Whether topic ``name`` exists (listed, never described: see :func:`check_topics`)."""
+    admin = AIOKafkaAdminClient(**s.kafka.client_options())
+    await admin.start()
+    try:
+        return name in await admin.list_topics()
+    finally:
+        await admin.close()
+
+
 async def check_topics(
     s: Settings, o: FaustOptions, changelog: str, stop: asyncio.Event, *, app_id: str | None = None
 ) -> tuple[int, int] | None:

@@ -44,14 +44,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from driftwire.alerts.alert import Alert, encode
+from driftwire.detect.intake import IntakeLimits, InvalidPartial, Rejected, admit
 from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSample
 from driftwire.detect.status import ConditionStatus, ModelStatus
-from driftwire.errors import AuthorizationError, FormatError, InputError, TransportError
+from driftwire.errors import AuthorizationError, InputError, TransportError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import DetectMetrics, DriftScoreCollector, Metrics
-from driftwire.partials import Partial, decode_record
+from driftwire.partials import Partial
 from driftwire.stages.detect._access import AuthorizationWatch
 from driftwire.stages.detect._baselines import BaselinesFollower
 from driftwire.stages.detect._faust import (
@@ -61,8 +62,10 @@ from driftwire.stages.detect._faust import (
     check_topics,
     faust_credentials,
     max_message_bytes,
+    topic_exists,
 )
 from driftwire.stages.detect._outbox import OutboxEntry
+from driftwire.stages.detect._refusals import Refusals
 from driftwire.stages.detect._slots import DetectorLike, _Slot, partition_of
 from driftwire.stages.detect._table import StateTable, changelog_topic
 
@@ -123,6 +126,13 @@ class DetectStage:
         self._replication = 1
         self._app: faust.App | None = None
         self._alerts_topic: Any = None
+        self._refusals = Refusals(
+            metrics,
+            partials_topic=settings.topics.partials,
+            group=self.app_id,
+            timeout_s=self._o.alert_timeout_s,
+            clock=clock,
+        )
         self._fatal: BaseException | None = None
         self._revoked_at: float | None = None
         self._last_full_snapshot = 0.0
@@ -254,6 +264,14 @@ class DetectStage:
             if topics is None:
                 return  # stopped while waiting for the partials topic
             self._partitions, self._replication = topics
+            dead_letters = self._s.topics.dead_letter_topic
+            if not await topic_exists(self._s, dead_letters):
+                log.warning(
+                    "dead-letter topic does not exist: refused partials records are counted "
+                    "and logged, not dead-lettered (create it and restart)",
+                    extra={"fields": {"topic": dead_letters}},
+                )
+                self._refusals.missing = True  # never send to a missing topic
             loaded = await self._wait(
                 self._baselines.ready, stop, baselines, self._o.baselines_wait_s
             )
@@ -398,6 +416,13 @@ class DetectStage:
             key_serializer="raw",
             value_serializer="raw",
         )
+        self._refusals.topic = app.topic(
+            s.topics.dead_letter_topic,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
         self._store.create(
             app,
             partitions,
@@ -407,7 +432,7 @@ class DetectStage:
 
         async def detect(stream: faust.StreamT[bytes]) -> None:
             async for event in stream.events():
-                await self._on_record(event.value, event.message.partition)
+                await self._on_record(event.value, event.message.partition, event.message)
 
         app.agent(partials, name=f"{self.app_id}.detect")(detect)
         app.timer(self._o.tick_interval_s, name=f"{self.app_id}.tick")(self._on_tick)
@@ -419,17 +444,21 @@ class DetectStage:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    async def _on_record(self, value: bytes | None, partition: int) -> None:
-        """One partials-topic record. Bad input is counted and logged, never raised."""
+    def _intake_limits(self) -> IntakeLimits:
+        p, d = self._s.profile, self._s.detect
+        ahead_s = p.max_future_seconds + p.bucket_seconds + d.clock_skew_seconds
+        return IntakeLimits(
+            bucket_ms=int(p.bucket_seconds * 1000), max_ahead_ms=int(ahead_s * 1000)
+        )
+
+    async def _on_record(self, value: bytes | None, partition: int, message: Any = None) -> None:
+        """One partials-topic record. A record that fails the intake checks
+        (:mod:`driftwire.detect.intake`) is dead-lettered and counted before it touches any
+        state; other bad input is counted and logged, never raised."""
         now_ms = self._now_ms()
-        try:
-            record = decode_record(value if value is not None else b"")
-        except FormatError as exc:
-            self._m.records.labels(type="malformed").inc()
-            log.warning(
-                "malformed partials record skipped",
-                extra={"fields": {"partition": partition, "error": str(exc)[:200]}},
-            )
+        record = admit(value, now_ms=now_ms, limits=self._intake_limits())
+        if isinstance(record, Rejected):
+            await self._reject(record, value, partition, message, now_ms)
             return
         slot = self._slot(partition)
         try:
@@ -442,6 +471,9 @@ class DetectStage:
                 self._m.records.labels(type="watermark").inc()
                 fresh = slot.new_mark(record)  # a replayed one has nothing new to tell
                 alerts = slot.detector.on_watermark(record, now_ms) if fresh else []
+        except InvalidPartial as exc:
+            await self._reject(exc.rejected, value, partition, message, now_ms)
+            return
         except InputError as exc:
             self._m.records.labels(type="malformed").inc()
             log.warning(
@@ -458,10 +490,21 @@ class DetectStage:
             return
         self._report_small_references(slot.detector)
         self._count_late_partials(slot.detector)
+        self._refusals.evaluation_failures(slot.detector)
         await self._send_alerts(partition, slot, alerts)
         self._store.write_parts(slot)
         self._store.write_snapshots(slot, slot.detector.take_changed())
         self._m.last_progress.set(self._clock())
+
+    async def _reject(
+        self, rejected: Rejected, value: bytes | None, partition: int, message: Any, now_ms: int
+    ) -> None:
+        """Dead-letter and count a refused record (``driftwire.stages.detect._refusals``); a
+        dead letter the broker does not acknowledge stops the stage, so the record is read
+        again after the restart."""
+        failed = await self._refusals.dead_letter(rejected, value, partition, message, now_ms)
+        if failed is not None:
+            self._fatal = self._fatal or failed
 
     def _slot(self, partition: int) -> _Slot:
         slot = self._slots.get(partition)
@@ -484,6 +527,7 @@ class DetectStage:
                 log.exception("detector tick failed")
                 continue
             self._report_small_references(slot.detector)
+            self._refusals.evaluation_failures(slot.detector)
             changed = slot.detector.take_changed()
             if full:  # also what is known of the input partitions
                 changed |= slot.models
