@@ -77,6 +77,40 @@ class TruthMetrics:
             [*_SERIES, "metric", "bound"],
             registry=registry,
         )
+        self.estimated = Gauge(
+            "driftwire_performance_estimated",
+            "Estimated performance of the window that just closed, from its scores before its "
+            "labels (binary classifiers; calibration fitted on the reference), by metric",
+            [*_SERIES, "metric"],
+            registry=registry,
+        )
+        self.estimate_error = Gauge(
+            "driftwire_performance_estimate_error",
+            "The last judged window's estimate (made when it closed) minus its realized "
+            "value, by metric; read it with driftwire_label_completeness_ratio",
+            [*_SERIES, "metric"],
+            registry=registry,
+        )
+        self.joined_window = Gauge(
+            "driftwire_performance_labelled_predictions",
+            "Labelled predictions behind the last judged window's realized performance",
+            list(_SERIES),
+            registry=registry,
+        )
+        self.baselines = Counter(
+            "driftwire_truth_baselines",
+            "Baselines-topic records read by the truth stage, by result (loaded, removed, "
+            "invalid); a loaded one with reference performance replaces the frozen reference",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("loaded", "removed", "invalid"):
+            self.baselines.labels(result=result)
+        self.baselines_loaded = Gauge(
+            "driftwire_truth_baselines_with_performance",
+            "Baselines held by the truth stage that carry reference performance",
+            registry=registry,
+        )
         self.alerts = Counter(
             "driftwire_truth_alerts_produced",
             "Performance alert events produced and acknowledged, by kind and status",
@@ -98,11 +132,25 @@ class TruthMetrics:
         key: tuple[str, str, str],
         completeness: float,
         metrics: Mapping[str, tuple[float, float, float]],
+        *,
+        joined: int = 0,
+        estimate_error: Mapping[str, float] | None = None,
     ) -> None:
+        """The gauges of one series' last judged window."""
         model, version, segment = key
         labels = {"model": self.model_label(model), "model_version": version, "segment": segment}
         self.completeness.labels(**labels).set(completeness)
+        self.joined_window.labels(**labels).set(joined)
+        for metric, error in (estimate_error or {}).items():
+            self.estimate_error.labels(**labels, metric=metric).set(error)
         for metric, (value, low, high) in metrics.items():
             self.performance.labels(**labels, metric=metric).set(value)
             self.performance_bound.labels(**labels, metric=metric, bound="low").set(low)
             self.performance_bound.labels(**labels, metric=metric, bound="high").set(high)
+
+    def estimated_now(self, key: tuple[str, str, str], metrics: Mapping[str, float]) -> None:
+        """The gauges of one series' latest estimate (NaN where a metric is undefined)."""
+        model, version, segment = key
+        labels = {"model": self.model_label(model), "model_version": version, "segment": segment}
+        for metric, value in metrics.items():
+            self.estimated.labels(**labels, metric=metric).set(value)
