@@ -32,12 +32,16 @@ OUTCOMES = (
     "evicted_labels",
 )
 _SERIES = ("model", "model_version", "segment")
+#: The alert kinds of the truth stage.
+ALERT_KINDS = ("performance_degradation", "label_drift", "estimated_performance")
 
 
 class TruthMetrics:
     """Join accounting, label completeness and realized performance per window."""
 
-    def __init__(self, registry: CollectorRegistry, *, max_models: int = 100) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, max_models: int = 100, max_classes: int = 20
+    ) -> None:
         self.model_label = LabelCap(max_models)
         self.records = Counter(
             "driftwire_truth_records",
@@ -51,6 +55,12 @@ class TruthMetrics:
             "driftwire_labels_invalid",
             "Ground-truth records refused and sent to the labels' dead-letter topic, by reason",
             ["reason"],
+            registry=registry,
+        )
+        self.future = Counter(
+            "driftwire_truth_predictions_future",
+            "Predictions left out of the join because their timestamp is more than "
+            "profile.max_future_seconds past their record's time",
             registry=registry,
         )
         self.pending = Gauge(
@@ -111,12 +121,24 @@ class TruthMetrics:
             "Baselines held by the truth stage that carry reference performance",
             registry=registry,
         )
+        self.actual_share = Gauge(
+            "driftwire_actual_label_share",
+            "Share of each actual class among the last judged window's labelled predictions "
+            "(the first max_classes classes seen per series)",
+            [*_SERIES, "label"],
+            registry=registry,
+        )
         self.alerts = Counter(
             "driftwire_truth_alerts_produced",
             "Performance alert events produced and acknowledged, by kind and status",
             ["kind", "status"],
             registry=registry,
         )
+        for kind in ALERT_KINDS:
+            for status in ("firing", "resolved"):
+                self.alerts.labels(kind=kind, status=status)
+        self._max_classes = max_classes
+        self._classes: dict[tuple[str, str, str], set[str]] = {}
         self._counted: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
 
     def count(self, counts: Mapping[str, int]) -> None:
@@ -135,6 +157,7 @@ class TruthMetrics:
         *,
         joined: int = 0,
         estimate_error: Mapping[str, float] | None = None,
+        actual_shares: Mapping[str, float] | None = None,
     ) -> None:
         """The gauges of one series' last judged window."""
         model, version, segment = key
@@ -143,6 +166,14 @@ class TruthMetrics:
         self.joined_window.labels(**labels).set(joined)
         for metric, error in (estimate_error or {}).items():
             self.estimate_error.labels(**labels, metric=metric).set(error)
+        known = self._classes.setdefault(key, set())
+        for label, share in sorted((actual_shares or {}).items()):
+            if label not in known and len(known) >= self._max_classes:
+                continue  # a bounded number of classes per series
+            known.add(label)
+            self.actual_share.labels(**labels, label=label).set(share)
+        for label in known - set(actual_shares or {}):
+            self.actual_share.labels(**labels, label=label).set(0.0)
         for metric, (value, low, high) in metrics.items():
             self.performance.labels(**labels, metric=metric).set(value)
             self.performance_bound.labels(**labels, metric=metric, bound="low").set(low)

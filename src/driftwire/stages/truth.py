@@ -120,6 +120,7 @@ class TruthStage:
             settings, self._references, metrics, client_suffix="truth-baselines"
         )
         self._applied: dict[tuple[str, str], str] = {}  # baseline ids the tracker judges by
+        self._max_future_ms = int(settings.profile.max_future_seconds * 1000)
         self.alerts_sent = 0
 
     @property
@@ -300,6 +301,11 @@ class TruthStage:
             if event_id is None:
                 continue
             record = records[int(batch.index[i])]
+            if int(batch.timestamp_ms[i]) > record.timestamp + self._max_future_ms:
+                # stamped too far past its record's time, as the profile stage judges it: it
+                # would move the event clock ahead and expire every pending prediction
+                self._m.future.inc()
+                continue
             score = float(batch.prediction_score[i])
             prediction = Prediction(
                 event_id,
@@ -345,6 +351,7 @@ class TruthStage:
                 judged.metrics,
                 joined=judged.joined,
                 estimate_error=judged.estimate_error,
+                actual_shares=judged.actual_shares if judged.actual_shares else None,
             )
         for key, estimated in self._tracker.estimated.items():
             self._m.estimated_now(key, estimated.metrics)

@@ -86,6 +86,8 @@ class Judged:
     #: estimate made when the window closed minus the realized value now, per metric of
     #: :data:`ESTIMATED_METRICS` both have (empty when the window was not estimated)
     estimate_error: dict[str, float] = field(default_factory=dict)
+    #: share of each actual class among the window's labelled predictions (classifiers)
+    actual_shares: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -387,4 +389,5 @@ def _judged(end: int, window: WindowPerformance, made: EstimatedPerformance | No
             expected = getattr(made, name)
             if value is not None and math.isfinite(value) and math.isfinite(expected):
                 errors[name] = expected - value
-    return Judged(end, window.completeness, window.joined, metrics, errors)
+    shares = {} if window.classification is None else window.classification.metrics().actual_shares
+    return Judged(end, window.completeness, window.joined, metrics, errors, shares)

@@ -139,8 +139,13 @@ class PerformanceBuckets:
                 bucket.classification = ClassificationState(self._positive(pair.actual))
             positive = bucket.classification.positive
             predicted = p.label
-            if predicted is None and p.score is not None and positive is not None:
-                predicted = positive if p.score >= self.threshold else _negative_of(positive)
+            if p.score is not None and positive is not None:
+                negative = _negative_of(positive)
+                if predicted not in (positive, negative):
+                    # no predicted class, or one named otherwise than the truth (an event's
+                    # {"score": 0.8, "label": "churn"} against true/false labels): the score
+                    # and the threshold say which class was predicted
+                    predicted = positive if p.score >= self.threshold else negative
             bucket.classification.update(pair.actual, predicted, p.score)
         elif p.score is not None:
             if bucket.regression is None:
