@@ -255,6 +255,17 @@ class TruthTracker:
         self._calibrations[key] = calibration
         return calibration
 
+    def _reference_estimate(self, key: Key, calibration: ScoreCalibration) -> float:
+        """The reference's accuracy as the estimate reads it (its own scores through its own
+        calibration): an estimate is held against an estimate, so the calibration's
+        coarseness does not count as a drop."""
+        reference = self._reference(key)
+        assert reference is not None and reference.classification is not None
+        positives, negatives = reference.classification.score_histograms()
+        return estimate_binary(
+            positives + negatives, calibration, threshold=self.settings.threshold
+        ).accuracy
+
     def _estimable(self, key: Key) -> bool:
         """Keep scores for estimates: a reference that is a scored binary classifier, or none
         yet (it may become one)."""
@@ -281,7 +292,7 @@ class TruthTracker:
         model, version, segment = key
         finding = estimate_finding(
             estimate,
-            reference.classification.metrics().accuracy.value,
+            self._reference_estimate(key, calibration),
             model=model,
             model_version=version,
             segment=segment,
