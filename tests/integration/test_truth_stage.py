@@ -249,7 +249,8 @@ def test_a_published_baseline_with_reference_performance_is_the_reference(
     ]
     assert accuracy and accuracy[0]["status"] == "firing"
     assert accuracy[0]["reference"] == {
-        "kind": "baseline", "id": baseline_id, "segment": "all", "count": 20_000,
+        "kind": "baseline", "id": baseline_id, "count": 20_000,
+        "note": "the baseline's realized performance on segment all",
     }  # fmt: skip
     assert drift_ms < parse_ms(accuracy[0]["window"]["end"]) <= drift_ms + 15 * SECOND
     # concept drift: the scores do not move, so the estimate stays at the reference's 0.75

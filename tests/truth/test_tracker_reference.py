@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+from jsonschema import Draft202012Validator, FormatChecker
 
 from driftwire.alerts.alert import Alert
 from driftwire.truth.join import Prediction
@@ -11,6 +15,8 @@ from driftwire.truth.reference import ReferencePerformance, ReferencePerformance
 from driftwire.truth.tracker import TrackerSettings, TruthTracker
 
 MINUTE = 60_000
+SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "alert.schema.json").read_text())
+VALIDATOR = Draft202012Validator(SCHEMA, format_checker=FormatChecker())
 Record = Prediction | GroundTruth
 
 
@@ -87,8 +93,14 @@ def test_a_baseline_reference_sees_drift_that_a_frozen_one_would_absorb() -> Non
     assert accuracy and accuracy[0].status == "firing"
     # the first window ends at minute 1 and is judged at 6; two breaching windows fire
     assert accuracy[0].evaluated_at_ms == 7 * MINUTE
-    assert accuracy[0].reference == {"kind": "baseline", "id": "b-123", "segment": "all",
-                                     "count": 20_000}  # fmt: skip
+    assert accuracy[0].reference == {
+        "kind": "baseline",
+        "id": "b-123",
+        "count": 20_000,
+        "note": "the baseline's realized performance on segment all",
+    }
+    for alert in alerts:
+        VALIDATOR.validate(alert.cloudevent("driftwire"))
     assert with_baseline.references == {}  # nothing was frozen
 
 
@@ -113,6 +125,8 @@ def test_estimated_performance_sees_a_harmful_covariate_shift_before_the_labels(
     assert estimated[0].evaluated_at_ms == 22 * MINUTE
     assert realized[0].evaluated_at_ms > estimated[0].evaluated_at_ms
     assert "an estimate" in estimated[0].summary
+    for alert in alerts:
+        VALIDATOR.validate(alert.cloudevent("driftwire"))
     assert estimated[0].labels["alertname"] == "DriftwireEstimatedPerformance"
     latest = t.estimated[("churn", "1", "all")]  # the clock ends short of minute 40
     # narrowed scores: expected accuracy E[max(s, 1-s)] for s ~ U(0.35, 0.65) = 0.575
@@ -137,10 +151,17 @@ def test_concept_drift_is_invisible_to_the_estimate() -> None:
 
 
 def test_a_frozen_reference_calibrates_the_estimate_too() -> None:
+    """Without a baseline the reference (and the calibration) is frozen from the first labels;
+    the estimate's alerts say so, in the alert schema's terms."""
     t = tracker()
-    run(t, stream(13, 30))
+    alerts = run(t, stream(13, 40, narrow_from=25))
     assert ("churn", "1", "all") in t.references
-    assert abs(t.estimated[("churn", "1", "all")].metrics["accuracy"] - 0.75) < 0.03
+    assert abs(t.estimated[("churn", "1", "all")].metrics["accuracy"] - 0.575) < 0.03
+    estimated = [a for a in alerts if a.kind == "estimated_performance"]
+    assert estimated and estimated[0].reference["kind"] == "frozen_window"
+    assert estimated[0].reference["count"] >= 2_000
+    for alert in alerts:
+        VALIDATOR.validate(alert.cloudevent("driftwire"))
 
 
 def test_regression_models_keep_no_score_histograms() -> None:

@@ -361,10 +361,17 @@ class TruthTracker:
             return {
                 "kind": "baseline",
                 "id": baseline.id,
-                "segment": segment,
                 "count": p.segments[segment].joined,
+                "note": f"the baseline's realized performance on segment {segment}",
             }
-        return {"kind": "frozen", "first_window": True}
+        frozen = self.references.get(key)
+        model, version, segment = key
+        return {
+            "kind": "frozen_window",
+            "id": f"frozen:{model}/{version}/{segment}",
+            "count": 0 if frozen is None else frozen.joined,
+            "note": "no baseline with reference performance: the first labelled predictions",
+        }
 
 
 def _judged(end: int, window: WindowPerformance, made: EstimatedPerformance | None) -> Judged:
