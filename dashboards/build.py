@@ -4,10 +4,12 @@
     python dashboards/build.py --check    # exit 1 if the committed JSON is not what the code gives
     python dashboards/build.py --out DIR  # write the JSON into DIR instead
 
-Two dashboards: *driftwire overview* (is the worker keeping up: events, invalid and late events,
-lag, produced records, batch times, alerts firing, health; do the bridges deliver the alerts)
-and *driftwire model* (drift scores per feature and segment against their thresholds, for one
-model, version and segment). Every query uses only metrics that driftwire exports
+Three dashboards: *driftwire overview* (is the worker keeping up: events, invalid and late events,
+lag, produced records, batch times, alerts firing, health; do the bridges deliver the alerts),
+*driftwire model* (drift scores per feature and segment against their thresholds, for one
+model, version and segment) and *driftwire model performance* (the truth stage: realized
+performance per window with its completeness, the estimate before labels beside it, the actual
+label distribution, the join's accounting). Every query uses only metrics that driftwire exports
 (src/driftwire/metrics.py), and the tests run every expression against a real Prometheus
 scraping a real worker and a real bridge.
 """
@@ -823,11 +825,211 @@ def model_view() -> dash.Dashboard:
     return board
 
 
+# -- model performance ---------------------------------------------------------------------
+
+
+def performance_view() -> dash.Dashboard:
+    """Realized and estimated performance of one model from the truth stage."""
+    ids = Layout()
+    sel = MODEL_SELECTOR
+    series = "model_version, segment"
+    board = (
+        base(
+            "driftwire-performance",
+            "driftwire model performance",
+            "Is the model still right? Realized performance per window from joined ground "
+            "truth (with its label completeness), the estimate before labels, label drift "
+            "and the join's accounting.",
+        )
+        .with_variable(
+            query_variable(
+                "model", "Model", "label_values(driftwire_label_completeness_ratio, model)"
+            )
+        )
+        .with_variable(
+            query_variable(
+                "version",
+                "Version",
+                'label_values(driftwire_label_completeness_ratio{model=~"$model"}, model_version)',
+            )
+        )
+        .with_variable(
+            query_variable(
+                "segment",
+                "Segment",
+                "label_values(driftwire_label_completeness_ratio"
+                '{model=~"$model", model_version=~"$version"}, segment)',
+            )
+        )
+    )
+
+    board = board.with_row(ids.row("Realized performance"))
+    board = add(
+        board,
+        series_panel(
+            ids,
+            "Realized performance per window",
+            "Each metric of the last judged window (by prediction time, judged "
+            "truth.evaluation_delay_seconds after it closed) from the predictions whose label "
+            "has arrived, with its 95% interval (dashed).",
+            [
+                query(
+                    f"max by (metric, {series}) (driftwire_performance{{{sel}}})",
+                    "{{metric}} · {{model_version}} · {{segment}}",
+                ),
+                query(
+                    f"max by (metric, bound, {series}) (driftwire_performance_bound{{{sel}}})",
+                    "{{metric}} {{bound}} · {{model_version}} · {{segment}}",
+                    "B",
+                ),
+            ],
+            width=24,
+            height=10,
+        ).override_by_query(
+            "B",
+            [
+                DynamicConfigValue(
+                    id_val="custom.lineStyle", value=LineStyle(fill="dash", dash=[4, 6])
+                ),
+                DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+            ],
+        ),
+        series_panel(
+            ids,
+            "Label completeness",
+            "Share of the judged window's predictions whose label had arrived when it was "
+            "judged: a value read off a low completeness is less certain (its interval says "
+            "how much).",
+            [
+                query(
+                    f"max by ({series}) (driftwire_label_completeness_ratio{{{sel}}})",
+                    "{{model_version}} · {{segment}}",
+                )
+            ],
+            unit="percentunit",
+        ),
+        series_panel(
+            ids,
+            "Labelled predictions per window",
+            "Joined predictions behind the realized values (below truth.min_count a window is "
+            "not judged).",
+            [
+                query(
+                    f"max by ({series}) (driftwire_performance_labelled_predictions{{{sel}}})",
+                    "{{model_version}} · {{segment}}",
+                )
+            ],
+        ),
+    )
+
+    board = board.with_row(ids.row("Estimated before labels"))
+    board = add(
+        board,
+        series_panel(
+            ids,
+            "Estimated vs realized accuracy",
+            "The estimate of the window that just closed, from its scores alone (binary "
+            "classifiers; calibration fitted on the reference), beside the realized accuracy "
+            "of the window judged on its labels. An estimate cannot see concept drift.",
+            [
+                query(
+                    f"max by ({series}) (driftwire_performance_estimated{{{sel}, "
+                    'metric="accuracy"})',
+                    "estimated · {{model_version}} · {{segment}}",
+                ),
+                query(
+                    f'max by ({series}) (driftwire_performance{{{sel}, metric="accuracy"}})',
+                    "realized · {{model_version}} · {{segment}}",
+                    "B",
+                ),
+            ],
+        ),
+        series_panel(
+            ids,
+            "Estimate error (estimated - realized)",
+            "For the last judged window: the estimate made when it closed minus the realized "
+            "value, per metric. Far from 0 means the scores no longer mean what they meant on "
+            "the reference (or concept drift).",
+            [
+                query(
+                    f"max by (metric, {series}) (driftwire_performance_estimate_error{{{sel}}})",
+                    "{{metric}} · {{model_version}} · {{segment}}",
+                )
+            ],
+        ).min(-1),
+    )
+
+    board = board.with_row(ids.row("Labels"))
+    board = add(
+        board,
+        series_panel(
+            ids,
+            "Actual label distribution",
+            "Share of each actual class among the judged window's labels; a label_drift alert "
+            "fires when it moves from the reference's significantly and by more than the "
+            "margin.",
+            [
+                query(
+                    f"max by (label, {series}) (driftwire_actual_label_share{{{sel}}})",
+                    "{{label}} · {{model_version}} · {{segment}}",
+                )
+            ],
+            unit="percentunit",
+            stacked=True,
+        ),
+        series_panel(
+            ids,
+            "Performance alerts / s by kind (all models)",
+            "performance_degradation, label_drift and estimated_performance alert events "
+            "produced by the truth stage.",
+            [
+                query(
+                    f"sum by (kind, status) (rate(driftwire_truth_alerts_produced_total[{RATE}]))",
+                    "{{kind}} {{status}}",
+                )
+            ],
+        ),
+    )
+
+    board = board.with_row(ids.row("Join accounting (all models)"))
+    outcomes = (
+        'outcome=~"joined|orphan_labels|late_labels|expired|duplicate_labels|'
+        'duplicate_predictions|mismatched_labels|evicted_predictions|evicted_labels"'
+    )
+    board = add(
+        board,
+        series_panel(
+            ids,
+            "Join outcomes / s",
+            "joined: a label met its prediction; orphan_labels: no prediction for it; "
+            "late_labels: later than truth.horizon_seconds; expired: predictions never "
+            "labelled within the horizon; duplicates, mismatches and evictions (over "
+            "truth.max_pending).",
+            [
+                query(
+                    f"sum by (outcome) (rate(driftwire_truth_records_total{{{outcomes}}}[{RATE}]))",
+                    "{{outcome}}",
+                )
+            ],
+            stacked=True,
+        ),
+        series_panel(
+            ids,
+            "Pending in the join",
+            "Predictions waiting for their label and labels waiting for their prediction "
+            "(bounded by truth.max_pending; truth.sample_fraction keeps a known share).",
+            [query("sum by (side) (driftwire_truth_pending)", "{{side}}")],
+        ),
+    )
+    return board
+
+
 # -- output --------------------------------------------------------------------------------
 
 DASHBOARDS = {
     "driftwire-overview.json": overview,
     "driftwire-model.json": model_view,
+    "driftwire-performance.json": performance_view,
 }
 
 

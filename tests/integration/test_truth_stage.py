@@ -4,15 +4,22 @@ library in, exact join accounting, a performance alert on concept drift, a rebui
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
+import yaml
 from kafkautil import create_topics, read_all
 from prometheus_client import CollectorRegistry
 
+from driftwire.detect.reference import Reference
 from driftwire.ops.config import Settings
 from driftwire.ops.truth_metrics import TruthMetrics
 from driftwire.producer import InferenceLogger
@@ -180,3 +187,77 @@ def test_labels_join_their_predictions_and_concept_drift_alerts(
         (e["data"]["labels"]["statistic"], e["data"]["status"]) for e in replayed[len(emitted) :]
     }
     assert ("accuracy", "firing") in again_conditions and again_conditions <= conditions
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(300)
+def test_a_published_baseline_with_reference_performance_is_the_reference(
+    kafka_bootstrap: str, topic_name: str, tmp_path: Path
+) -> None:
+    """``baseline build --target-column --publish`` puts the reference's realized performance
+    on the baselines topic; the stage reads it before its first fetch, judges every window
+    against it (nothing is frozen), names it in the alerts, and exports the estimate of each
+    window beside the realized value."""
+    events, labels, alerts, baselines = (
+        f"{topic_name}-{x}" for x in ("events", "labels", "alerts", "baselines")
+    )
+    asyncio.run(create_topics(kafka_bootstrap, [events, labels], partitions=2))
+    asyncio.run(create_topics(kafka_bootstrap, [alerts, f"{labels}.dlq"]))
+    # the reference: the same calibrated model without drift, 20,000 rows with the truth
+    rng = np.random.default_rng(8)
+    score = rng.random(20_000)
+    table = tmp_path / "validation.csv"
+    pacsv.write_csv(
+        pa.table({"x": rng.normal(size=score.size), "score": score,
+                  "outcome": rng.random(score.size) < score}),
+        table,
+    )  # fmt: skip
+    settings = settings_for(kafka_bootstrap, events, labels, alerts, f"{topic_name}-truth")
+    settings = settings.model_copy(
+        update={"topics": settings.topics.model_copy(update={"baselines": baselines})}
+    )
+    config = tmp_path / "worker.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"kafka": {"bootstrap_servers": kafka_bootstrap}, "topics": {"baselines": baselines}}
+        )
+    )
+    built = subprocess.run(
+        [
+            sys.executable, "-m", "driftwire.cli.command", "baseline", "build", str(table),
+            "--model", "churn", "--model-version", "1", "--prediction-column", "score",
+            "--target-column", "outcome", "--publish", "-c", str(config),
+            "-o", str(tmp_path / "b.dwb"),
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    baseline_id = Reference.from_bytes((tmp_path / "b.dwb").read_bytes()).id
+    n_predictions, n_labels, drift_ms = publish(kafka_bootstrap, events, labels)
+
+    registry = CollectorRegistry()
+    stage = TruthStage(settings, TruthMetrics(registry))
+    asyncio.run(run_until_read(stage, n_predictions + n_labels))
+    assert stage.tracker.references == {}  # nothing frozen: the baseline is the reference
+    assert registry.get_sample_value("driftwire_truth_baselines_with_performance") == 1
+    emitted = [orjson.loads(r.value) for r in asyncio.run(read_all(kafka_bootstrap, alerts))]
+    accuracy = [
+        e["data"]
+        for e in emitted
+        if e["data"]["labels"]["statistic"] == "accuracy"
+        and e["data"]["labels"]["kind"] == "performance_degradation"
+    ]
+    assert accuracy and accuracy[0]["status"] == "firing"
+    assert accuracy[0]["reference"] == {
+        "kind": "baseline", "id": baseline_id, "count": 20_000,
+        "note": "the baseline's realized performance on segment all",
+    }  # fmt: skip
+    assert drift_ms < parse_ms(accuracy[0]["window"]["end"]) <= drift_ms + 15 * SECOND
+    # concept drift: the scores do not move, so the estimate stays at the reference's 0.75
+    # and does not alert; it sits above the realized accuracy (about 0.58 once drifted)
+    assert not [e for e in emitted if e["data"]["labels"]["kind"] == "estimated_performance"]
+    series = {"model": "churn", "model_version": "1", "segment": "all", "metric": "accuracy"}
+    estimated = registry.get_sample_value("driftwire_performance_estimated", series)
+    assert estimated is not None and abs(estimated - 0.75) < 0.06
+    error = registry.get_sample_value("driftwire_performance_estimate_error", series)
+    assert error is not None and 0.05 < error < 0.35

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import dockerfile
+import numpy as np
 import orjson
 import pytest
 import yaml
@@ -356,7 +357,13 @@ def test_committed_dashboards_equal_what_the_code_builds(tmp_path: Path) -> None
 
 def test_dashboards_have_the_variables_and_panels_operators_need() -> None:
     boards = dashboards()
-    assert set(boards) == {"driftwire-overview.json", "driftwire-model.json"}
+    assert set(boards) == {
+        "driftwire-overview.json",
+        "driftwire-model.json",
+        "driftwire-performance.json",
+    }
+    performance = boards["driftwire-performance.json"]
+    assert {"model", "version", "segment"} <= {v["name"] for v in performance["templating"]["list"]}
     model = boards["driftwire-model.json"]
     assert model["uid"] == "driftwire-model"
     names = [v["name"] for v in model["templating"]["list"]]
@@ -379,6 +386,12 @@ def test_dashboards_have_the_variables_and_panels_operators_need() -> None:
         "Batch processing time",
         "Alert deliveries / s by target and result",
         "Alert delivery time and age",
+        "Realized performance per window",
+        "Label completeness",
+        "Estimated vs realized accuracy",
+        "Estimate error (estimated - realized)",
+        "Actual label distribution",
+        "Join outcomes / s",
     ):
         assert wanted in titles
 
@@ -418,6 +431,27 @@ def _events() -> list[bytes]:
     # the bad ones in the middle, the late and future ones after everything else
     half = len(good) // 2
     return good[:half] + invalid + good[half:] + late + future
+
+
+def _labels(events: list[bytes]) -> list[bytes]:
+    """Ground truth for 80% of the good events, 1-5 minutes after each (the outcome is true
+    with the event's score as probability), in event-time order."""
+    rng = np.random.default_rng(12)
+    out = []
+    for raw in events:
+        try:
+            event = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict) or "prediction" not in event or "event_id" not in event:
+            continue
+        if str(event["event_id"]).startswith("late-") or rng.random() >= 0.8:
+            continue
+        observed = int(event["timestamp"]) + int(rng.integers(MINUTE, 5 * MINUTE))
+        actual = bool(rng.random() < event["prediction"]["score"])
+        doc = {"event_id": event["event_id"], "model": event["model"], "actual": actual}
+        out.append((observed, orjson.dumps({**doc, "observed_at": observed})))
+    return [value for _, value in sorted(out, key=lambda o: o[0])]
 
 
 @dataclass
@@ -486,7 +520,8 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     prometheus_bin = tool("prometheus")
     tmp = tmp_path_factory.mktemp("ops")
     topic = f"ops-events-{os.getpid()}-{int(time.time())}"
-    asyncio.run(create_topics(kafka_bootstrap, [topic], PARTITIONS))
+    asyncio.run(create_topics(kafka_bootstrap, [topic, f"{topic}.labels"], PARTITIONS))
+    asyncio.run(create_topics(kafka_bootstrap, [f"{topic}.labels.dlq"]))
 
     worker_port, prom_port, bridge_port = _free_port(), _free_port(), _free_port()
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
@@ -498,7 +533,18 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "partials": f"{topic}.partials",
             "alerts": f"{topic}.alerts",
             "baselines": f"{topic}.baselines",
+            "labels": f"{topic}.labels",
             "partials_partitions": 2,
+        },
+        # the truth stage in the same worker: the performance dashboard's metrics
+        "truth": {
+            "enabled": True,
+            "group_id": f"{topic}-truth",
+            "bucket_seconds": 60,
+            "window_seconds": 300,
+            "evaluation_delay_seconds": 300,
+            "reference_count": 3_000,
+            "baselines_wait_seconds": 10,
         },
         "consumer": {"group_id": f"{topic}-group", "fetch_timeout_ms": 200},
         "profile": {"idle_partition_seconds": 1},
@@ -629,7 +675,10 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         _wait("the bridge to own the alerts partitions", bridge_assigned, stack, 60, procs)
         _wait("Prometheus to scrape both", prometheus_scrapes, stack, 30, procs)
         time.sleep(2)  # a few samples of the idle worker before the traffic
-        asyncio.run(produce(kafka_bootstrap, topic, _events(), partitions=PARTITIONS))
+        events = _events()
+        asyncio.run(produce(kafka_bootstrap, topic, events, partitions=PARTITIONS))
+        labels = _labels(events)
+        asyncio.run(produce(kafka_bootstrap, f"{topic}.labels", labels, partitions=PARTITIONS))
 
         state = {"evaluated": -1.0, "since": time.monotonic()}
 
@@ -645,6 +694,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 and (_metric_sum(bridge, "driftwire_bridge_alert_age_seconds_count") or 0) > 0
                 and _metric_sum(bridge, "driftwire_bridge_consumer_lag") == 0
                 and (_metric_sum(text, "driftwire_events_late_total") or 0) > 0
+                and _metric_sum(text, "driftwire_performance_estimate_error") is not None
                 and evaluated > 0
                 and time.monotonic() - state["since"] > 3
             )

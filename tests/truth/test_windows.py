@@ -88,3 +88,18 @@ def test_score_predictions_use_the_threshold_and_the_positive_pair() -> None:
     state = buckets.window("m", "1", "", 0, MINUTE).classification
     assert state is not None and state.positive == "1"
     assert state.metrics().accuracy.value == pytest.approx(2 / 3)  # 0.6 < 0.7 predicts "0"
+
+
+def test_a_predicted_label_named_otherwise_than_the_truth_yields_to_the_score() -> None:
+    """Events say {"score": s, "label": "churn" | "stay"}, labels say true/false: the score
+    and the threshold give the predicted class; a label of the truth's pair is kept."""
+    buckets = PerformanceBuckets(bucket_ms=MINUTE)
+    rows = [(0.8, "churn", "true"), (0.3, "stay", "false"), (0.9, "churn", "false"),
+            (0.2, "false", "true"), (0.7, "false", "true")]  # fmt: skip
+    for i, (score, label, actual) in enumerate(rows):
+        p = Prediction(f"e{i}", "m", "1", "", 0, score, label)
+        buckets.joined(JoinedPair(p, actual, 1))
+    state = buckets.window("m", "1", "", 0, MINUTE).classification
+    assert state is not None and state.positive == "true"
+    # right: rows 0 and 1 (by score); wrong: row 2 (score), rows 3 and 4 (label "false" kept)
+    assert state.metrics().accuracy.value == pytest.approx(2 / 5)

@@ -84,7 +84,7 @@ def _from_events(args: argparse.Namespace, config: Settings, source: EventSource
     return built.reference
 
 
-def _from_table(args: argparse.Namespace, path: Path) -> Reference:
+def _from_table(args: argparse.Namespace, path: Path, config: Settings) -> Reference:
     missing = [
         o for o, v in (("--model", args.model), ("--model-version", args.model_version)) if not v
     ]
@@ -100,6 +100,9 @@ def _from_table(args: argparse.Namespace, path: Path) -> Reference:
         label_column=args.label_column,
         latency_column=args.latency_column,
         segment_columns=_split(args.segment_columns),
+        target_column=args.target_column,
+        target_is_class=args.target_classes,
+        score_threshold=config.truth.score_threshold,
     )
     with progress_bar(count_rows(path), "baseline") as advance:
         return build_baseline(
@@ -129,6 +132,7 @@ def run_baseline_build(args: argparse.Namespace) -> int:
                 ("--label-column", args.label_column),
                 ("--latency-column", args.latency_column),
                 ("--segment-columns", args.segment_columns),
+                ("--target-column", args.target_column),
             )
             if value
         ]
@@ -140,7 +144,7 @@ def run_baseline_build(args: argparse.Namespace) -> int:
             )
         reference = _from_events(args, config, source)
     elif path is not None:
-        reference = _from_table(args, path)
+        reference = _from_table(args, path, config)
     else:
         raise InputError("give a file of training data or logged events, or --topic")
     Path(args.output).write_bytes(reference.to_bytes())
@@ -155,6 +159,8 @@ def run_baseline_build(args: argparse.Namespace) -> int:
         f"{segments} segments -> {args.output}",
         file=sys.stderr,
     )
+    if reference.performance is not None:
+        print(f"reference performance: {_performance_line(reference.performance)}", file=sys.stderr)
     need = config.detect.min_reference_count
     small = small_profiles(reference, need)
     if small:
@@ -170,3 +176,20 @@ def run_baseline_build(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _performance_line(blob: bytes) -> str:
+    """One line of the reference's realized performance, for the build's summary."""
+    from driftwire.truth.reference import ReferencePerformance
+
+    every = ReferencePerformance.from_bytes(blob).segment("all")
+    parts = [f"{every.joined} labelled rows"]
+    if every.classification is not None:
+        m = every.classification.metrics()
+        parts.append(f"accuracy {m.accuracy.value:.4g}")
+        if m.auc is not None:
+            parts.append(f"ROC AUC {m.auc.value:.4g}")
+    if every.regression is not None:
+        r = every.regression.metrics()
+        parts += [f"MAE {r.mae.value:.4g}", f"RMSE {r.rmse.value:.4g}"]
+    return ", ".join(parts)

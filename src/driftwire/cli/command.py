@@ -130,6 +130,18 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--prediction-column", help="numeric prediction score column")
     build.add_argument("--label-column", help="predicted label column")
     build.add_argument("--latency-column", help="latency in milliseconds column")
+    build.add_argument(
+        "--target-column",
+        help="the truth (actual outcome) column: the model's realized performance on the file "
+        "(from --prediction-column and/or --label-column) is stored in the baseline, and the "
+        "truth stage judges against it",
+    )
+    build.add_argument(
+        "--target-classes",
+        action="store_true",
+        help='read a numeric --target-column as class labels (1 -> "1"); default: numbers '
+        "are regression targets, text and booleans classes, as on the labels topic",
+    )
     build.add_argument("--segment-columns", default="", help="comma-separated segment columns")
     build.add_argument("--output", "-o", required=True, help="baseline file to write")
     build.add_argument(

@@ -44,6 +44,11 @@ class Reference:
     note: str = ""
     created_ms: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    #: The realized performance of the model on the reference data, when the baseline was
+    #: built with the truth beside the predictions (``--target-column``): an opaque blob of
+    #: :class:`driftwire.truth.reference.ReferencePerformance`, read by the truth stage only.
+    #: Absent from older baselines, which load with None.
+    performance: bytes | None = None
     #: What is derived from the profiles alone (edges, grids, shares), per segment and
     #: feature, computed on first use and kept for as long as this reference is used; never
     #: stored (it is rebuilt from the profiles after a restart).
@@ -93,7 +98,7 @@ class Reference:
         return orjson.dumps(self.to_state())
 
     def to_state(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "format": FORMAT,
             "kind": self.kind,
             "id": self.id,
@@ -106,6 +111,9 @@ class Reference:
                 s: base64.b64encode(p.to_bytes()).decode() for s, p in self.profiles.items()
             },
         }
+        if self.performance is not None:
+            state["performance"] = base64.b64encode(self.performance).decode()
+        return state
 
     @classmethod
     def from_state(cls, doc: dict[str, Any]) -> Reference:
@@ -126,6 +134,7 @@ class Reference:
                 note=doc.get("note", ""),
                 created_ms=int(doc.get("created_ms", 0)),
                 meta=dict(doc.get("meta", {})),
+                performance=base64.b64decode(doc["performance"]) if "performance" in doc else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"malformed reference: {exc!r}") from exc
@@ -203,12 +212,18 @@ def small_profiles(
     return {s: n for s, n in sizes.items() if n < min_count}
 
 
-def baseline_id(model: str, version: str, profiles: dict[str, Profile]) -> str:
-    """A content hash, so the same training data gives the same id."""
+def baseline_id(
+    model: str, version: str, profiles: dict[str, Profile], performance: bytes | None = None
+) -> str:
+    """A content hash, so the same training data gives the same id (and the same data with
+    another target, another one)."""
     h = hashlib.sha256(f"{model}\x00{version}".encode())
     for segment in sorted(profiles):
         h.update(segment.encode())
         h.update(profiles[segment].to_bytes())
+    if performance is not None:
+        h.update(b"\x00performance")
+        h.update(performance)
     return "baseline:" + h.hexdigest()[:16]
 
 
@@ -234,3 +249,7 @@ class ReferenceStore:
 
     def __len__(self) -> int:
         return len(self._baselines)
+
+    def all(self) -> list[Reference]:
+        """Every baseline held, by (model, version)."""
+        return [self._baselines[k] for k in sorted(self._baselines)]

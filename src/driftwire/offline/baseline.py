@@ -9,6 +9,7 @@ file and can be published to the compacted baselines topic keyed by ``model/vers
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from driftwire.detect.reference import ALL, Reference, baseline_id
 from driftwire.errors import InputError
 from driftwire.offline.columns import feature_warnings
 from driftwire.sketch.profile import Profile
+from driftwire.truth.reference import ReferencePerformanceBuilder
 
 BATCH_ROWS = 50_000
 
@@ -35,6 +37,13 @@ class BaselineSpec:
     label_column: str | None = None
     latency_column: str | None = None
     segment_columns: Sequence[str] = ()
+    #: the truth beside the predictions: its realized performance is stored in the baseline
+    target_column: str | None = None
+    #: read a numeric target as class labels (``1`` -> ``"1"``), for classifiers whose classes
+    #: are numbers; else a numeric target is a regression target, as on the labels topic
+    target_is_class: bool = False
+    #: a score at or above it predicts the positive class (the truth stage's score_threshold)
+    score_threshold: float = 0.5
 
 
 def _batches(path: Path) -> Iterator[Any]:
@@ -86,8 +95,14 @@ def build_baseline(
     names, id-like columns: :func:`~driftwire.offline.columns.feature_warnings`).
     """
     path = Path(path)
-    special = {spec.prediction_column, spec.label_column, spec.latency_column}
+    special = {spec.prediction_column, spec.label_column, spec.latency_column, spec.target_column}
     special |= set(spec.segment_columns)
+    if spec.target_column is not None and spec.prediction_column is spec.label_column is None:
+        raise InputError(
+            f"{path}: --target-column needs the model's predictions beside it: "
+            "add --prediction-column (a score or regression value) or --label-column"
+        )
+    truth = ReferencePerformanceBuilder(threshold=spec.score_threshold)
     profiles: dict[str, Profile] = {}
     rows_seen = 0
     for batch in _batches(path):
@@ -122,21 +137,67 @@ def build_baseline(
                 prediction_label=_labels(chosen, spec.label_column),
                 latency_ms=_floats(chosen, spec.latency_column),
             )
+        if spec.target_column is not None:
+            _add_truth(truth, rows, spec, spec.target_column)
         rows_seen += len(rows)
         if progress is not None:
             progress(len(rows))
     if not rows_seen:
         raise InputError(f"{path}: no rows")
+    performance = None if spec.target_column is None else _performance(truth, path)
     return Reference(
         kind="baseline",
-        id=baseline_id(spec.model, spec.model_version, profiles),
+        id=baseline_id(spec.model, spec.model_version, profiles, performance),
         model=spec.model,
         model_version=spec.model_version,
         profiles=profiles,
         note=f"Baseline built from {path.name} ({rows_seen} rows).",
         created_ms=created_ms,
         meta={"source": path.name, "rows": rows_seen},
+        performance=performance,
     )
+
+
+def _add_truth(
+    truth: ReferencePerformanceBuilder,
+    rows: list[dict[str, Any]],
+    spec: BaselineSpec,
+    target: str,
+) -> None:
+    """The rows with a target into the reference performance (a missing target: skipped)."""
+    for row in rows:
+        actual = _actual(row[target], spec.target_is_class)
+        if actual is None:
+            continue
+        score = None if spec.prediction_column is None else row[spec.prediction_column]
+        label = None if spec.label_column is None else row[spec.label_column]
+        segment = _segment_key(row, spec.segment_columns) if spec.segment_columns else ALL
+        truth.add(
+            segment=segment or ALL,
+            score=None if score is None else float(score),
+            label=None if label is None else str(label),
+            actual=actual,
+        )
+
+
+def _actual(value: Any, as_class: bool) -> str | float | None:
+    """A target cell as the labels topic reads it: booleans and text are classes, numbers
+    regression targets (classes too with ``as_class``)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) and not as_class:
+        return float(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _performance(truth: ReferencePerformanceBuilder, path: Path) -> bytes:
+    if not truth.rows:
+        raise InputError(f"{path}: the target column is empty on every row")
+    return truth.finish().to_bytes()
 
 
 def _floats(rows: list[dict[str, Any]], column: str | None) -> np.ndarray | None:

@@ -32,12 +32,16 @@ OUTCOMES = (
     "evicted_labels",
 )
 _SERIES = ("model", "model_version", "segment")
+#: The alert kinds of the truth stage.
+ALERT_KINDS = ("performance_degradation", "label_drift", "estimated_performance")
 
 
 class TruthMetrics:
     """Join accounting, label completeness and realized performance per window."""
 
-    def __init__(self, registry: CollectorRegistry, *, max_models: int = 100) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, max_models: int = 100, max_classes: int = 20
+    ) -> None:
         self.model_label = LabelCap(max_models)
         self.records = Counter(
             "driftwire_truth_records",
@@ -51,6 +55,12 @@ class TruthMetrics:
             "driftwire_labels_invalid",
             "Ground-truth records refused and sent to the labels' dead-letter topic, by reason",
             ["reason"],
+            registry=registry,
+        )
+        self.future = Counter(
+            "driftwire_truth_predictions_future",
+            "Predictions left out of the join because their timestamp is more than "
+            "profile.max_future_seconds past their record's time",
             registry=registry,
         )
         self.pending = Gauge(
@@ -77,12 +87,58 @@ class TruthMetrics:
             [*_SERIES, "metric", "bound"],
             registry=registry,
         )
+        self.estimated = Gauge(
+            "driftwire_performance_estimated",
+            "Estimated performance of the window that just closed, from its scores before its "
+            "labels (binary classifiers; calibration fitted on the reference), by metric",
+            [*_SERIES, "metric"],
+            registry=registry,
+        )
+        self.estimate_error = Gauge(
+            "driftwire_performance_estimate_error",
+            "The last judged window's estimate (made when it closed) minus its realized "
+            "value, by metric; read it with driftwire_label_completeness_ratio",
+            [*_SERIES, "metric"],
+            registry=registry,
+        )
+        self.joined_window = Gauge(
+            "driftwire_performance_labelled_predictions",
+            "Labelled predictions behind the last judged window's realized performance",
+            list(_SERIES),
+            registry=registry,
+        )
+        self.baselines = Counter(
+            "driftwire_truth_baselines",
+            "Baselines-topic records read by the truth stage, by result (loaded, removed, "
+            "invalid); a loaded one with reference performance replaces the frozen reference",
+            ["result"],
+            registry=registry,
+        )
+        for result in ("loaded", "removed", "invalid"):
+            self.baselines.labels(result=result)
+        self.baselines_loaded = Gauge(
+            "driftwire_truth_baselines_with_performance",
+            "Baselines held by the truth stage that carry reference performance",
+            registry=registry,
+        )
+        self.actual_share = Gauge(
+            "driftwire_actual_label_share",
+            "Share of each actual class among the last judged window's labelled predictions "
+            "(the first max_classes classes seen per series)",
+            [*_SERIES, "label"],
+            registry=registry,
+        )
         self.alerts = Counter(
             "driftwire_truth_alerts_produced",
             "Performance alert events produced and acknowledged, by kind and status",
             ["kind", "status"],
             registry=registry,
         )
+        for kind in ALERT_KINDS:
+            for status in ("firing", "resolved"):
+                self.alerts.labels(kind=kind, status=status)
+        self._max_classes = max_classes
+        self._classes: dict[tuple[str, str, str], set[str]] = {}
         self._counted: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
 
     def count(self, counts: Mapping[str, int]) -> None:
@@ -98,11 +154,34 @@ class TruthMetrics:
         key: tuple[str, str, str],
         completeness: float,
         metrics: Mapping[str, tuple[float, float, float]],
+        *,
+        joined: int = 0,
+        estimate_error: Mapping[str, float] | None = None,
+        actual_shares: Mapping[str, float] | None = None,
     ) -> None:
+        """The gauges of one series' last judged window."""
         model, version, segment = key
         labels = {"model": self.model_label(model), "model_version": version, "segment": segment}
         self.completeness.labels(**labels).set(completeness)
+        self.joined_window.labels(**labels).set(joined)
+        for metric, error in (estimate_error or {}).items():
+            self.estimate_error.labels(**labels, metric=metric).set(error)
+        known = self._classes.setdefault(key, set())
+        for label, share in sorted((actual_shares or {}).items()):
+            if label not in known and len(known) >= self._max_classes:
+                continue  # a bounded number of classes per series
+            known.add(label)
+            self.actual_share.labels(**labels, label=label).set(share)
+        for label in known - set(actual_shares or {}):
+            self.actual_share.labels(**labels, label=label).set(0.0)
         for metric, (value, low, high) in metrics.items():
             self.performance.labels(**labels, metric=metric).set(value)
             self.performance_bound.labels(**labels, metric=metric, bound="low").set(low)
             self.performance_bound.labels(**labels, metric=metric, bound="high").set(high)
+
+    def estimated_now(self, key: tuple[str, str, str], metrics: Mapping[str, float]) -> None:
+        """The gauges of one series' latest estimate (NaN where a metric is undefined)."""
+        model, version, segment = key
+        labels = {"model": self.model_label(model), "model_version": version, "segment": segment}
+        for metric, value in metrics.items():
+            self.estimated.labels(**labels, metric=metric).set(value)

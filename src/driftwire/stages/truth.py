@@ -12,6 +12,12 @@ they did before (across partitions the fetch order can differ, and then an alert
 one window earlier or later, or at another severity). Offsets are committed after the alerts
 of a batch are acknowledged, for lag monitoring; a restart does not resume from them.
 
+Baselines: the stage follows the compacted baselines topic as the detect stage does (read to
+its end before the first fetch, for up to ``truth.baselines_wait_seconds``); a baseline built
+with ``--target-column`` carries the model's realized performance on the reference, which then
+replaces the reference the tracker would freeze from the first labels, and calibrates the
+estimated performance.
+
 Invalid ground-truth records go to ``<labels>.dlq`` with the decoder's reason headers; invalid
 events are left to the profile stage, which dead-letters them already.
 """
@@ -37,11 +43,15 @@ from driftwire.alerts.alert import Alert, encode
 from driftwire.decode.batch import Rejection
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
 from driftwire.decode.decoder import decode_batch
+from driftwire.detect.reference import ReferenceStore
+from driftwire.errors import FormatError
 from driftwire.ops.config import Settings
 from driftwire.ops.truth_metrics import TruthMetrics
 from driftwire.profiling.catalog import segment_key
+from driftwire.stages.detect._baselines import BaselinesFollower
 from driftwire.truth.join import Prediction
 from driftwire.truth.label import decode_label
+from driftwire.truth.reference import ReferencePerformance
 from driftwire.truth.tracker import TruthTracker
 
 log = logging.getLogger(__name__)
@@ -105,6 +115,12 @@ class TruthStage:
         self._lock = asyncio.Lock()
         self._rewind: dict[TopicPartition, int | None] = {}  # seeks due (None: to the end)
         self._reached: dict[TopicPartition, int] = {}  # the latest event time read, per partition
+        self._references = ReferenceStore()
+        self._baselines = BaselinesFollower(
+            settings, self._references, metrics, client_suffix="truth-baselines"
+        )
+        self._applied: dict[tuple[str, str], str] = {}  # baseline ids the tracker judges by
+        self._max_future_ms = int(settings.profile.max_future_seconds * 1000)
         self.alerts_sent = 0
 
     @property
@@ -124,7 +140,10 @@ class TruthStage:
             max_poll_interval_ms=s.consumer.max_poll_interval_ms,
             session_timeout_ms=s.consumer.session_timeout_ms,
         )
+        finished = asyncio.Event()
+        baselines = asyncio.create_task(self._baselines.run(finished), name="truth-baselines")
         try:
+            await self._wait_for_baselines(stop, baselines)
             await self._producer.start()
             await self._consumer.start()
             self._consumer.subscribe([s.topics.events, s.topics.labels], listener=_Rebalance(self))
@@ -140,8 +159,49 @@ class TruthStage:
                         continue
                     await self._handle(data)
         finally:
+            finished.set()
             await self._consumer.stop()
             await self._producer.stop()
+            await asyncio.gather(baselines, return_exceptions=True)
+
+    async def _wait_for_baselines(self, stop: asyncio.Event, follower: asyncio.Task[None]) -> None:
+        """Until the baselines topic was read to its end (a reference frozen from the first
+        labels would otherwise be judged by), ``stop``, or the wait runs out."""
+        waits = [
+            asyncio.ensure_future(self._baselines.ready.wait()),
+            asyncio.ensure_future(stop.wait()),
+        ]
+        await asyncio.wait(
+            [*waits, follower],
+            timeout=self._s.truth.baselines_wait_seconds,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for w in waits:
+            w.cancel()
+        if not self._baselines.ready.is_set() and not stop.is_set():
+            log.warning("baselines topic not read to its end in time; judging without it")
+
+    def _apply_baselines(self) -> None:
+        """Bring the tracker's reference performances up to the baselines held."""
+        held: dict[tuple[str, str], str] = {}
+        for ref in self._references.all():
+            if ref.performance is None:
+                continue
+            key = (ref.model, ref.model_version)
+            held[key] = ref.id
+            if self._applied.get(key) == ref.id:
+                continue
+            try:
+                performance = ReferencePerformance.from_bytes(ref.performance)
+            except FormatError as exc:
+                held.pop(key)
+                log.warning(f"baseline {ref.id}: unreadable reference performance, ignored ({exc})")
+                continue
+            self._tracker.use_baseline(ref.model, ref.model_version, ref.id, performance)
+        for key in self._applied.keys() - held.keys():
+            self._tracker.remove_baseline(*key)
+        self._applied = held
+        self._m.baselines_loaded.set(len(held))
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Start over from ``horizon + window + delay`` ago on every partition now owned.
@@ -157,6 +217,7 @@ class TruthStage:
             found = await self._consumer.offsets_for_times(dict.fromkeys(assigned, since))
             self._rewind = {tp: (hit.offset if hit else None) for tp, hit in found.items()}
             self._tracker = TruthTracker(t.tracker_settings())
+            self._applied = {}
             self._reached = {}
             log.info(
                 "truth stage owns the events and labels partitions; rebuilding",
@@ -187,6 +248,7 @@ class TruthStage:
             else:
                 items += self._predictions(tp, records)
         alerts: list[Alert] = []
+        self._apply_baselines()
         self._tracker.limit_ms = await self._limit()
         for _, topic, partition, _, item in sorted(items, key=lambda i: i[:4]):
             if isinstance(item, Prediction):
@@ -239,6 +301,11 @@ class TruthStage:
             if event_id is None:
                 continue
             record = records[int(batch.index[i])]
+            if int(batch.timestamp_ms[i]) > record.timestamp + self._max_future_ms:
+                # stamped too far past its record's time, as the profile stage judges it: it
+                # would move the event clock ahead and expire every pending prediction
+                self._m.future.inc()
+                continue
             score = float(batch.prediction_score[i])
             prediction = Prediction(
                 event_id,
@@ -278,4 +345,13 @@ class TruthStage:
         self._m.pending.labels(side="predictions").set(join.pending_predictions)
         self._m.pending.labels(side="labels").set(join.pending_labels)
         for key, judged in self._tracker.latest.items():
-            self._m.judged(key, judged.completeness, judged.metrics)
+            self._m.judged(
+                key,
+                judged.completeness,
+                judged.metrics,
+                joined=judged.joined,
+                estimate_error=judged.estimate_error,
+                actual_shares=judged.actual_shares if judged.actual_shares else None,
+            )
+        for key, estimated in self._tracker.estimated.items():
+            self._m.estimated_now(key, estimated.metrics)

@@ -31,6 +31,8 @@ class TruthSettings(_Section):
     reference_count: int = Field(2_000, ge=1)
     min_count: int = Field(100, ge=1)
     alpha: float = Field(0.001, gt=0, lt=1)
+    #: how long the stage waits at start to read the baselines topic to its end
+    baselines_wait_seconds: float = Field(60.0, ge=0)
 
     def tracker_settings(self) -> TrackerSettings:
         """The pure tracker's settings (milliseconds, the rule)."""

@@ -4,10 +4,20 @@
 (:attr:`TruthTracker.clock_ms`: the slower of the two inputs' event times) passes a bucket
 boundary, judges the window of predictions that ended ``evaluation_delay_ms`` before it (give
 slow labels that long to arrive) for every (model, version, segment) with predictions in it.
-The reference of each is frozen from its first ``reference_count`` joined predictions (all
-windows from its first prediction to the first window end where that many have joined; the
-baseline's realized performance takes its place once baselines carry it), and judging starts
-with the next window. Findings go through an :class:`~driftwire.alerts.policy.AlertPolicy`
+The reference of each is the realized performance stored in its baseline
+(:meth:`TruthTracker.use_baseline`, from ``driftwire baseline build --target-column``) when
+there is one: the segment's, else the baseline's ``all``. Without one it is frozen from its
+first ``reference_count`` joined predictions (all windows from its first prediction to the
+first window end where that many have joined), and judging starts with the next window.
+
+Binary classifiers with scores also get *estimated* performance: at every bucket boundary the
+window that just closed (no evaluation delay: its labels have mostly not arrived) is read
+through the score calibration fitted on the reference's scores and outcomes
+(:mod:`driftwire.truth.estimate`), for gauges (:attr:`TruthTracker.estimated`) and the
+``estimated_performance`` alert. When that window is judged on its realized labels, the
+estimate made at its close is put beside the realized value (:attr:`Judged.estimate_error`).
+
+Findings go through an :class:`~driftwire.alerts.policy.AlertPolicy`
 (two consecutive breaching windows to fire) and come back as
 :class:`~driftwire.alerts.alert.Alert` emissions. Everything is a function of the input
 order: the same records in the same order give the same alerts, with the same CloudEvents
@@ -26,6 +36,7 @@ ids.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,12 +44,17 @@ from driftwire.alerts.alert import Alert, iso
 from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import AlertPolicy
 from driftwire.truth.compare import PerformanceRule, classification_checks, regression_checks
-from driftwire.truth.findings import performance_finding
+from driftwire.truth.estimate import EstimatedPerformance, ScoreCalibration, estimate_binary
+from driftwire.truth.findings import estimate_finding, performance_finding
 from driftwire.truth.join import Prediction, TruthJoin
 from driftwire.truth.label import GroundTruth
+from driftwire.truth.reference import ReferencePerformance
 from driftwire.truth.windows import PerformanceBuckets, WindowPerformance
 
-__all__ = ["Judged", "TrackerSettings", "TruthTracker"]
+__all__ = ["ESTIMATED_METRICS", "Estimated", "Judged", "TrackerSettings", "TruthTracker"]
+
+#: The metrics estimated before labels (binary classifiers with scores).
+ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "auc")
 
 Key = tuple[str, str, str]  # model, model_version, segment
 _BEGINNING = -(2**62)
@@ -67,6 +83,27 @@ class Judged:
     completeness: float
     joined: int
     metrics: dict[str, tuple[float, float, float]]  # metric -> (value, low, high)
+    #: estimate made when the window closed minus the realized value now, per metric of
+    #: :data:`ESTIMATED_METRICS` both have (empty when the window was not estimated)
+    estimate_error: dict[str, float] = field(default_factory=dict)
+    #: share of each actual class among the window's labelled predictions (classifiers)
+    actual_shares: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Estimated:
+    """The latest estimate of one (model, version, segment): the window that just closed."""
+
+    window_end_ms: int
+    predictions: int
+    metrics: dict[str, float]  # metric of ESTIMATED_METRICS -> expected value
+    outside_reference_share: float
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    id: str
+    performance: ReferencePerformance
 
 
 class TruthTracker:
@@ -87,6 +124,10 @@ class TruthTracker:
         self.policy = AlertPolicy(consecutive=consecutive, resolve_windows=2, resolve_ratio=0.6)
         self.references: dict[Key, WindowPerformance] = {}
         self.latest: dict[Key, Judged] = {}
+        self.estimated: dict[Key, Estimated] = {}
+        self._baselines: dict[tuple[str, str], _Baseline] = {}
+        self._calibrations: dict[Key, ScoreCalibration | None] = {}
+        self._estimates: dict[Key, dict[int, EstimatedPerformance]] = {}
         self._keys: set[Key] = set()
         self._next_tick: int | None = None
         self._prediction_clock = self._label_clock = _BEGINNING
@@ -94,13 +135,29 @@ class TruthTracker:
         #: time every lagging input partition has reached); None: no limit
         self.limit_ms: int | None = None
 
+    def use_baseline(
+        self, model: str, version: str, baseline_id: str, performance: ReferencePerformance
+    ) -> None:
+        """Judge ``model``/``version`` against the realized performance of its baseline (and
+        fit its score calibration there) from now on, instead of a frozen reference."""
+        self._baselines[(model, version)] = _Baseline(baseline_id, performance)
+        for key in [k for k in self._calibrations if k[:2] == (model, version)]:
+            del self._calibrations[key]
+
+    def remove_baseline(self, model: str, version: str) -> None:
+        """Forget the baseline of ``model``/``version`` (a withdrawn one)."""
+        if self._baselines.pop((model, version), None) is not None:
+            for key in [k for k in self._calibrations if k[:2] == (model, version)]:
+                del self._calibrations[key]
+
     def add_prediction(self, prediction: Prediction) -> list[Alert]:
         """One decoded prediction (with an event id); returns the alerts now due."""
         before = self.join.counts.not_sampled_predictions
         pair = self.join.add_prediction(prediction)
         if self.join.counts.not_sampled_predictions == before:
-            self.buckets.seen(prediction)
-            self._keys.add((prediction.model, prediction.model_version, prediction.segment))
+            key = (prediction.model, prediction.model_version, prediction.segment)
+            self.buckets.seen(prediction, keep_score=self._estimable(key))
+            self._keys.add(key)
         if pair is not None:
             self.buckets.joined(pair)
         self._prediction_clock = max(self._prediction_clock, prediction.timestamp_ms)
@@ -152,10 +209,11 @@ class TruthTracker:
         start = end - s.window_ms
         alerts: list[Alert] = []
         for key in sorted(self._keys):
+            alerts += self._estimate(key, tick)
             window = self.buckets.window(*key, start, end)
             if window.predictions == 0:
                 continue
-            reference = self.references.get(key)
+            reference = self._reference(key)
             if reference is None:
                 so_far = self.buckets.window(*key, _BEGINNING, end)
                 if so_far.joined >= s.reference_count:
@@ -163,9 +221,85 @@ class TruthTracker:
                 continue
             for finding in self._findings(key, window, reference):
                 alerts += self._emit(finding, key, start, end, tick)
-            self.latest[key] = _judged(end, window)
+            made = self._estimates.get(key, {}).pop(end, None)
+            self.latest[key] = _judged(end, window, made)
+        for estimates in self._estimates.values():
+            for old in [e for e in estimates if e < end]:
+                del estimates[old]
+        self.buckets.drop_scores_before(tick - s.window_ms)
         self.buckets.drop_before(end - s.window_ms - s.horizon_ms - s.evaluation_delay_ms)
         return alerts
+
+    def _reference(self, key: Key) -> WindowPerformance | None:
+        """The baseline's realized performance of the segment (else its ``all``), else the
+        frozen one."""
+        baseline = self._baselines.get(key[:2])
+        if baseline is not None:
+            return baseline.performance.segment(key[2])
+        return self.references.get(key)
+
+    def _calibration(self, key: Key) -> ScoreCalibration | None:
+        """The score calibration fitted on the reference (None: not a binary classifier with
+        scores, or no reference yet)."""
+        if key in self._calibrations:
+            return self._calibrations[key]
+        reference = self._reference(key)
+        if reference is None:
+            return None
+        c = reference.classification
+        calibration = None
+        if c is not None and c.positive is not None:
+            positives, negatives = c.score_histograms()
+            if positives.sum() and negatives.sum():
+                calibration = ScoreCalibration.fit(positives, negatives)
+        self._calibrations[key] = calibration
+        return calibration
+
+    def _reference_estimate(self, key: Key, calibration: ScoreCalibration) -> float:
+        """The reference's accuracy as the estimate reads it (its own scores through its own
+        calibration): an estimate is held against an estimate, so the calibration's
+        coarseness does not count as a drop."""
+        reference = self._reference(key)
+        assert reference is not None and reference.classification is not None
+        positives, negatives = reference.classification.score_histograms()
+        return estimate_binary(
+            positives + negatives, calibration, threshold=self.settings.threshold
+        ).accuracy
+
+    def _estimable(self, key: Key) -> bool:
+        """Keep scores for estimates: a reference that is a scored binary classifier, or none
+        yet (it may become one)."""
+        return self._reference(key) is None or self._calibration(key) is not None
+
+    def _estimate(self, key: Key, tick: int) -> list[Alert]:
+        """Estimate the window that closed at ``tick`` from its scores; the estimate's alert."""
+        calibration = self._calibration(key)
+        reference = self._reference(key)
+        if calibration is None or reference is None or reference.classification is None:
+            return []
+        s = self.settings
+        scores = self.buckets.scores(*key, tick - s.window_ms, tick)
+        if not scores.any():
+            return []
+        estimate = estimate_binary(scores, calibration, threshold=s.threshold)
+        self._estimates.setdefault(key, {})[tick] = estimate
+        self.estimated[key] = Estimated(
+            tick,
+            estimate.n,
+            {m: getattr(estimate, m) for m in ESTIMATED_METRICS},
+            estimate.outside_reference_share,
+        )
+        model, version, segment = key
+        finding = estimate_finding(
+            estimate,
+            self._reference_estimate(key, calibration),
+            model=model,
+            model_version=version,
+            segment=segment,
+            rule=s.rule,
+            min_count=s.rule.min_count,
+        )
+        return self._emit(finding, key, tick - s.window_ms, tick, tick)
 
     def _findings(
         self, key: Key, window: WindowPerformance, reference: WindowPerformance
@@ -213,18 +347,44 @@ class TruthTracker:
                     threshold=None,
                     bound=None,
                     window={"start": iso(start), "end": iso(end), "count": f.count},
-                    reference={"kind": "frozen", "first_window": True},
+                    reference=self._describe_reference(key),
                     evidence=f.evidence,
                 )
             )
         return alerts
 
+    def _describe_reference(self, key: Key) -> dict[str, Any]:
+        baseline = self._baselines.get(key[:2])
+        if baseline is not None:
+            p = baseline.performance
+            segment = key[2] if key[2] in p.segments else "all"
+            return {
+                "kind": "baseline",
+                "id": baseline.id,
+                "count": p.segments[segment].joined,
+                "note": f"the baseline's realized performance on segment {segment}",
+            }
+        frozen = self.references.get(key)
+        model, version, segment = key
+        return {
+            "kind": "frozen_window",
+            "id": f"frozen:{model}/{version}/{segment}",
+            "count": 0 if frozen is None else frozen.joined,
+            "note": "no baseline with reference performance: the first labelled predictions",
+        }
 
-def _judged(end: int, window: WindowPerformance) -> Judged:
+
+def _judged(end: int, window: WindowPerformance, made: EstimatedPerformance | None) -> Judged:
     metrics: dict[str, tuple[float, float, float]] = {}
     if window.classification is not None:
         m = window.classification.metrics()
         estimates: dict[str, Any] = {"accuracy": m.accuracy, "auc": m.auc, "log_loss": m.log_loss}
+        positive = window.classification.positive
+        if positive is not None and positive in m.per_class:  # a binary classifier's class
+            estimates |= {
+                "precision": m.per_class[positive].precision,
+                "recall": m.per_class[positive].recall,
+            }
         for name, e in estimates.items():
             if e is not None:
                 metrics[name] = (e.value, e.low, e.high)
@@ -232,4 +392,20 @@ def _judged(end: int, window: WindowPerformance) -> Judged:
         r = window.regression.metrics()
         for name, e in (("mae", r.mae), ("rmse", r.rmse), ("bias", r.bias)):
             metrics[name] = (e.value, e.low, e.high)
-    return Judged(end, window.completeness, window.joined, metrics)
+    errors: dict[str, float] = {}
+    if made is not None and window.classification is not None:
+        m = window.classification.metrics()
+        positive = window.classification.positive
+        realized: dict[str, float | None] = {
+            "accuracy": m.accuracy.value,
+            "auc": None if m.auc is None else m.auc.value,
+        }
+        if positive is not None and positive in m.per_class:
+            per = m.per_class[positive]
+            realized |= {"precision": per.precision.value, "recall": per.recall.value, "f1": per.f1}
+        for name, value in realized.items():
+            expected = getattr(made, name)
+            if value is not None and math.isfinite(value) and math.isfinite(expected):
+                errors[name] = expected - value
+    shares = {} if window.classification is None else window.classification.metrics().actual_shares
+    return Judged(end, window.completeness, window.joined, metrics, errors, shares)

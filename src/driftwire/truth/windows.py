@@ -21,11 +21,12 @@ a window into one :class:`WindowPerformance`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from driftwire.truth.classification import ClassificationState
+from driftwire.truth.classification import SCORE_BINS, ClassificationState
 from driftwire.truth.join import JoinedPair, Prediction
 from driftwire.truth.regression import RegressionState
 
@@ -45,6 +46,9 @@ class _Bucket:
     delays_ms: list[int] = field(default_factory=list)
     classification: ClassificationState | None = None
     regression: RegressionState | None = None
+    #: counts per score bin of every prediction seen (labelled or not), for estimated
+    #: performance; kept only while the bucket is in the window being estimated
+    scores: np.ndarray | None = None
 
 
 @dataclass
@@ -57,6 +61,8 @@ class WindowPerformance:
     classification: ClassificationState | None
     regression: RegressionState | None
     median_delay_ms: float | None
+    #: the score histogram of every prediction of the window (:meth:`PerformanceBuckets.scores`)
+    scores: np.ndarray | None = None
 
     @property
     def completeness(self) -> float:
@@ -90,9 +96,33 @@ class PerformanceBuckets:
             bucket = self._buckets[key] = _Bucket()
         return bucket
 
-    def seen(self, prediction: Prediction) -> None:
-        """Count a prediction that entered the join (the denominator of completeness)."""
-        self._bucket(prediction).predictions += 1
+    def seen(self, prediction: Prediction, *, keep_score: bool = False) -> None:
+        """Count a prediction that entered the join (the denominator of completeness); with
+        ``keep_score``, add its score to the bucket's score histogram (estimated performance:
+        :data:`~driftwire.truth.classification.SCORE_BINS` 32-bit counts per bucket, dropped
+        by :meth:`drop_scores_before`)."""
+        bucket = self._bucket(prediction)
+        bucket.predictions += 1
+        score = prediction.score
+        if keep_score and score is not None and math.isfinite(score):
+            if bucket.scores is None:
+                bucket.scores = np.zeros(SCORE_BINS, dtype=np.int32)
+            bucket.scores[min(int(min(max(score, 0.0), 1.0) * SCORE_BINS), SCORE_BINS - 1)] += 1
+
+    def scores(self, model: str, version: str, segment: str, start: int, end: int) -> np.ndarray:
+        """The score histogram of the predictions of buckets starting in ``[start, end)``."""
+        total = np.zeros(SCORE_BINS, dtype=np.int64)
+        for (m, v, s, begin), bucket in self._buckets.items():
+            in_window = (m, v, s) == (model, version, segment) and start <= begin < end
+            if in_window and bucket.scores is not None:
+                total += bucket.scores
+        return total
+
+    def drop_scores_before(self, time_ms: int) -> None:
+        """Free the score histograms of buckets that start before ``time_ms``."""
+        for (_, _, _, begin), bucket in self._buckets.items():
+            if begin < time_ms:
+                bucket.scores = None
 
     def expired(self, prediction: Prediction) -> None:
         """Count a prediction whose label did not come within the horizon."""
@@ -109,8 +139,13 @@ class PerformanceBuckets:
                 bucket.classification = ClassificationState(self._positive(pair.actual))
             positive = bucket.classification.positive
             predicted = p.label
-            if predicted is None and p.score is not None and positive is not None:
-                predicted = positive if p.score >= self.threshold else _negative_of(positive)
+            if p.score is not None and positive is not None:
+                negative = _negative_of(positive)
+                if predicted not in (positive, negative):
+                    # no predicted class, or one named otherwise than the truth (an event's
+                    # {"score": 0.8, "label": "churn"} against true/false labels): the score
+                    # and the threshold say which class was predicted
+                    predicted = positive if p.score >= self.threshold else negative
             bucket.classification.update(pair.actual, predicted, p.score)
         elif p.score is not None:
             if bucket.regression is None:

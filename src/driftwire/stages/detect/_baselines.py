@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -21,28 +21,40 @@ from driftwire.errors import FormatError
 if TYPE_CHECKING:
     from driftwire.detect.reference import ReferenceStore
     from driftwire.ops.config import Settings
-    from driftwire.ops.metrics import DetectMetrics
 
 log = logging.getLogger("driftwire.stages.detect.stage")  # one logger name for the whole stage
+
+
+class BaselineMetrics(Protocol):
+    """What the follower counts (the detect stage's and the truth stage's metrics have it)."""
+
+    baselines: Any  # a Counter labelled by result: loaded, removed, invalid
+    baselines_loaded: Any  # a Gauge: baselines held
 
 
 class BaselinesFollower:
     """Loads the baselines topic into ``references`` and follows it until ``run`` is told."""
 
     def __init__(
-        self, settings: Settings, references: ReferenceStore, metrics: DetectMetrics
+        self,
+        settings: Settings,
+        references: ReferenceStore,
+        metrics: BaselineMetrics,
+        *,
+        client_suffix: str = "baselines",
     ) -> None:
         self._s = settings
         self._refs = references
         self._m = metrics
         self._keys: dict[bytes, tuple[str, str]] = {}
+        self._client_suffix = client_suffix
         self.ready = asyncio.Event()
 
     async def run(self, finished: asyncio.Event) -> None:
         """Read the compacted baselines topic from the beginning, then keep following it."""
         topic = self._s.topics.baselines
         opts = {**self._s.kafka.client_options()}
-        opts["client_id"] = f"{self._s.kafka.client_id}-baselines"
+        opts["client_id"] = f"{self._s.kafka.client_id}-{self._client_suffix}"
         consumer = AIOKafkaConsumer(
             **opts, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
         )
