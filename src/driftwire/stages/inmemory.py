@@ -21,6 +21,7 @@ from driftwire.alerts.alert import Alert
 from driftwire.decode.batch import Rejection
 from driftwire.decode.decoder import decode_batch
 from driftwire.decode.limits import DecoderLimits
+from driftwire.detect.baseline_match import BaselineNotice
 from driftwire.detect.detector import Detector, Evaluation
 from driftwire.detect.reference import ReferenceStore, SmallReference
 from driftwire.ops.config import Settings
@@ -41,6 +42,8 @@ class PipelineStats:
     windows_evaluated: int = 0
     rejections: list[tuple[int, Rejection]] = field(default_factory=list)
     small_references: list[SmallReference] = field(default_factory=list)  # each reported once
+    # baselines matching no model, models frozen while similar names have one (each once)
+    baseline_notices: list[BaselineNotice] = field(default_factory=list)
 
 
 class InMemoryPipeline:
@@ -114,6 +117,8 @@ class InMemoryPipeline:
                     self.core.topic, partition, len(self._offsets), max(known) + 1, idle=False
                 )
                 alerts += self.detector.on_watermark(mark, 0)
+        self.detector.check_baselines(final=True)
+        self.stats.baseline_notices += self.detector.take_baseline_notices()
         return alerts
 
     def run(self, values: Iterable[bytes]) -> Iterator[Alert]:
@@ -132,4 +137,6 @@ class InMemoryPipeline:
             else:
                 alerts += self.detector.on_watermark(record, 0)
         self.stats.small_references += self.detector.take_small_references()
+        self.detector.check_baselines()
+        self.stats.baseline_notices += self.detector.take_baseline_notices()
         return alerts
