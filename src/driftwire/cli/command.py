@@ -37,7 +37,7 @@ commands:
   status     what a running worker sees:      driftwire status --url http://localhost:9464
 
 configuration: a YAML file (--config) plus DRIFTWIRE_<SECTION>_<KEY> environment variables,
-e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See the README for every key.
+e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See docs/configuration.md for every key.
 """
 
 

@@ -132,7 +132,7 @@ def authorization_problem(exc: BaseException, settings: Settings) -> str | None:
     from aiokafka import errors
 
     who = _principal(settings.kafka)
-    see = "(the ACL table in the README's Security section lists them all)"
+    see = "(the ACL table in docs/security.md lists them all)"
     if isinstance(exc, errors.TopicAuthorizationFailedError):
         t = settings.topics
         needs = {
