@@ -185,3 +185,37 @@ def test_baseline_build_of_a_small_file_warns_with_the_fix(tmp_path: Path) -> No
     )
     assert out.returncode == 0, out.stderr
     assert "warning" not in out.stderr
+
+
+def test_replay_with_a_baseline_for_a_misspelt_model_says_so(tmp_path: Path) -> None:
+    rows = _training_rows(2_000)
+    train = tmp_path / "train.csv"
+    with train.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    build = ["baseline", "build", str(train), "--model-version", "1.4.2", "--latency-column"]
+    out = run_cli(*build, "latency", "--model", "chrun", "-o", str(tmp_path / "typo.dwb"))
+    assert out.returncode == 0, out.stderr
+    events = tmp_path / "events.jsonl"  # model churn 1.4.2, 30 one-minute buckets
+    events.write_bytes(
+        b"\n".join(generate(StreamSpec(events=6_000, seed=3, events_per_second=100 / 30))) + b"\n"
+    )
+    out = run_cli("replay", str(events), "--baseline", str(tmp_path / "typo.dwb"), "-o", os.devnull)
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if "chrun" in line]
+    assert len(warnings) == 2, out.stderr  # (the frozen window's small size is warned too)
+    frozen, unmatched = warnings
+    assert frozen.startswith("warning: churn 1.4.2 has no baseline: its first window is frozen")
+    assert "baselines exist for similar model names: chrun 1.4.2" in frozen
+    assert unmatched.startswith("warning: baseline chrun 1.4.2 matches no model")
+    assert "reached this detector by the end of the stream" in unmatched
+    assert "Is chrun a typo of churn?" in unmatched
+    # the right name: no warning
+    out = run_cli(*build, "latency", "--model", "churn", "-o", str(tmp_path / "right.dwb"))
+    assert out.returncode == 0, out.stderr
+    out = run_cli(
+        "replay", str(events), "--baseline", str(tmp_path / "right.dwb"), "-o", os.devnull
+    )
+    assert out.returncode == 0, out.stderr
+    assert "warning:" not in out.stderr

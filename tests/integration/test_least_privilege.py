@@ -47,7 +47,7 @@ def worker_acls(
 
 
 def test_the_readme_lists_these_acls_for_the_default_names() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
     defaults = Settings()
     acls = worker_acls(
         events=defaults.topics.events,

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from browserutil import browse
 from jsonschema import Draft202012Validator, FormatChecker
 from kafkautil import committed, create_topics, end_offsets, produce, read_all
 
@@ -286,3 +287,65 @@ def test_sighup_reloads_live_settings_and_keeps_the_old_config_on_a_bad_file(
     assert worker.metrics()['driftwire_config_reloads_total{result="rejected"}'] == 1
     assert worker.stop() == 0
     assert len(reload_lines(worker.log)) == 2
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "driftwire.cli.command", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.timeout(600)
+def test_an_alerts_link_opens_the_workers_report_and_a_misspelt_baseline_is_named(
+    worker: Worker, tmp_path: Path
+) -> None:
+    worker.doc["alerts"] = {"generator_url_base": worker.url}
+    worker.write(worker.doc)
+    logged = list(generate(StreamSpec(events=20_000, seed=3)))
+    (tmp_path / "logged.jsonl").write_bytes(b"\n".join(logged) + b"\n")
+    typo = [v.replace(b'"churn"', b'"chrun"') for v in logged]
+    (tmp_path / "typo.jsonl").write_bytes(b"\n".join(typo) + b"\n")
+    config = str(worker.config)
+    for name in ("logged", "typo"):  # the right baseline, and one under a misspelt name
+        out = _cli("baseline", "build", str(tmp_path / f"{name}.jsonl"), "--publish", "-c",
+                   config, "-o", str(tmp_path / f"{name}.dwb"))  # fmt: skip
+        assert out.returncode == 0, out.stderr
+    change = Change("income", START + 30 * MINUTE, 1.5, SEGMENT)
+    spec = StreamSpec(events=40_000, seed=11, events_per_second=40_000 / 3600, changes=(change,))
+    events = worker.doc["topics"]["events"]
+    asyncio.run(create_topics(worker.bootstrap, [events], PARTITIONS))
+    asyncio.run(produce(worker.bootstrap, events, list(generate(spec)), partitions=PARTITIONS))
+    worker.start()
+    worker.wait("the worker settling", worker.settled, limit_s=240)
+
+    records = asyncio.run(read_all(worker.bootstrap, worker.doc["topics"]["alerts"]))
+    firing = [orjson.loads(r.value)["data"] for r in records]
+    firing = [d for d in firing if d["status"] == "firing"]
+    assert firing
+    for data in firing:  # every alert links to the worker's report of its window
+        assert data["generatorURL"].startswith(
+            f"{worker.url}/report?model=churn&version=1.4.2&window_end="
+        )
+    live = worker.get("/api/v1/alerts")  # firing now: their links name the current window
+    assert live
+    seen = browse(live[0]["generatorURL"])
+    assert seen["status"] == 200 and seen["errors"] == []
+    assert "the worker's live state" in seen["text"] and "has passed" not in seen["text"]
+    assert len(seen["boxes"]) == 126  # 14 inputs x (8 segments + all)
+
+    out = _cli("report", "--url", worker.url, "--model", "churn", "-o", str(tmp_path / "r.html"))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith(f"report of churn from {worker.url}: ")
+    page = (tmp_path / "r.html").read_text()
+    assert "<svg class" in page and "baseline" in page
+
+    assert worker.metrics()["driftwire_baselines_unmatched"] == 1
+    log = [json.loads(line) for line in worker.log.read_text().splitlines() if "chrun" in line]
+    (unmatched,) = [r for r in log if r["message"].startswith("baseline chrun 1.4.2")]
+    assert unmatched["level"] == "warning"
+    assert "matches no model" in unmatched["message"]
+    assert "Is chrun a typo of churn?" in unmatched["message"]
+    assert worker.stop() == 0

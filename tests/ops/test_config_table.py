@@ -18,6 +18,9 @@ from driftwire.ops.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
+CONFIG_DOC = (REPO / "docs" / "configuration.md").read_text()  # the table
+#: every page the keys are used in: the README and docs/
+PAGES = README + "".join(p.read_text() for p in sorted((REPO / "docs").glob("*.md")))
 DEPLOY = REPO / "deploy" / "driftwire.yaml"
 
 
@@ -33,7 +36,7 @@ def model_keys(model: type[BaseModel] = Settings, prefix: str = "") -> set[str]:
     return keys
 
 
-def table_keys(text: str = README) -> set[str]:
+def table_keys(text: str = CONFIG_DOC) -> set[str]:
     lines = text[text.index("| key | default | meaning |") :].splitlines()[2:]
     keys: set[str] = set()
     for line in lines:
@@ -78,7 +81,7 @@ def test_the_table_has_a_row_for_every_key_and_no_other() -> None:
 
 def test_keys_in_the_readme_text_are_in_the_table() -> None:
     roots = "|".join(Settings.model_fields)
-    used = set(re.findall(rf"`((?:{roots})\.[a-z_][a-z0-9_.]*)`", README))
+    used = set(re.findall(rf"`((?:{roots})\.[a-z_][a-z0-9_.]*)`", PAGES))
     unknown = sorted(k for k in used if k not in table_keys() and k not in sections())
     assert unknown == []
 
@@ -89,6 +92,6 @@ def test_keys_of_the_deploy_config_are_in_the_table() -> None:
 
 
 def test_the_checker_catches_a_missing_row() -> None:
-    shortened = README.replace("| `http.host` |", "| `http.hots` |")
+    shortened = CONFIG_DOC.replace("| `http.host` |", "| `http.hots` |")
     assert "http.host" not in table_keys(shortened)
     assert "http.hots" in table_keys(shortened) - model_keys()

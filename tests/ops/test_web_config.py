@@ -404,7 +404,7 @@ def test_the_readme_example_loads(
     tmp_path: Path, pki: tuple[CertificateAuthority, Issued, Issued]
 ) -> None:
     ca, server, _ = pki
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
     block = readme.split("```yaml\n# web.yml\n", 1)[1].split("```", 1)[0]
     for name, issued in [
         ("/etc/driftwire/tls/server.crt", server.cert),

@@ -19,6 +19,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -51,6 +52,16 @@ def iso(ms: int | None) -> str | None:
         return None
     t = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def report_url(base: str, model: str, version: str, window_end_ms: int) -> str:
+    """The worker's drift report of one model version's window (``GET /report``).
+
+    >>> report_url("http://driftwire:8080/", "churn", "1.4 beta", 1_800_000_000_000)
+    'http://driftwire:8080/report?model=churn&version=1.4+beta&window_end=2027-01-15T08%3A00%3A00.000Z'
+    """
+    query = urlencode({"model": model, "version": version, "window_end": iso(window_end_ms)})
+    return f"{base.rstrip('/')}/report?{query}"
 
 
 @dataclass(frozen=True)

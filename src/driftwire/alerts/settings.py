@@ -52,6 +52,13 @@ class AlertSettings(_Section):
     generator_url_template: str = (
         "http://localhost:3000/d/driftwire-model?var-model={model}&var-version={model_version}"
     )
+    generator_url_base: str = Field(
+        "",
+        description="the worker's HTTP address as alert receivers reach it (as Prometheus' "
+        "--web.external-url), e.g. http://driftwire:8080: each alert's generatorURL is then "
+        "the drift report of its model, version and window (GET /report) instead of "
+        "generator_url_template; empty: the template",
+    )
     renotify_seconds: float = Field(0, ge=0)
     silences: tuple[SilenceSettings, ...] = Field(
         (), description="maintenance windows: alerts matching them are not emitted meanwhile"

@@ -37,7 +37,7 @@ commands:
   status     what a running worker sees:      driftwire status --url http://localhost:9464
 
 configuration: a YAML file (--config) plus DRIFTWIRE_<SECTION>_<KEY> environment variables,
-e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See the README for every key.
+e.g. DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS=broker:9092. See docs/configuration.md for every key.
 """
 
 
@@ -157,9 +157,17 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     report = sub.add_parser(
-        "report", help="one HTML drift report per model version: a file of events vs a baseline"
+        "report",
+        help="one HTML drift report per model version: a file of events or a topic range vs "
+        "a baseline, or a running worker's last window (--url)",
     )
     report.add_argument("--events", help="inference events as JSON Lines")
+    report.add_argument(
+        "--url",
+        help="a running worker's HTTP address (http.port): its report of --model's last "
+        "window (GET /report), alerts firing now",
+    )
+    report.add_argument("--model-version", help="with --url: this version (default: the latest)")
     _topic_range(report, "the events")
     report.add_argument(
         "--baseline",
@@ -251,8 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 until=args.until,
             )
         if args.command == "report":
-            from driftwire.cli.report import run_report
+            from driftwire.cli.report import fetch_report, run_report
             from driftwire.cli.sources import event_source
+
+            if args.url is not None:
+                return fetch_report(args.url, args.model, args.model_version, args.out)
 
             return run_report(
                 event_source(args.events, args.topic, args.since, args.until),

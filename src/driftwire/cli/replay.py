@@ -85,6 +85,8 @@ def run_replay(
     )
     for small in s.small_references:
         print(f"warning: {small.message}", file=sys.stderr)
+    for notice in s.baseline_notices:
+        print(f"warning: {notice.message}", file=sys.stderr)
     for offset, rejection in s.rejections[:20]:
         print(
             f"  line {offset + 1}: {rejection.reason} {rejection.field or ''} {rejection.message}",

@@ -1,5 +1,8 @@
 """``driftwire report``: events against a baseline, one HTML page per model version.
 
+With ``--url``, the page comes from a running worker instead (its ``GET /report``: the last
+window it evaluated of the model version, rendered by the same code, alerts firing now).
+
 The events (a file, or a range of a topic) go through both stages in memory exactly as
 ``driftwire replay`` runs them; the page shows one detection window of each model version:
 the last one, or the one ending first after ``--at``. Its alerts are those firing at that
@@ -10,13 +13,16 @@ from __future__ import annotations
 
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from driftwire.alerts.alert import Alert, iso
 from driftwire.cli.replay import load_baselines
 from driftwire.cli.sources import EventSource, parse_time, read_events
 from driftwire.detect.detector import Evaluation
-from driftwire.errors import InputError
+from driftwire.errors import DriftwireError, InputError
 from driftwire.offline.report import render_report
 from driftwire.ops.config import load_settings
 from driftwire.stages.inmemory import InMemoryPipeline
@@ -83,6 +89,8 @@ def run_report(
     if pipelines:
         alerts.extend(pipelines[0].finish())
     valid = pipelines[0].stats.events_valid if pipelines else 0
+    for notice in pipelines[0].stats.baseline_notices if pipelines else []:
+        print(f"warning: {notice.message}", file=sys.stderr)
     if not chosen:
         which = f" of model {model}" if model else ""
         raise InputError(
@@ -106,4 +114,31 @@ def run_report(
             f"{len(page.encode()) / 1024:.0f} kB -> {targets[key]}",
             file=sys.stderr,
         )
+    return 0
+
+
+def fetch_report(url: str, model: str | None, version: str | None, out: str) -> int:
+    """Write the worker's report of ``model`` (``version``) to ``out``."""
+    if not model:
+        raise InputError("driftwire report --url needs --model NAME (driftwire status lists them)")
+    params = {"model": model, **({"version": version} if version else {})}
+    address = f"{url.rstrip('/')}/report?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(address, timeout=30) as response:
+            page = response.read()
+    except urllib.error.HTTPError as exc:
+        why = exc.read().decode(errors="replace").strip() or exc.reason
+        raise DriftwireError(f"{url} answered {exc.code}: {why}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DriftwireError(
+            f"cannot reach a worker at {url} ({reason}): is it running? "
+            "Point --url at its http.host:http.port"
+        ) from None
+    Path(out).write_bytes(page)
+    print(
+        f"report of {model}{' ' + version if version else ''} from {url}: "
+        f"{len(page) / 1024:.0f} kB -> {out}",
+        file=sys.stderr,
+    )
     return 0

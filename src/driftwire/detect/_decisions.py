@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from driftwire.alerts.alert import Alert, fingerprint, iso
+from driftwire.alerts.alert import Alert, fingerprint, iso, report_url
 from driftwire.alerts.finding import GROUPED_KINDS, Finding
 from driftwire.alerts.grouping import group_finding
 from driftwire.alerts.incident import Membership, incident_finding, member_entry
@@ -342,7 +342,13 @@ class Decisions:
             summary=summary,
             description=f.description,
             runbook_url=self._a.runbook_url,
-            generator_url=self._a.generator_url_template.format_map(_Labels(full)),
+            generator_url=(
+                report_url(
+                    self._a.generator_url_base, full["model"], full.get("model_version", ""), end
+                )
+                if self._a.generator_url_base
+                else self._a.generator_url_template.format_map(_Labels(full))
+            ),
             starts_at_ms=t.starts_at_ms,
             ends_at_ms=t.ends_at_ms,
             evaluated_at_ms=end,

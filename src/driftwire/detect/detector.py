@@ -46,6 +46,7 @@ from driftwire.detect._window_findings import (
     latency_window_findings,
     refusal_findings,
 )
+from driftwire.detect.baseline_match import BaselineMatcher, BaselineNotice
 from driftwire.detect.canary import (
     Pair,
     comparison_findings,
@@ -148,6 +149,11 @@ class Detector:
         # reference it was compared with, for the status
         self._windows: dict[tuple[str, str], tuple[int, int, int]] = {}
         self._reference_used: dict[tuple[str, str], dict[str, Any]] = {}
+        # per (model, version): the last window evaluated against a reference, for the report
+        self._last_evaluations: dict[tuple[str, str], Evaluation] = {}
+        self._baselines = BaselineMatcher(
+            bucket_ms=bucket_ms, after_buckets=detect.unmatched_baseline_buckets
+        )
 
     def reconfigure(self, detect: DetectSettings, alerts: AlertSettings) -> None:
         """Take reloaded settings (thresholds, per-feature overrides, silences, re-sends).
@@ -305,6 +311,7 @@ class Detector:
         self._reference_sizes.pop((name, version_name), None)
         self._windows.pop((name, version_name), None)
         self._reference_used.pop((name, version_name), None)
+        self._last_evaluations.pop((name, version_name), None)
 
     # -- evaluation ------------------------------------------------------------------------
 
@@ -416,6 +423,7 @@ class Detector:
             else:
                 self._prune(name, version_name, version, end)
             self._windows[(name, version_name)] = (start, end, events)
+            self._baselines.evaluated(end)
             if reference is not None:
                 self._reference_used[(name, version_name)] = reference.describe()
             out.extend(
@@ -483,6 +491,7 @@ class Detector:
         if reference is None:
             if complete:
                 version.frozen = Reference.frozen(name, version_name, window, end)
+                self._baselines.frozen(name, version_name, self._refs.keys())
                 self._parts.frozen(name, version_name)
             return None, events
         self._note_reference(name, version_name, reference, window)
@@ -541,6 +550,7 @@ class Detector:
                     findings.append(f)
         if len(window) > 1:  # segmented: the all aggregate names the segments driving it
             findings[:] = attributed(findings)
+        self._last_evaluations[(name, version_name)] = evaluation
         if self._on_evaluation is not None:
             self._on_evaluation(evaluation)
         return choice.reference(ALL_SEGMENTS), events
@@ -722,6 +732,32 @@ class Detector:
                 )
             )
         return models, conditions
+
+    def last_evaluation(self, model: str, version: str) -> Evaluation | None:
+        """The last window of ``model`` ``version`` evaluated against a reference (its
+        profiles, reference profiles and decided comparisons), ``None`` before the first."""
+        return self._last_evaluations.get((model, version))
+
+    def evaluated_versions(self, model: str) -> list[str]:
+        """Versions of ``model`` with an evaluated window, newest window first."""
+        found = [(e.bucket_end_ms, v) for (m, v), e in self._last_evaluations.items() if m == model]
+        return [v for _, v in sorted(found, reverse=True)]
+
+    def check_baselines(
+        self, owns: Callable[[str], bool] = lambda model: True, *, final: bool = False
+    ) -> None:
+        """Look for loaded baselines whose model sends nothing here
+        (:class:`~driftwire.detect.baseline_match.BaselineMatcher`); ``owns(model)``: this
+        detector would see the model's partials; ``final``: the stream ended."""
+        self._baselines.check(self._refs.keys(), self._models, owns, final=final)
+
+    def unmatched_baselines(self) -> list[tuple[str, str]]:
+        """Baselines found unmatched by the last :meth:`check_baselines`."""
+        return self._baselines.unmatched
+
+    def take_baseline_notices(self) -> list[BaselineNotice]:
+        """Unmatched baselines and models frozen while similar names have baselines, once."""
+        return self._baselines.take()
 
     def latency_samples(self) -> Iterator[LatencySample]:
         """The latest window's latency percentiles (ms) per (model, version, segment)."""

@@ -247,6 +247,10 @@ class ReferenceStore:
     def get(self, model: str, version: str) -> Reference | None:
         return self._baselines.get((model, version))
 
+    def keys(self) -> list[tuple[str, str]]:
+        """The (model, version) of every baseline held."""
+        return list(self._baselines)
+
     def __len__(self) -> int:
         return len(self._baselines)
 

@@ -479,6 +479,13 @@ class DetectSettings(_Section):
         "its model send is forgotten (state, conditions, gauges), and so is a model without "
         "events for this many buckets while other models send; 0: never",
     )
+    unmatched_baseline_buckets: int = Field(
+        15,
+        ge=1,
+        description="a loaded baseline whose model sent no events while this many buckets "
+        "were evaluated (by the detector that owns the model's partials partition) is "
+        "reported: a warning in the log, driftwire_baselines_unmatched, and in replay",
+    )
     stale_windows: int = Field(
         10,
         ge=0,

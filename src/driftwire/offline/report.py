@@ -299,7 +299,7 @@ def render_report(
     else:
         rule_line = "fixed thresholds, never below 1.5x the statistic's null 99th percentile"
     return (
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+        '<!DOCTYPE html><html lang=en><head><meta charset=utf-8><link rel=icon href="data:,">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>{_e(title)}</h1>"
         f'<div class="meta">window {_e(iso(evaluation.start_ms))} – '

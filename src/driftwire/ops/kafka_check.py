@@ -132,7 +132,7 @@ def authorization_problem(exc: BaseException, settings: Settings) -> str | None:
     from aiokafka import errors
 
     who = _principal(settings.kafka)
-    see = "(the ACL table in the README's Security section lists them all)"
+    see = "(the ACL table in docs/security.md lists them all)"
     cause: BaseException | None = exc
     while cause is not None:  # a stage may wrap it: the detect stage's Faust app does
         if isinstance(cause, AuthorizationError):

@@ -448,6 +448,13 @@ class DetectMetrics:
         self.baselines_loaded = Gauge(
             "driftwire_baselines_loaded", "Baselines currently held", registry=registry
         )
+        self.baselines_unmatched = Gauge(
+            "driftwire_baselines_unmatched",
+            "Baselines held whose model sent no events while "
+            "detect.unmatched_baseline_buckets buckets were evaluated (a typo in the model "
+            "name?); each is logged once",
+            registry=registry,
+        )
         self.snapshots = Counter(
             "driftwire_detect_snapshots_total",
             "Detector snapshots written to the state table, by result (written, too_large)",

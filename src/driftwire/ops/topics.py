@@ -76,7 +76,7 @@ def baselines_spec(settings: Settings) -> TopicSpec:
 
 def worker_specs(settings: Settings) -> list[TopicSpec]:
     """The topics the worker writes (its dead letters, partials, alerts) and reads back
-    (baselines), as the README's topic table documents them."""
+    (baselines), as the topic table (docs/operations.md) documents them."""
     t = settings.topics
     return [
         dead_letter_spec(t.dead_letter_topic, "topics.dead_letter"),

@@ -21,6 +21,7 @@ from driftwire.alerts.alert import Alert
 from driftwire.decode.batch import Rejection
 from driftwire.decode.decoder import decode_batch
 from driftwire.decode.limits import DecoderLimits
+from driftwire.detect.baseline_match import BaselineNotice
 from driftwire.detect.detector import Detector, Evaluation
 from driftwire.detect.intake import EvaluationFailure
 from driftwire.detect.reference import ReferenceStore, SmallReference
@@ -44,6 +45,8 @@ class PipelineStats:
     small_references: list[SmallReference] = field(default_factory=list)  # each reported once
     #: evaluations that raised (the bucket was skipped, the other models went on)
     evaluation_failures: list[EvaluationFailure] = field(default_factory=list)
+    # baselines matching no model, models frozen while similar names have one (each once)
+    baseline_notices: list[BaselineNotice] = field(default_factory=list)
 
 
 class InMemoryPipeline:
@@ -118,6 +121,8 @@ class InMemoryPipeline:
                 )
                 alerts += self.detector.on_watermark(mark, 0)
         self.stats.evaluation_failures += self.detector.take_failures()
+        self.detector.check_baselines(final=True)
+        self.stats.baseline_notices += self.detector.take_baseline_notices()
         return alerts
 
     def run(self, values: Iterable[bytes]) -> Iterator[Alert]:
@@ -137,4 +142,6 @@ class InMemoryPipeline:
                 alerts += self.detector.on_watermark(record, 0)
         self.stats.small_references += self.detector.take_small_references()
         self.stats.evaluation_failures += self.detector.take_failures()
+        self.detector.check_baselines()
+        self.stats.baseline_notices += self.detector.take_baseline_notices()
         return alerts

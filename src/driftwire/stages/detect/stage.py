@@ -72,7 +72,9 @@ from driftwire.stages.detect._table import StateTable, changelog_topic
 if TYPE_CHECKING:
     import faust
 
+    from driftwire.detect.detector import Evaluation
     from driftwire.detect.reference import ReferenceStore
+    from driftwire.detect.settings import DetectSettings
 
 __all__ = [
     "DetectMetrics",
@@ -232,6 +234,44 @@ class DetectStage:
         take = getattr(detector, "take_small_references", None)
         for small in take() if take is not None else ():
             log.warning(small.message, extra={"fields": small.fields()})
+
+    def _report_baselines(self, detector: DetectorLike, partition: int | None = None) -> None:
+        """Log baselines that match no model, and models frozen while a similar name has a
+        baseline (each once); with ``partition``, first check the baselines of the models
+        that partition owns (``detect.unmatched_baseline_buckets``)."""
+        check = getattr(detector, "check_baselines", None)
+        if partition is not None and check is not None and self._partitions:
+            partitions = self._partitions
+            check(lambda model: partition_of(model, partitions) == partition)
+        take = getattr(detector, "take_baseline_notices", None)
+        for notice in take() if take is not None else ():
+            log.warning(notice.message, extra={"fields": notice.fields()})
+
+    def _count_unmatched_baselines(self) -> None:
+        total = 0
+        for detector in list(self.detectors.values()):
+            unmatched = getattr(detector, "unmatched_baselines", None)
+            total += len(unmatched()) if unmatched is not None else 0
+        self._m.baselines_unmatched.set(total)
+
+    @property
+    def detect_settings(self) -> DetectSettings:
+        """The detect settings in force (reloaded ones included), for the report."""
+        return self._s.detect
+
+    def last_evaluation(self, model: str, version: str | None) -> Evaluation | None:
+        """The last window of ``model`` evaluated against a reference by an owned detector:
+        of ``version``, or of the version evaluated most recently (``None``)."""
+        for detector in list(self.detectors.values()):
+            last = getattr(detector, "last_evaluation", None)
+            versions = getattr(detector, "evaluated_versions", None)
+            if last is None or versions is None:
+                continue
+            for v in [version] if version is not None else versions(model)[:1]:
+                found: Evaluation | None = last(model, v)
+                if found is not None:
+                    return found
+        return None
 
     def _count_late_partials(self, detector: DetectorLike) -> None:
         """Export the partials the detector set aside as late (logged once per model)."""
@@ -489,6 +529,7 @@ class DetectStage:
             )
             return
         self._report_small_references(slot.detector)
+        self._report_baselines(slot.detector)
         self._count_late_partials(slot.detector)
         self._refusals.evaluation_failures(slot.detector)
         await self._send_alerts(partition, slot, alerts)
@@ -528,12 +569,14 @@ class DetectStage:
                 continue
             self._report_small_references(slot.detector)
             self._refusals.evaluation_failures(slot.detector)
+            self._report_baselines(slot.detector, partition)
             changed = slot.detector.take_changed()
             if full:  # also what is known of the input partitions
                 changed |= slot.models
             await self._send_alerts(partition, slot, alerts)
             self._store.write_parts(slot)
             self._store.write_snapshots(slot, changed)
+        self._count_unmatched_baselines()
         self._m.last_progress.set(now)
 
     async def _send_alerts(self, partition: int, slot: _Slot, alerts: Iterable[Alert]) -> None:

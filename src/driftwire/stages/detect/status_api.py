@@ -1,4 +1,4 @@
-"""``GET /api/v1/status`` and ``GET /api/v1/alerts``: the detect stage's view, over HTTP.
+"""``GET /api/v1/status``, ``GET /api/v1/alerts`` and ``GET /report``: the detect stage's view.
 
 The worker's HTTP server (:class:`~driftwire.ops.health.HealthServer`) serves these routes
 next to ``/metrics``. Both answer from the detect stage's state at the moment of the request
@@ -7,17 +7,26 @@ through the pure :func:`~driftwire.detect.status.build_status` and
 models of the partials partitions its detect stage owns (``worker.partitions`` in the
 document); with several workers, ask each. A worker that runs only the profile stage answers
 404, a bad query 400, each with one line saying what to do.
+
+``/report?model=M&version=V`` is the drift report of the last window of ``M`` ``V`` that the
+worker evaluated against a reference, rendered by :func:`~driftwire.offline.report.render_report`
+as ``driftwire report`` renders it, with the alerts firing now. ``version`` left out: the
+version evaluated most recently. An alert's ``generatorURL`` names its window
+(``window_end=``, with ``alerts.generator_url_base`` set); the worker holds only the last
+window, and says so on the page when the linked one has passed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from aiohttp import web
 
+from driftwire.alerts.alert import Alert, iso
 from driftwire.detect.status import (
     ConditionStatus,
     ModelStatus,
@@ -25,7 +34,12 @@ from driftwire.detect.status import (
     alertmanager_alerts,
     build_status,
 )
+from driftwire.offline.report import render_report
 from driftwire.ops.health import Route
+
+if TYPE_CHECKING:
+    from driftwire.detect.detector import Evaluation
+    from driftwire.detect.settings import DetectSettings
 
 __all__ = ["StatusApi", "StatusSource"]
 
@@ -38,9 +52,15 @@ class StatusSource(Protocol):
 
     def status_records(self) -> tuple[list[ModelStatus], list[ConditionStatus]]: ...
 
+    def last_evaluation(self, model: str, version: str | None) -> Evaluation | None: ...
+
+    @property
+    def detect_settings(self) -> DetectSettings: ...
+
 
 STATUS_PATH = "/api/v1/status"
 ALERTS_PATH = "/api/v1/alerts"
+REPORT_PATH = "/report"
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -67,7 +87,7 @@ class StatusApi:
         self._clock = clock
 
     def routes(self) -> list[Route]:
-        return [(STATUS_PATH, self.status), (ALERTS_PATH, self.alerts)]
+        return [(STATUS_PATH, self.status), (ALERTS_PATH, self.alerts), (REPORT_PATH, self.report)]
 
     def _query(self, request: web.Request) -> tuple[StatusSource, StatusQuery] | web.Response:
         stage = self._stage()
@@ -101,3 +121,55 @@ class StatusApi:
         # Alertmanager's GET /api/v2/alerts answers a bare list; the next page is a header
         headers = {} if cursor is None else {"X-Next-Cursor": cursor}
         return _json(alerts, headers=headers)
+
+    async def report(self, request: web.Request) -> web.Response:
+        stage = self._stage()
+        if stage is None:
+            return _text(
+                "this worker runs no detect stage (--stage profile): ask a detect one", 404
+            )
+        model = request.query.get("model", "")
+        version = request.query.get("version") or None
+        if not model:
+            return _text(
+                "add ?model=NAME (and &version=VERSION): GET /api/v1/status lists the models", 400
+            )
+        evaluation = stage.last_evaluation(model, version)
+        if evaluation is None:
+            which = f"{model} {version}" if version else model
+            return _text(
+                f"no window of {which} was evaluated against a reference by this worker yet "
+                f"(it owns partials partitions {sorted(stage.detectors)}; a model lives on one "
+                "worker, GET /api/v1/status on each lists its models)",
+                404,
+            )
+        _, conditions = stage.status_records()
+        key = (evaluation.model, evaluation.model_version)
+        firing: list[Alert] = [
+            c.alert
+            for c in conditions
+            if c.alert is not None and (c.labels.get("model"), c.labels.get("model_version")) == key
+        ]
+        end = iso(evaluation.bucket_end_ms)
+        source = "the worker's live state: the last window evaluated, alerts firing now"
+        asked = request.query.get("window_end")
+        if asked and asked != end:
+            source += (
+                f" (the window ending {asked} has passed; a worker holds only its last window: "
+                "driftwire replay --topic ... --since/--until recomputes past ones)"
+            )
+        # about 0.3 s for 12 inputs x 8 segments: off the loop the stages share (the
+        # evaluation is not changed after the detector made it)
+        page = await asyncio.to_thread(
+            render_report,
+            evaluation,
+            firing,
+            stage.detect_settings,
+            generated_ms=int(self._clock() * 1000),
+            source=source,
+        )
+        return web.Response(text=page, content_type="text/html")
+
+
+def _text(message: str, status: int) -> web.Response:
+    return web.Response(text=message + "\n", status=status, content_type="text/plain")
