@@ -21,6 +21,7 @@ from pathlib import Path
 from driftwire.alerts.alert import Alert, iso
 from driftwire.cli.replay import load_baselines
 from driftwire.cli.sources import EventSource, parse_time, read_events
+from driftwire.cli.status import unreachable
 from driftwire.detect.detector import Evaluation
 from driftwire.errors import DriftwireError, InputError
 from driftwire.offline.report import render_report
@@ -130,11 +131,7 @@ def fetch_report(url: str, model: str | None, version: str | None, out: str) -> 
         why = exc.read().decode(errors="replace").strip() or exc.reason
         raise DriftwireError(f"{url} answered {exc.code}: {why}") from None
     except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DriftwireError(
-            f"cannot reach a worker at {url} ({reason}): is it running? "
-            "Point --url at its http.host:http.port"
-        ) from None
+        raise unreachable(url, exc) from None
     Path(out).write_bytes(page)
     print(
         f"report of {model}{' ' + version if version else ''} from {url}: "

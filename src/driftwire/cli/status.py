@@ -131,11 +131,7 @@ def _get(address: str, url: str, timeout_s: float, access: Access) -> dict[str, 
             why = exc.reason
         raise DriftwireError(f"{url} answered {exc.code}: {why}") from None
     except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DriftwireError(
-            f"cannot reach a worker at {url} ({reason}): is it running? "
-            "Point --url at its http.host:http.port"
-        ) from None
+        raise unreachable(url, exc) from None
     except ValueError:
         raise DriftwireError(f"{url} did not answer JSON: is it a driftwire worker?") from None
 
@@ -268,3 +264,12 @@ def run_status(
     else:
         print(render_status(doc, url=url, show_ok=show_ok or bool(states)))
     return 0
+
+
+def unreachable(url: str, exc: BaseException) -> DriftwireError:
+    """The one line for a worker's HTTP endpoint that does not answer."""
+    reason = getattr(exc, "reason", exc)
+    return DriftwireError(
+        f"cannot reach a worker at {url} ({reason}): is it running? "
+        "Point --url at its http.host:http.port"
+    )
