@@ -71,7 +71,7 @@ from driftwire.detect.trailing import History, decode_slot, is_slot_key
 from driftwire.detect.window import ALL_SEGMENTS, detection_window
 from driftwire.detect.wording import attributed
 from driftwire.errors import FormatError
-from driftwire.partials import Partial, Watermark
+from driftwire.partials import Partial, Watermark, admit_partial
 from driftwire.sketch.profile import Profile
 
 #: Why a latency percentile is not judged, when its window has min_count events.
@@ -158,9 +158,8 @@ class Detector:
 
     def on_partial(self, partial: Partial, now_ms: int) -> list[Alert]:
         model = self._model(partial.model)
-        if partial.id in model.seen_ids:
-            return []  # a replay of a partial already merged
-        model.seen_ids[partial.id] = partial.bucket_end_ms
+        if not admit_partial(partial, model.seen_ids, model.spans):
+            return []  # a replay of a partial already merged (of any shape)
         if model.evaluated_until is not None and partial.bucket_end_ms <= model.evaluated_until:
             model.late_partials += 1
             self._late_new[partial.model] = self._late_new.get(partial.model, 0) + 1
@@ -311,6 +310,7 @@ class Detector:
             self._changed.add(name)
             horizon = until - (self._d.window_buckets + 1) * b_ms
             model.seen_ids = {k: v for k, v in model.seen_ids.items() if v > horizon}
+            model.spans = {k: v for k, v in model.spans.items() if v[2] > horizon}
             keep = until - (self._d.window_buckets + 2) * b_ms
             model.traffic = {b: n for b, n in model.traffic.items() if b >= keep}
         return out
