@@ -6,13 +6,14 @@ injected drift fires and resolves) and none sent twice in a row.
 * a SIGKILL whose replay reads the input in other batch boundaries (partial ids and contents
   must not depend on them);
 * (b) the broker stopped and restarted mid-stream (a broker of the test's own, on the same port
-  and log directory);
+  and log directory): it fails today (a strict xfail, so that the fix has to remove the mark);
 * (c) a rebalance while partials are in flight: a second worker joins mid-stream, then leaves
   gracefully.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 import yaml
 from kafka_broker import KafkaBroker, create_topic
+from kafkautil import committed, end_offsets, produce
 from test_fault_sigkill_kafka import GRACE_S, SEGMENT, _stream, _window_counts
 from test_pipeline_kafka import PARTITIONS, Worker, alerts_of, input_topic
 
@@ -160,25 +162,56 @@ def own_broker() -> Iterator[KafkaBroker]:
         broker.stop()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known loss, not fixed yet: after the broker restart (the profile stage's commit "
+    "fails, its state is dropped and the partitions are assigned again) the partials of one "
+    "input partition from the outage on are missing from the windows (2 runs of 2; with a "
+    "1 s idle time instead they were set aside as late); see the README's Guarantees",
+)
 @pytest.mark.timeout(600)
 def test_a_broker_restart_mid_stream_counts_every_event_once(
     own_broker: KafkaBroker, topic_name: str, tmp_path: Path
 ) -> None:
     bootstrap = own_broker.bootstrap_servers
     values = _stream()
-    input_topic(bootstrap, topic_name, values)
+    # the second half starts a bucket (so the pause closes no bucket early) and keeps the
+    # round-robin layout
+    half = len(values) // 2
+    first_late = decode_batch(values[half : half + 1]).timestamp_ms
+    assert half % PARTITIONS == 0 and int(first_late[0]) % MINUTE == 0
+    input_topic(bootstrap, topic_name, values[:half])
     (w,) = _workers(tmp_path, bootstrap, topic_name, "restart", "1")
-    _set(w, "consumer", max_batch_records=200)  # so that the stream is mid-way at the stop
+    # longer than the outage: an input partition marked idle during it, whose events then
+    # resume, can see its partials set aside as late by stage 2 when the other partition
+    # advances first (seen with the 1 s of the other tests; see the README's Guarantees)
+    _set(w, "profile", idle_partition_seconds=30)
     expected = _in_memory_counts(values, w.doc)
     w.start()
     try:
-        _wait_partials(w, 10)
+        # both stages running (stage 2 has evaluated a window); the second half of the
+        # stream is produced after the restart
+        deadline = time.monotonic() + 120
+        while w.metrics().get("driftwire_windows_evaluated_total", 0) == 0:
+            assert w.proc is not None and w.proc.poll() is None, w.log.read_text()[-5000:]
+            assert time.monotonic() < deadline, w.log.read_text()[-5000:]
+            time.sleep(0.05)
         own_broker.stop_process()
         time.sleep(5)  # the worker retries against a closed port
         assert w.proc is not None and w.proc.poll() is None, w.log.read_text()[-5000:]
         own_broker.restart()
         assert own_broker.bootstrap_servers == bootstrap  # same port, same log directory
-        w.wait_settled(limit_s=300)
+        asyncio.run(produce(bootstrap, topic_name, values[half:], partitions=PARTITIONS))
+        try:
+            w.wait_settled(limit_s=150)
+            time.sleep(32)  # the partitions go idle: their last buckets close
+            w.wait_settled(limit_s=150)
+        except AssertionError as exc:
+            partials = str(w.doc["topics"]["partials"])  # type: ignore[index]
+            group = f"{w.doc['consumer']['group_id']}-detect"  # type: ignore[index]
+            ends = asyncio.run(end_offsets(bootstrap, partials))
+            done = asyncio.run(committed(bootstrap, group, partials, len(ends)))
+            raise AssertionError(f"partials ends {ends}, detect committed {done}") from exc
         seen = w.metrics()
     finally:
         if w.proc is not None and w.proc.poll() is None:
