@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 from kafka_broker import KafkaBroker, create_topic
-from kafkautil import committed, end_offsets, produce
+from kafkautil import committed, end_offsets, produce, read_all
 from test_fault_sigkill_kafka import GRACE_S, SEGMENT, _stream, _window_counts
 from test_pipeline_kafka import PARTITIONS, Worker, alerts_of, input_topic
 
@@ -216,7 +216,23 @@ def test_a_broker_restart_mid_stream_counts_every_event_once(
     finally:
         if w.proc is not None and w.proc.poll() is None:
             assert w.stop() == 0, w.log.read_text()[-5000:]
-    _assert_invariant(bootstrap, w, expected, seen)
+    try:
+        _assert_invariant(bootstrap, w, expected, seen)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\npartials sent: {_partials_sent(bootstrap, w)}") from exc
+
+
+def _partials_sent(bootstrap: str, w: Worker) -> dict[tuple[int, int], list[tuple[int, int, int]]]:
+    """(input partition, bucket minute) -> (first offset, last offset, events) of every
+    partial on the partials topic, to tell a loss in stage 1 from one in stage 2."""
+    out: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    partials = str(w.doc["topics"]["partials"])  # type: ignore[index]
+    for record in asyncio.run(read_all(bootstrap, partials)):
+        p = decode_record(record.value)
+        if isinstance(p, Partial):
+            key = (p.partition, (p.bucket_start_ms // MINUTE) % 60)
+            out.setdefault(key, []).append((p.first_offset, p.last_offset, p.events))
+    return dict(sorted(out.items()))
 
 
 @pytest.mark.timeout(600)
