@@ -166,8 +166,8 @@ def own_broker() -> Iterator[KafkaBroker]:
     strict=False,
     reason="known loss, not fixed yet: after the broker restart (the profile stage's commit "
     "failed, its state was dropped and the partitions assigned again) the partials of one "
-    "input partition from the outage on were missing from the windows in one run of two; "
-    "with a 1 s idle time they were set aside as late; see the README's Guarantees",
+    "input partition from the outage on were missing from the windows (the test failed in 2 "
+    "runs of 4); with a 1 s idle time they were set aside as late; see the README's Guarantees",
 )
 @pytest.mark.timeout(600)
 def test_a_broker_restart_mid_stream_counts_every_event_once(
