@@ -482,6 +482,45 @@ class KafkaBroker:
             self.log_path = None
             self.console_path = None
 
+    def stop_process(self) -> None:
+        """Stop the broker's process (SIGTERM, as an operator would), keeping its ports, its
+        configuration and its log directory, so that :meth:`restart` brings the same broker
+        back with everything it had written."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            raise RuntimeError("KafkaBroker is not running")
+        _terminate(proc, self.stop_timeout)
+        if self._broker_cds is not None:
+            self._broker_cds.finish(self._ready and proc.returncode in (0, 143))
+        self._ready = False
+
+    def restart(self) -> None:
+        """Start the process :meth:`stop_process` stopped: same port, same log directory."""
+        if self._proc is not None:
+            raise RuntimeError("KafkaBroker is still running")
+        if self.workdir is None or self.log_path is None or self.console_path is None:
+            raise RuntimeError("KafkaBroker was never started (or was removed by stop())")
+        libs = ensure_distribution()
+        log4j = self.workdir / "log4j2.properties"
+        self._broker_cds = _CdsArchive(self.java, self.jvm_options, libs, "kafka.Kafka")
+        with open(self.console_path, "ab") as console:
+            self._proc = subprocess.Popen(
+                self._java_cmd(
+                    libs,
+                    log4j,
+                    self._broker_cds,
+                    "kafka.Kafka",
+                    str(self.workdir / "server.properties"),
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+                preexec_fn=_parent_death_signal if _pdeathsig_safe() else None,
+            )
+        self._wait_ready()
+
     def log_tail(self, n: int = 80) -> str:
         """The last ``n`` lines of the broker log (the final tail once stopped)."""
         if self.log_path is None or not self.log_path.exists():

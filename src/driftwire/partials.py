@@ -2,11 +2,15 @@
 
 A *partial* holds the profiles of one closed bucket of one model version as seen by one input
 partition, one profile per segment, each in the versioned binary profile format (base64 in
-a JSON envelope, described by ``schemas/partial.schema.json``). Its id is derived from
-(input topic, partition, bucket start, offset range, model, version, part), so a replay
-after a crash
-reproduces the same id and stage 2 drops the duplicate. A bucket whose profiles would exceed
-Kafka's record limit is sent as several parts, each holding whole segments.
+a JSON envelope, described by ``schemas/partial.schema.json``). Its id is derived from what
+the partial means: (input topic, partition, bucket start, the bucket's first offset, model,
+version, part). The last offset is left out: where a bucket closes depends on batch
+boundaries and on the wall clock (idle closing, the future cap), so a replay after a crash can
+cover more or fewer events than the first attempt, but it starts at the same offset.
+:func:`admit_partial` is stage 2's dedup: per (input partition, version, bucket) it keeps the
+offset span it merged and drops a replay of any shape (see its rules). A bucket whose profiles
+would exceed Kafka's record limit is sent as several parts, each holding whole segments.
+Records written with the earlier id (which hashed the last offset too) still decode.
 
 A *watermark* says that an input partition has closed every bucket that ends at or before
 ``watermark_ms``, or that it is idle. Stage 1 broadcasts it to every partials partition, so
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -49,12 +54,35 @@ def partial_id(
     partition: int,
     bucket_start_ms: int,
     first: int,
+    model: str,
+    model_version: str,
+    part: int = 0,
+) -> str:
+    """The id of a partial: the same for a replay whatever its batch boundaries.
+
+    >>> partial_id("events", 0, 60_000, 17, "churn", "1") == partial_id(
+    ...     "events", 0, 60_000, 17, "churn", "1", part=0)
+    True
+    """
+    fields = ("v2", topic, partition, bucket_start_ms, first, model, model_version, part)
+    return _digest(fields)
+
+
+def legacy_partial_id(
+    topic: str,
+    partition: int,
+    bucket_start_ms: int,
+    first: int,
     last: int,
     model: str,
     model_version: str,
     part: int = 0,
 ) -> str:
-    fields = (topic, partition, bucket_start_ms, first, last, model, model_version, part)
+    """The id earlier releases gave a partial (it hashed the last offset too)."""
+    return _digest((topic, partition, bucket_start_ms, first, last, model, model_version, part))
+
+
+def _digest(fields: tuple[object, ...]) -> str:
     raw = "\x00".join(str(f) for f in fields).encode()
     return hashlib.sha256(raw).hexdigest()[:24]
 
@@ -82,11 +110,29 @@ class Partial:
             self.partition,
             self.bucket_start_ms,
             self.first_offset,
+            self.model,
+            self.model_version,
+            self.part,
+        )
+
+    @property
+    def legacy_id(self) -> str:
+        """The id an earlier release gave this partial (found in older stored state)."""
+        return legacy_partial_id(
+            self.topic,
+            self.partition,
+            self.bucket_start_ms,
+            self.first_offset,
             self.last_offset,
             self.model,
             self.model_version,
             self.part,
         )
+
+    @property
+    def span_key(self) -> str:
+        """(input topic, partition, version, bucket): the unit whose offsets stage 2 tracks."""
+        return f"{self.topic}\x00{self.partition}\x00{self.model_version}\x00{self.bucket_start_ms}"
 
     @property
     def key(self) -> bytes:
@@ -190,6 +236,54 @@ def record_from_doc(doc: object) -> Partial | Watermark:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FormatError(f"malformed partials record: {exc!r}") from exc
-    if partial.id != doc["id"]:
+    if doc["id"] not in (partial.id, partial.legacy_id):
         raise PartialIdMismatch("partial id does not match its source and bucket")
     return partial
+
+
+def admit_partial(partial: Partial, ids: dict[str, int], spans: dict[str, list[int]]) -> bool:
+    """Whether stage 2 merges ``partial`` (True) or drops it as a replay; records it if merged.
+
+    ``ids`` maps the ids merged to their bucket end; ``spans`` maps a partial's
+    :attr:`~Partial.span_key` to ``[first offset, last offset, bucket end]`` of the latest
+    emission merged for it. A partial is a replay when
+
+    * its id (or the id an earlier release gave it) was merged: the same emission again;
+    * or it starts at or before the last offset merged for its input partition, version and
+      bucket with another span: a replay whose batches, or whose wall clock, closed the bucket
+      at another offset. Its events are in the merged emission, or were set aside as late by
+      the first attempt (which the replay must not undo): it is dropped whole.
+
+    A partial that starts after that offset is new (the bucket went on after a flush on
+    revoke), as is one with the span of the emission merged last (another of its parts).
+
+    >>> from driftwire.partials import Partial
+    >>> def p(first: int, last: int, part: int = 0) -> Partial:
+    ...     return Partial("events", 0, first, last, 0, 60_000, "churn", "1", 10, part=part)
+    >>> ids: dict[str, int] = {}; spans: dict[str, list[int]] = {}
+    >>> [admit_partial(x, ids, spans) for x in (p(5, 90), p(5, 90, 1), p(5, 90), p(5, 120))]
+    [True, True, False, False]
+    >>> [admit_partial(x, ids, spans) for x in (p(5, 70), p(40, 95), p(91, 99))]
+    [False, False, True]
+    """
+    if is_replay(partial, ids, spans):
+        return False
+    record_merged(partial, ids, spans)
+    return True
+
+
+def is_replay(partial: Partial, ids: Mapping[str, int], spans: Mapping[str, list[int]]) -> bool:
+    """:func:`admit_partial`'s verdict without recording anything."""
+    if partial.id in ids or partial.legacy_id in ids:
+        return True
+    span = spans.get(partial.span_key)
+    first, last = partial.first_offset, partial.last_offset
+    return span is not None and first <= span[1] and (first, last) != (span[0], span[1])
+
+
+def record_merged(partial: Partial, ids: dict[str, int], spans: dict[str, list[int]]) -> None:
+    """Record ``partial`` as merged, for :func:`is_replay`."""
+    ids[partial.id] = partial.bucket_end_ms
+    span = spans.get(partial.span_key)
+    if span is None or partial.first_offset > span[1]:
+        spans[partial.span_key] = [partial.first_offset, partial.last_offset, partial.bucket_end_ms]

@@ -25,7 +25,7 @@ from driftwire.offline.generator import MALFORMED, StreamSpec, generate
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.metrics import Metrics
-from driftwire.partials import Partial, decode_record
+from driftwire.partials import Partial, admit_partial, decode_record
 from driftwire.profiling.partitions import Resume
 from driftwire.stages.profile import ProfileStage
 from driftwire.stages.profile_core import profile_core
@@ -52,25 +52,24 @@ def settings_dict(bootstrap: str, topic: str, **profile: float) -> dict[str, obj
 
 
 def assert_one_content_per_partial_id(records: list) -> None:
-    """A replayed partial may be sent again, but always with the same bytes."""
-    contents: dict[str, set[bytes]] = defaultdict(set)
+    """A replayed partial may be sent again, but with the same offsets always the same bytes."""
+    contents: dict[tuple[str, int], set[bytes]] = defaultdict(set)
     for record in records:
         rec = decode_record(record.value)
         if isinstance(rec, Partial):
-            contents[rec.id].add(record.value)
+            contents[rec.id, rec.last_offset].add(record.value)
     assert all(len(c) == 1 for c in contents.values()), "a partial id sent with two contents"
 
 
 def partial_events_by_partition(records: list) -> dict[int, int]:
-    """Events in distinct partials (duplicates by id dropped, as stage 2 does)."""
-    seen: dict[str, Partial] = {}
+    """Events in the partials stage 2 merges (replays dropped as it drops them)."""
+    ids: dict[str, int] = {}
+    spans: dict[str, dict[str, list[int]]] = defaultdict(dict)  # per model, as stage 2
+    totals: dict[int, int] = defaultdict(int)
     for record in records:
         rec = decode_record(record.value)
-        if isinstance(rec, Partial):
-            seen.setdefault(rec.id, rec)
-    totals: dict[int, int] = defaultdict(int)
-    for partial in seen.values():
-        totals[partial.partition] += partial.events
+        if isinstance(rec, Partial) and admit_partial(rec, ids, spans[rec.model]):
+            totals[rec.partition] += rec.events
     return dict(totals)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -58,10 +60,37 @@ def test_backwards_within_lateness_is_fine_beyond_is_late_and_counted() -> None:
     assert T0 not in c.open_buckets  # a late event never reopens its bucket
 
 
-def test_an_event_in_a_bucket_closed_by_its_own_batch_is_on_time() -> None:
+def test_an_event_behind_an_earlier_one_of_its_batch_is_late_as_if_read_alone() -> None:
     c = clock(allowed_lateness_ms=0)
     a = c.advance(times(T0 + 5_000, T0 + 3 * MIN, T0 + 10_000), now_ms=T0 + 3 * MIN)
-    assert a.accepted.all() and a.closed == (T0,)
+    assert a.accepted.tolist() == [True, True, False] and a.late.tolist()[2]
+    assert a.closed == (T0,)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    offsets=st.lists(st.integers(0, 6 * MIN), min_size=1, max_size=60),
+    cuts=st.sets(st.integers(1, 59)),
+    lateness=st.sampled_from([0, 10_000, 45_000]),
+)
+def test_late_decisions_do_not_depend_on_batch_boundaries(
+    offsets: list[int], cuts: set[int], lateness: int
+) -> None:
+    """A replay read in other batches puts the same events in the same buckets."""
+    t = times(*(T0 + o for o in offsets))
+    now = T0 + 10 * MIN
+
+    def decide(bounds: list[int]) -> tuple[list[bool], int | None]:
+        c = clock(allowed_lateness_ms=lateness)
+        out: list[bool] = []
+        for lo, hi in itertools.pairwise(bounds):
+            if hi > lo:
+                out += c.advance(t[lo:hi], now_ms=now).accepted.tolist()
+        return out, c.watermark_ms
+
+    whole = decide([0, len(t)])
+    assert decide([0, *sorted(x for x in cuts if x < len(t)), len(t)]) == whole
+    assert decide(list(range(len(t) + 1))) == whole
 
 
 def test_watermark_never_goes_back() -> None:
@@ -199,11 +228,13 @@ def test_clock_invariants(seq: list[tuple[list[int], int | None]], lateness: int
         # every event gets exactly one verdict
         verdicts = a.accepted.astype(int) + a.late.astype(int) + a.future.astype(int)
         assert (verdicts == 1).all()
-        # late exactly when its bucket was closed before this batch
+        # late when its bucket was closed before this batch, or by an event before it in
+        # the batch; never when its bucket is still open after the batch
         if previous_wm is not None:
-            assert (a.late == (a.bucket_start + MIN <= previous_wm)).all()
-        else:
-            assert not a.late.any()
+            assert (a.late >= (a.bucket_start + MIN <= previous_wm)).all()
+        if a.late.any():
+            assert a.watermark_ms is not None
+            assert (a.bucket_start[a.late] + MIN <= a.watermark_ms).all()
         # accepted events never go to a bucket that was already closed
         assert not set(a.bucket_start[a.accepted].tolist()) & closed
         wm = c.watermark_ms

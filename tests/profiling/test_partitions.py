@@ -146,3 +146,31 @@ def test_an_idle_partition_sends_the_bucket_of_its_newest_event_before_its_water
     assert [p.bucket_start_ms for p in partials] == [t0 + BUCKET_MS]
     assert records.index(marks[-1]) > records.index(partials[-1])
     assert marks[-1].idle and marks[-1].watermark_ms == t0 + 2 * BUCKET_MS
+
+
+def test_a_future_stamped_event_then_idleness_closes_no_bucket_ahead_of_the_wall_clock() -> None:
+    """An event 3 minutes ahead (inside max_future) and then silence: the idle partition
+    closes the buckets up to the wall clock's, and its watermark follows the wall clock; an
+    event arriving a minute later for the next minute is on time, not late."""
+    core = make_core()
+    t0 = 1_767_225_600_000
+    now = t0 + 10_000
+    batch = events((t0 + 5_000, "churn", "eu"), (t0 + 3 * BUCKET_MS + 5_000, "churn", "eu"))
+    core.process(0, batch, offsets(batch), now)
+    core.note_position(0, 2, 2)
+    records = [decode_record(r.value) for r in core.due(now + 30_000).records]
+    marks = [r for r in records if isinstance(r, Watermark)]
+    assert marks and marks[-1].idle and marks[-1].watermark_ms == t0 + BUCKET_MS
+    assert [r.bucket_start_ms for r in records if isinstance(r, Partial)] == [t0]
+    # a minute later the wall clock is in the next bucket: the watermark follows it
+    records = [decode_record(r.value) for r in core.due(t0 + BUCKET_MS + 20_000).records]
+    marks = [r for r in records if isinstance(r, Watermark)]
+    assert marks and marks[-1].watermark_ms == t0 + 2 * BUCKET_MS
+    # an event of the third minute, sent on time, is folded, not late
+    later = events((t0 + 2 * BUCKET_MS + 1_000, "churn", "eu"))
+    counts = core.process(0, later, offsets(later, 2), t0 + 2 * BUCKET_MS + 2_000)
+    assert not counts.late
+    core.note_position(0, 3, 3)
+    records = [decode_record(r.value) for r in core.due(t0 + 4 * BUCKET_MS).records]
+    partials = sorted(r.bucket_start_ms for r in records if isinstance(r, Partial))
+    assert partials == [t0 + 2 * BUCKET_MS, t0 + 3 * BUCKET_MS]

@@ -3,8 +3,8 @@
 A model's state (:class:`_Model`) holds, per version (:class:`_Version`), the profiles of
 the last evaluated buckets and of those still being assembled, the frozen reference, the rate
 and latency state, the never-seen categories counted since they first appeared, plus the
-model's completeness, the partial ids already merged, the traffic per bucket, the held-back
-alerts, the incidents' members and the ledger.
+model's completeness, the partial ids and offset spans already merged, the traffic per bucket,
+the held-back alerts, the incidents' members and the ledger.
 :func:`model_snapshot` turns it (and the model's alert-policy conditions) into a JSON-able
 dict, bytes as hex;
 :func:`restored_model` reads it back. The evaluated buckets and the frozen reference are
@@ -52,6 +52,8 @@ class _Model:
     completeness: Completeness
     versions: dict[str, _Version] = field(default_factory=dict)
     seen_ids: dict[str, int] = field(default_factory=dict)  # partial id -> bucket end
+    # partial span key -> [first, last, bucket end] merged last (driftwire.partials.admit_partial)
+    spans: dict[str, list[int]] = field(default_factory=dict)
     evaluated_until: int | None = None
     late_partials: int = 0
     traffic: dict[int, int] = field(default_factory=dict)  # bucket start -> events, any version
@@ -84,6 +86,7 @@ def model_snapshot(model: str, m: _Model, policy: AlertPolicy) -> dict[str, Any]
             for v, st in m.versions.items()
         },
         "seen_ids": m.seen_ids,
+        "spans": m.spans,
         "completeness": m.completeness.to_state(),
         "evaluated_until": m.evaluated_until,
         "traffic": {str(b): n for b, n in m.traffic.items()},
@@ -99,6 +102,7 @@ def restored_model(state: dict[str, Any], detect: DetectSettings) -> _Model:
     """The model :func:`model_snapshot` described (its ``policy`` part is the caller's)."""
     m = _Model(
         seen_ids=dict(state["seen_ids"]),
+        spans={k: [int(x) for x in v] for k, v in state.get("spans", {}).items()},  # absent before
         completeness=Completeness.from_state(
             int(detect.grace_seconds * 1000), state["completeness"]
         ),

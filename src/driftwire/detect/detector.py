@@ -73,7 +73,7 @@ from driftwire.detect.trailing import History, decode_slot, is_slot_key
 from driftwire.detect.window import ALL_SEGMENTS, detection_window
 from driftwire.detect.wording import attributed
 from driftwire.errors import FormatError
-from driftwire.partials import Partial, Watermark
+from driftwire.partials import Partial, Watermark, is_replay, record_merged
 from driftwire.sketch.categorical import CategoricalSketch
 from driftwire.sketch.profile import Profile
 
@@ -172,16 +172,17 @@ class Detector:
     def on_partial(self, partial: Partial, now_ms: int) -> list[Alert]:
         """Merge ``partial`` into its bucket. One whose profiles do not deserialize, do not
         add up to its ``events`` or cannot merge with the bucket's raises
-        :class:`~driftwire.detect.intake.InvalidPartial` before anything is changed."""
+        :class:`~driftwire.detect.intake.InvalidPartial` before anything is changed; a replay
+        of a partial already merged (of any shape) is dropped."""
         known = self._models.get(partial.model)
-        if known is not None and partial.id in known.seen_ids:
-            return []  # a replay of a partial already merged
+        if known is not None and is_replay(partial, known.seen_ids, known.spans):
+            return []  # a replay of a partial already merged (of any shape)
         pending = None
         if known is not None and partial.model_version in known.versions:
             pending = known.versions[partial.model_version].pending.get(partial.bucket_start_ms)
         profiles = partial_profiles(partial, pending)
         model = self._model(partial.model)
-        model.seen_ids[partial.id] = partial.bucket_end_ms
+        record_merged(partial, model.seen_ids, model.spans)
         if model.evaluated_until is not None and partial.bucket_end_ms <= model.evaluated_until:
             model.late_partials += 1
             self._late_new[partial.model] = self._late_new.get(partial.model, 0) + 1
@@ -359,6 +360,7 @@ class Detector:
             self._changed.add(name)
             horizon = until - (self._d.window_buckets + 1) * b_ms
             model.seen_ids = {k: v for k, v in model.seen_ids.items() if v > horizon}
+            model.spans = {k: v for k, v in model.spans.items() if v[2] > horizon}
             keep = until - (self._d.window_buckets + 2) * b_ms
             model.traffic = {b: n for b, n in model.traffic.items() if b >= keep}
 

@@ -5,7 +5,9 @@ t mod bucket_ms``. :class:`EventClock` keeps the watermark, ``max event time see
 lateness``; bucket ``[s, e)`` is *closed* once the watermark reaches ``e``. It decides per
 batch, before the batch moves the watermark:
 
-* **late**: the event's bucket is already closed. Counted and handed back, never folded.
+* **late**: the event's bucket is already closed, by the watermark of the events before it
+  (in offset order, also those earlier in the same batch: a replay cut into other batches
+  decides the same). Counted and handed back, never folded.
   Event time going backwards is fine while its bucket is still open (within the lateness);
   repeats of the same time are fine.
 * **future**: the event cannot be trusted to move time forward. With a wall clock
@@ -21,8 +23,7 @@ batch, before the batch moves the watermark:
   passes at once when a batch holds ``jump_quorum`` events after the gap; one producer with a
   bad clock among others never passes, because normal events keep outnumbering it. Suspects
   turned away before the jump was accepted stay counted as future.
-* otherwise **accepted**. The caller folds accepted events, then flushes ``closed``: an event
-  whose bucket is closed by the same batch is still on time.
+* otherwise **accepted**. The caller folds accepted events, then flushes ``closed``.
 
 Stage 2's detection window over closed buckets is :mod:`driftwire.detect.window`.
 
@@ -42,6 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Admission", "EventClock"]
+
+_LOW = np.iinfo(np.int64).min // 2  # "no watermark yet", far below any epoch ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +155,7 @@ class EventClock:
         """Classify a batch's event times (epoch ms, int64), then move the watermark."""
         t = _check_times(event_times)
         starts = t - t % self._bucket
-        wm = self._watermark
-        late = starts + self._bucket <= wm if wm is not None else np.zeros(len(t), dtype=bool)
+        late = self._late(t, starts, now_ms)
         if now_ms is not None:
             future = (t > int(now_ms) + self._max_future) & ~late
         else:
@@ -168,6 +170,37 @@ class EventClock:
             reference = self._max_seen if now_ms is None else min(self._max_seen, int(now_ms))
             self._raise_watermark(reference - self._lateness)
         return Admission(starts, accepted, late, future, self._close(), self._watermark)
+
+    def _late(self, t: np.ndarray, starts: np.ndarray, now_ms: int | None) -> np.ndarray:
+        """Late events: each is judged by the watermark of the events *before it* in the batch.
+
+        So whether an event is late does not depend on where a batch begins or ends: a
+        replay read in other batches puts the same events in the same buckets. With a wall
+        clock, events beyond ``max_future_ms`` do not move the watermark (they are future);
+        without one, neither do jumps the batch has not confirmed yet. A late event cannot
+        move it either (its time is below it), so counting it is harmless.
+        """
+        wm = self._watermark
+        if len(t) == 0:
+            return np.zeros(0, dtype=bool)
+        if now_ms is not None:
+            ahead = t > int(now_ms) + self._max_future
+        else:  # an unconfirmed jump (see _jump_guard) does not move it within the batch
+            anchor = self._max_seen if self._max_seen is not None else int(np.median(t))
+            ahead = t > anchor + self._max_jump
+        moving = np.where(ahead, _LOW, t)
+        seen = np.maximum.accumulate(moving)
+        before = np.empty_like(seen)
+        before[0] = _LOW  # the first event meets the watermark as it is
+        before[1:] = seen[:-1]
+        if self._max_seen is not None:
+            before[1:] = np.maximum(before[1:], self._max_seen)
+        if now_ms is not None:
+            before = np.minimum(before, int(now_ms))
+        marks = np.where(before > _LOW, before - self._lateness, _LOW)
+        if wm is not None:
+            marks = np.maximum(marks, wm)
+        return starts + self._bucket <= marks
 
     def _jump_guard(self, t: np.ndarray, live: np.ndarray) -> np.ndarray:
         """Mark uncorroborated jumps ahead (replay mode) as future."""

@@ -17,7 +17,9 @@ open bucket, the offsets of its events. It answers the Kafka shell's three quest
 
 An input partition that is caught up with its end and has had no events for ``idle_ms``
 (processing time; only when ``now_ms`` is given) closes every open bucket up to and including
-the one holding its newest event, and is reported idle with a watermark at that bucket's end,
+the one holding its newest event, but never beyond the bucket holding ``now_ms`` (an event
+stamped a few minutes ahead does not close the minutes before it; its bucket closes when the
+wall clock gets there), and is reported idle with a watermark at that bucket's end,
 so it neither holds back detection nor waits forever for its last bucket, and that bucket
 reaches stage 2 before the watermark that completes it (an event that arrives for it later is
 late). A partition that is only behind is never idle.
@@ -261,13 +263,15 @@ class ProfileCore:
                 now_ms is not None
                 and state.last_event_ms is not None
                 and state.caught_up
-                and not state.idle
-                and now_ms - state.last_event_ms >= self._idle_ms
+                and (state.idle or now_ms - state.last_event_ms >= self._idle_ms)
             ):
                 state.idle = True
                 top = state.profiler.clock.max_event_ms
-                if top is not None:  # every bucket, the one holding the newest event too
-                    end = top // self._bucket_ms * self._bucket_ms + self._bucket_ms
+                if top is not None:  # every bucket, the one holding the newest event too,
+                    # but none beyond the wall clock's: a future-stamped event's bucket closes
+                    # when the clock reaches it (the watermark moves on with processing time)
+                    newest = min(top, now_ms)
+                    end = newest // self._bucket_ms * self._bucket_ms + self._bucket_ms
                     closed.extend(state.profiler.advance_to(end))
             out.extend(self._partials(partition, state, closed))
             closed.clear()
