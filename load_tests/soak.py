@@ -6,8 +6,9 @@ the paced 2,000 events/s of the pipeline benchmark's latency section, under half
 benchmark's whole worker reads on this machine), with event time = the pace of production, for
 ``--seconds``. At ``--kill-at`` of the run the worker is SIGKILLed and started again at once;
 at ``--broker-restart-at`` the broker (a local KRaft broker on the same ports and log
-directory) is stopped (SIGTERM) and started again. A worker that exits on its own is
-started again too (a supervisor's job) and counted.
+directory) is stopped (SIGTERM) and started again. A worker that exits on its own, or whose
+``/healthz`` fails for ``--liveness-seconds``, is started again, as a supervisor would (and
+counted in the report).
 
 Sampled every second: the worker's consumer lag (``driftwire_consumer_lag``, summed over
 partitions) and its RSS. After the stream ends and the worker has settled, checked:
@@ -141,13 +142,31 @@ class Worker:
         self.exits.append(self.proc.wait())
         self.start()
 
-    def revive(self) -> bool:
-        """Start it again if it exited on its own (True if it had)."""
+    unhealthy_since: float | None = None
+
+    def revive(self, liveness_s: float) -> str | None:
+        """What a supervisor does: start it again if it exited on its own, or kill and start
+        it if ``/healthz`` has failed for ``liveness_s`` (a liveness probe); says which."""
         if self.proc is not None and self.proc.poll() is not None:
             self.exits.append(self.proc.returncode)
             self.start()
-            return True
-        return False
+            self.unhealthy_since = None
+            return f"exited with {self.exits[-1]}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=10):
+                self.unhealthy_since = None
+                return None
+        except OSError:  # HTTPError (503) included
+            now = time.monotonic()
+            if self.starts and now - self.starts[-1] < liveness_s:
+                return None  # still starting
+            if self.unhealthy_since is None:
+                self.unhealthy_since = now
+            if now - self.unhealthy_since < liveness_s:
+                return None
+        self.kill()
+        self.unhealthy_since = None
+        return f"/healthz failing for {liveness_s:g} s: killed and started again"
 
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -396,7 +415,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 "baselines": f"{topic}.baselines",
                 "partials_partitions": 2,
             },
-            "consumer": {"group_id": group, "session_timeout_ms": 10_000},
+            "consumer": {"group_id": group},
             "processing": {"guarantee": args.guarantee},
             "profile": {"idle_partition_seconds": 10},
             # stage 2 waits this long for a partition that has not reported: above a failover
@@ -410,7 +429,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         worker.start()
         deadline = time.monotonic() + 180
         while worker.metrics().get("driftwire_assigned_partitions") != PARTITIONS:
-            if time.monotonic() > deadline or worker.revive():
+            if time.monotonic() > deadline or worker.proc is None or worker.proc.poll() is not None:
                 raise RuntimeError(f"worker did not start: {worker.log.read_text()[-3000:]}")
             time.sleep(0.5)
 
@@ -420,7 +439,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         feed.start()
         killed = restarted = False
-        revived: list[float] = []
+        revived: list[dict[str, Any]] = []
 
         def sample() -> None:
             m = worker.metrics()
@@ -452,8 +471,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                         "unreachable_s": round(down, 1),
                     }
                 )
-            if worker.revive():
-                revived.append(round(now, 1))
+            if why := worker.revive(args.liveness_seconds):
+                revived.append({"at_s": round(now, 1), "why": why})
             sample()
             time.sleep(1.0)
         if feed.error:
@@ -464,8 +483,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         deadline = time.monotonic() + args.settle_seconds
         settled = False
         while time.monotonic() < deadline:
-            if worker.revive():
-                revived.append(round(time.monotonic() - t0, 1))
+            if why := worker.revive(args.liveness_seconds):
+                revived.append({"at_s": round(time.monotonic() - t0, 1), "why": why})
             sample()
             m = worker.metrics()
             if (
@@ -521,7 +540,7 @@ def summarize(
     feed: Feed,
     samples: list[dict[str, Any]],
     faults: list[dict[str, Any]],
-    revived: list[float],
+    revived: list[dict[str, Any]],
     events: Counter[tuple[str, int]],
     twice: int,
     windows: Counter[tuple[str, int]],
@@ -576,7 +595,7 @@ def summarize(
             "valid": sum(feed.expected.values()),
         },
         "faults": recoveries,
-        "worker_revived_at_s": revived,
+        "worker_restarted_by_supervisor": revived,
         "lag": {
             "max": max(lags) if lags else None,
             "final": final_lag,
@@ -613,6 +632,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--broker-down-seconds", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS counts")
     ap.add_argument("--settle-seconds", type=float, default=400.0)
+    ap.add_argument(
+        "--liveness-seconds", type=float, default=60.0, help="/healthz failing this long: restart"
+    )
     ap.add_argument(
         "--guarantee", choices=("exactly_once", "at_least_once"), default="exactly_once"
     )
