@@ -7,7 +7,9 @@ In one run, on the same events in the same broker (a local one started with
   (``max_records`` as driftwire's, 2,000) and only ``orjson.loads`` on each value, events/s;
 * **profile stage**: :class:`~driftwire.stages.profile.ProfileStage` in this process on the same
   topic with a fresh consumer group, events/s and its ratio to the ceiling (in wall time and
-  in CPU time; the second is what a dedicated core would give);
+  in CPU time; the second is what a dedicated core would give); ``profile_stage_eos`` runs it
+  once more right after with ``processing.guarantee: exactly_once`` (Kafka transactions) and
+  reports its ratio to the at-least-once run;
 * **worker**: ``driftwire worker`` (both stages, a subprocess) on the same topic, events/s and
   CPU seconds per million events (from ``/proc/<pid>/stat``) while it reads the input, and
   end to end: until stage 2 has read every record of the partials topic and its last
@@ -1173,6 +1175,12 @@ def table(result: dict[str, Any]) -> str:
         row("profile stage", "target met", p["target_met"])
         row("profile stage", "CPU-time ratio to ceiling", p.get("cpu_ratio_to_ceiling"))
         row("profile stage", "CPU s per million events", p["cpu_s_per_million_events"])
+    if e := result.get("profile_stage_eos"):
+        row("profile stage, exactly-once", "events/s (in-process)", e["events_per_s"], e["load"])
+        row("profile stage, exactly-once", "ratio to at-least-once", e["ratio_to_at_least_once"])
+        row(
+            "profile stage, exactly-once", "CPU s per million events", e["cpu_s_per_million_events"]
+        )
     if h := result.get("hot_path"):
         row("hot path", "events/s under cProfile", h["events_per_s_under_cprofile"])
         for entry in h["top_tottime"][:8]:
@@ -1242,7 +1250,16 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = ("ceiling", "profile_stage", "worker", "memory", "scale_out", "latency", "scale")
+SECTIONS = (
+    "ceiling",
+    "profile_stage",
+    "profile_stage_eos",
+    "worker",
+    "memory",
+    "scale_out",
+    "latency",
+    "scale",
+)
 
 
 async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]) -> dict[str, Any]:
@@ -1286,7 +1303,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
         # the events: 12 features x 8 segments x 2 versions, a drift in one segment halfway
         events_topic = f"{prefix}.events"
         total = 0
-        if only & {"ceiling", "profile_stage", "worker", "scale_out"} or (
+        if only & {"ceiling", "profile_stage", "profile_stage_eos", "worker", "scale_out"} or (
             "memory" in only and not args.memory_events
         ):
             minutes = args.event_minutes
@@ -1350,6 +1367,19 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
             stage["target_met"] = ratio is not None and ratio >= TARGET_RATIO
             result["profile_stage"] = stage
             done("profile_stage")
+
+        if "profile_stage_eos" in only:
+            doc = settings_doc(bootstrap, events_topic, "stage-eos")
+            doc["processing"] = {"guarantee": "exactly_once"}
+            eos = await attempt(
+                "profile_stage_eos", run_profile_stage(Settings.model_validate(doc), total, limit)
+            )
+            if eos is not None:
+                base = (result.get("profile_stage") or {}).get("events_per_s")
+                rate = eos["events_per_s"]
+                eos["ratio_to_at_least_once"] = round(rate / base, 3) if base and rate else None
+                result["profile_stage_eos"] = eos
+            done("profile_stage_eos")
 
         profiler = cProfile.Profile()
         profiled = None

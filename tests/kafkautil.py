@@ -50,9 +50,18 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
     return [TopicPartition(topic, p) for p in sorted(known or [])]
 
 
-async def read_all(bootstrap: str, topic: str, *, limit_s: float = 30.0) -> list[ConsumerRecord]:
-    """Every record of ``topic`` up to its current end, without a consumer group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def read_all(
+    bootstrap: str,
+    topic: str,
+    *,
+    limit_s: float = 30.0,
+    isolation_level: str = "read_uncommitted",
+) -> list[ConsumerRecord]:
+    """Every record of ``topic`` up to its current end (with ``read_committed``: its last
+    stable offset), without a consumer group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level
+    )
     await consumer.start()
     try:
         parts = await _partitions(consumer, topic)

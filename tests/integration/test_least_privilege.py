@@ -17,14 +17,27 @@ from test_pipeline_kafka import Worker, input_topic
 from test_secured_kafka import _events, _run_worker
 
 from driftwire.ops.config import Settings
+from driftwire.stages.profile_txn import transactional_id
 
 
 def worker_acls(
-    *, events: str, dead_letter: str, partials: str, baselines: str, alerts: str, group: str
+    *,
+    events: str,
+    dead_letter: str,
+    partials: str,
+    baselines: str,
+    alerts: str,
+    group: str,
+    exactly_once: bool = False,
 ) -> list[Acl]:
     """What ``driftwire worker`` needs with pre-created topics (``topics.create: false``);
-    ``group`` is ``consumer.group_id``, the detect stage's Faust app is ``<group>-detect``."""
-    return [
+    ``group`` is ``consumer.group_id``, the detect stage's Faust app is ``<group>-detect``.
+    ``exactly_once`` (``processing.guarantee``) adds the transactional ids of stage 1."""
+    transactional = [
+        Acl("TRANSACTIONAL_ID", f"{group}-eos-", "WRITE", prefixed=True),
+        Acl("TRANSACTIONAL_ID", f"{group}-eos-", "DESCRIBE", prefixed=True),
+    ]
+    return (transactional if exactly_once else []) + [
         Acl("TOPIC", events, "READ"),
         Acl("TOPIC", events, "DESCRIBE"),
         Acl("TOPIC", dead_letter, "WRITE"),
@@ -46,7 +59,22 @@ def worker_acls(
     ]
 
 
-def test_the_readme_lists_these_acls_for_the_default_names() -> None:
+def test_the_transactional_ids_match_the_acl_prefix() -> None:
+    """The ids stage 1 registers with exactly-once lie under the prefix the ACLs name."""
+    prefix = worker_acls(
+        events="e",
+        dead_letter="d",
+        partials="p",
+        baselines="b",
+        alerts="a",
+        group="g",
+        exactly_once=True,
+    )[0].name
+    assert transactional_id("g", "e", 7).startswith(prefix)
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at_least_once", "exactly_once"])
+def test_the_readme_lists_these_acls_for_the_default_names(exactly_once: bool) -> None:
     readme = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
     defaults = Settings()
     acls = worker_acls(
@@ -56,6 +84,7 @@ def test_the_readme_lists_these_acls_for_the_default_names() -> None:
         baselines=defaults.topics.baselines,
         alerts=defaults.topics.alerts,
         group=defaults.consumer.group_id,
+        exactly_once=exactly_once,
     )
     for acl in acls:
         assert acl.command("User:driftwire") in readme, acl
@@ -63,8 +92,9 @@ def test_the_readme_lists_these_acls_for_the_default_names() -> None:
 
 @pytest.mark.kafka
 @pytest.mark.timeout(400)
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at_least_once", "exactly_once"])
 def test_the_listed_acls_are_enough_for_the_whole_worker(
-    secure_kafka: SecureKafka, topic_name: str, tmp_path: Path
+    secure_kafka: SecureKafka, topic_name: str, tmp_path: Path, exactly_once: bool
 ) -> None:
     run = "lp"
     topics = [f"{topic_name}.{run}.{t}" for t in ("alerts", "baselines")]
@@ -78,12 +108,16 @@ def test_the_listed_acls_are_enough_for_the_whole_worker(
         baselines=f"{topic_name}.{run}.baselines",
         alerts=f"{topic_name}.{run}.alerts",
         group=f"{topic_name}-{run}",  # what test_pipeline_kafka.Worker configures
+        exactly_once=exactly_once,
     )
     asyncio.run(create_acls(secure_kafka.admin, principal, acls))
     (tmp_path / "pw").write_text(LEAST_PASSWORD)
     kafka = secure_kafka.sasl_settings(tmp_path / "unused")
     kafka.update(sasl_username=LEAST_USER, sasl_password_file=str(tmp_path / "pw"))
-    _run_worker(secure_kafka, tmp_path, topic_name, run, kafka, create_topics=False)
+    guarantee = "exactly_once" if exactly_once else "at_least_once"
+    _run_worker(
+        secure_kafka, tmp_path, topic_name, run, kafka, create_topics=False, guarantee=guarantee
+    )
 
 
 @pytest.mark.kafka

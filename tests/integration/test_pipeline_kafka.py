@@ -156,8 +156,14 @@ class Worker:
         )
 
     async def _detect_caught_up(self, partials: str) -> bool:
-        """Stage 2 (faust app ``<group>-detect``) has committed every partials record."""
-        ends = await end_offsets(self.bootstrap, partials)
+        """Stage 2 (faust app ``<group>-detect``) has committed every partials record.
+
+        Read ``read_committed``: with exactly-once the topic ends in a transaction marker,
+        which stage 2 never commits past, so the end is one past the last committed record.
+        """
+        ends: dict[int, int] = dict.fromkeys((await end_offsets(self.bootstrap, partials)), 0)
+        for r in await read_all(self.bootstrap, partials, isolation_level="read_committed"):
+            ends[r.partition] = max(ends[r.partition], r.offset + 1)
         group = f"{self.doc['consumer']['group_id']}-detect"  # type: ignore[index]
         done = await committed(self.bootstrap, group, partials, len(ends))
         return all(done.get(p, -1) >= end for p, end in ends.items())

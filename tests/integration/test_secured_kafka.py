@@ -66,13 +66,16 @@ def _run_worker(
     kafka: dict[str, Any],
     *,
     create_topics: bool = True,
+    guarantee: str = "at_least_once",
 ) -> None:
-    """Both stages over ``kafka``; then every output is scanned for the sentinels."""
+    """Both stages over ``kafka`` (stage 1 with ``guarantee``); then every output is scanned
+    for the sentinels."""
     input_topic(secure.admin, topic, _events())
     worker = Worker(tmp, secure.admin, topic, run)  # secure.admin: the tests' reads and offsets
     worker.doc["kafka"] = kafka
     worker.doc["topics"]["create"] = create_topics  # type: ignore[index]
     worker.doc["log"] = {"level": "DEBUG"}
+    worker.doc["processing"] = {"guarantee": guarantee}
     worker.config.write_text(yaml.safe_dump(worker.doc))
     worker.start()
     outputs: list[bytes] = []

@@ -178,6 +178,24 @@ class ConsumerSettings(_Section):
     )
 
 
+class ProcessingSettings(_Section):
+    """Stage 1's delivery guarantee: at-least-once, or exactly-once through Kafka transactions."""
+
+    guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="exactly_once: each input partition's partials, watermarks, dead letters "
+        "and offsets are committed in one Kafka transaction (transactional id "
+        "<consumer.group_id>-eos-<topic>-<partition>)",
+    )
+    transaction_timeout_seconds: float = Field(
+        60.0,
+        ge=1.0,
+        le=900.0,
+        description="exactly_once: the broker aborts a transaction left open this long (its "
+        "producer died and no new owner fenced it); read_committed readers wait that long",
+    )
+
+
 BridgeTarget = Literal["alertmanager", "pagerduty", "slack", "webhook"]
 PagerDutySeverity = Literal["critical", "error", "warning", "info"]
 
@@ -288,6 +306,7 @@ class Settings(_Section):
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    processing: ProcessingSettings = ProcessingSettings()
     profile: ProfileSettings = ProfileSettings()
     detect: DetectSettings = DetectSettings()
     alerts: AlertSettings = AlertSettings()

@@ -51,12 +51,18 @@ MAX_PARTIAL_BYTES = 600_000
 
 @dataclass(frozen=True, slots=True)
 class OutRecord:
-    """A record for the partials topic. ``broadcast``: send it to every partition."""
+    """A record for the partials topic. ``broadcast``: send it to every partition.
+
+    ``source`` is the input partition it comes from (its partials, its watermark): a shell
+    that commits each input partition's output with its offsets in one transaction sends it
+    with that partition's producer.
+    """
 
     key: bytes | None
     value: bytes
     broadcast: bool = False
     headers: tuple[tuple[str, bytes], ...] = ()
+    source: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +289,7 @@ class ProfileCore:
                 state.idle_reported = state.idle
                 state.reported_wm = wm
                 mark = Watermark(self.topic, partition, self.partitions, wm, idle=state.idle)
-                out.append(OutRecord(None, mark.encode(), broadcast=True))
+                out.append(OutRecord(None, mark.encode(), broadcast=True, source=partition))
         if not self._parts:
             return Emission(out, {})
         return Emission(out, self._new_overflow(), self._new_evictions())
@@ -321,7 +327,7 @@ class ProfileCore:
                     segments=segments,
                     part=part,
                 )
-                out.append(OutRecord(partial.key, partial.encode()))
+                out.append(OutRecord(partial.key, partial.encode(), source=partition))
             state.emitted_through = max(state.emitted_through, span[1])
         done = {b.start_ms for b in closed}
         for start in done:

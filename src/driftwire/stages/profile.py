@@ -40,6 +40,7 @@ from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
 from driftwire.stages.profile_core import count_emitted, count_folded
+from driftwire.stages.profile_txn import PartitionTransactions
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -108,6 +109,9 @@ class ProfileStage:
         self.liveness = Liveness(timeout_s=settings.http.liveness_timeout_seconds)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        # exactly-once: one transactional producer per owned input partition instead
+        self._txn: PartitionTransactions | None = None
+        self._exactly_once = settings.processing.guarantee == "exactly_once"
         self._admin: AIOKafkaAdminClient | None = None
         self._inflight: list[Awaitable[object]] = []
         self._output_failure: BaseException | None = None  # a send the broker refused
@@ -127,9 +131,17 @@ class ProfileStage:
         self._life.start()
         s = self._s
         opts = s.kafka.client_options()
-        self._producer = AIOKafkaProducer(
-            **opts, acks="all", enable_idempotence=True, linger_ms=20, compression_type="gzip"
-        )
+        if self._exactly_once:
+            self._txn = PartitionTransactions(
+                opts,
+                group=self._group,
+                topic=self._topic,
+                timeout_ms=round(s.processing.transaction_timeout_seconds * 1000),
+            )
+        else:
+            self._producer = AIOKafkaProducer(
+                **opts, acks="all", enable_idempotence=True, linger_ms=20, compression_type="gzip"
+            )
         self._consumer = AIOKafkaConsumer(
             **opts,
             group_id=self._group,
@@ -142,7 +154,8 @@ class ProfileStage:
         self._admin = AIOKafkaAdminClient(**opts)
         self._ready.waiting[STAGE] = "partition assignment"
         try:  # clients that never started are closed too
-            await self._producer.start()
+            if self._producer is not None:
+                await self._producer.start()
             await self._admin.start()
             await self._consumer.start()
             self._ready.broker_reachable = True
@@ -249,6 +262,7 @@ class ProfileStage:
             ("consumer", self._consumer.stop if self._consumer else None),
             ("admin client", self._admin.close if self._admin else None),
             ("producer", self._producer.stop if self._producer else None),
+            ("transactional producers", self._txn.close_all if self._txn else None),
         ]
         for name, close in closers:
             if close is None:
@@ -304,11 +318,32 @@ class ProfileStage:
             self._m.last_progress.set(self._clock())
         await self._watch_lag()
 
+    async def _send(
+        self,
+        source: int,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[object]:
+        """Send a record caused by input partition ``source``: in its transaction with
+        exactly-once, else with the shared idempotent producer."""
+        if self._txn is not None:
+            return await self._txn.send(
+                source, topic, value, key=key, partition=partition, headers=headers or ()
+            )
+        if self._producer is None:
+            raise self._life.not_started("producer")
+        fut: asyncio.Future[object] = await self._producer.send(
+            topic, value=value, key=key, partition=partition, headers=headers
+        )
+        return fut
+
     async def _process(
         self, tp: TopicPartition, records: list[ConsumerRecord], now_ms: int
     ) -> None:
-        if self._producer is None:
-            raise self._life.not_started("producer")
         values = [r.value for r in records]
         self._m.events_consumed.labels(topic=tp.topic).inc(len(values))
         batch = decode_batch(values, self._limits)
@@ -325,8 +360,12 @@ class ProfileStage:
             value, headers = fit_dead_letter(record.key, record.value, headers)
             if value is not record.value:
                 self._m.dead_letters_truncated.inc()
-            fut = await self._producer.send(
-                self._s.topics.dead_letter_topic, value=value, key=record.key, headers=headers
+            fut = await self._send(
+                tp.partition,
+                self._s.topics.dead_letter_topic,
+                value,
+                key=record.key,
+                headers=list(headers),
             )
             fut.add_done_callback(_count_when_acknowledged(self._m.dead_letters))
             self._inflight.append(fut)
@@ -336,19 +375,25 @@ class ProfileStage:
         self._core.note_position(tp.partition, records[-1].offset + 1)
 
     async def _emit(self, outputs: list[OutRecord]) -> None:
-        if self._producer is None:
-            raise self._life.not_started("producer")
         if not outputs:
             return
         if not self._partials_partitions:
-            parts = await self._producer.partitions_for(self._s.topics.partials)
+            if self._txn is not None:
+                parts = await self._txn.partitions_for(self._s.topics.partials)
+            elif self._producer is not None:
+                parts = await self._producer.partitions_for(self._s.topics.partials)
+            else:
+                raise self._life.not_started("producer")
             self._partials_partitions = sorted(parts)
         for out in outputs:
             targets = self._partials_partitions if out.broadcast else [None]
+            if out.source is None:
+                raise ValueError("a record of the profile core without its input partition")
             for partition in targets:
-                fut = await self._producer.send(
+                fut = await self._send(
+                    out.source,
                     self._s.topics.partials,
-                    value=out.value,
+                    out.value,
                     key=out.key,
                     partition=partition,
                     headers=list(out.headers),
@@ -387,6 +432,9 @@ class ProfileStage:
             point = self._core.commit_point(tp.partition)
             if point is not None:
                 offsets[tp] = OffsetAndMetadata(point.offset, point.metadata)
+        if self._txn is not None:
+            await self._commit_transactions(offsets)
+            return
         if not offsets:
             return
         try:
@@ -398,6 +446,18 @@ class ProfileStage:
             log.warning("commit failed after a rebalance; dropping in-flight state")
             for tp in offsets:
                 self._core.revoke(tp.partition)
+
+    async def _commit_transactions(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Exactly-once: commit each owned partition's output with its offsets."""
+        if self._txn is None:
+            raise self._life.not_started("transactional producers")
+        for partition in self._txn.partitions:
+            tp = TopicPartition(self._topic, partition)
+            if await self._txn.commit(partition, offsets.get(tp)):
+                self._m.commits.labels(result="ok").inc()
+            else:  # fenced: the group moved on without us
+                self._m.commits.labels(result="failed").inc()
+                self._core.revoke(partition)
 
     async def _flush_all(self) -> None:
         if self._consumer is None:
@@ -452,12 +512,20 @@ class ProfileStage:
             for tp in revoked:
                 self._core.revoke(tp.partition)
                 self._m.consumer_lag.remove(self._group, tp.topic, str(tp.partition))
+                if self._txn is not None:  # aborts what a failed flush left open
+                    await self._txn.close(tp.partition)
 
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
         self._m.rebalances.labels(phase="assigned").inc()
         self._m.assigned_partitions.set(len(assigned))
         async with self._lock:
             try:
+                if self._txn is not None:
+                    # first: registering each partition's transactional id aborts (or
+                    # completes) what its previous owner left open, so the committed offsets
+                    # read next are final
+                    for tp in assigned:
+                        await self._txn.open(tp.partition)
                 committed = await self._committed(assigned)
             except Exception as exc:
                 # aiokafka only logs a listener's failure; without their resume points the

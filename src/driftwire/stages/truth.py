@@ -139,6 +139,8 @@ class TruthStage:
             partition_assignment_strategy=(AllToOneAssignor,),
             max_poll_interval_ms=s.consumer.max_poll_interval_ms,
             session_timeout_ms=s.consumer.session_timeout_ms,
+            # events and labels written in transactions count once they are committed
+            isolation_level="read_committed",
         )
         finished = asyncio.Event()
         baselines = asyncio.create_task(self._baselines.run(finished), name="truth-baselines")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from driftwire.errors import FormatError
 
@@ -65,11 +66,27 @@ class BaselinesFollower:
             assigned: set[TopicPartition] = set()
             ends: dict[TopicPartition, int] | None = None
             next_check = 0.0
+            unreachable = False  # said once per outage
             loop = asyncio.get_running_loop()
             while not finished.is_set():
                 if loop.time() >= next_check:
                     next_check = loop.time() + 30.0
-                    found = await self._partitions(admin, topic)
+                    try:
+                        found = await self._partitions(admin, topic)
+                    except (KafkaError, OSError) as exc:
+                        # the broker is away (a restart): keep the baselines held, ask again
+                        next_check = loop.time() + 1.0
+                        if not unreachable:
+                            log.warning(
+                                f"baselines topic {topic}: cannot list its partitions ({exc!r}); "
+                                "keeping the baselines loaded and asking again every second",
+                                extra={"fields": {"topic": topic}},
+                            )
+                        unreachable = True
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(finished.wait(), timeout=1.0)
+                        continue
+                    unreachable = False
                     if found - assigned:
                         consumer.assign(sorted(found, key=lambda tp: tp.partition))
                         await consumer.seek_to_beginning(*found)

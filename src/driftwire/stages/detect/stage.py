@@ -62,6 +62,7 @@ from driftwire.stages.detect._faust import (
     check_topics,
     faust_credentials,
     max_message_bytes,
+    read_committed,
     topic_exists,
 )
 from driftwire.stages.detect._outbox import OutboxEntry
@@ -442,6 +443,7 @@ class DetectStage:
             s, self._o, app_id=self.app_id, partitions=partitions, replication=self._replication
         )
         app = faust.App(self.app_id, **settings)
+        read_committed(app)  # stage 1's exactly-once output: committed partials only
         partials = app.topic(
             s.topics.partials,
             key_type=bytes,
