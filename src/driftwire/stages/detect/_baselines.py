@@ -69,7 +69,7 @@ class BaselinesFollower:
             while not finished.is_set():
                 if loop.time() >= next_check:
                     next_check = loop.time() + 30.0
-                    found = await self._partitions(admin, topic)
+                    found = await self.partitions(admin, topic)
                     if found - assigned:
                         consumer.assign(sorted(found, key=lambda tp: tp.partition))
                         await consumer.seek_to_beginning(*found)
@@ -96,7 +96,8 @@ class BaselinesFollower:
             await admin.close()
 
     @staticmethod
-    async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> set[TopicPartition]:
+    async def partitions(admin: AIOKafkaAdminClient, topic: str) -> set[TopicPartition]:
+        """The partitions of ``topic`` (none when it does not exist; it is not created)."""
         if topic not in await admin.list_topics():  # describing a missing topic may create it
             return set()
         (described,) = await admin.describe_topics([topic])
