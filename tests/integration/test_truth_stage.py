@@ -38,17 +38,18 @@ DRIFT_FROM = 30  # seconds: from here a third of the outcomes flip
 Record = tuple[int, int, dict[str, object]]
 
 
-def stream() -> tuple[list[Record], int]:
+def stream(seconds: int = SECONDS, drift_until: int | None = None) -> tuple[list[Record], int]:
     """Predictions and their labels (80%, 1-3 s later) in event-time order, and the event
-    time the drift starts at."""
+    time the drift starts at (it lasts to ``drift_until`` seconds, else to the end)."""
     rng = np.random.default_rng(5)
     base = int(time.time() * 1000) - 3_600 * SECOND
     records: list[Record] = []
-    for k in range(RATE * SECONDS):
+    for k in range(RATE * seconds):
         t = base + k * SECOND // RATE
         score = float(rng.random())
         actual = bool(rng.random() < score)
-        if k >= RATE * DRIFT_FROM and rng.random() < 1 / 3:
+        drifted = RATE * DRIFT_FROM <= k < RATE * (drift_until or seconds)
+        if drifted and rng.random() < 1 / 3:
             actual = not actual
         records.append((t, 2 * k, {"event_id": f"e{k}", "t": t, "score": score}))
         if rng.random() < 0.8:
@@ -356,8 +357,10 @@ def test_a_worker_killed_mid_stream_neither_resends_nor_loses_an_alert(
     )
     asyncio.run(create_topics(kafka_bootstrap, [events, labels], partitions=2))
     asyncio.run(create_topics(kafka_bootstrap, [alerts, alone, f"{labels}.dlq"]))
-    records, drift_ms = stream()
-    cut = drift_ms + 25 * SECOND  # past the first accuracy alert, before the stream's end
+    # the drift fires before the kill and ends after it: the restarted worker must send the
+    # resolutions, and not the firings again
+    records, drift_ms = stream(seconds=100, drift_until=60)
+    cut = drift_ms + 25 * SECOND
     first = [r for r in records if r[0] < cut]
     rest = [r for r in records if r[0] >= cut]
     doc = settings_doc(kafka_bootstrap, events, labels, alerts, f"{topic_name}-truth")
@@ -375,27 +378,39 @@ def test_a_worker_killed_mid_stream_neither_resends_nor_loses_an_alert(
     before_kill = transitions(kafka_bootstrap, alerts)
     n_rest = sum(send(kafka_bootstrap, events, labels, rest))
 
-    with TruthWorker(tmp_path, doc) as worker:
-        restarted = worker.wait_read(n_first + n_rest)
-        time.sleep(3)  # the last batch's alerts are sent before its counts are published
-        assert worker.records() == restarted
-    interrupted = transitions(kafka_bootstrap, alerts)
-
     uninterrupted_settings = settings_for(
         kafka_bootstrap, events, labels, alone, f"{topic_name}-truth-uninterrupted"
     )
     stage = TruthStage(uninterrupted_settings, TruthMetrics(CollectorRegistry()))
     asyncio.run(run_until_read(stage, n_first + n_rest))
     counts = stage.tracker.join.counts.as_dict()
+    reference = transitions(kafka_bootstrap, alone)
+    assert reference and len(reference) == stage.alerts_sent
+
+    with TruthWorker(tmp_path, doc) as worker:
+        restarted = worker.wait_read(n_first + n_rest)
+        # the judging of the last windows follows the last records read: until the topic
+        # holds the uninterrupted run's transitions (or a minute), then a while for repeats
+        deadline = time.monotonic() + 60
+        while not set(reference) <= set(transitions(kafka_bootstrap, alerts)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        time.sleep(3)
+        assert worker.records() == restarted
+    interrupted = transitions(kafka_bootstrap, alerts)
+
     for outcome in ("predictions", "labels", "joined", "orphan_labels", "late_labels",
                     "expired", "duplicate_predictions", "duplicate_labels"):  # fmt: skip
         assert restarted[outcome] == counts[outcome], (outcome, restarted, counts)
     assert counts["joined"] == counts["labels"] > 0
 
-    reference = transitions(kafka_bootstrap, alone)
-    assert reference and len(reference) == stage.alerts_sent
     # what the killed worker sent is the beginning of the topic, and nothing of it repeats
     assert interrupted[: len(before_kill)] == before_kill
+    after_kill = interrupted[len(before_kill) :]
+    assert ("resolved" in {s for _, s in after_kill}) and "resolved" not in {
+        s for _, s in before_kill
+    }, (before_kill, after_kill)
     last: dict[str, str] = {}
     for fp, status in interrupted:
         assert last.get(fp) != status, (fp, status, interrupted)
