@@ -9,8 +9,14 @@ evaluation delay`` ago (by record time). The pure tracker is deterministic in it
 order, so a rebuild emits the alert transitions of the first run again, with the same
 fingerprints, and with the same CloudEvents ids where the two topics' records interleave as
 they did before (across partitions the fetch order can differ, and then an alert can come
-one window earlier or later, or at another severity). Offsets are committed after the alerts
-of a batch are acknowledged, for lag monitoring; a restart does not resume from them.
+one window earlier or later, or at another severity). Those are not sent again: before the
+rebuild sends anything, the stage reads the alerts topic to its end and keeps the latest
+transition of each fingerprint of its alert kinds (:class:`~driftwire.truth.sent.SentAlerts`);
+a transition is sent only when it is evaluated after that one and changes its status. This
+holds after a SIGKILL too (nothing is kept but the topic): a transition the killed run did
+not get to send is sent by the next, one it sent is not sent again, and no fingerprint gets
+the same status twice in a row. Offsets are committed after the alerts of a batch are
+acknowledged, for lag monitoring; a restart does not resume from them.
 
 Baselines: the stage follows the compacted baselines topic as the detect stage does (read to
 its end before the first fetch, for up to ``truth.baselines_wait_seconds``); a baseline built
@@ -29,8 +35,11 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Iterable, Mapping
+from datetime import datetime
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import (
@@ -46,12 +55,13 @@ from driftwire.decode.decoder import decode_batch
 from driftwire.detect.reference import ReferenceStore
 from driftwire.errors import FormatError
 from driftwire.ops.config import Settings
-from driftwire.ops.truth_metrics import TruthMetrics
+from driftwire.ops.truth_metrics import ALERT_KINDS, TruthMetrics
 from driftwire.profiling.catalog import segment_key
 from driftwire.stages.detect._baselines import BaselinesFollower
 from driftwire.truth.join import Prediction
 from driftwire.truth.label import decode_label
 from driftwire.truth.reference import ReferencePerformance
+from driftwire.truth.sent import SentAlerts
 from driftwire.truth.tracker import TruthTracker
 
 log = logging.getLogger(__name__)
@@ -121,7 +131,10 @@ class TruthStage:
         )
         self._applied: dict[tuple[str, str], str] = {}  # baseline ids the tracker judges by
         self._max_future_ms = int(settings.profile.max_future_seconds * 1000)
+        self._sent = SentAlerts()
         self.alerts_sent = 0
+        #: transitions of a rebuild left unsent because the alerts topic holds them already
+        self.alerts_withheld = 0
 
     @property
     def tracker(self) -> TruthTracker:
@@ -158,6 +171,7 @@ class TruthStage:
                     if self._rewind:  # a new assignment: drop this batch, seek, rebuild
                         await self._seek(self._rewind)  # the batch is read again from there
                         self._rewind = {}
+                        self._sent = await self._read_sent()
                         continue
                     await self._handle(data)
         finally:
@@ -226,6 +240,55 @@ class TruthStage:
                 extra={"fields": {"partitions": len(assigned), "since_ms": since}},
             )
 
+    async def _read_sent(self) -> SentAlerts:
+        """The latest transition of each fingerprint of this stage's kinds on the alerts
+        topic, read to the end it has now (without a consumer group)."""
+        sent = SentAlerts()
+        topic = self._s.topics.alerts
+        opts = self._s.kafka.client_options()
+        admin = AIOKafkaAdminClient(**opts)
+        await admin.start()
+        try:
+            known = await BaselinesFollower.partitions(admin, topic)
+        finally:
+            await admin.close()
+        parts = sorted(known, key=lambda tp: tp.partition)
+        if not parts:
+            return sent
+        reader = AIOKafkaConsumer(**opts, enable_auto_commit=False)
+        await reader.start()
+        try:
+            reader.assign(parts)
+            await reader.seek_to_beginning(*parts)
+            starts = await reader.beginning_offsets(parts)
+            ends = await reader.end_offsets(parts)
+            behind = [tp for tp in parts if ends[tp] > starts[tp]]
+            while behind:
+                batch = await reader.getmany(*behind, timeout_ms=self._s.consumer.fetch_timeout_ms)
+                for records in batch.values():
+                    for r in records:
+                        self._note_sent(sent, r)
+                behind = [tp for tp in behind if await reader.position(tp) < ends[tp]]
+        finally:
+            await reader.stop()
+        log.info(
+            "truth stage read the alerts topic back",
+            extra={"fields": {"fingerprints": sent.held}},
+        )
+        return sent
+
+    @staticmethod
+    def _note_sent(sent: SentAlerts, record: ConsumerRecord) -> None:
+        try:
+            event = orjson.loads(record.value)
+            data = event["data"]
+            if data["labels"]["kind"] not in ALERT_KINDS:
+                return
+            at = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+            sent.seed(str(data["fingerprint"]), str(data["status"]), round(at.timestamp() * 1000))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return  # not one of ours: another producer's record on the topic
+
     async def _seek(self, offsets: Mapping[TopicPartition, int | None]) -> None:
         if self._consumer is None:
             return
@@ -265,6 +328,9 @@ class TruthStage:
                 alerts += self._tracker.add_label(label)
         self._tracker.limit_ms = await self._limit()
         alerts += self._tracker.tick()
+        due = [a for a in alerts if self._sent.admit(a.fingerprint, a.status, a.evaluated_at_ms)]
+        self.alerts_withheld += len(alerts) - len(due)
+        alerts = due
         for alert in alerts:
             key, value, headers = encode(alert, self._s.alerts.source)
             self._inflight.append(

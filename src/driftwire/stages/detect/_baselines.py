@@ -72,7 +72,7 @@ class BaselinesFollower:
                 if loop.time() >= next_check:
                     next_check = loop.time() + 30.0
                     try:
-                        found = await self._partitions(admin, topic)
+                        found = await self.partitions(admin, topic)
                     except (KafkaError, OSError) as exc:
                         # the broker is away (a restart): keep the baselines held, ask again
                         next_check = loop.time() + 1.0
@@ -113,7 +113,8 @@ class BaselinesFollower:
             await admin.close()
 
     @staticmethod
-    async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> set[TopicPartition]:
+    async def partitions(admin: AIOKafkaAdminClient, topic: str) -> set[TopicPartition]:
+        """The partitions of ``topic`` (none when it does not exist; it is not created)."""
         if topic not in await admin.list_topics():  # describing a missing topic may create it
             return set()
         (described,) = await admin.describe_topics([topic])
