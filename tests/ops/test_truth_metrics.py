@@ -46,3 +46,16 @@ def test_judged_and_estimated_windows_are_exported_side_by_side() -> None:
     assert value("driftwire_actual_label_share", {**SERIES, "label": "maybe"}) is None
     assert value("driftwire_actual_label_share", {**SERIES, "label": "true"}) == 0.0
     assert value("driftwire_actual_label_share", {**SERIES, "label": "false"}) == 0.5
+
+
+def test_a_metric_without_an_interval_has_no_bound_series() -> None:
+    registry = CollectorRegistry()
+    m = TruthMetrics(registry)
+    m.judged(KEY, 1.0, {"f1": (0.62, None, None), "mae": (3.0, 2.5, 3.5)}, joined=900)
+    value = registry.get_sample_value
+    assert value("driftwire_performance", {**SERIES, "metric": "f1"}) == 0.62
+    for bound in ("low", "high"):
+        labels = {**SERIES, "metric": "f1", "bound": bound}
+        assert value("driftwire_performance_bound", labels) is None
+    labels = {**SERIES, "metric": "mae", "bound": "low"}
+    assert value("driftwire_performance_bound", labels) == 2.5

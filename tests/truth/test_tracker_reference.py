@@ -136,6 +136,12 @@ def test_estimated_performance_sees_a_harmful_covariate_shift_before_the_labels(
     # 1,600 labels behind the realized accuracy: its standard error is about 0.012
     assert set(judged.estimate_error) == {"accuracy", "precision", "recall", "f1", "auc"}
     assert abs(judged.estimate_error["accuracy"]) < 0.05
+    # exported beside the metrics with intervals: F1 and the calibration error, without bounds
+    f1, low, high = judged.metrics["f1"]
+    precision, recall = judged.metrics["precision"][0], judged.metrics["recall"][0]
+    assert abs(f1 - 2 * precision * recall / (precision + recall)) < 1e-9
+    assert (low, high) == (None, None)
+    assert judged.metrics["calibration_error"][0] >= 0
 
 
 def test_concept_drift_is_invisible_to_the_estimate() -> None:

@@ -153,7 +153,7 @@ class TruthMetrics:
         self,
         key: tuple[str, str, str],
         completeness: float,
-        metrics: Mapping[str, tuple[float, float, float]],
+        metrics: Mapping[str, tuple[float, float | None, float | None]],
         *,
         joined: int = 0,
         estimate_error: Mapping[str, float] | None = None,
@@ -176,8 +176,9 @@ class TruthMetrics:
             self.actual_share.labels(**labels, label=label).set(0.0)
         for metric, (value, low, high) in metrics.items():
             self.performance.labels(**labels, metric=metric).set(value)
-            self.performance_bound.labels(**labels, metric=metric, bound="low").set(low)
-            self.performance_bound.labels(**labels, metric=metric, bound="high").set(high)
+            if low is not None and high is not None:  # F1, calibration error, MAPE: no interval
+                self.performance_bound.labels(**labels, metric=metric, bound="low").set(low)
+                self.performance_bound.labels(**labels, metric=metric, bound="high").set(high)
 
     def estimated_now(self, key: tuple[str, str, str], metrics: Mapping[str, float]) -> None:
         """The gauges of one series' latest estimate (NaN where a metric is undefined)."""

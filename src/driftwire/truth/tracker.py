@@ -82,7 +82,9 @@ class Judged:
     window_end_ms: int
     completeness: float
     joined: int
-    metrics: dict[str, tuple[float, float, float]]  # metric -> (value, low, high)
+    #: metric -> (value, low, high); the bounds are None for a metric without an interval
+    #: (F1, calibration error, MAPE)
+    metrics: dict[str, tuple[float, float | None, float | None]]
     #: estimate made when the window closed minus the realized value now, per metric of
     #: :data:`ESTIMATED_METRICS` both have (empty when the window was not estimated)
     estimate_error: dict[str, float] = field(default_factory=dict)
@@ -375,7 +377,7 @@ class TruthTracker:
 
 
 def _judged(end: int, window: WindowPerformance, made: EstimatedPerformance | None) -> Judged:
-    metrics: dict[str, tuple[float, float, float]] = {}
+    metrics: dict[str, tuple[float, float | None, float | None]] = {}
     if window.classification is not None:
         m = window.classification.metrics()
         estimates: dict[str, Any] = {"accuracy": m.accuracy, "auc": m.auc, "log_loss": m.log_loss}
@@ -385,13 +387,18 @@ def _judged(end: int, window: WindowPerformance, made: EstimatedPerformance | No
                 "precision": m.per_class[positive].precision,
                 "recall": m.per_class[positive].recall,
             }
+            metrics["f1"] = (m.per_class[positive].f1, None, None)
         for name, e in estimates.items():
             if e is not None:
                 metrics[name] = (e.value, e.low, e.high)
+        if m.calibration_error is not None:
+            metrics["calibration_error"] = (m.calibration_error, None, None)
     if window.regression is not None:
         r = window.regression.metrics()
         for name, e in (("mae", r.mae), ("rmse", r.rmse), ("bias", r.bias)):
             metrics[name] = (e.value, e.low, e.high)
+        if r.mape is not None:
+            metrics["mape"] = (r.mape, None, None)
     errors: dict[str, float] = {}
     if made is not None and window.classification is not None:
         m = window.classification.metrics()
