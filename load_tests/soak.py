@@ -67,38 +67,14 @@ BUCKET_MS = 60_000
 TICK_S = 0.1  # the producer's pace: a slice of events every tick
 
 
-class RestartableBroker(kafka_broker.KafkaBroker):
-    """The local test broker, plus a restart on the same ports and log directory."""
-
-    def restart(self, down_s: float) -> float:
-        """Stop the broker (SIGTERM, a clean shutdown), wait ``down_s``, start it again;
-        returns the seconds it was unreachable."""
-        assert self._proc is not None and self.workdir is not None
-        started = time.monotonic()
-        kafka_broker._terminate(self._proc, self.stop_timeout)  # noqa: SLF001
-        time.sleep(down_s)
-        libs = kafka_broker.ensure_distribution()
-        self._broker_cds = kafka_broker._CdsArchive(  # noqa: SLF001
-            self.java, self.jvm_options, libs, "kafka.Kafka"
-        )
-        assert self.console_path is not None
-        with open(self.console_path, "ab") as console:
-            self._proc = subprocess.Popen(
-                self._java_cmd(
-                    libs,
-                    self.workdir / "log4j2.properties",
-                    self._broker_cds,
-                    "kafka.Kafka",
-                    str(self.workdir / "server.properties"),
-                ),
-                stdin=subprocess.DEVNULL,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        self._wait_ready()
-        return time.monotonic() - started
+def bounce(broker: kafka_broker.KafkaBroker, down_s: float) -> float:
+    """Stop the broker (SIGTERM, a clean shutdown), wait ``down_s``, start it again on the same
+    ports and log directory; returns the seconds it was unreachable."""
+    started = time.monotonic()
+    broker.stop_process()
+    time.sleep(down_s)
+    broker.restart()
+    return time.monotonic() - started
 
 
 def _free_port() -> int:
@@ -380,7 +356,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     # the feed's producer rides out the broker restart; its retries are not news
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     workdir = Path(tempfile.mkdtemp(prefix="driftwire-soak-"))
-    broker = RestartableBroker(startup_timeout=180.0)
+    broker = kafka_broker.KafkaBroker(startup_timeout=180.0)
     broker.start()
     worker: Worker | None = None
     try:
@@ -463,7 +439,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 faults.append({"fault": "worker SIGKILL", "at_s": round(now, 1)})
             if not restarted and now >= args.broker_restart_at * args.seconds:
                 restarted = True
-                down = broker.restart(args.broker_down_seconds)
+                down = bounce(broker, args.broker_down_seconds)
                 faults.append(
                     {
                         "fault": "broker restart",
