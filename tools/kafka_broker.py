@@ -502,24 +502,7 @@ class KafkaBroker:
             raise RuntimeError("KafkaBroker was never started (or was removed by stop())")
         libs = ensure_distribution()
         log4j = self.workdir / "log4j2.properties"
-        self._broker_cds = _CdsArchive(self.java, self.jvm_options, libs, "kafka.Kafka")
-        with open(self.console_path, "ab") as console:
-            self._proc = subprocess.Popen(
-                self._java_cmd(
-                    libs,
-                    log4j,
-                    self._broker_cds,
-                    "kafka.Kafka",
-                    str(self.workdir / "server.properties"),
-                ),
-                stdin=subprocess.DEVNULL,
-                stdout=console,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-                preexec_fn=_parent_death_signal if _pdeathsig_safe() else None,
-            )
-        self._wait_ready()
+        self._launch(libs, log4j, self.workdir / "server.properties", self.console_path, "ab")
 
     def log_tail(self, n: int = 80) -> str:
         """The last ``n`` lines of the broker log (the final tail once stopped)."""
@@ -626,9 +609,16 @@ class KafkaBroker:
                 console=f"{fmt.stdout}\n{fmt.stderr}",
             )
 
+        self._launch(libs, log4j, server_properties, self.console_path, "wb")
+
+    def _launch(
+        self, libs: Path, log4j: Path, server_properties: Path, console_path: Path, mode: str
+    ) -> None:
+        """Start the broker process on ``server_properties`` and wait until it is ready;
+        its output goes to ``console_path`` (``mode`` "wb" a new file, "ab" appended)."""
         self._broker_cds = _CdsArchive(self.java, self.jvm_options, libs, "kafka.Kafka")
         # The child keeps its own copy of the descriptor; ours can close at once.
-        with open(self.console_path, "wb") as console:
+        with open(console_path, mode) as console:
             self._proc = subprocess.Popen(
                 self._java_cmd(
                     libs, log4j, self._broker_cds, "kafka.Kafka", str(server_properties)
