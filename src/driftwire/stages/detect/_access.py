@@ -91,6 +91,8 @@ class AuthorizationWatch(logging.Handler):
             found = pattern.search(text)
             if found and found.group(1).startswith(self._app_id):
                 needs = f"{operation} on topic {found.group(1)} {_why(self._app_id)}"
+                if not self.refused:  # from now on, the tracebacks of the refused sends go
+                    logging.getLogger("asyncio").addFilter(_ReportedRefusals(self._app_id))
                 self.refused = True
                 self._failed(AuthorizationError(needs))
                 return
@@ -100,8 +102,9 @@ class AuthorizationWatch(logging.Handler):
         """Attached to :data:`WATCHED_LOGGERS` for the duration of the block.
 
         After a refusal, faust's refused sends stay behind as futures whose error nobody
-        reads, and asyncio logs each with a traceback when it is collected, after the one line
-        that already said it: from then on those are dropped (the process is ending).
+        reads, and asyncio logs each with a traceback when it is collected (at once or much
+        later), besides the one line that says it: from the first refusal on those are dropped
+        (the process is ending).
         """
         loggers = [logging.getLogger(name) for name in WATCHED_LOGGERS]
         for logger in loggers:
@@ -111,8 +114,6 @@ class AuthorizationWatch(logging.Handler):
         finally:
             for logger in loggers:
                 logger.removeHandler(self)
-            if self.refused:
-                logging.getLogger("asyncio").addFilter(_ReportedRefusals(self._app_id))
 
 
 class _ReportedRefusals(logging.Filter):
