@@ -101,6 +101,15 @@ class Worker:
                 self.proc.kill()
         return self.proc.wait()
 
+    def answer(self, path: str) -> Any:
+        """``get``, or None while the worker answers 503 (its detect stage is starting)."""
+        try:
+            return self.get(path)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503:
+                raise
+            return None
+
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.url + path, timeout=5) as r:
             return json.loads(r.read())
@@ -250,7 +259,12 @@ def test_sighup_reloads_live_settings_and_keeps_the_old_config_on_a_bad_file(
         return found[0].split('hash="', 1)[1].split('"', 1)[0] if found else None
 
     first = worker.wait("the HTTP server", info)
-    assert worker.get("/api/v1/status")["worker"]["config_hash"] == first
+    assert (
+        worker.wait("the detect stage", lambda: worker.answer("/api/v1/status"))["worker"][
+            "config_hash"
+        ]
+        == first
+    )
 
     doc = json.loads(json.dumps(worker.doc))
     doc["detect"]["thresholds"] = {"psi": [0.2, 0.4]}

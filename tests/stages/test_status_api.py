@@ -30,8 +30,15 @@ def get(port: int, path: str) -> tuple[int, Any, dict[str, str]]:
         return exc.code, json.loads(exc.read()), dict(exc.headers)
 
 
-async def serve(stage: DetectStage | None, paths: list[str]) -> list[tuple[int, Any, Any]]:
-    api = StatusApi(lambda: stage, worker=lambda: {"stage": "all"}, clock=lambda: 1.8e9)
+async def serve(
+    stage: DetectStage | None, paths: list[str], *, runs_detect: bool = False
+) -> list[tuple[int, Any, Any]]:
+    api = StatusApi(
+        lambda: stage,
+        worker=lambda: {"stage": "all"},
+        clock=lambda: 1.8e9,
+        runs_detect=runs_detect,
+    )
     server = HealthServer(CollectorRegistry(), Readiness(), api.routes())
     await server.start("127.0.0.1", 0)
     try:
@@ -62,3 +69,12 @@ def test_a_profile_only_worker_says_where_to_ask() -> None:
     ((status, body, _),) = asyncio.run(serve(None, ["/api/v1/status"]))
     assert status == 404
     assert "runs no detect stage" in body["error"]
+
+
+def test_a_worker_whose_detect_stage_is_starting_says_ask_again() -> None:
+    """Between the HTTP server's start and the detect stage's (broker and topic checks), a
+    worker that runs one is not a profile-only worker: 503 with Retry-After, not 404."""
+    ((status, body, headers),) = asyncio.run(serve(None, ["/api/v1/status"], runs_detect=True))
+    assert status == 503
+    assert headers["Retry-After"] == "1"
+    assert "starting" in body["error"]

@@ -81,7 +81,7 @@ async def serve(
         running = reloader.hash if reloader is not None else config_hash(settings)
         return {"stage": stage, "config_hash": running}
 
-    api = StatusApi(lambda: detect, worker=worker_info)
+    api = StatusApi(lambda: detect, worker=worker_info, runs_detect=stage in ("all", "detect"))
     health = HealthServer(
         registry,
         readiness,

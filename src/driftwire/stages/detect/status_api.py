@@ -61,6 +61,8 @@ class StatusSource(Protocol):
 STATUS_PATH = "/api/v1/status"
 ALERTS_PATH = "/api/v1/alerts"
 REPORT_PATH = "/report"
+#: the answer while the worker checks the broker and its topics, before its detect stage exists
+STARTING = "the detect stage is starting (after the broker and topic checks): ask again"
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -73,7 +75,8 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 class StatusApi:
-    """The status routes of one worker; ``stage()`` is its detect stage (``None``: none)."""
+    """The status routes of one worker; ``stage()`` is its detect stage (``None``: none, or
+    not started yet when ``runs_detect``: then the routes answer 503, ask again)."""
 
     def __init__(
         self,
@@ -81,8 +84,10 @@ class StatusApi:
         *,
         worker: Callable[[], dict[str, Any]],
         clock: Callable[[], float] = time.time,
+        runs_detect: bool = False,
     ) -> None:
         self._stage = stage
+        self._runs_detect = runs_detect
         self._worker = worker
         self._clock = clock
 
@@ -92,6 +97,8 @@ class StatusApi:
     def _query(self, request: web.Request) -> tuple[StatusSource, StatusQuery] | web.Response:
         stage = self._stage()
         if stage is None:
+            if self._runs_detect:
+                return _json({"error": STARTING}, status=503, headers={"Retry-After": "1"})
             return _json(
                 {"error": "this worker runs no detect stage (--stage profile): ask a detect one"},
                 status=404,
@@ -125,6 +132,8 @@ class StatusApi:
     async def report(self, request: web.Request) -> web.Response:
         stage = self._stage()
         if stage is None:
+            if self._runs_detect:
+                return _text(STARTING, 503)
             return _text(
                 "this worker runs no detect stage (--stage profile): ask a detect one", 404
             )
