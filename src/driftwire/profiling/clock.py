@@ -155,11 +155,14 @@ class EventClock:
         """Classify a batch's event times (epoch ms, int64), then move the watermark."""
         t = _check_times(event_times)
         starts = t - t % self._bucket
-        late = self._late(t, starts, now_ms)
+        # without a wall clock, jumps are measured from one anchor for the whole batch, so the
+        # events that move the watermark within it are exactly those the jump guard lets pass
+        anchor = self._jump_anchor(t)
+        late = self._late(t, starts, now_ms, anchor)
         if now_ms is not None:
             future = (t > int(now_ms) + self._max_future) & ~late
         else:
-            future = self._jump_guard(t, ~late)
+            future = self._jump_guard(t, ~late, anchor)
         accepted = ~(late | future)
         if accepted.any():
             top = int(t[accepted].max())
@@ -171,7 +174,18 @@ class EventClock:
             self._raise_watermark(reference - self._lateness)
         return Admission(starts, accepted, late, future, self._close(), self._watermark)
 
-    def _late(self, t: np.ndarray, starts: np.ndarray, now_ms: int | None) -> np.ndarray:
+    def _jump_anchor(self, t: np.ndarray) -> int:
+        """The time jumps are measured from: the highest accepted time, else the batch's median.
+
+        The median of the first events: a minority of wild clocks cannot set the start.
+        """
+        if self._max_seen is not None:
+            return self._max_seen
+        return int(np.median(t)) if len(t) else 0
+
+    def _late(
+        self, t: np.ndarray, starts: np.ndarray, now_ms: int | None, anchor: int
+    ) -> np.ndarray:
         """Late events: each is judged by the watermark of the events *before it* in the batch.
 
         So whether an event is late does not depend on where a batch begins or ends: a
@@ -186,7 +200,6 @@ class EventClock:
         if now_ms is not None:
             ahead = t > int(now_ms) + self._max_future
         else:  # an unconfirmed jump (see _jump_guard) does not move it within the batch
-            anchor = self._max_seen if self._max_seen is not None else int(np.median(t))
             ahead = t > anchor + self._max_jump
         moving = np.where(ahead, _LOW, t)
         seen = np.maximum.accumulate(moving)
@@ -202,13 +215,10 @@ class EventClock:
             marks = np.maximum(marks, wm)
         return starts + self._bucket <= marks
 
-    def _jump_guard(self, t: np.ndarray, live: np.ndarray) -> np.ndarray:
+    def _jump_guard(self, t: np.ndarray, live: np.ndarray, anchor: int) -> np.ndarray:
         """Mark uncorroborated jumps ahead (replay mode) as future."""
         if not live.any():
             return np.zeros(len(t), dtype=bool)
-        anchor = self._max_seen
-        if anchor is None:  # first events: a minority of wild clocks cannot set the start
-            anchor = int(np.median(t[live]))
         suspect = live & (t > anchor + self._max_jump)
         n_suspect = int(suspect.sum())
         if n_suspect == 0:
