@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +27,7 @@ import bcrypt
 import pytest
 import yaml
 from kafkautil import create_topics
+from spawn import spawn_driftwire, spawn_prometheus
 from tls_certs import CertificateAuthority
 
 PASSWORD = "scrape-pass-31"
@@ -160,55 +160,19 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
     logs = {name: tmp_path / f"{name}.log" for name in ("worker", "bridge", "prometheus")}
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with logs["worker"].open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "driftwire.cli.command",
-                        "worker",
-                        "--config",
-                        str(tmp_path / "worker.yaml"),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=tmp_path,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
+        procs.append(
+            spawn_driftwire(
+                ["worker", "--config", str(tmp_path / "worker.yaml")], logs["worker"], tmp_path
             )
-        with logs["bridge"].open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "driftwire.cli.command",
-                        "bridge",
-                        "webhook",
-                        "--config",
-                        str(tmp_path / "bridge.yaml"),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=tmp_path,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
+        )
+        procs.append(
+            spawn_driftwire(
+                ["bridge", "webhook", "--config", str(tmp_path / "bridge.yaml")],
+                logs["bridge"],
+                tmp_path,
             )
-        with logs["prometheus"].open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        prometheus_bin,
-                        f"--config.file={tmp_path / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=tmp_path,
-                )
-            )
+        )
+        procs.append(spawn_prometheus(prometheus_bin, tmp_path, prom_port, logs["prometheus"]))
 
         def tail() -> str:
             return "\n".join(f"--- {n}\n{p.read_text()[-3000:]}" for n, p in logs.items())

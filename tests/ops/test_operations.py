@@ -43,6 +43,7 @@ import orjson
 import pytest
 import yaml
 from kafkautil import create_topics, produce
+from spawn import spawn_driftwire, spawn_prometheus
 
 from driftwire.offline.generator import Change, StreamSpec, generate
 from driftwire.ops.config import load_settings
@@ -600,37 +601,10 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     )
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with logs["prometheus"].open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        prometheus_bin,
-                        f"--config.file={tmp / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={tmp / 'tsdb'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=tmp,
-                )
-            )
-        with logs["worker"].open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "driftwire.cli.command",
-                        "worker",
-                        "--config",
-                        str(tmp / "worker.yaml"),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=tmp,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-            )
+        procs.append(spawn_prometheus(prometheus_bin, tmp, prom_port, logs["prometheus"]))
+        procs.append(
+            spawn_driftwire(["worker", "--config", str(tmp / "worker.yaml")], logs["worker"], tmp)
+        )
 
         def scrape(url: str = stack.worker_metrics) -> str:
             try:
@@ -654,24 +628,11 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
         _wait("the worker to own the input partitions", worker_assigned, stack, 60, procs)
         # the worker has created the alerts topic: start the bridge on it
-        with logs["bridge"].open("wb") as out:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "driftwire.cli.command",
-                        "bridge",
-                        "webhook",
-                        "--config",
-                        str(tmp / "bridge.yaml"),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=tmp,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
+        procs.append(
+            spawn_driftwire(
+                ["bridge", "webhook", "--config", str(tmp / "bridge.yaml")], logs["bridge"], tmp
             )
+        )
         _wait("the bridge to own the alerts partitions", bridge_assigned, stack, 60, procs)
         _wait("Prometheus to scrape both", prometheus_scrapes, stack, 30, procs)
         time.sleep(2)  # a few samples of the idle worker before the traffic
