@@ -54,7 +54,9 @@ Definitions (real suite and power table):
 * **size/MDE**: the change's size over the minimum detectable size at the scope's window and
   reference sizes, power 0.8, and the α one test gets after false-discovery control over the
   model's family (``evaluation.theory``: BH at the configured q, else q = 0.05 assumed, over
-  inputs x scopes x statistics, one true change: α = q / tests).
+  inputs x scopes x statistics, one true change: α = q / tests); for a never-seen category,
+  the share the best test of the new-category check's null (share <= half its floor) at the
+  check's level reports within one window with that power, and not below the floor.
 
 Targets (issue 14) printed with PASS / FAIL: recall 1.0 for changes at or above 1.5 x MDE,
 precision >= 0.97, at most 1 false alert per 10,000 evaluations (pooled per suite), abrupt
