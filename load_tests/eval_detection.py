@@ -54,7 +54,9 @@ Definitions (real suite and power table):
 * **size/MDE**: the change's size over the minimum detectable size at the scope's window and
   reference sizes, power 0.8, and the α one test gets after false-discovery control over the
   model's family (``evaluation.theory``: BH at the configured q, else q = 0.05 assumed, over
-  inputs x scopes x statistics, one true change: α = q / tests).
+  inputs x scopes x statistics, one true change: α = q / tests); for a never-seen category,
+  the share the best test of the new-category check's null (share <= half its floor) at the
+  check's level reports within one window with that power, and not below the floor.
 
 Targets (issue 14) printed with PASS / FAIL: recall 1.0 for changes at or above 1.5 x MDE,
 precision >= 0.97, at most 1 false alert per 10,000 evaluations (pooled per suite), abrupt
@@ -64,6 +66,8 @@ power within 1.5 x MDE.
     python load_tests/eval_detection.py                 # full: about 10-14 min on one core
     python load_tests/eval_detection.py --quick --json /tmp/d.json     # a subset, ~1 min
     python load_tests/eval_detection.py --markdown --from load_tests/results/detection.json
+    python load_tests/eval_detection.py --suites real --scenarios "new category" \
+        --update load_tests/results/detection.json     # re-run some rows of a full run
 """
 
 from __future__ import annotations
@@ -130,6 +134,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         sizes = (1000,) if args.quick else power.SIZES
         result["power"] = power.power_table(range(1, args.power_seeds + 1), config, sizes)
         report.power_targets(result["power"])
+    if suites & {"real", "power"}:
+        sizes = (1000,) if args.quick else power.SIZES
+        result["new_category_limit"] = power.new_category_limit(config, sizes)
     if "generated" in suites and args.generated_seeds:
         wanted = names or (["income +2 sd"] if args.quick else None)
         rows = generated.run_all(range(1, args.generated_seeds + 1), wanted)
@@ -143,6 +150,39 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def merged(old: dict[str, Any], new: dict[str, Any], command: list[str]) -> dict[str, Any]:
+    """``old`` (a whole run's results) with the rows and tables ``new`` ran replacing theirs,
+    and the pooled figures, targets and summary recomputed over the whole."""
+    if old.get("settings") != new["settings"]:
+        raise SystemExit("--update: the settings differ from the file's run; run it all again")
+    out = dict(old)
+    for suite in ("real", "generated"):
+        if suite not in new:
+            continue
+        fresh = {(r["group"], r["scenario"]): r for r in new[suite]}
+        rows = [fresh.pop((r["group"], r["scenario"]), r) for r in old.get(suite, [])]
+        rows.extend(fresh.values())
+        for r in rows:
+            r["targets"] = report.row_targets(r)
+        out[suite] = rows
+        out[f"{suite}_pooled"] = report.pooled(rows)
+    for table in ("power", "new_category_limit"):
+        if table in new:
+            out[table] = new[table]
+    out["summary"] = report.summary(out)
+    updates = [
+        *old.get("updates", []),
+        {
+            "command": command,
+            "seeds": new["seeds"],
+            "seconds": new["seconds"],
+            "machine": new["machine"],
+        },
+    ]
+    out["updates"] = updates
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a subset with 1 seed (~1 min)")
@@ -154,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suites", default="real,power,generated", help="which to run")
     parser.add_argument("--scenarios", help="comma-separated substrings of scenario names")
     parser.add_argument("--json", type=Path, help=f"write the results here (full: {DEFAULT_JSON})")
+    parser.add_argument(
+        "--update",
+        type=Path,
+        help="merge what this run measured (e.g. --scenarios) into this results JSON, "
+        "recomputing the pooled figures and targets",
+    )
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--from", dest="source", type=Path, help="print the tables of this JSON")
     args = parser.parse_args(argv)
@@ -166,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.generated_seeds is None:
             args.generated_seeds = 1
         result = evaluate(args)
+        if args.update is not None:
+            command = ["eval_detection.py", *(sys.argv[1:] if argv is None else argv)]
+            result = merged(json.loads(args.update.read_text()), result, command)
+            args.json = args.json or args.update
         path = args.json or (None if quick or args.scenarios else DEFAULT_JSON)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,10 @@ bisection over :data:`GRID` (detection assumed monotone in the shift) finds the 
 shift detected; the table shows the largest of these over the seeds (detected in every seed)
 and the median, next to the two-sample z-test's minimum detectable shift at power 0.8 and the
 α one test gets after false-discovery control (:mod:`evaluation.theory`), and their ratio.
+
+:func:`new_category_limit` is the same comparison for a never-seen category, from theory alone:
+the share its check reports within one window with power 0.8, and the most any test at the
+check's level can report a 1% category within one window.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import statistics
 import sys
 from typing import Any
 
+from scipy import special
+
 from driftwire.ops.config import Settings
 from evaluation import theory
-from evaluation.real import Scenario, family
+from evaluation.real import Scenario, family, new_category_test
 from evaluation.runs import alerts_of
 from evaluation.scoring import announces, change_ms, episodes
 from evaluation.streams import HOUR, Change, Design
@@ -85,4 +91,43 @@ def power_table(
             "ratio": None if worst == float("inf") else round(worst / mde, 2),
         })  # fmt: skip
         print(f"  power {n}: {found}", file=sys.stderr, flush=True)
+    return rows
+
+
+NEW_SHARE, NEW_RUNS = 0.01, 3  # the real suite's new category, and its runs per scenario
+
+
+def new_category_limit(
+    config: Settings, sizes: tuple[int, ...] = SIZES, share: float = NEW_SHARE
+) -> list[dict[str, Any]]:
+    """The limit for a never-seen category, per window size (theory only, no runs).
+
+    Per size: the check's critical count at the end of one window (its minimum count
+    included), the limit (the share the best test reports within one window with power 0.8),
+    a ``share`` category over it, the probability
+    that the check's test reports it within one window (at the window's end alone; its looks
+    after each bucket add a little), the Neyman-Pearson bound on that probability for any test
+    at the same level, and that bound over the :data:`NEW_RUNS` runs of a scenario together.
+    """
+    test = new_category_test(config.detect)
+    rows = []
+    for n in sizes:
+        c = theory.new_category_critical(n, **test)
+        limit = theory.mde_new_category(n, floor=test["floor"], alpha=test["alpha"])
+        best = theory.best_power_new_category(n, share, floor=test["floor"], alpha=test["alpha"])
+        rows.append({
+            "window_events": n,
+            "floor": test["floor"],
+            "null_share": test["floor"] / 2,
+            "alpha": test["alpha"],
+            "least": test["least"],
+            "critical_count": c,
+            "limit_power_0.8": round(limit, 5),
+            "share": share,
+            "ratio": round(share / limit, 2),
+            "check_within_1_window": round(float(special.bdtrc(c - 1, n, share)), 4),
+            "best_within_1_window": round(best, 4),
+            "runs": NEW_RUNS,
+            "best_all_runs": round(best**NEW_RUNS, 4),
+        })  # fmt: skip
     return rows

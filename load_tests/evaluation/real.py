@@ -9,7 +9,9 @@ count flaps); a stationary version of each group runs ``STATIONARY`` windows wit
 The limit of a change (:func:`limit`) is the theoretical minimum detectable size
 (:mod:`evaluation.theory`) at the sizes of the scope the change touched (all traffic, or the
 changed segments' share of the window and of the reference) and the α that the configured
-false-discovery control leaves one test in this model's family.
+false-discovery control leaves one test in this model's family; for a never-seen category, the
+share the new-category check's own test (its level, its floor) reports within one window with
+the same power (:func:`evaluation.theory.mde_new_category`).
 """
 
 from __future__ import annotations
@@ -189,4 +191,18 @@ def limit(change: Change, design: Design, detect: Any) -> tuple[float, float]:
         p = max(shares.values())
         mde = theory.mde_share(p, n, m, alpha=alpha)
         return mde, (change.size - p) / mde
-    return theory.NEW_CATEGORY_FLOOR, change.size / theory.NEW_CATEGORY_FLOOR
+    test = new_category_test(detect)
+    mde = theory.mde_new_category(n, floor=test["floor"], alpha=test["alpha"])
+    return mde, change.size / mde
+
+
+def new_category_test(detect: Any) -> dict[str, Any]:
+    """The new-category check's floor, level and minimum count, from ``detect.quality``
+    (the defaults where a setting is absent)."""
+    quality = getattr(detect, "quality", None)
+    configured = (getattr(quality, "thresholds", None) or {}).get("new_category")
+    return {
+        "floor": float(configured[0]) if configured else theory.NEW_CATEGORY_FLOOR,
+        "alpha": float(getattr(quality, "new_category_alpha", theory.NEW_CATEGORY_ALPHA)),
+        "least": int(getattr(quality, "new_category_min_count", theory.NEW_CATEGORY_LEAST)),
+    }

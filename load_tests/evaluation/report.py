@@ -167,6 +167,26 @@ def power_cells(r: dict[str, Any]) -> list[str]:
     ]
 
 
+NEW_CATEGORY_COLUMNS = ("window events", "check's critical count (null share, alpha)",
+                        "limit (power 0.8)", "1% / limit",
+                        "P(1% within 1 window): check / any test",
+                        "any test, all runs")  # fmt: skip
+
+
+def new_category_cells(r: dict[str, Any]) -> list[str]:
+    return [
+        f"{r['window_events']:,}",
+        f"{r['critical_count']} ({r['null_share']:.2%}, {r['alpha']:g})",
+        f"{r['limit_power_0.8']:.2%}",
+        f"{r['ratio']:.2f}",
+        f"{r['check_within_1_window']:.1%} / {r['best_within_1_window']:.1%}",
+        f"{r['best_all_runs']:.1%} ({r['runs']} runs)",
+    ]
+
+
+NEW_CATEGORY_TITLE = "New category: the limit within one window (theory)"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The README tables: one per group of scenarios, the power table, the targets."""
     lines: list[str] = []
@@ -185,6 +205,10 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("**Power: smallest location shift detected within 2 windows**")
         lines.append("")
         table(POWER_COLUMNS, [power_cells(r) for r in result["power"]])
+    if result.get("new_category_limit"):
+        lines.append(f"**{NEW_CATEGORY_TITLE}**")
+        lines.append("")
+        table(NEW_CATEGORY_COLUMNS, [new_category_cells(r) for r in result["new_category_limit"]])
     lines.append("**Targets**")
     lines.append("")
     table(
@@ -221,6 +245,9 @@ def text(result: dict[str, Any]) -> str:
     if result.get("power"):
         out.append("== power: smallest location shift detected within 2 windows")
         table(POWER_COLUMNS, [power_cells(r) for r in result["power"]])
+    if result.get("new_category_limit"):
+        out.append(f"== {NEW_CATEGORY_TITLE.lower()}")
+        table(NEW_CATEGORY_COLUMNS, [new_category_cells(r) for r in result["new_category_limit"]])
     out.append("== targets")
     table(
         ("target", "required", "result"),

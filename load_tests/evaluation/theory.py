@@ -8,8 +8,14 @@ reference events, effect in the column's standard deviations:
   ``MDE = (z_{1-α/2} + z_{power}) * sqrt(1/(2n) + 1/(2m))`` in log(sd ratio);
 * share of one category (two proportions at the reference share p):
   ``MDE = (z_{1-α/2} + z_{power}) * sqrt(p (1 - p) (1/n + 1/m))`` share points;
-* a never-seen category has no reference share to test against: its limit is the relevance
-  floor the issue sets (0.5% of a window's traffic).
+* a never-seen category (:func:`mde_new_category`): the check tests *its share is at most
+  half the floor* (0.5% of a window's traffic, issue 14 item 6) on its values; on n window
+  values the most powerful level-α test of that null against any larger share rejects at
+  ``c`` values or more (the binomial has a monotone likelihood ratio), so the limit is the share
+  that reaches ``c`` values with the power above, and never less than the floor. At 1,000
+  events it is 0.79%: a new category at 1% is 1.27 x the limit, not 2 x. No test does better
+  within one window at the same level: :func:`best_power_new_category` is the Neyman-Pearson
+  bound (randomized at exactly α) on the probability of a report within one window.
 
 α is the level one test gets after false-discovery control over the family of one model
 version's tests in one window (inputs x scopes x statistics): with Benjamini-Hochberg at level
@@ -23,6 +29,10 @@ otherwise (the PSI-threshold rule has no α) the figures use q = 0.05 with BH, s
 0.073
 >>> round(mde_share(0.55, 3000, 20000, alpha=0.05 / 24), 3)
 0.038
+>>> [round(mde_new_category(n, alpha=0.05), 4) for n in (300, 1000, 3000)]
+[0.0142, 0.0079, 0.0053]
+>>> round(best_power_new_category(1000, 0.01, alpha=0.05), 3)
+0.938
 """
 
 from __future__ import annotations
@@ -31,11 +41,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from scipy.stats import norm
+from scipy import special
+from scipy.stats import binom, norm
 
 POWER = 0.8
 ASSUMED_Q = 0.05
 NEW_CATEGORY_FLOOR = 0.005  # issue 14, item 6: an unseen category with >= 0.5% of a window
+NEW_CATEGORY_ALPHA, NEW_CATEGORY_LEAST = 0.05, 5  # detect.quality's defaults, if not configured
 
 
 @dataclass(frozen=True)
@@ -129,3 +141,50 @@ def mde_scale(n: float, m: float, *, alpha: float, power: float = POWER) -> floa
 def mde_share(p: float, n: float, m: float, *, alpha: float, power: float = POWER) -> float:
     """Smallest change of a category's share (points) detectable with ``power``."""
     return _z(alpha, power) * math.sqrt(p * (1 - p) * (1 / n + 1 / m))
+
+
+def new_category_critical(
+    n: int, *, floor: float = NEW_CATEGORY_FLOOR, alpha: float, least: int = NEW_CATEGORY_LEAST
+) -> int:
+    """Fewest values of a never-seen category, of ``n``, that reject *share <= floor / 2* at
+    ``alpha`` (one-sided binomial), and at least ``least`` (the check's minimum count).
+
+    >>> [new_category_critical(n, alpha=0.05) for n in (200, 600, 800, 1000, 1200, 1600)]
+    [5, 5, 6, 6, 7, 9]
+    """
+    c = max(least, 1)
+    while special.bdtrc(c - 1, n, floor / 2) > alpha:
+        c += 1
+    return c
+
+
+def mde_new_category(
+    n: float,
+    *,
+    floor: float = NEW_CATEGORY_FLOOR,
+    alpha: float,
+    power: float = POWER,
+) -> float:
+    """Smallest share of a never-seen category reported within one window of ``n`` values
+    with ``power`` by the most powerful level-``alpha`` test of *share <= floor / 2* (no
+    minimum count: the limit of any test), and not less than ``floor`` (below it nothing is
+    asked for)."""
+    values = max(round(n), 1)
+    c = new_category_critical(values, floor=floor, alpha=alpha, least=1)
+    if c > values:
+        return 1.0
+    return max(floor, float(special.bdtri(c - 1, values, 1.0 - power)))
+
+
+def best_power_new_category(
+    n: int, share: float, *, floor: float = NEW_CATEGORY_FLOOR, alpha: float
+) -> float:
+    """The most any test on ``n`` values can reach: the probability that a category of
+    ``share`` is reported within one window by the Neyman-Pearson test of *share <= floor / 2*
+    at exactly ``alpha`` (randomized at its critical count; ``least`` not applied)."""
+    c = new_category_critical(n, floor=floor, alpha=alpha, least=1)
+    null = floor / 2.0
+    spare = alpha - float(special.bdtrc(c - 1, n, null))
+    at_edge = float(binom.pmf(c - 1, n, null))
+    gamma = min(max(spare / at_edge, 0.0), 1.0) if at_edge > 0 else 0.0
+    return float(special.bdtrc(c - 1, n, share)) + gamma * float(binom.pmf(c - 1, n, share))

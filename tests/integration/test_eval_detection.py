@@ -80,10 +80,15 @@ def test_quick_run_reports_every_table_and_parses(tmp_path: Path) -> None:
             assert isinstance(check["pass"], bool)
         if r["kind"] == "change":
             assert r["injected"] >= 1 and r["size_over_mde"] > 0
-            assert "recall" in r["targets"]
+            # held to recall only at 1.5 x the limit and above (the new category at 1% is
+            # 1.27 x at 1,000 events)
+            assert ("recall" in r["targets"]) == (r["size_over_mde"] >= report.MDE_FACTOR)
         assert r["scenario"] in out.stdout
     assert result["real_pooled"]["quiet_evaluations"] > 0
     assert result["power"] and set(result["power"][0]) >= POWER_KEYS
+    (limit,) = result["new_category_limit"]  # quick: 1,000-event windows only
+    assert limit["window_events"] == 1000 and limit["critical_count"] == 6
+    assert limit["check_within_1_window"] <= limit["best_within_1_window"] < 1
     assert result["generated"] and result["generated"][0]["group"] == "generated"
     for name in ("recall", "false alerts (real)", "power"):
         assert isinstance(result["summary"][name]["pass"], bool), name
@@ -91,7 +96,7 @@ def test_quick_run_reports_every_table_and_parses(tmp_path: Path) -> None:
     md = _run(["--markdown", "--from", str(path)], timeout=60)
     assert md.returncode == 0, md.stderr[-2000:]
     found = _markdown_tables(md.stdout)
-    assert len(found) >= 5  # 3 real groups, generated, power, targets
+    assert len(found) >= 6  # 3 real groups, generated, power, new-category limit, targets
     for table in found:
         assert all(set(cell) <= {"-"} for cell in table[1]), table[1]  # the separator row
         assert all(len(row) == len(table[0]) for row in table), table[0]
