@@ -130,8 +130,12 @@ lint: setup ## ruff
 typecheck: setup ## mypy over the package
 	$(VENV)/bin/mypy src
 
+# make test runs the suite on TEST_WORKERS processes (pytest-xdist), each with its own broker;
+# TEST_WORKERS=0 runs it in one process
+TEST_WORKERS ?= 2
+
 test: setup kafka-dist ops-deps browser alertmanager lint typecheck licenses ## every test, including the real-broker integration tests
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist worksteal
 
 kafka: kafka-dist ## run a local single-node Kafka broker until Ctrl-C
 	$(PY) tools/kafka_broker.py
