@@ -42,13 +42,13 @@ from typing import Any
 
 from driftwire.alerts.alert import Alert, iso
 from driftwire.alerts.finding import Finding
-from driftwire.alerts.policy import AlertPolicy
 from driftwire.truth.compare import PerformanceRule, classification_checks, regression_checks
 from driftwire.truth.estimate import EstimatedPerformance, ScoreCalibration, estimate_binary
 from driftwire.truth.findings import estimate_finding, performance_finding
 from driftwire.truth.join import Prediction, TruthJoin
 from driftwire.truth.label import GroundTruth
 from driftwire.truth.reference import ReferencePerformance
+from driftwire.truth.staged_policy import StagedPolicy
 from driftwire.truth.windows import PerformanceBuckets, WindowPerformance
 
 __all__ = ["ESTIMATED_METRICS", "Estimated", "Judged", "TrackerSettings", "TruthTracker"]
@@ -73,6 +73,23 @@ class TrackerSettings:
     threshold: float = 0.5
     reference_count: int = 2_000
     rule: PerformanceRule = field(default_factory=PerformanceRule)
+    #: later ages (after the window's end) at which a window is judged again, on every label
+    #: joined by then; ages at or below ``evaluation_delay_ms`` or past ``horizon_ms`` are left
+    #: out, and a non-empty tuple adds the horizon (all labels in) as the last judgement
+    rejudge_ms: tuple[int, ...] = ()
+
+    @property
+    def judge_ages_ms(self) -> tuple[int, ...]:
+        """Every age a window is judged at, the first (``evaluation_delay_ms``) first.
+
+        >>> s = TrackerSettings(1, 10, 100, evaluation_delay_ms=5, rejudge_ms=(3, 50, 400))
+        >>> s.judge_ages_ms
+        (5, 50, 100)
+        """
+        later = {a for a in self.rejudge_ms if self.evaluation_delay_ms < a < self.horizon_ms}
+        if self.rejudge_ms and self.horizon_ms > self.evaluation_delay_ms:
+            later.add(self.horizon_ms)
+        return (self.evaluation_delay_ms, *sorted(later))
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,8 @@ class Judged:
     estimate_error: dict[str, float] = field(default_factory=dict)
     #: share of each actual class among the window's labelled predictions (classifiers)
     actual_shares: dict[str, float] = field(default_factory=dict)
+    #: how long after the window's end it was judged (one of ``judge_ages_ms``)
+    age_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,9 +142,14 @@ class TruthTracker:
         self.buckets = PerformanceBuckets(
             bucket_ms=settings.bucket_ms, threshold=settings.threshold
         )
-        self.policy = AlertPolicy(consecutive=consecutive, resolve_windows=2, resolve_ratio=0.6)
+        self.policy = StagedPolicy(consecutive=consecutive, resolve_windows=2, resolve_ratio=0.6)
         self.references: dict[Key, WindowPerformance] = {}
+        #: the first judgement of the newest window judged, per (model, version, segment)
         self.latest: dict[Key, Judged] = {}
+        #: the latest judgement at each age (:attr:`TrackerSettings.judge_ages_ms`): the
+        #: window that ended that long ago, on the labels joined so far
+        self.judged: dict[Key, dict[int, Judged]] = {}
+        self._frozen_end: dict[Key, int] = {}
         self.estimated: dict[Key, Estimated] = {}
         self._baselines: dict[tuple[str, str], _Baseline] = {}
         self._calibrations: dict[Key, ScoreCalibration | None] = {}
@@ -207,29 +231,50 @@ class TruthTracker:
 
     def _judge(self, tick: int) -> list[Alert]:
         s = self.settings
-        end = tick - s.evaluation_delay_ms
-        start = end - s.window_ms
+        ages = s.judge_ages_ms
         alerts: list[Alert] = []
         for key in sorted(self._keys):
             alerts += self._estimate(key, tick)
-            window = self.buckets.window(*key, start, end)
-            if window.predictions == 0:
-                continue
-            reference = self._reference(key)
-            if reference is None:
+            for age in ages:
+                alerts += self._judge_window(key, tick, age)
+        oldest = tick - ages[-1]
+        for estimates in self._estimates.values():
+            for old in [e for e in estimates if e < oldest]:
+                del estimates[old]
+        self.buckets.drop_scores_before(tick - s.window_ms)
+        end = tick - s.evaluation_delay_ms
+        self.buckets.drop_before(
+            min(end - s.window_ms - s.horizon_ms - s.evaluation_delay_ms, oldest - s.window_ms)
+        )
+        return alerts
+
+    def _judge_window(self, key: Key, tick: int, age: int) -> list[Alert]:
+        """Judge the window of ``key`` that ended ``age`` before ``tick``, on the labels
+        joined so far."""
+        s = self.settings
+        end = tick - age
+        start = end - s.window_ms
+        first = age == s.evaluation_delay_ms
+        if not first and end <= self._frozen_end.get(key, _BEGINNING):
+            return []  # a window of the frozen reference itself
+        window = self.buckets.window(*key, start, end)
+        if window.predictions == 0:
+            return []
+        reference = self._reference(key)
+        if reference is None:
+            if first:
                 so_far = self.buckets.window(*key, _BEGINNING, end)
                 if so_far.joined >= s.reference_count:
                     self.references[key] = so_far  # frozen: the first labelled predictions
-                continue
-            for finding in self._findings(key, window, reference):
-                alerts += self._emit(finding, key, start, end, tick)
-            made = self._estimates.get(key, {}).pop(end, None)
-            self.latest[key] = _judged(end, window, made)
-        for estimates in self._estimates.values():
-            for old in [e for e in estimates if e < end]:
-                del estimates[old]
-        self.buckets.drop_scores_before(tick - s.window_ms)
-        self.buckets.drop_before(end - s.window_ms - s.horizon_ms - s.evaluation_delay_ms)
+                    self._frozen_end[key] = end
+            return []
+        alerts: list[Alert] = []
+        for finding in self._findings(key, window, reference, age):
+            alerts += self._emit(finding, key, start, end, tick, age)
+        judged = _judged(end, window, self._estimates.get(key, {}).get(end), age)
+        self.judged.setdefault(key, {})[age] = judged
+        if first:
+            self.latest[key] = judged
         return alerts
 
     def _reference(self, key: Key) -> WindowPerformance | None:
@@ -301,10 +346,10 @@ class TruthTracker:
             rule=s.rule,
             min_count=s.rule.min_count,
         )
-        return self._emit(finding, key, tick - s.window_ms, tick, tick)
+        return self._emit(finding, key, tick - s.window_ms, tick, tick, 0)
 
     def _findings(
-        self, key: Key, window: WindowPerformance, reference: WindowPerformance
+        self, key: Key, window: WindowPerformance, reference: WindowPerformance, age: int
     ) -> list[Finding]:
         rule = self.settings.rule
         checks = []
@@ -325,14 +370,15 @@ class TruthTracker:
                 segment=segment,
                 completeness=window.completeness,
                 rule=rule,
+                age_ms=age,
             )
             for c in checks
         ]
 
-    def _emit(self, f: Finding, key: Key, start: int, end: int, tick: int) -> list[Alert]:
+    def _emit(self, f: Finding, key: Key, start: int, end: int, tick: int, age: int) -> list[Alert]:
         policy_key = "/".join((*key, f.labels["kind"], f.labels["statistic"]))
         alerts = []
-        for t in self.policy.observe(policy_key, f.value, f.thresholds, now_ms=tick):
+        for t in self.policy.observe(policy_key, age, end, f.value, f.thresholds, now_ms=tick):
             threshold = f.threshold(t.severity)
             alerts.append(
                 Alert(
@@ -376,7 +422,9 @@ class TruthTracker:
         }
 
 
-def _judged(end: int, window: WindowPerformance, made: EstimatedPerformance | None) -> Judged:
+def _judged(
+    end: int, window: WindowPerformance, made: EstimatedPerformance | None, age: int
+) -> Judged:
     metrics: dict[str, tuple[float, float | None, float | None]] = {}
     if window.classification is not None:
         m = window.classification.metrics()
@@ -415,4 +463,4 @@ def _judged(end: int, window: WindowPerformance, made: EstimatedPerformance | No
             if value is not None and math.isfinite(value) and math.isfinite(expected):
                 errors[name] = expected - value
     shares = {} if window.classification is None else window.classification.metrics().actual_shares
-    return Judged(end, window.completeness, window.joined, metrics, errors, shares)
+    return Judged(end, window.completeness, window.joined, metrics, errors, shares, age)
