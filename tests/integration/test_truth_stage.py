@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 import yaml
+from aiokafka import AIOKafkaProducer
 from kafkautil import create_topics, read_all
 from prometheus_client import CollectorRegistry
 
@@ -27,7 +28,7 @@ from driftwire.detect.reference import Reference
 from driftwire.ops.config import Settings
 from driftwire.ops.truth_metrics import TruthMetrics
 from driftwire.producer import InferenceLogger
-from driftwire.stages.truth import TruthStage
+from driftwire.stages.truth import TruthStage, read_sent_alerts
 
 SECOND = 1_000
 RATE = 100  # predictions per second of event time
@@ -273,8 +274,57 @@ def test_a_published_baseline_with_reference_performance_is_the_reference(
     series = {"model": "churn", "model_version": "1", "segment": "all", "metric": "accuracy"}
     estimated = registry.get_sample_value("driftwire_performance_estimated", series)
     assert estimated is not None and abs(estimated - 0.75) < 0.06
-    error = registry.get_sample_value("driftwire_performance_estimate_error", series)
+    # the realized side is exported per judgement age: here the first (4 s after the window)
+    judged = {**series, "age": "4s"}
+    error = registry.get_sample_value("driftwire_performance_estimate_error", judged)
     assert error is not None and 0.05 < error < 0.35
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(60)
+def test_the_alerts_read_back_reads_only_the_rebuild_span(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    """A restart reads back the alerts topic's records from the rebuild's start on, not the
+    topic's whole retention: a transition sent before it is not held, one after it is."""
+    alerts = f"{topic_name}-alerts"
+    asyncio.run(create_topics(kafka_bootstrap, [alerts], partitions=2))
+    settings = settings_for(kafka_bootstrap, "e", "l", alerts, f"{topic_name}-truth")
+    span = TruthStage.rebuild_span_ms(settings.truth.tracker_settings())
+    # horizon 2 h, 5 s windows, judged again 1 h after they end and at the horizon (2 h)
+    assert span == (7_200 + 5 + 7_200) * SECOND
+    now = int(time.time() * 1000)
+    since = now - span
+
+    def record(fingerprint: str, kind: str, at_ms: int) -> bytes:
+        data = {"status": "firing", "fingerprint": fingerprint, "labels": {"kind": kind}}
+        stamp = datetime.fromtimestamp(at_ms / 1000).astimezone().isoformat()
+        return orjson.dumps({"time": stamp, "data": data})
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for fingerprint, kind, at, partition in (
+                ("old", "performance_degradation", since - 60 * SECOND, 0),
+                ("old-too", "label_drift", since - 1, 1),
+                ("recent", "performance_degradation", since + 60 * SECOND, 0),
+                ("recent-too", "estimated_performance", now, 1),
+                ("drift", "data_drift", now, 1),  # not the truth stage's kind
+            ):
+                await producer.send_and_wait(
+                    alerts, record(fingerprint, kind, at), partition=partition, timestamp_ms=at
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    sent = asyncio.run(read_sent_alerts(settings, since))
+    assert sent.held == 2
+    assert not sent.admit("recent", "firing", now)  # held: not sent twice
+    assert not sent.admit("recent-too", "firing", now + 1)
+    assert sent.admit("old", "firing", now)  # before the span: not read back
+    assert sent.admit("old-too", "firing", now)
 
 
 def _free_port() -> int:
