@@ -10,6 +10,12 @@ there is one: the segment's, else the baseline's ``all``. Without one it is froz
 first ``reference_count`` joined predictions (all windows from its first prediction to the
 first window end where that many have joined), and judging starts with the next window.
 
+Windows stay open for labels until the horizon: with :attr:`TrackerSettings.rejudge_ms`, each
+window is judged again at those ages after its end and at the horizon, on every label joined
+by then (:attr:`TruthTracker.judged`: the latest judgement per age, for gauges), and the
+findings of every age go through one :class:`~driftwire.truth.staged_policy.StagedPolicy`:
+a later judgement fires what the first could not see, never a window already alerted on.
+
 Binary classifiers with scores also get *estimated* performance: at every bucket boundary the
 window that just closed (no evaluation delay: its labels have mostly not arrived) is read
 through the score calibration fitted on the reference's scores and outcomes
@@ -17,8 +23,8 @@ through the score calibration fitted on the reference's scores and outcomes
 ``estimated_performance`` alert. When that window is judged on its realized labels, the
 estimate made at its close is put beside the realized value (:attr:`Judged.estimate_error`).
 
-Findings go through an :class:`~driftwire.alerts.policy.AlertPolicy`
-(two consecutive breaching windows to fire) and come back as
+Findings go through the policy (two consecutive breaching windows of one age to fire, the
+rules of :class:`~driftwire.alerts.policy.AlertPolicy`) and come back as
 :class:`~driftwire.alerts.alert.Alert` emissions. Everything is a function of the input
 order: the same records in the same order give the same alerts, with the same CloudEvents
 ids.
