@@ -170,3 +170,39 @@ def test_one_stage_decides_as_the_alert_policy(seed: int) -> None:
         assert staged.observe("k", 0, i, value, thresholds, now_ms=i) == single.observe(
             "k", value, thresholds, now_ms=i
         )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_across_ages_firing_and_resolved_alternate_and_no_window_fires_twice(seed: int) -> None:
+    """Seeded series judged at three ages (each age sees the window's value plus noise that
+    shrinks with age): one alert at a time, never fired twice without a resolution between,
+    and each firing is for a window past every window the alert before covered."""
+    rng = np.random.default_rng(seed)
+    thresholds = Thresholds(1.0, 2.5)
+    policy = StagedPolicy(consecutive=2, resolve_windows=2, resolve_ratio=0.6)
+    ages = (0, 5, 20)
+    # the windows' true values: a wave through the warning and critical levels, and noise
+    x = np.arange(400)
+    truth = 1.2 + 1.6 * np.sin(2 * np.pi * x / 90) + rng.normal(0, 0.3, x.size)
+    firing: str | None = None
+    last_fired_end = -1
+    judged_while_firing: list[int] = []
+    fired = 0
+    for tick in range(420):
+        for age in ages:
+            end = tick - age
+            if not 0 <= end < len(truth):
+                continue
+            value = float(truth[end] + rng.normal(0, 0.6 / (1 + age)))
+            if firing is not None:
+                judged_while_firing.append(end)
+            for t in policy.observe("k", age, end, value, thresholds, now_ms=tick):
+                if t.status == "firing":
+                    assert firing is None, (tick, age)
+                    assert end > last_fired_end
+                    firing, last_fired_end = t.severity, end
+                    fired += 1
+                else:
+                    assert firing == t.severity, (tick, age)
+                    firing = None
+    assert fired >= 4  # the wave crosses the thresholds again and again
