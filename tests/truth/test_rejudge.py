@@ -20,12 +20,18 @@ Record = Prediction | GroundTruth
 
 
 def stream(
-    seed: int, minutes: int, *, flip_from: int | None, slow_flips: bool = True
+    seed: int,
+    minutes: int,
+    *,
+    flip_from: int | None,
+    slow_flips: bool = True,
+    slow_wrong: bool = False,
 ) -> list[Record]:
     """300 calibrated scored predictions a minute, labels for 80% of them 1-3 minutes later,
     in arrival order. From ``flip_from`` on, a third of the outcomes flip, and the label of a
     flipped outcome is slow (15-25 minutes): what is known when a window is first judged
-    looks as good as ever (unless not ``slow_flips``)."""
+    looks as good as ever (unless not ``slow_flips``). With ``slow_wrong`` the label of every
+    prediction that was wrong is that slow, with or without a change."""
     rng = np.random.default_rng(seed)
     records: list[tuple[int, int, Record]] = []
     k = 0
@@ -38,6 +44,8 @@ def stream(
                 actual = not actual
                 slow = int(rng.integers(15 * MINUTE, 25 * MINUTE))
                 delay = slow if slow_flips else delay
+            if slow_wrong and actual != (score >= 0.5):
+                delay = int(rng.integers(15 * MINUTE, 25 * MINUTE))
             k += 1
             event_id = f"e{k}"
             records.append((t, 2 * k, Prediction(event_id, "churn", "1", "all", t, score, None)))
@@ -56,7 +64,7 @@ def reference() -> ReferencePerformance:
     return builder.finish()
 
 
-def tracker(*rejudge_minutes: int) -> TruthTracker:
+def tracker(*rejudge_minutes: int, baseline: bool = True) -> TruthTracker:
     t = TruthTracker(
         TrackerSettings(
             bucket_ms=MINUTE,
@@ -66,7 +74,8 @@ def tracker(*rejudge_minutes: int) -> TruthTracker:
             rejudge_ms=tuple(m * MINUTE for m in rejudge_minutes),
         )
     )
-    t.use_baseline("churn", "1", "b1", reference())
+    if baseline:
+        t.use_baseline("churn", "1", "b1", reference())
     return t
 
 
@@ -206,3 +215,16 @@ def test_across_ages_firing_and_resolved_alternate_and_no_window_fires_twice(see
                     assert firing == t.severity, (tick, age)
                     firing = None
     assert fired >= 4  # the wave crosses the thresholds again and again
+
+
+def test_without_a_baseline_each_age_is_held_against_the_first_windows_at_that_age() -> None:
+    """Stationary traffic whose wrong predictions are labelled 15-25 minutes late: judged 5
+    minutes after its end a window looks better than it is, judged 30 minutes after, as it is.
+    A reference frozen at the first judgement would make every later one look worse; each age
+    freezes its own from the first windows as it sees them, and no performance alert fires."""
+    t = tracker(30, baseline=False)
+    alerts = feed(t, stream(10, 100, flip_from=None, slow_wrong=True))
+    assert [a for a in alerts if a.kind != "estimated_performance"] == []
+    judged = t.judged[("churn", "1", "all")]
+    early, later = judged[5 * MINUTE].metrics["accuracy"], judged[30 * MINUTE].metrics["accuracy"]
+    assert later[0] < early[0] - 0.1  # what the first judgement's reference would flag

@@ -15,6 +15,7 @@ window is judged again at those ages after its end and at the horizon, on every 
 by then (:attr:`TruthTracker.judged`: the latest judgement per age, for gauges), and the
 findings of every age go through one :class:`~driftwire.truth.staged_policy.StagedPolicy`:
 a later judgement fires what the first could not see, never a window already alerted on.
+Without a baseline, each age freezes its own reference from the first windows as it sees them.
 
 Binary classifiers with scores also get *estimated* performance: at every bucket boundary the
 window that just closed (no evaluation delay: its labels have mostly not arrived) is read
@@ -54,7 +55,7 @@ from driftwire.truth.findings import estimate_finding, performance_finding
 from driftwire.truth.join import Prediction, TruthJoin
 from driftwire.truth.label import GroundTruth
 from driftwire.truth.reference import ReferencePerformance
-from driftwire.truth.staged_policy import StagedPolicy
+from driftwire.truth.staged_policy import StagedPolicy, age_label
 from driftwire.truth.windows import PerformanceBuckets, WindowPerformance
 
 __all__ = ["ESTIMATED_METRICS", "Estimated", "Judged", "TrackerSettings", "TruthTracker"]
@@ -155,7 +156,8 @@ class TruthTracker:
         #: the latest judgement at each age (:attr:`TrackerSettings.judge_ages_ms`): the
         #: window that ended that long ago, on the labels joined so far
         self.judged: dict[Key, dict[int, Judged]] = {}
-        self._frozen_end: dict[Key, int] = {}
+        #: the frozen references of the later judgement ages (without a baseline)
+        self._aged_references: dict[tuple[Key, int], WindowPerformance] = {}
         self.estimated: dict[Key, Estimated] = {}
         self._baselines: dict[tuple[str, str], _Baseline] = {}
         self._calibrations: dict[Key, ScoreCalibration | None] = {}
@@ -261,18 +263,20 @@ class TruthTracker:
         end = tick - age
         start = end - s.window_ms
         first = age == s.evaluation_delay_ms
-        if not first and end <= self._frozen_end.get(key, _BEGINNING):
-            return []  # a window of the frozen reference itself
         window = self.buckets.window(*key, start, end)
         if window.predictions == 0:
             return []
-        reference = self._reference(key)
+        reference = self._reference(key, age)
         if reference is None:
-            if first:
-                so_far = self.buckets.window(*key, _BEGINNING, end)
-                if so_far.joined >= s.reference_count:
-                    self.references[key] = so_far  # frozen: the first labelled predictions
-                    self._frozen_end[key] = end
+            so_far = self.buckets.window(*key, _BEGINNING, end)
+            if so_far.joined >= s.reference_count:
+                # frozen: the first labelled predictions, as this age sees them (a later age
+                # is held against the same windows with as many of their labels in, so labels
+                # that come late for one class do not read as a change)
+                if first:
+                    self.references[key] = so_far
+                else:
+                    self._aged_references[(key, age)] = so_far
             return []
         alerts: list[Alert] = []
         for finding in self._findings(key, window, reference, age):
@@ -283,13 +287,15 @@ class TruthTracker:
             self.latest[key] = judged
         return alerts
 
-    def _reference(self, key: Key) -> WindowPerformance | None:
+    def _reference(self, key: Key, age: int | None = None) -> WindowPerformance | None:
         """The baseline's realized performance of the segment (else its ``all``), else the
-        frozen one."""
+        one frozen at the judgement age (None: the first)."""
         baseline = self._baselines.get(key[:2])
         if baseline is not None:
             return baseline.performance.segment(key[2])
-        return self.references.get(key)
+        if age is None or age == self.settings.evaluation_delay_ms:
+            return self.references.get(key)
+        return self._aged_references.get((key, age))
 
     def _calibration(self, key: Key) -> ScoreCalibration | None:
         """The score calibration fitted on the reference (None: not a binary classifier with
@@ -352,7 +358,7 @@ class TruthTracker:
             rule=s.rule,
             min_count=s.rule.min_count,
         )
-        return self._emit(finding, key, tick - s.window_ms, tick, tick, 0)
+        return self._emit(finding, key, tick - s.window_ms, tick, tick, None)
 
     def _findings(
         self, key: Key, window: WindowPerformance, reference: WindowPerformance, age: int
@@ -381,10 +387,15 @@ class TruthTracker:
             for c in checks
         ]
 
-    def _emit(self, f: Finding, key: Key, start: int, end: int, tick: int, age: int) -> list[Alert]:
+    def _emit(
+        self, f: Finding, key: Key, start: int, end: int, tick: int, age: int | None
+    ) -> list[Alert]:
+        """The alert events of finding ``f`` of the window ``[start, end)`` judged ``age``
+        after its end (None: the estimate at its close)."""
         policy_key = "/".join((*key, f.labels["kind"], f.labels["statistic"]))
         alerts = []
-        for t in self.policy.observe(policy_key, age, end, f.value, f.thresholds, now_ms=tick):
+        at = 0 if age is None else age
+        for t in self.policy.observe(policy_key, at, end, f.value, f.thresholds, now_ms=tick):
             threshold = f.threshold(t.severity)
             alerts.append(
                 Alert(
@@ -401,13 +412,13 @@ class TruthTracker:
                     threshold=None,
                     bound=None,
                     window={"start": iso(start), "end": iso(end), "count": f.count},
-                    reference=self._describe_reference(key),
+                    reference=self._describe_reference(key, age),
                     evidence=f.evidence,
                 )
             )
         return alerts
 
-    def _describe_reference(self, key: Key) -> dict[str, Any]:
+    def _describe_reference(self, key: Key, age: int | None) -> dict[str, Any]:
         baseline = self._baselines.get(key[:2])
         if baseline is not None:
             p = baseline.performance
@@ -418,13 +429,14 @@ class TruthTracker:
                 "count": p.segments[segment].joined,
                 "note": f"the baseline's realized performance on segment {segment}",
             }
-        frozen = self.references.get(key)
+        frozen = self._reference(key, age)
         model, version, segment = key
         return {
             "kind": "frozen_window",
             "id": f"frozen:{model}/{version}/{segment}",
             "count": 0 if frozen is None else frozen.joined,
-            "note": "no baseline with reference performance: the first labelled predictions",
+            "note": "no baseline with reference performance: the first labelled predictions"
+            + ("" if age is None else f", as judged {age_label(age)} after their windows"),
         }
 
 
