@@ -833,6 +833,7 @@ def performance_view() -> dash.Dashboard:
     ids = Layout()
     sel = MODEL_SELECTOR
     series = "model_version, segment"
+    judged = f'{sel}, age=~"$age"'  # the realized side: one series per judgement age
     board = (
         base(
             "driftwire-performance",
@@ -861,6 +862,13 @@ def performance_view() -> dash.Dashboard:
                 '{model=~"$model", model_version=~"$version"}, segment)',
             )
         )
+        .with_variable(
+            query_variable(
+                "age",
+                "Judged after",
+                'label_values(driftwire_label_completeness_ratio{model=~"$model"}, age)',
+            )
+        )
     )
 
     board = board.with_row(ids.row("Realized performance"))
@@ -869,17 +877,19 @@ def performance_view() -> dash.Dashboard:
         series_panel(
             ids,
             "Realized performance per window",
-            "Each metric of the last judged window (by prediction time, judged "
-            "truth.evaluation_delay_seconds after it closed) from the predictions whose label "
-            "has arrived, with its 95% interval (dashed).",
+            "Each metric of the window (by prediction time) judged at each age: the first "
+            "judgement truth.evaluation_delay_seconds after it closed, then again at "
+            "truth.rejudge_after_seconds and the horizon, each on every label joined by then, "
+            "with its 95% interval (dashed). The older the age, the more complete the labels.",
             [
                 query(
-                    f"max by (metric, {series}) (driftwire_performance{{{sel}}})",
-                    "{{metric}} · {{model_version}} · {{segment}}",
+                    f"max by (metric, age, {series}) (driftwire_performance{{{judged}}})",
+                    "{{metric}} · {{age}} · {{model_version}} · {{segment}}",
                 ),
                 query(
-                    f"max by (metric, bound, {series}) (driftwire_performance_bound{{{sel}}})",
-                    "{{metric}} {{bound}} · {{model_version}} · {{segment}}",
+                    f"max by (metric, bound, age, {series}) "
+                    f"(driftwire_performance_bound{{{judged}}})",
+                    "{{metric}} {{bound}} · {{age}} · {{model_version}} · {{segment}}",
                     "B",
                 ),
             ],
@@ -897,13 +907,13 @@ def performance_view() -> dash.Dashboard:
         series_panel(
             ids,
             "Label completeness",
-            "Share of the judged window's predictions whose label had arrived when it was "
-            "judged: a value read off a low completeness is less certain (its interval says "
-            "how much).",
+            "Share of the window's predictions whose label had arrived when it was judged, per "
+            "judgement age: a value read off a low completeness is less certain (its interval "
+            "says how much).",
             [
                 query(
-                    f"max by ({series}) (driftwire_label_completeness_ratio{{{sel}}})",
-                    "{{model_version}} · {{segment}}",
+                    f"max by (age, {series}) (driftwire_label_completeness_ratio{{{judged}}})",
+                    "{{age}} · {{model_version}} · {{segment}}",
                 )
             ],
             unit="percentunit",
@@ -915,8 +925,9 @@ def performance_view() -> dash.Dashboard:
             "not judged).",
             [
                 query(
-                    f"max by ({series}) (driftwire_performance_labelled_predictions{{{sel}}})",
-                    "{{model_version}} · {{segment}}",
+                    f"max by (age, {series}) "
+                    f"(driftwire_performance_labelled_predictions{{{judged}}})",
+                    "{{age}} · {{model_version}} · {{segment}}",
                 )
             ],
         ),
@@ -938,8 +949,9 @@ def performance_view() -> dash.Dashboard:
                     "estimated · {{model_version}} · {{segment}}",
                 ),
                 query(
-                    f'max by ({series}) (driftwire_performance{{{sel}, metric="accuracy"}})',
-                    "realized · {{model_version}} · {{segment}}",
+                    f"max by (age, {series}) "
+                    f'(driftwire_performance{{{judged}, metric="accuracy"}})',
+                    "realized · {{age}} · {{model_version}} · {{segment}}",
                     "B",
                 ),
             ],
@@ -947,13 +959,14 @@ def performance_view() -> dash.Dashboard:
         series_panel(
             ids,
             "Estimate error (estimated - realized)",
-            "For the last judged window: the estimate made when it closed minus the realized "
-            "value, per metric. Far from 0 means the scores no longer mean what they meant on "
-            "the reference (or concept drift).",
+            "For the window judged at each age: the estimate made when it closed minus the "
+            "realized value, per metric. Far from 0 means the scores no longer mean what they "
+            "meant on the reference (or concept drift).",
             [
                 query(
-                    f"max by (metric, {series}) (driftwire_performance_estimate_error{{{sel}}})",
-                    "{{metric}} · {{model_version}} · {{segment}}",
+                    f"max by (metric, age, {series}) "
+                    f"(driftwire_performance_estimate_error{{{judged}}})",
+                    "{{metric}} · {{age}} · {{model_version}} · {{segment}}",
                 )
             ],
         ).min(-1),
@@ -965,13 +978,13 @@ def performance_view() -> dash.Dashboard:
         series_panel(
             ids,
             "Actual label distribution",
-            "Share of each actual class among the judged window's labels; a label_drift alert "
-            "fires when it moves from the reference's significantly and by more than the "
-            "margin.",
+            "Share of each actual class among the judged window's labels (per judgement age); "
+            "a label_drift alert fires when it moves from the reference's significantly and "
+            "by more than the margin.",
             [
                 query(
-                    f"max by (label, {series}) (driftwire_actual_label_share{{{sel}}})",
-                    "{{label}} · {{model_version}} · {{segment}}",
+                    f"max by (label, age, {series}) (driftwire_actual_label_share{{{judged}}})",
+                    "{{label}} · {{age}} · {{model_version}} · {{segment}}",
                 )
             ],
             unit="percentunit",

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 import yaml
+from aiokafka import AIOKafkaProducer
 from kafkautil import create_topics, read_all
 from prometheus_client import CollectorRegistry
 
@@ -27,7 +28,7 @@ from driftwire.detect.reference import Reference
 from driftwire.ops.config import Settings
 from driftwire.ops.truth_metrics import TruthMetrics
 from driftwire.producer import InferenceLogger
-from driftwire.stages.truth import TruthStage
+from driftwire.stages.truth import TruthStage, read_sent_alerts
 
 SECOND = 1_000
 RATE = 100  # predictions per second of event time
@@ -38,25 +39,34 @@ DRIFT_FROM = 30  # seconds: from here a third of the outcomes flip
 Record = tuple[int, int, dict[str, object]]
 
 
-def stream(seconds: int = SECONDS, drift_until: int | None = None) -> tuple[list[Record], int]:
+def stream(
+    seconds: int = SECONDS,
+    drift_until: int | None = None,
+    *,
+    slow_flips: bool = False,
+    ago_s: int = 3_600,
+) -> tuple[list[Record], int]:
     """Predictions and their labels (80%, 1-3 s later) in event-time order, and the event
-    time the drift starts at (it lasts to ``drift_until`` seconds, else to the end)."""
+    time the drift starts at (it lasts to ``drift_until`` seconds, else to the end). With
+    ``slow_flips`` the label of a flipped outcome comes 8-12 s later. The stream starts
+    ``ago_s`` seconds ago."""
     rng = np.random.default_rng(5)
-    base = int(time.time() * 1000) - 3_600 * SECOND
+    base = int(time.time() * 1000) - ago_s * SECOND
     records: list[Record] = []
     for k in range(RATE * seconds):
         t = base + k * SECOND // RATE
         score = float(rng.random())
         actual = bool(rng.random() < score)
         drifted = RATE * DRIFT_FROM <= k < RATE * (drift_until or seconds)
+        delay = (SECOND, 3 * SECOND)
         if drifted and rng.random() < 1 / 3:
             actual = not actual
+            delay = (8 * SECOND, 12 * SECOND) if slow_flips else delay
         records.append((t, 2 * k, {"event_id": f"e{k}", "t": t, "score": score}))
         if rng.random() < 0.8:
-            observed = t + int(rng.integers(SECOND, 3 * SECOND))
-            records.append(
-                (observed, 2 * k + 1, {"event_id": f"e{k}", "actual": actual, "t": observed})
-            )
+            observed = t + int(rng.integers(*delay))
+            label = {"event_id": f"e{k}", "actual": actual, "t": observed, "t0": t}
+            records.append((observed, 2 * k + 1, label))
     records.sort(key=lambda r: (r[0], r[1]))
     return records, base + DRIFT_FROM * SECOND
 
@@ -273,8 +283,125 @@ def test_a_published_baseline_with_reference_performance_is_the_reference(
     series = {"model": "churn", "model_version": "1", "segment": "all", "metric": "accuracy"}
     estimated = registry.get_sample_value("driftwire_performance_estimated", series)
     assert estimated is not None and abs(estimated - 0.75) < 0.06
-    error = registry.get_sample_value("driftwire_performance_estimate_error", series)
+    # the realized side is exported per judgement age: here the first (4 s after the window)
+    judged = {**series, "age": "4s"}
+    error = registry.get_sample_value("driftwire_performance_estimate_error", judged)
     assert error is not None and 0.05 < error < 0.35
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(120)
+def test_a_window_judged_again_fires_what_its_slow_labels_reveal(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    """From 30 s to 40 s a third of the outcomes flip, and their labels come 8-12 s after their
+    predictions, published only after the stage has judged those windows 4 s after their end
+    (they looked as good as the reference then). Judged again 20 s after their end, with those
+    labels in, the windows fire; the age's gauges hold the value on every label joined."""
+    events, labels, alerts = (f"{topic_name}-{x}" for x in ("events", "labels", "alerts"))
+    asyncio.run(create_topics(kafka_bootstrap, [events, labels], partitions=2))
+    asyncio.run(create_topics(kafka_bootstrap, [alerts, f"{labels}.dlq"]))
+    records, drift_ms = stream(drift_until=40, slow_flips=True, ago_s=200)
+    split = drift_ms + 20 * SECOND  # 50 s into the stream
+    slow = [r for r in records if "actual" in r[2] and r[0] - r[2]["t0"] >= 8 * SECOND]
+    first = [r for r in records if r[0] < split and r not in slow]
+    rest = [r for r in records if r[0] >= split and r not in slow]
+    doc = settings_doc(kafka_bootstrap, events, labels, alerts, f"{topic_name}-truth")
+    truth = doc["truth"]
+    assert isinstance(truth, dict)
+    truth |= {"horizon_seconds": 300, "rejudge_after_seconds": [20]}
+    registry = CollectorRegistry()
+    stage = TruthStage(Settings.model_validate(doc), TruthMetrics(registry))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(stage.run(stop))
+        target = 0
+        try:
+            for part in (first, sorted(slow + rest, key=lambda r: (r[0], r[1]))):
+                sent = await asyncio.to_thread(send, kafka_bootstrap, events, labels, part)
+                target += sum(sent)
+                counts = stage.tracker.join.counts
+                deadline = time.monotonic() + 60
+                while counts.predictions + counts.labels < target:
+                    assert time.monotonic() < deadline and not task.done(), (counts, sent, target)
+                    await asyncio.sleep(0.2)
+                    counts = stage.tracker.join.counts
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(run())
+    emitted = [
+        orjson.loads(r.value)["data"] for r in asyncio.run(read_all(kafka_bootstrap, alerts))
+    ]
+    accuracy = [
+        e
+        for e in emitted
+        if e["labels"]["statistic"] == "accuracy"
+        and e["labels"]["kind"] == "performance_degradation"
+    ]
+    assert accuracy and accuracy[0]["status"] == "firing", emitted
+    # fired by the judgement 20 s after the window, never by the first (4 s)
+    assert {e["evidence"]["judged_after_seconds"] for e in accuracy} == {20}
+    assert drift_ms < parse_ms(accuracy[0]["window"]["end"]) <= drift_ms + 5 * SECOND
+    assert "judged 20s after it closed" in accuracy[0]["annotations"]["summary"]
+    series = {"model": "churn", "model_version": "1", "segment": "all"}
+    judged = stage.tracker.judged[("churn", "1", "all")]
+    assert judged.keys() == {4 * SECOND, 20 * SECOND}
+    for age, j in judged.items():
+        at_age = {**series, "age": f"{age // SECOND}s"}
+        value = registry.get_sample_value("driftwire_performance", {**at_age, "metric": "accuracy"})
+        assert value == j.metrics["accuracy"][0]
+        completeness = registry.get_sample_value("driftwire_label_completeness_ratio", at_age)
+        assert completeness == j.completeness
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(60)
+def test_the_alerts_read_back_reads_only_the_rebuild_span(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    """A restart reads back the alerts topic's records from the rebuild's start on, not the
+    topic's whole retention: a transition sent before it is not held, one after it is."""
+    alerts = f"{topic_name}-alerts"
+    asyncio.run(create_topics(kafka_bootstrap, [alerts], partitions=2))
+    settings = settings_for(kafka_bootstrap, "e", "l", alerts, f"{topic_name}-truth")
+    span = TruthStage.rebuild_span_ms(settings.truth.tracker_settings())
+    # horizon 2 h, 5 s windows, judged again 1 h after they end and at the horizon (2 h)
+    assert span == (7_200 + 5 + 7_200) * SECOND
+    now = int(time.time() * 1000)
+    since = now - span
+
+    def record(fingerprint: str, kind: str, at_ms: int) -> bytes:
+        data = {"status": "firing", "fingerprint": fingerprint, "labels": {"kind": kind}}
+        stamp = datetime.fromtimestamp(at_ms / 1000).astimezone().isoformat()
+        return orjson.dumps({"time": stamp, "data": data})
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for fingerprint, kind, at, partition in (
+                ("old", "performance_degradation", since - 60 * SECOND, 0),
+                ("old-too", "label_drift", since - 1, 1),
+                ("recent", "performance_degradation", since + 60 * SECOND, 0),
+                ("recent-too", "estimated_performance", now, 1),
+                ("drift", "data_drift", now, 1),  # not the truth stage's kind
+            ):
+                await producer.send_and_wait(
+                    alerts, record(fingerprint, kind, at), partition=partition, timestamp_ms=at
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    sent = asyncio.run(read_sent_alerts(settings, since))
+    assert sent.held == 2
+    assert not sent.admit("recent", "firing", now)  # held: not sent twice
+    assert not sent.admit("recent-too", "firing", now + 1)
+    assert sent.admit("old", "firing", now)  # before the span: not read back
+    assert sent.admit("old-too", "firing", now)
 
 
 def _free_port() -> int:

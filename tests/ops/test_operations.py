@@ -364,7 +364,8 @@ def test_dashboards_have_the_variables_and_panels_operators_need() -> None:
         "driftwire-performance.json",
     }
     performance = boards["driftwire-performance.json"]
-    assert {"model", "version", "segment"} <= {v["name"] for v in performance["templating"]["list"]}
+    variables = {v["name"] for v in performance["templating"]["list"]}
+    assert {"model", "version", "segment", "age"} <= variables
     model = boards["driftwire-model.json"]
     assert model["uid"] == "driftwire-model"
     names = [v["name"] for v in model["templating"]["list"]]

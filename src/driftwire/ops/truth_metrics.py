@@ -32,6 +32,9 @@ OUTCOMES = (
     "evicted_labels",
 )
 _SERIES = ("model", "model_version", "segment")
+#: The judged gauges' series: one per (model, version, segment) and judgement age (the
+#: configured ages, e.g. 0s, 1h, 6h, 1d, 3d, 7d: bounded by the config, not by the data).
+_JUDGED = (*_SERIES, "age")
 #: The alert kinds of the truth stage.
 ALERT_KINDS = ("performance_degradation", "label_drift", "estimated_performance")
 
@@ -71,20 +74,22 @@ class TruthMetrics:
         )
         self.completeness = Gauge(
             "driftwire_label_completeness_ratio",
-            "Share of the last judged window's predictions whose label has arrived",
-            list(_SERIES),
+            "Share of the predictions of the window judged at this age (age after its end) "
+            "whose label had arrived when it was judged",
+            list(_JUDGED),
             registry=registry,
         )
         self.performance = Gauge(
             "driftwire_performance",
-            "Realized performance of the last judged window (prediction time), by metric",
-            [*_SERIES, "metric"],
+            "Realized performance of the window (prediction time) that ended age ago, on "
+            "every label joined when it was judged, by metric",
+            [*_JUDGED, "metric"],
             registry=registry,
         )
         self.performance_bound = Gauge(
             "driftwire_performance_bound",
             "95% interval of driftwire_performance: bound=low|high",
-            [*_SERIES, "metric", "bound"],
+            [*_JUDGED, "metric", "bound"],
             registry=registry,
         )
         self.estimated = Gauge(
@@ -96,15 +101,15 @@ class TruthMetrics:
         )
         self.estimate_error = Gauge(
             "driftwire_performance_estimate_error",
-            "The last judged window's estimate (made when it closed) minus its realized "
-            "value, by metric; read it with driftwire_label_completeness_ratio",
-            [*_SERIES, "metric"],
+            "The estimate of the window judged at this age (made when it closed) minus its "
+            "realized value, by metric; read it with driftwire_label_completeness_ratio",
+            [*_JUDGED, "metric"],
             registry=registry,
         )
         self.joined_window = Gauge(
             "driftwire_performance_labelled_predictions",
-            "Labelled predictions behind the last judged window's realized performance",
-            list(_SERIES),
+            "Labelled predictions behind the realized performance of the window judged at this age",
+            list(_JUDGED),
             registry=registry,
         )
         self.baselines = Counter(
@@ -123,9 +128,9 @@ class TruthMetrics:
         )
         self.actual_share = Gauge(
             "driftwire_actual_label_share",
-            "Share of each actual class among the last judged window's labelled predictions "
-            "(the first max_classes classes seen per series)",
-            [*_SERIES, "label"],
+            "Share of each actual class among the labelled predictions of the window judged "
+            "at this age (the first max_classes classes seen per series)",
+            [*_JUDGED, "label"],
             registry=registry,
         )
         self.alerts = Counter(
@@ -138,7 +143,7 @@ class TruthMetrics:
             for status in ("firing", "resolved"):
                 self.alerts.labels(kind=kind, status=status)
         self._max_classes = max_classes
-        self._classes: dict[tuple[str, str, str], set[str]] = {}
+        self._classes: dict[tuple[str, str, str, str], set[str]] = {}
         self._counted: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
 
     def count(self, counts: Mapping[str, int]) -> None:
@@ -155,18 +160,24 @@ class TruthMetrics:
         completeness: float,
         metrics: Mapping[str, tuple[float, float | None, float | None]],
         *,
+        age: str,
         joined: int = 0,
         estimate_error: Mapping[str, float] | None = None,
         actual_shares: Mapping[str, float] | None = None,
     ) -> None:
-        """The gauges of one series' last judged window."""
+        """The gauges of one series' window judged at ``age`` (its latest judgement there)."""
         model, version, segment = key
-        labels = {"model": self.model_label(model), "model_version": version, "segment": segment}
+        labels = {
+            "model": self.model_label(model),
+            "model_version": version,
+            "segment": segment,
+            "age": age,
+        }
         self.completeness.labels(**labels).set(completeness)
         self.joined_window.labels(**labels).set(joined)
         for metric, error in (estimate_error or {}).items():
             self.estimate_error.labels(**labels, metric=metric).set(error)
-        known = self._classes.setdefault(key, set())
+        known = self._classes.setdefault((*key, age), set())
         for label, share in sorted((actual_shares or {}).items()):
             if label not in known and len(known) >= self._max_classes:
                 continue  # a bounded number of classes per series

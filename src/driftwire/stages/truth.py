@@ -4,14 +4,16 @@ One consumer-group member reads every partition of the events and labels topics 
 assignor gives all of them to one member; the others stand by and take over when it leaves),
 so a label always meets its prediction whatever partitions the serving stack used. The state
 (the pending join, per-bucket performance, references, alert policy) is not stored: on every
-assignment the stage rebuilds it by re-reading both topics from ``horizon + window +
-evaluation delay`` ago (by record time). The pure tracker is deterministic in its input
+assignment the stage rebuilds it by re-reading both topics from ``horizon + window + the
+oldest judgement age`` ago (by record time; windows are judged again as their labels arrive,
+up to the horizon after they end). The pure tracker is deterministic in its input
 order, so a rebuild emits the alert transitions of the first run again, with the same
 fingerprints, and with the same CloudEvents ids where the two topics' records interleave as
 they did before (across partitions the fetch order can differ, and then an alert can come
 one window earlier or later, or at another severity). Those are not sent again: before the
-rebuild sends anything, the stage reads the alerts topic to its end and keeps the latest
-transition of each fingerprint of its alert kinds (:class:`~driftwire.truth.sent.SentAlerts`);
+rebuild sends anything, the stage reads the alerts topic's records of the same span to its end
+(:func:`read_sent_alerts`) and keeps the latest transition of each fingerprint of its alert
+kinds (:class:`~driftwire.truth.sent.SentAlerts`);
 a transition is sent only when it is evaluated after that one and changes its status. This
 holds after a SIGKILL too (nothing is kept but the topic): a transition the killed run did
 not get to send is sent by the next, one it sent is not sent again, and no fingerprint gets
@@ -62,7 +64,8 @@ from driftwire.truth.join import Prediction
 from driftwire.truth.label import decode_label
 from driftwire.truth.reference import ReferencePerformance
 from driftwire.truth.sent import SentAlerts
-from driftwire.truth.tracker import TruthTracker
+from driftwire.truth.staged_policy import age_label
+from driftwire.truth.tracker import TrackerSettings, TruthTracker
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,7 @@ class TruthStage:
         self._applied: dict[tuple[str, str], str] = {}  # baseline ids the tracker judges by
         self._max_future_ms = int(settings.profile.max_future_seconds * 1000)
         self._sent = SentAlerts()
+        self._since_ms = 0  # the rebuild's start (record time)
         self.alerts_sent = 0
         #: transitions of a rebuild left unsent because the alerts topic holds them already
         self.alerts_withheld = 0
@@ -171,7 +175,7 @@ class TruthStage:
                     if self._rewind:  # a new assignment: drop this batch, seek, rebuild
                         await self._seek(self._rewind)  # the batch is read again from there
                         self._rewind = {}
-                        self._sent = await self._read_sent()
+                        self._sent = await read_sent_alerts(self._s, self._since_ms)
                         continue
                     await self._handle(data)
         finally:
@@ -219,8 +223,15 @@ class TruthStage:
         self._applied = held
         self._m.baselines_loaded.set(len(held))
 
+    @staticmethod
+    def rebuild_span_ms(t: TrackerSettings) -> int:
+        """How far back a rebuild reads both topics (and the alerts topic): the horizon, a
+        window and the oldest judgement age, so that every window judged from then on has all
+        its predictions and the policy has a horizon of windows to come to its state."""
+        return t.horizon_ms + t.window_ms + t.judge_ages_ms[-1]
+
     async def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        """Start over from ``horizon + window + delay`` ago on every partition now owned.
+        """Start over from :meth:`rebuild_span_ms` ago on every partition now owned.
 
         The seeks are made by the loop, between two fetches (a seek made here could be undone
         by a batch fetched before it and returned after it)."""
@@ -228,10 +239,10 @@ class TruthStage:
             return
         async with self._lock:
             t = self._s.truth
-            back_s = t.horizon_seconds + t.window_seconds + t.evaluation_delay_seconds
-            since = int((time.time() - back_s) * 1000)
+            since = int(time.time() * 1000) - self.rebuild_span_ms(t.tracker_settings())
             found = await self._consumer.offsets_for_times(dict.fromkeys(assigned, since))
             self._rewind = {tp: (hit.offset if hit else None) for tp, hit in found.items()}
+            self._since_ms = since
             self._tracker = TruthTracker(t.tracker_settings())
             self._applied = {}
             self._reached = {}
@@ -239,55 +250,6 @@ class TruthStage:
                 "truth stage owns the events and labels partitions; rebuilding",
                 extra={"fields": {"partitions": len(assigned), "since_ms": since}},
             )
-
-    async def _read_sent(self) -> SentAlerts:
-        """The latest transition of each fingerprint of this stage's kinds on the alerts
-        topic, read to the end it has now (without a consumer group)."""
-        sent = SentAlerts()
-        topic = self._s.topics.alerts
-        opts = self._s.kafka.client_options()
-        admin = AIOKafkaAdminClient(**opts)
-        await admin.start()
-        try:
-            known = await BaselinesFollower.partitions(admin, topic)
-        finally:
-            await admin.close()
-        parts = sorted(known, key=lambda tp: tp.partition)
-        if not parts:
-            return sent
-        reader = AIOKafkaConsumer(**opts, enable_auto_commit=False)
-        await reader.start()
-        try:
-            reader.assign(parts)
-            await reader.seek_to_beginning(*parts)
-            starts = await reader.beginning_offsets(parts)
-            ends = await reader.end_offsets(parts)
-            behind = [tp for tp in parts if ends[tp] > starts[tp]]
-            while behind:
-                batch = await reader.getmany(*behind, timeout_ms=self._s.consumer.fetch_timeout_ms)
-                for records in batch.values():
-                    for r in records:
-                        self._note_sent(sent, r)
-                behind = [tp for tp in behind if await reader.position(tp) < ends[tp]]
-        finally:
-            await reader.stop()
-        log.info(
-            "truth stage read the alerts topic back",
-            extra={"fields": {"fingerprints": sent.held}},
-        )
-        return sent
-
-    @staticmethod
-    def _note_sent(sent: SentAlerts, record: ConsumerRecord) -> None:
-        try:
-            event = orjson.loads(record.value)
-            data = event["data"]
-            if data["labels"]["kind"] not in ALERT_KINDS:
-                return
-            at = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
-            sent.seed(str(data["fingerprint"]), str(data["status"]), round(at.timestamp() * 1000))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            return  # not one of ours: another producer's record on the topic
 
     async def _seek(self, offsets: Mapping[TopicPartition, int | None]) -> None:
         if self._consumer is None:
@@ -412,14 +374,74 @@ class TruthStage:
         self._m.count(join.counts.as_dict())
         self._m.pending.labels(side="predictions").set(join.pending_predictions)
         self._m.pending.labels(side="labels").set(join.pending_labels)
-        for key, judged in self._tracker.latest.items():
-            self._m.judged(
-                key,
-                judged.completeness,
-                judged.metrics,
-                joined=judged.joined,
-                estimate_error=judged.estimate_error,
-                actual_shares=judged.actual_shares if judged.actual_shares else None,
-            )
+        for key, ages in self._tracker.judged.items():
+            for judged in ages.values():
+                self._m.judged(
+                    key,
+                    judged.completeness,
+                    judged.metrics,
+                    age=age_label(judged.age_ms),
+                    joined=judged.joined,
+                    estimate_error=judged.estimate_error,
+                    actual_shares=judged.actual_shares if judged.actual_shares else None,
+                )
         for key, estimated in self._tracker.estimated.items():
             self._m.estimated_now(key, estimated.metrics)
+
+
+async def read_sent_alerts(settings: Settings, since_ms: int) -> SentAlerts:
+    """The latest transition of each fingerprint of the truth stage's kinds among the alerts
+    topic's records from ``since_ms`` on (record time; the rebuild's start), read to the end the
+    topic has now, without a consumer group. Older records are not read: a restart costs the
+    span of the rebuild, not the topic's whole retention. What that leaves out: an alert that
+    has been firing since before ``since_ms`` and that the rebuild fires again is sent again
+    (the same fingerprint and status: a re-notification to its receivers)."""
+    sent = SentAlerts()
+    topic = settings.topics.alerts
+    opts = settings.kafka.client_options()
+    admin = AIOKafkaAdminClient(**opts)
+    await admin.start()
+    try:
+        known = await BaselinesFollower.partitions(admin, topic)
+    finally:
+        await admin.close()
+    parts = sorted(known, key=lambda tp: tp.partition)
+    if not parts:
+        return sent
+    reader = AIOKafkaConsumer(**opts, enable_auto_commit=False)
+    await reader.start()
+    read = 0
+    try:
+        reader.assign(parts)
+        ends = await reader.end_offsets(parts)
+        found = await reader.offsets_for_times(dict.fromkeys(parts, since_ms))
+        starts = {tp: ends[tp] if hit is None else hit.offset for tp, hit in found.items()}
+        for tp in parts:
+            reader.seek(tp, starts[tp])
+        behind = [tp for tp in parts if ends[tp] > starts[tp]]
+        while behind:
+            batch = await reader.getmany(*behind, timeout_ms=settings.consumer.fetch_timeout_ms)
+            for records in batch.values():
+                read += len(records)
+                for r in records:
+                    _note_sent(sent, r)
+            behind = [tp for tp in behind if await reader.position(tp) < ends[tp]]
+    finally:
+        await reader.stop()
+    log.info(
+        "truth stage read the alerts topic back",
+        extra={"fields": {"fingerprints": sent.held, "records": read, "since_ms": since_ms}},
+    )
+    return sent
+
+
+def _note_sent(sent: SentAlerts, record: ConsumerRecord) -> None:
+    try:
+        event = orjson.loads(record.value)
+        data = event["data"]
+        if data["labels"]["kind"] not in ALERT_KINDS:
+            return
+        at = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+        sent.seed(str(data["fingerprint"]), str(data["status"]), round(at.timestamp() * 1000))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return  # not one of ours: another producer's record on the topic

@@ -26,6 +26,7 @@ from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import Thresholds
 from driftwire.truth.compare import PerformanceCheck, PerformanceRule
 from driftwire.truth.estimate import EstimatedPerformance
+from driftwire.truth.staged_policy import age_label
 
 __all__ = ["estimate_finding", "performance_finding"]
 
@@ -47,10 +48,14 @@ def performance_finding(
     segment: str,
     completeness: float,
     rule: PerformanceRule,
+    age_ms: int | None = None,
 ) -> Finding:
-    """A ``performance_degradation`` or ``label_drift`` finding of one window."""
+    """A ``performance_degradation`` or ``label_drift`` finding of one window, judged
+    ``age_ms`` after the window ended (said in the summary when given)."""
     warning, critical = rule.margins["label_drift" if check.kind == "label_drift" else check.metric]
     share = f"{completeness:.0%} of the window"
+    if age_ms is not None:
+        share += f", judged {age_label(age_ms)} after it closed"
 
     def headline(status: str, threshold: float) -> str:
         if check.kind == "label_drift":
@@ -88,6 +93,7 @@ def performance_finding(
             "p_value": check.p_value,
             "labelled": check.n,
             "completeness": completeness,
+            **({} if age_ms is None else {"judged_after_seconds": age_ms / 1000}),
         },
         shown=check.value,
         count=check.n,

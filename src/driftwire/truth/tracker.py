@@ -10,6 +10,13 @@ there is one: the segment's, else the baseline's ``all``. Without one it is froz
 first ``reference_count`` joined predictions (all windows from its first prediction to the
 first window end where that many have joined), and judging starts with the next window.
 
+Windows stay open for labels until the horizon: with :attr:`TrackerSettings.rejudge_ms`, each
+window is judged again at those ages after its end and at the horizon, on every label joined
+by then (:attr:`TruthTracker.judged`: the latest judgement per age, for gauges), and the
+findings of every age go through one :class:`~driftwire.truth.staged_policy.StagedPolicy`:
+a later judgement fires what the first could not see, never a window already alerted on.
+Without a baseline, each age freezes its own reference from the first windows as it sees them.
+
 Binary classifiers with scores also get *estimated* performance: at every bucket boundary the
 window that just closed (no evaluation delay: its labels have mostly not arrived) is read
 through the score calibration fitted on the reference's scores and outcomes
@@ -17,8 +24,8 @@ through the score calibration fitted on the reference's scores and outcomes
 ``estimated_performance`` alert. When that window is judged on its realized labels, the
 estimate made at its close is put beside the realized value (:attr:`Judged.estimate_error`).
 
-Findings go through an :class:`~driftwire.alerts.policy.AlertPolicy`
-(two consecutive breaching windows to fire) and come back as
+Findings go through the policy (two consecutive breaching windows of one age to fire, the
+rules of :class:`~driftwire.alerts.policy.AlertPolicy`) and come back as
 :class:`~driftwire.alerts.alert.Alert` emissions. Everything is a function of the input
 order: the same records in the same order give the same alerts, with the same CloudEvents
 ids.
@@ -42,13 +49,13 @@ from typing import Any
 
 from driftwire.alerts.alert import Alert, iso
 from driftwire.alerts.finding import Finding
-from driftwire.alerts.policy import AlertPolicy
 from driftwire.truth.compare import PerformanceRule, classification_checks, regression_checks
 from driftwire.truth.estimate import EstimatedPerformance, ScoreCalibration, estimate_binary
 from driftwire.truth.findings import estimate_finding, performance_finding
 from driftwire.truth.join import Prediction, TruthJoin
 from driftwire.truth.label import GroundTruth
 from driftwire.truth.reference import ReferencePerformance
+from driftwire.truth.staged_policy import StagedPolicy, age_label
 from driftwire.truth.windows import PerformanceBuckets, WindowPerformance
 
 __all__ = ["ESTIMATED_METRICS", "Estimated", "Judged", "TrackerSettings", "TruthTracker"]
@@ -73,6 +80,23 @@ class TrackerSettings:
     threshold: float = 0.5
     reference_count: int = 2_000
     rule: PerformanceRule = field(default_factory=PerformanceRule)
+    #: later ages (after the window's end) at which a window is judged again, on every label
+    #: joined by then; ages at or below ``evaluation_delay_ms`` or past ``horizon_ms`` are left
+    #: out, and a non-empty tuple adds the horizon (all labels in) as the last judgement
+    rejudge_ms: tuple[int, ...] = ()
+
+    @property
+    def judge_ages_ms(self) -> tuple[int, ...]:
+        """Every age a window is judged at, the first (``evaluation_delay_ms``) first.
+
+        >>> s = TrackerSettings(1, 10, 100, evaluation_delay_ms=5, rejudge_ms=(3, 50, 400))
+        >>> s.judge_ages_ms
+        (5, 50, 100)
+        """
+        later = {a for a in self.rejudge_ms if self.evaluation_delay_ms < a < self.horizon_ms}
+        if self.rejudge_ms and self.horizon_ms > self.evaluation_delay_ms:
+            later.add(self.horizon_ms)
+        return (self.evaluation_delay_ms, *sorted(later))
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,8 @@ class Judged:
     estimate_error: dict[str, float] = field(default_factory=dict)
     #: share of each actual class among the window's labelled predictions (classifiers)
     actual_shares: dict[str, float] = field(default_factory=dict)
+    #: how long after the window's end it was judged (one of ``judge_ages_ms``)
+    age_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,9 +149,15 @@ class TruthTracker:
         self.buckets = PerformanceBuckets(
             bucket_ms=settings.bucket_ms, threshold=settings.threshold
         )
-        self.policy = AlertPolicy(consecutive=consecutive, resolve_windows=2, resolve_ratio=0.6)
+        self.policy = StagedPolicy(consecutive=consecutive, resolve_windows=2, resolve_ratio=0.6)
         self.references: dict[Key, WindowPerformance] = {}
+        #: the first judgement of the newest window judged, per (model, version, segment)
         self.latest: dict[Key, Judged] = {}
+        #: the latest judgement at each age (:attr:`TrackerSettings.judge_ages_ms`): the
+        #: window that ended that long ago, on the labels joined so far
+        self.judged: dict[Key, dict[int, Judged]] = {}
+        #: the frozen references of the later judgement ages (without a baseline)
+        self._aged_references: dict[tuple[Key, int], WindowPerformance] = {}
         self.estimated: dict[Key, Estimated] = {}
         self._baselines: dict[tuple[str, str], _Baseline] = {}
         self._calibrations: dict[Key, ScoreCalibration | None] = {}
@@ -207,38 +239,63 @@ class TruthTracker:
 
     def _judge(self, tick: int) -> list[Alert]:
         s = self.settings
-        end = tick - s.evaluation_delay_ms
-        start = end - s.window_ms
+        ages = s.judge_ages_ms
         alerts: list[Alert] = []
         for key in sorted(self._keys):
             alerts += self._estimate(key, tick)
-            window = self.buckets.window(*key, start, end)
-            if window.predictions == 0:
-                continue
-            reference = self._reference(key)
-            if reference is None:
-                so_far = self.buckets.window(*key, _BEGINNING, end)
-                if so_far.joined >= s.reference_count:
-                    self.references[key] = so_far  # frozen: the first labelled predictions
-                continue
-            for finding in self._findings(key, window, reference):
-                alerts += self._emit(finding, key, start, end, tick)
-            made = self._estimates.get(key, {}).pop(end, None)
-            self.latest[key] = _judged(end, window, made)
+            for age in ages:
+                alerts += self._judge_window(key, tick, age)
+        oldest = tick - ages[-1]
         for estimates in self._estimates.values():
-            for old in [e for e in estimates if e < end]:
+            for old in [e for e in estimates if e < oldest]:
                 del estimates[old]
         self.buckets.drop_scores_before(tick - s.window_ms)
-        self.buckets.drop_before(end - s.window_ms - s.horizon_ms - s.evaluation_delay_ms)
+        end = tick - s.evaluation_delay_ms
+        self.buckets.drop_before(
+            min(end - s.window_ms - s.horizon_ms - s.evaluation_delay_ms, oldest - s.window_ms)
+        )
         return alerts
 
-    def _reference(self, key: Key) -> WindowPerformance | None:
+    def _judge_window(self, key: Key, tick: int, age: int) -> list[Alert]:
+        """Judge the window of ``key`` that ended ``age`` before ``tick``, on the labels
+        joined so far."""
+        s = self.settings
+        end = tick - age
+        start = end - s.window_ms
+        first = age == s.evaluation_delay_ms
+        window = self.buckets.window(*key, start, end)
+        if window.predictions == 0:
+            return []
+        reference = self._reference(key, age)
+        if reference is None:
+            so_far = self.buckets.window(*key, _BEGINNING, end)
+            if so_far.joined >= s.reference_count:
+                # frozen: the first labelled predictions, as this age sees them (a later age
+                # is held against the same windows with as many of their labels in, so labels
+                # that come late for one class do not read as a change)
+                if first:
+                    self.references[key] = so_far
+                else:
+                    self._aged_references[(key, age)] = so_far
+            return []
+        alerts: list[Alert] = []
+        for finding in self._findings(key, window, reference, age):
+            alerts += self._emit(finding, key, start, end, tick, age)
+        judged = _judged(end, window, self._estimates.get(key, {}).get(end), age)
+        self.judged.setdefault(key, {})[age] = judged
+        if first:
+            self.latest[key] = judged
+        return alerts
+
+    def _reference(self, key: Key, age: int | None = None) -> WindowPerformance | None:
         """The baseline's realized performance of the segment (else its ``all``), else the
-        frozen one."""
+        one frozen at the judgement age (None: the first)."""
         baseline = self._baselines.get(key[:2])
         if baseline is not None:
             return baseline.performance.segment(key[2])
-        return self.references.get(key)
+        if age is None or age == self.settings.evaluation_delay_ms:
+            return self.references.get(key)
+        return self._aged_references.get((key, age))
 
     def _calibration(self, key: Key) -> ScoreCalibration | None:
         """The score calibration fitted on the reference (None: not a binary classifier with
@@ -301,10 +358,10 @@ class TruthTracker:
             rule=s.rule,
             min_count=s.rule.min_count,
         )
-        return self._emit(finding, key, tick - s.window_ms, tick, tick)
+        return self._emit(finding, key, tick - s.window_ms, tick, tick, None)
 
     def _findings(
-        self, key: Key, window: WindowPerformance, reference: WindowPerformance
+        self, key: Key, window: WindowPerformance, reference: WindowPerformance, age: int
     ) -> list[Finding]:
         rule = self.settings.rule
         checks = []
@@ -325,14 +382,20 @@ class TruthTracker:
                 segment=segment,
                 completeness=window.completeness,
                 rule=rule,
+                age_ms=age,
             )
             for c in checks
         ]
 
-    def _emit(self, f: Finding, key: Key, start: int, end: int, tick: int) -> list[Alert]:
+    def _emit(
+        self, f: Finding, key: Key, start: int, end: int, tick: int, age: int | None
+    ) -> list[Alert]:
+        """The alert events of finding ``f`` of the window ``[start, end)`` judged ``age``
+        after its end (None: the estimate at its close)."""
         policy_key = "/".join((*key, f.labels["kind"], f.labels["statistic"]))
         alerts = []
-        for t in self.policy.observe(policy_key, f.value, f.thresholds, now_ms=tick):
+        at = 0 if age is None else age
+        for t in self.policy.observe(policy_key, at, end, f.value, f.thresholds, now_ms=tick):
             threshold = f.threshold(t.severity)
             alerts.append(
                 Alert(
@@ -349,13 +412,13 @@ class TruthTracker:
                     threshold=None,
                     bound=None,
                     window={"start": iso(start), "end": iso(end), "count": f.count},
-                    reference=self._describe_reference(key),
+                    reference=self._describe_reference(key, age),
                     evidence=f.evidence,
                 )
             )
         return alerts
 
-    def _describe_reference(self, key: Key) -> dict[str, Any]:
+    def _describe_reference(self, key: Key, age: int | None) -> dict[str, Any]:
         baseline = self._baselines.get(key[:2])
         if baseline is not None:
             p = baseline.performance
@@ -366,17 +429,20 @@ class TruthTracker:
                 "count": p.segments[segment].joined,
                 "note": f"the baseline's realized performance on segment {segment}",
             }
-        frozen = self.references.get(key)
+        frozen = self._reference(key, age)
         model, version, segment = key
         return {
             "kind": "frozen_window",
             "id": f"frozen:{model}/{version}/{segment}",
             "count": 0 if frozen is None else frozen.joined,
-            "note": "no baseline with reference performance: the first labelled predictions",
+            "note": "no baseline with reference performance: the first labelled predictions"
+            + ("" if age is None else f", as judged {age_label(age)} after their windows"),
         }
 
 
-def _judged(end: int, window: WindowPerformance, made: EstimatedPerformance | None) -> Judged:
+def _judged(
+    end: int, window: WindowPerformance, made: EstimatedPerformance | None, age: int
+) -> Judged:
     metrics: dict[str, tuple[float, float | None, float | None]] = {}
     if window.classification is not None:
         m = window.classification.metrics()
@@ -415,4 +481,4 @@ def _judged(end: int, window: WindowPerformance, made: EstimatedPerformance | No
             if value is not None and math.isfinite(value) and math.isfinite(expected):
                 errors[name] = expected - value
     shares = {} if window.classification is None else window.classification.metrics().actual_shares
-    return Judged(end, window.completeness, window.joined, metrics, errors, shares)
+    return Judged(end, window.completeness, window.joined, metrics, errors, shares, age)

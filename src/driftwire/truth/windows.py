@@ -165,9 +165,7 @@ class PerformanceBuckets:
         classification: ClassificationState | None = None
         regression: RegressionState | None = None
         delays: list[int] = []
-        for (m, v, s, begin), bucket in sorted(self._buckets.items()):
-            if (m, v, s) != (model, version, segment) or not start <= begin < end:
-                continue
+        for bucket in self._in_window(model, version, segment, start, end):
             predictions += bucket.predictions
             joined += bucket.joined
             expired += bucket.expired
@@ -186,6 +184,25 @@ class PerformanceBuckets:
             regression,
             float(np.median(delays)) if delays else None,
         )
+
+    def _in_window(
+        self, model: str, version: str, segment: str, start: int, end: int
+    ) -> list[_Bucket]:
+        """The buckets of one series starting in ``[start, end)``, oldest first: looked up
+        one bucket start at a time when that is fewer than the buckets held (a window judged
+        at several ages costs its own buckets, not every bucket kept for the horizon)."""
+        first = start + (-start) % self.bucket_ms
+        if (end - first) // self.bucket_ms <= len(self._buckets):
+            found = (
+                self._buckets.get((model, version, segment, begin))
+                for begin in range(first, end, self.bucket_ms)
+            )
+            return [b for b in found if b is not None]
+        return [
+            bucket
+            for (m, v, s, begin), bucket in sorted(self._buckets.items())
+            if (m, v, s) == (model, version, segment) and start <= begin < end
+        ]
 
     def drop_before(self, time_ms: int) -> int:
         """Forget buckets that start before ``time_ms`` (past every window and the horizon);
