@@ -53,6 +53,7 @@ from driftwire.ops.health import Readiness
 from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import DetectMetrics, DriftScoreCollector, Metrics
 from driftwire.partials import Partial
+from driftwire.stages.consumer_stop import cancelled_from_outside
 from driftwire.stages.detect._access import AuthorizationWatch
 from driftwire.stages.detect._baselines import BaselinesFollower
 from driftwire.stages.detect._faust import (
@@ -429,7 +430,11 @@ class DetectStage:
                 await task
         except asyncio.CancelledError:
             task.cancel()
-            raise
+            if cancelled_from_outside():
+                raise
+            # the follower ended cancelled by itself: that must not take the place of the
+            # error the stage is ending with (a missing ACL's line was lost that way)
+            log.warning("baselines follower ended cancelled while the stage was stopping")
         except Exception:  # already raised by _supervise if it happened while running
             log.debug("baselines follower ended with an error", exc_info=True)
 
