@@ -232,6 +232,55 @@ def test_records_at_the_bounds_are_admitted() -> None:
     assert admit(_partial(events=0).encode(), now_ms=NOW, limits=LIMITS) == _partial(events=0)
 
 
+KNOWN = replace(LIMITS, input_partitions=4)  # the events topic has 4 partitions
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        (Watermark("events", 4, 5, NOW).encode(), "source.partition"),
+        (Watermark("events", 9_999, 10_000, START_MS).encode(), "source.partition"),
+        (Watermark("events", 0, 5, NOW).encode(), "source.partitions"),
+        (_partial(partition=4).encode(), "source.partition"),
+    ],
+    ids=["watermark-next", "watermark-far-low", "watermark-count", "partial"],
+)
+def test_a_partition_the_input_topic_does_not_have_is_refused(value: bytes, field: str) -> None:
+    """Schema-valid, within MAX_INPUT_PARTITIONS: admitted when the count is unknown, refused
+    once stage 2 knows the topic has 4 partitions."""
+    assert not isinstance(admit(value, now_ms=NOW, limits=LIMITS), Rejected)
+    got = admit(value, now_ms=NOW, limits=KNOWN)
+    assert isinstance(got, Rejected), got
+    assert (got.reason, got.field) == ("source", field)
+    assert "the input topic has 4" in got.message
+
+
+def test_the_partitions_the_input_topic_has_are_admitted() -> None:
+    for p in range(4):
+        mark = Watermark("events", p, 4, NOW)
+        assert admit(mark.encode(), now_ms=NOW, limits=KNOWN) == mark
+        assert admit(_partial(partition=p).encode(), now_ms=NOW, limits=KNOWN) == _partial(
+            partition=p
+        )
+    fewer = Watermark("events", 0, 2, NOW)  # stage 1 has not seen the topic grow yet
+    assert admit(fewer.encode(), now_ms=NOW, limits=KNOWN) == fewer
+
+
+def test_a_watermark_of_a_partition_that_does_not_exist_would_hold_detection_back() -> None:
+    """Why the check exists: admitted, a low watermark of partition 9 of 10 keeps every bucket
+    of a 2-partition topic incomplete, however long the grace has run."""
+    values, expected = _captured()
+    assert expected  # alone, the stream fires
+    ghost = Watermark("events", 9, 10, START_MS).encode()
+    detector = _fresh_detector()
+    alerts = _feed(detector, [values[0], ghost, *values[1:]])
+    alerts += detector.tick(NOW + 86_400_000)  # a day later: the grace is long over
+    assert alerts == []
+    assert not detector.evaluated_versions("churn")
+    refused = admit(ghost, now_ms=NOW, limits=replace(LIMITS, input_partitions=1))
+    assert isinstance(refused, Rejected)
+
+
 # -- the detector refuses a bad partial before changing anything ---------------------------
 
 

@@ -447,6 +447,32 @@ def test_stops_while_waiting_for_the_partials_topic(kafka_bootstrap: str, topic_
 
 
 @pytest.mark.kafka
+@pytest.mark.timeout(60)
+def test_the_baselines_follower_told_to_finish_while_starting_ends_normally(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    """Told to finish while it starts (the stage failed meanwhile, e.g. on a missing ACL), the
+    follower stops its consumer at once: aiokafka's stop() then cancels a task that has not run
+    yet and used to raise CancelledError here, which ended the follower, and with it the detect
+    stage, cancelled instead of with the stage's error; the worker then waited for ever."""
+    from driftwire.stages.detect._baselines import BaselinesFollower
+
+    s = _settings(kafka_bootstrap, topic_name)
+    create_topic(kafka_bootstrap, s.topics.baselines, 1, {"cleanup.policy": "compact"})
+
+    async def scenario() -> None:
+        follower = BaselinesFollower(s, ReferenceStore(), DetectMetrics(CollectorRegistry()))
+        finished = asyncio.Event()
+        finished.set()
+        task = asyncio.create_task(follower.run(finished))
+        await asyncio.wait_for(asyncio.wait({task}), timeout=30)
+        assert not task.cancelled()
+        assert task.exception() is None
+
+    _run(scenario)
+
+
+@pytest.mark.kafka
 @pytest.mark.timeout(180)
 # When the broker is gone, aiokafka's consumer.stop() raises inside faust's consumer thread
 # (mode.threads.ServiceThread.on_thread_stop); the thread dies without signalling shutdown and

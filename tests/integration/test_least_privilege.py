@@ -128,9 +128,12 @@ def test_the_listed_acls_are_enough_for_the_whole_worker(
         (Acl("TOPIC", "{events}", "READ"), "Read and Describe on topic {events} "),
         (Acl("TOPIC", "{events}.dlq", "WRITE"), "Write and Describe on topic {events}.dlq "),
         (Acl("GROUP", "{events}-lp", "READ"), "Read on group {events}-lp "),
-        # the detect stage's Faust app, which would wait or carry on without its state (its
-        # group's Read is not here: the worker still hangs in about one run of four; see
-        # docs/security.md)
+        # the detect stage's Faust app, which would wait or carry on without its state
+        (
+            Acl("GROUP", "{events}-lp-detect", "READ", prefixed=True),
+            "Read on group {events}-lp-detect (the detect stage's Faust app: the prefixed "
+            "ACLs on {events}-lp-detect) ",
+        ),
         (
             Acl("TOPIC", "{events}-lp-detect", "CREATE", prefixed=True),
             "Create on topic {events}-lp-detect-detector-changelog (the detect stage's ",
@@ -148,6 +151,7 @@ def test_the_listed_acls_are_enough_for_the_whole_worker(
         "events-read",
         "dead-letter-write",
         "group-read",
+        "faust-group-read",
         "faust-topics-create",
         "faust-topics-read",
         "faust-topics-write",

@@ -1,13 +1,16 @@
 """Untrusted partials through the real broker: bad records written onto the partials topic in
 the middle of a valid stream (garbage bytes, a schema violation, a watermark ten years ahead,
-a partial ten years ahead, a partial whose sketch does not deserialize) are dead-lettered with
-their reasons and counted exactly, and the valid stream's windows and alerts are exactly those
+a partial ten years ahead, a partial whose sketch does not deserialize, a watermark and a
+partial naming an input partition the events topic does not have) are dead-lettered with their
+reasons and counted exactly, and the valid stream's windows and alerts are exactly those
 of the in-memory pipeline fed the valid stream alone."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
+from typing import Any
 
 import orjson
 import pytest
@@ -51,6 +54,7 @@ def test_bad_partials_are_dead_lettered_and_change_nothing(
     create_topic(kafka_bootstrap, t.partials, 2)
     create_topic(kafka_bootstrap, t.alerts, 1)
     create_topic(kafka_bootstrap, t.dead_letter_topic, 1)
+    create_topic(kafka_bootstrap, t.events, 1)  # stage 2 asks the broker how many it has
     oracle = _Oracle(s)
     expected = list(oracle.run(generate(_stream(3, income_shift_from=6))))
     assert "firing" in [a.status for a in expected]  # the scenario is worth checking
@@ -70,6 +74,12 @@ def test_bad_partials_are_dead_lettered_and_change_nothing(
     schema = orjson.loads(Watermark(topic, 0, 1, START_MS).encode())
     schema["watermark_ms"] = "soon"
     future_mark = Watermark(topic, 0, 1, far).encode()
+    # schema-valid, but the events topic has one partition: admitted, this low watermark of a
+    # partition that never reports again would hold every later bucket back for ever
+    ghost_mark = Watermark(topic, 3, 4, START_MS).encode()
+    ghost = Partial(
+        topic, 1, 0, 9, START_MS + 7 * MINUTE, START_MS + 8 * MINUTE, "churn", "1", 0, {}
+    )
     bad = [
         (t.partials, b"churn", b"\x00\xffgarbage", 0),
         (t.partials, None, orjson.dumps(schema), 1),
@@ -77,9 +87,19 @@ def test_bad_partials_are_dead_lettered_and_change_nothing(
         (t.partials, None, future_mark, 1),
         (t.partials, b"churn", ahead.encode(), None),
         (t.partials, b"churn", bad_sketch.encode(), None),
+        (t.partials, None, ghost_mark, 0),
+        (t.partials, None, ghost_mark, 1),
+        (t.partials, b"churn", ghost.encode(), None),
     ]
     want = Counter(
-        {"malformed": 1, "schema": 1, "future_watermark": 2, "future_bucket": 1, "sketch": 1}
+        {
+            "malformed": 1,
+            "schema": 1,
+            "future_watermark": 2,
+            "future_bucket": 1,
+            "sketch": 1,
+            "source": 3,
+        }
     )
 
     async def scenario() -> None:
@@ -184,5 +204,62 @@ def test_a_model_whose_evaluation_raises_keeps_the_others_alerts(
         assert _ce_ids(churn) == expected_ids
         logged = [r for r in caplog.records if "evaluating a model failed" in r.getMessage()]
         assert len(logged) == 1
+
+    _run(scenario)
+
+
+async def _described(admin: Any, topic: str, partitions: int) -> None:
+    """Wait until the broker describes ``topic`` with ``partitions`` (its metadata caught up)."""
+    for _ in range(100):
+        if topic in await admin.list_topics():
+            (found,) = await admin.describe_topics([topic])
+            if len(found["partitions"]) == partitions:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{topic} not described with {partitions} partitions")
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(60)
+def test_the_input_partition_count_follows_the_broker(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    """The bound comes from the broker: unknown while the events topic does not exist, then its
+    count; a topic that grew is learnt by the next refresh, or by a recheck (a record naming a
+    partition beyond the count), which asks at most once every ``recheck_s``."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+
+    from driftwire.stages.detect._inputs import InputPartitions
+
+    events = f"{topic_name}-events"
+    now = [0.0]
+    inputs = InputPartitions(
+        {"bootstrap_servers": kafka_bootstrap}, events, clock=lambda: now[0], recheck_s=5.0
+    )
+
+    async def scenario() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        await inputs.start()
+        try:
+            assert inputs.count is None  # not created by asking either
+            await admin.create_topics([NewTopic(events, 1, 1)])
+            await _described(admin, events, 1)
+            assert not await inputs.recheck()  # asked at start, within recheck_s
+            now[0] = 5.0
+            assert await inputs.recheck()
+            assert inputs.count == 1
+            await admin.create_partitions({events: NewPartitions(3)})
+            await _described(admin, events, 3)
+            now[0] = 6.0
+            assert not await inputs.recheck()  # rate-limited: a flood asks once per 5 s
+            await inputs.refresh_if_due()  # not due for 60 s
+            assert inputs.count == 1
+            now[0] = 65.0
+            await inputs.refresh_if_due()
+            assert inputs.count == 3
+        finally:
+            await inputs.close()
+            await admin.close()
 
     _run(scenario)

@@ -50,6 +50,35 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+async def until_one_fails(tasks: list[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
+    """Wait until one of ``tasks`` fails or ends cancelled, or all have ended; return those
+    that have ended.
+
+    ``asyncio.wait(..., return_when=FIRST_EXCEPTION)`` does not count a cancelled task as a
+    failure: a stage that ended cancelled (a ``CancelledError`` leaked out of a client library,
+    ``driftwire.stages.consumer_stop``) would leave the worker waiting for ever for the others.
+
+    >>> async def demo() -> list[str]:
+    ...     async def forever() -> None:
+    ...         await asyncio.Event().wait()
+    ...     async def leaks() -> None:
+    ...         raise asyncio.CancelledError
+    ...     tasks = [asyncio.create_task(forever(), name="a")]
+    ...     tasks.append(asyncio.create_task(leaks(), name="b"))
+    ...     ended = await until_one_fails(tasks)
+    ...     tasks[0].cancel()
+    ...     return sorted(t.get_name() for t in ended)
+    >>> asyncio.run(demo())
+    ['b']
+    """
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if any(t.cancelled() or t.exception() is not None for t in tasks if t.done()):
+            break
+    return {t for t in tasks if t.done()}
+
+
 async def serve(
     settings: Settings,
     stage: str,
@@ -157,9 +186,14 @@ async def serve(
     code = 0
     denied: str | None = None
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if (failed := task.exception()) is not None:
+        for task in await until_one_fails(tasks):
+            if task.cancelled():  # e.g. a CancelledError that leaked out of aiokafka
+                log.error(
+                    "stage ended cancelled although nothing stopped it",
+                    extra={"fields": {"stage": task.get_name()}},
+                )
+                code = 1
+            elif (failed := task.exception()) is not None:
                 denied = denied or authorization_problem(failed, settings)
                 if denied is None:
                     log.error("stage failed", exc_info=failed)

@@ -13,7 +13,11 @@ stable ``reason`` (one of :data:`REASONS`), which the shell dead-letters and cou
   code; a test keeps the two equal);
 * ``id``: a partial whose id is not the hash of its source and bucket;
 * ``source``: a source partition outside ``[0, partitions)``, or more input partitions than
-  :data:`MAX_INPUT_PARTITIONS`, or offsets that run backwards;
+  :data:`MAX_INPUT_PARTITIONS`, or offsets that run backwards; and, when stage 2 knows how many
+  partitions the input topic has (``input_partitions``, from the broker), a partial or
+  watermark naming a partition beyond them, or a watermark claiming more of them: stage 2
+  would wait for that partition, for ever if its watermark were low, and the count it is told
+  only ever grows;
 * ``bucket``: a bucket that is not one aligned bucket of ``bucket_ms``;
 * ``count``: more events than the offset range holds (each event is one offset);
 * ``future_bucket`` / ``future_watermark``: a bucket end or watermark more than
@@ -34,6 +38,9 @@ True
 'future_watermark'
 >>> admit(b"\\x00garbage", now_ms=0, limits=limits).reason
 'malformed'
+>>> known = IntakeLimits(bucket_ms=60_000, max_ahead_ms=600_000, input_partitions=2)
+>>> admit(Watermark("events", 7, 8, 120_000).encode(), now_ms=1_000_000, limits=known).message
+'partition 7: the input topic has 2 partitions'
 """
 
 from __future__ import annotations
@@ -74,12 +81,13 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class IntakeLimits:
-    """The bounds a record must keep: the bucket size and how far ahead of stage 2's clock a
-    bucket end or watermark may be."""
+    """The bounds a record must keep: the bucket size, how far ahead of stage 2's clock a
+    bucket end or watermark may be, and the input topic's partition count if known."""
 
     bucket_ms: int
     max_ahead_ms: int
     max_partitions: int = MAX_INPUT_PARTITIONS
+    input_partitions: int | None = None
 
 
 def admit(
@@ -124,6 +132,16 @@ def bounds_violation(
                 "source.partition",
                 f"partition {record.partition} of a topic with {record.partitions}",
             )
+        beyond = _beyond_input(record.partition, limits.input_partitions)
+        if beyond is not None:
+            return beyond
+        if limits.input_partitions is not None and record.partitions > limits.input_partitions:
+            return Rejected(
+                "source",
+                "source.partitions",
+                f"{record.partitions} input partitions: the input topic has "
+                f"{limits.input_partitions}",
+            )
         if record.watermark_ms > ahead:
             return Rejected(
                 "future_watermark",
@@ -132,6 +150,9 @@ def bounds_violation(
                 f"of {now_ms}",
             )
         return None
+    beyond = _beyond_input(record.partition, limits.input_partitions)
+    if beyond is not None:
+        return beyond
     b = limits.bucket_ms
     if record.bucket_start_ms % b or record.bucket_end_ms - record.bucket_start_ms != b:
         return Rejected(
@@ -158,6 +179,16 @@ def bounds_violation(
             "count", "events", f"{record.events} events from {span} offsets (one event each)"
         )
     return None
+
+
+def _beyond_input(partition: int, input_partitions: int | None) -> Rejected | None:
+    if input_partitions is None or partition < input_partitions:
+        return None
+    return Rejected(
+        "source",
+        "source.partition",
+        f"partition {partition}: the input topic has {input_partitions} partitions",
+    )
 
 
 class InvalidPartial(InputError):

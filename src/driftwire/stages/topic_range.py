@@ -69,6 +69,8 @@ async def read_topic_range(
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
 
+    from driftwire.stages.consumer_stop import stop_consumer
+
     servers = client_options.get("bootstrap_servers")
     consumer = AIOKafkaConsumer(
         **client_options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
@@ -76,7 +78,7 @@ async def read_topic_range(
     try:
         await asyncio.wait_for(consumer.start(), timeout_s)
     except (KafkaError, OSError, TimeoutError) as exc:
-        await consumer.stop()
+        await stop_consumer(consumer)
         raise TransportError(
             f"cannot reach the Kafka brokers {servers} ({type(exc).__name__}): check "
             "kafka.bootstrap_servers / DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS"
@@ -126,4 +128,4 @@ async def read_topic_range(
                 consumer.pause(*[tp for tp in consumer.assignment() if tp not in todo])
         return read
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)

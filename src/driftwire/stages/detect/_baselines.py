@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from driftwire.errors import FormatError
+from driftwire.stages.consumer_stop import stop_consumer
 
 if TYPE_CHECKING:
     from driftwire.detect.reference import ReferenceStore
@@ -109,7 +110,7 @@ class BaselinesFollower:
                         self.ready.set()
                         log.info("baselines loaded", extra={"fields": {"count": len(self._refs)}})
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)  # told to finish during start(): stop() at once
             await admin.close()
 
     @staticmethod

@@ -53,6 +53,7 @@ from driftwire.ops.health import Readiness
 from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import DetectMetrics, DriftScoreCollector, Metrics
 from driftwire.partials import Partial
+from driftwire.stages.consumer_stop import cancelled_from_outside
 from driftwire.stages.detect._access import AuthorizationWatch
 from driftwire.stages.detect._baselines import BaselinesFollower
 from driftwire.stages.detect._faust import (
@@ -65,6 +66,7 @@ from driftwire.stages.detect._faust import (
     read_committed,
     topic_exists,
 )
+from driftwire.stages.detect._inputs import InputPartitions
 from driftwire.stages.detect._outbox import OutboxEntry
 from driftwire.stages.detect._refusals import Refusals
 from driftwire.stages.detect._slots import DetectorLike, _Slot, partition_of
@@ -125,6 +127,9 @@ class DetectStage:
             metrics=metrics,
         )
         self._baselines = BaselinesFollower(settings, references, metrics)
+        self._inputs = InputPartitions(
+            settings.kafka.client_options(), settings.topics.events, clock=time.monotonic
+        )
         self._partitions = 0
         self._replication = 1
         self._app: faust.App | None = None
@@ -305,6 +310,7 @@ class DetectStage:
             if topics is None:
                 return  # stopped while waiting for the partials topic
             self._partitions, self._replication = topics
+            await self._inputs.start()  # the bound of the partitions records may name
             dead_letters = self._s.topics.dead_letter_topic
             if not await topic_exists(self._s, dead_letters):
                 log.warning(
@@ -332,6 +338,7 @@ class DetectStage:
             if app is not None:
                 await self._stop_app(app)
             await self._finish(baselines)
+            await self._inputs.close()
             self._ready.details["detect_partitions"] = 0
 
     def _refused(self, error: AuthorizationError) -> None:
@@ -429,7 +436,11 @@ class DetectStage:
                 await task
         except asyncio.CancelledError:
             task.cancel()
-            raise
+            if cancelled_from_outside():
+                raise
+            # the follower ended cancelled by itself: that must not take the place of the
+            # error the stage is ending with (a missing ACL's line was lost that way)
+            log.warning("baselines follower ended cancelled while the stage was stopping")
         except Exception:  # already raised by _supervise if it happened while running
             log.debug("baselines follower ended with an error", exc_info=True)
 
@@ -490,7 +501,9 @@ class DetectStage:
         p, d = self._s.profile, self._s.detect
         ahead_s = p.max_future_seconds + p.bucket_seconds + d.clock_skew_seconds
         return IntakeLimits(
-            bucket_ms=int(p.bucket_seconds * 1000), max_ahead_ms=int(ahead_s * 1000)
+            bucket_ms=int(p.bucket_seconds * 1000),
+            max_ahead_ms=int(ahead_s * 1000),
+            input_partitions=self._inputs.count,
         )
 
     async def _on_record(self, value: bytes | None, partition: int, message: Any = None) -> None:
@@ -499,6 +512,13 @@ class DetectStage:
         state; other bad input is counted and logged, never raised."""
         now_ms = self._now_ms()
         record = admit(value, now_ms=now_ms, limits=self._intake_limits())
+        if (
+            isinstance(record, Rejected)
+            and record.field in ("source.partition", "source.partitions")
+            and self._inputs.count is not None
+            and await self._inputs.recheck()  # the events topic may have grown
+        ):
+            record = admit(value, now_ms=now_ms, limits=self._intake_limits())
         if isinstance(record, Rejected):
             await self._reject(record, value, partition, message, now_ms)
             return
@@ -556,6 +576,7 @@ class DetectStage:
         return slot
 
     async def _on_tick(self) -> None:
+        await self._inputs.refresh_if_due()
         app = self._app
         if app is None or app.rebalancing or not self._recovered:
             return  # the models may be changing hands
