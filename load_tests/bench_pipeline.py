@@ -34,7 +34,8 @@ In one run, on the same events in the same broker (a local one started with
 Every section records the load average before and after it: on a shared machine the figures
 move with it. ``--quick`` is a smoke run (a few thousand events, one-second buckets, the worker
 runs side by side): its figures mean nothing, its shape is the real one. ``--only`` runs some
-sections, ``--hot-path`` adds a cProfile pass over the profile stage.
+sections, ``--hot-path`` adds a cProfile pass over the profile stage, ``--py-spy DIR`` samples
+every separate detect process with py-spy (folded stacks in DIR, the largest shares in the JSON).
 
 The results are printed as a table and written as JSON (``--json``) to compare runs. Targets
 are reported, not asserted: profile stage >= 0.5 of the ceiling, latency p99 <= one bucket + 2 s,
