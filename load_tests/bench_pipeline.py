@@ -34,7 +34,8 @@ In one run, on the same events in the same broker (a local one started with
 Every section records the load average before and after it: on a shared machine the figures
 move with it. ``--quick`` is a smoke run (a few thousand events, one-second buckets, the worker
 runs side by side): its figures mean nothing, its shape is the real one. ``--only`` runs some
-sections, ``--hot-path`` adds a cProfile pass over the profile stage.
+sections, ``--hot-path`` adds a cProfile pass over the profile stage, ``--py-spy DIR`` samples
+every separate detect process with py-spy (folded stacks in DIR, the largest shares in the JSON).
 
 The results are printed as a table and written as JSON (``--json``) to compare runs. Targets
 are reported, not asserted: profile stage >= 0.5 of the ceiling, latency p99 <= one bucket + 2 s,
@@ -54,6 +55,7 @@ import json
 import os
 import platform
 import pstats
+import re
 import resource
 import shutil
 import signal
@@ -729,8 +731,13 @@ async def run_workers(
     total: int,
     limit_s: float,
     quiet_s: float,
+    py_spy: Path | None = None,
 ) -> tuple[Watch, set[tuple[str, str]], dict[str, Any]]:
-    """Run worker processes on the events topic of ``doc`` until it is consumed and settled."""
+    """Run worker processes on the events topic of ``doc`` until it is consumed and settled.
+
+    ``py_spy``: a directory; the separate detect process is sampled by ``py-spy record``
+    (attached once its start-up is done, ``--nonblocking``) into ``<name>-detect.txt`` there
+    (folded stacks), until it stops."""
     load = loadavg()
     stage = "profile" if separate_detect else "all"
     procs = [
@@ -741,10 +748,13 @@ async def run_workers(
         others.append(WorkerProcess(workdir, f"{name}-detect", doc, "detect").start())
     started = time.time()
     detect_cpu: list[float | None] = []
+    spy: subprocess.Popen[bytes] | None = None
     try:
         if others:  # stage 2's own CPU from when its metrics answer (start-up done)
             await _metrics_up(others[0], limit_s)
             detect_cpu.append(proc_cpu_s(others[0].pid))
+            if py_spy is not None:
+                spy = start_py_spy(others[0].pid, py_spy / f"{name}-detect.txt")
         watch = await watch_consumption(procs, total, limit_s, others=others)
         consumed = time.time()
         settle_rss: list[tuple[float, int]] = []
@@ -761,6 +771,8 @@ async def run_workers(
             detect_cpu.append(proc_cpu_s(others[0].pid))
     finally:
         stop_all([*procs, *others])
+        if spy is not None:
+            spy.wait(timeout=60)  # it writes its file once the process is gone
     alerts = transitions(await read_all(doc["kafka"]["bootstrap_servers"], doc["topics"]["alerts"]))
     first = next((s.t for s in watch.samples if s.consumed > 0), consumed)
     info = {
@@ -782,6 +794,46 @@ async def run_workers(
         info["detect_cpu_s"] = round(cpu_s, 2)
         info["detect_cpu_ms_per_comparison"] = round(cpu_s / comparisons * 1000, 3)
     return watch, alerts, info
+
+
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """``py-spy record`` of ``pid`` (folded stacks, 100 Hz, without pausing it) into ``out``."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--py-spy needs py-spy: pip install py-spy")
+    cmd = [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100"]
+    return subprocess.Popen(
+        [*cmd, "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+_LINE = re.compile(r":\d+\)$")
+
+
+def folded_summary(path: Path, top: int = 25) -> dict[str, list[tuple[str, float]]]:
+    """From py-spy's folded stacks: the functions with the largest shares of the samples,
+    including what they call (``inclusive``) and on their own (``self``)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_LINE.sub(")", frame) for frame in stack.split(";")]  # per function
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+
+    def share(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return [(frame, round(n / max(1, total), 4)) for frame, n in ranked]
+
+    return {"samples": [("all", float(total))], "inclusive": share(inclusive), "self": share(own)}
 
 
 async def _metrics_up(proc: WorkerProcess, limit_s: float) -> None:
@@ -1413,10 +1465,14 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: dict[str, Any]
             doc = settings_doc(bootstrap, events_topic, name, detect=rule, data_dir=workdir)
             procs, separate = runs[name]
             outcome = await attempt(
-                name, run_workers(workdir, name, doc, procs, separate, total, limit, quiet)
+                name,
+                run_workers(workdir, name, doc, procs, separate, total, limit, quiet, args.py_spy),
             )
             if outcome is not None:
                 outcomes[name] = outcome
+                sampled = None if args.py_spy is None else args.py_spy / f"{name}-detect.txt"
+                if sampled is not None and sampled.exists():
+                    outcome[2]["py_spy"] = folded_summary(sampled)
 
         if args.quick and "latency" in only:  # let it start up beside the others
             latency_worker = await start_latency_worker(bootstrap, prefix, workdir, args)
@@ -1575,6 +1631,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rule",
         choices=("calibrated", "fixed"),
         help="detect.rule of the worker and scale-out runs (default: the default, calibrated)",
+    )
+    ap.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="sample the separate detect processes with py-spy into DIR (folded stacks)",
     )
     ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(SECTIONS)}")
     ap.add_argument("--keep-topics", action="store_true", help="do not delete the bench topics")

@@ -40,6 +40,9 @@ class Writer:
         self._buf.append(value)
 
     def uvarint(self, value: int) -> None:
+        if 0 <= value < 0x80:  # one byte, the common case
+            self._buf.append(value)
+            return
         if value < 0:
             raise ValueError(f"uvarint needs a non-negative int, got {value}")
         buf = self._buf
@@ -88,6 +91,12 @@ class Reader:
         return self._take(1)[0]
 
     def uvarint(self) -> int:
+        pos = self._pos
+        if pos < len(self._data):  # one byte, the common case
+            byte = self._data[pos]
+            if byte < 0x80:
+                self._pos = pos + 1
+                return byte
         value = shift = 0
         for _ in range(_MAX_VARINT_BYTES):
             byte = self.u8()

@@ -186,6 +186,29 @@ def test_round_trip_is_exact_and_continues_alike(
     assert back.to_bytes() == s.to_bytes()
 
 
+@SETTINGS
+@given(arrays, small_k, st.integers(1, 120), arrays, arrays)
+def test_a_copy_is_the_round_trip_and_independent(
+    data: np.ndarray, k: int, batch: int, more: np.ndarray, other: np.ndarray
+) -> None:
+    """``copy`` (used for every window and reference) builds the sketch directly, not through
+    its bytes: it must behave exactly as the round trip did, and share nothing mutable."""
+    s = fed(data, k, batch)
+    raw = s.to_bytes()
+    s.cumulative_view()  # a cached view is shared, read-only
+    copied, back = s.copy(), QuantileSketch.from_bytes(raw)
+    assert copied.to_bytes() == raw
+    for sketch in (copied, back):
+        sketch.update_batch(more)
+        sketch.merge(fed(other, k))
+    assert copied.to_bytes() == back.to_bytes()
+    assert s.to_bytes() == raw  # the original did not move
+    assert copied.cumulative_view()[1].tolist() == back.cumulative_view()[1].tolist()
+    merged = fed(other, k).merge(s)
+    assert s.to_bytes() == raw  # merging it into another leaves it as it was
+    assert merged.n == s.n + other[np.isfinite(other)].size
+
+
 def test_bad_bytes_raise_format_error() -> None:
     s = fed(np.random.default_rng(4).normal(size=3_000), k=8)
     raw = s.to_bytes()

@@ -45,6 +45,28 @@ class _Version:
     # after a restore: parts named by the snapshot, not loaded yet (see driftwire.detect._parts)
     unloaded: set[int] = field(default_factory=set)
     frozen_id: str | None = None
+    # (bucket, segment) -> (the pending profile, its bytes as hex) as the last snapshot wrote
+    # them (not persisted): a profile merged into since then is dropped by the detector
+    encoded: dict[tuple[int, str], tuple[Profile, str]] = field(default_factory=dict)
+
+    def pending_changed(self, bucket: int, segment: str) -> None:
+        """The pending profile of ``segment`` in ``bucket`` was merged into (or replaced)."""
+        self.encoded.pop((bucket, segment), None)
+
+    def pending_hex(self) -> dict[str, dict[str, str]]:
+        """The pending profiles' bytes as hex, by bucket and segment, for the snapshot: each
+        profile is encoded again only when it changed since the last snapshot."""
+        known, fresh = self.encoded, {}
+        out: dict[str, dict[str, str]] = {}
+        for b, segs in self.pending.items():
+            row = out[str(b)] = {}
+            for s, p in segs.items():
+                hit = known.get((b, s))
+                text = hit[1] if hit is not None and hit[0] is p else p.to_bytes().hex()
+                fresh[(b, s)] = (p, text)
+                row[s] = text
+        self.encoded = fresh
+        return out
 
 
 @dataclass
@@ -71,10 +93,7 @@ def model_snapshot(model: str, m: _Model, policy: AlertPolicy) -> dict[str, Any]
         "versions": {
             v: {
                 "buckets": sorted(st.buckets),  # stored apart, once each
-                "pending": {
-                    str(b): {s: p.to_bytes().hex() for s, p in segs.items()}
-                    for b, segs in st.pending.items()
-                },
+                "pending": st.pending_hex(),
                 "frozen_id": st.frozen.id if st.frozen is not None else st.frozen_id,
                 "rate": st.rate.to_state(),
                 "latency_ref": None

@@ -194,6 +194,7 @@ class Detector:
                 slot[segment].merge(profile)
             else:
                 slot[segment] = profile
+            version.pending_changed(partial.bucket_start_ms, segment)
         start = partial.bucket_start_ms
         model.traffic[start] = model.traffic.get(start, 0) + partial.events
         self._changed.add(partial.model)

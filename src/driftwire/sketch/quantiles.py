@@ -145,7 +145,11 @@ class QuantileSketch:
                     self._up += 1 << h
             h += 1
         self._set_level0(levels[0])
-        self._levels = [np.sort(level) for level in levels[1:]]
+        # every level above 0 is owned by this sketch (a merge's concatenation or a slice of
+        # a sorted compaction), so it is sorted in place
+        for level in levels[1:]:
+            level.sort()
+        self._levels = levels[1:]
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
         """Add ``other`` into this sketch and return ``self`` (commutative in its bytes)."""
@@ -170,7 +174,18 @@ class QuantileSketch:
         return self
 
     def copy(self) -> QuantileSketch:
-        return QuantileSketch.from_bytes(self.to_bytes())
+        """An independent sketch with the same state and bytes (level 0 sorted, as a round
+        trip through :meth:`to_bytes` leaves it)."""
+        out: QuantileSketch = QuantileSketch.__new__(QuantileSketch)
+        out._k, out._cap = self._k, self._cap
+        out._buf = np.sort(self._buf[: self._fill])
+        out._fill = self._fill
+        out._levels = [level.copy() for level in self._levels]
+        out._done = list(self._done)
+        out._count, out._up, out._down = self._count, self._up, self._down
+        out._lo, out._hi = self._lo, self._hi
+        out._view = self._view  # read-only arrays, replaced (never changed) on an update
+        return out
 
     # -- queries --------------------------------------------------------------------------
 
