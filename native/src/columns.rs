@@ -270,7 +270,8 @@ fn le_bytes<'py, T: Copy, const N: usize>(
     PyByteArray::new_with(py, len, |buffer| {
         let mut chunks = buffer.chunks_exact_mut(N);
         for part in parts {
-            for (chunk, &value) in (&mut chunks).zip(part.iter()) {
+            // the part first: zip then stops without taking a chunk past its end
+            for (&value, chunk) in part.iter().zip(&mut chunks) {
                 chunk.copy_from_slice(&to_bytes(value));
             }
         }
