@@ -3,7 +3,7 @@
 //! Written event by event as the batch is parsed (`Builder::accept`), without the GIL; only
 //! the distinct strings become Python objects (`to_python`).
 
-use crate::json::{Event, Val};
+use crate::json::{same, Event, Val};
 use crate::output::FnvMap;
 use crate::validate::Row;
 use pyo3::prelude::*;
@@ -25,12 +25,23 @@ pub struct Table<'e> {
     last: usize,
 }
 
+/// Tables this small are searched in order; larger ones by hash.
+const SCAN: usize = 16;
+
 impl<'e> Table<'e> {
     #[inline]
+    #[allow(clippy::ptr_arg)] // the Cow itself is kept when the string is new
     pub fn code(&mut self, s: &Cow<'e, str>) -> i32 {
+        let bytes = s.as_bytes();
         if let Some(name) = self.names.get(self.last) {
-            if name.as_ref() == s.as_ref() {
+            if same(name.as_bytes(), bytes) {
                 return self.last as i32;
+            }
+        }
+        if self.names.len() <= SCAN {
+            if let Some(code) = self.names.iter().position(|n| same(n.as_bytes(), bytes)) {
+                self.last = code;
+                return code as i32;
             }
         }
         let code = match self.codes.get(s.as_ref()) {
@@ -57,6 +68,75 @@ struct Feature<'e> {
     code: Vec<i32>,
     rank: Vec<i32>,
     categories: Table<'e>,
+}
+
+/// A feature's numeric buffers, kept from batch to batch on each thread: fresh ones cost a
+/// page fault per 4 KiB every batch once the allocator has returned them to the system.
+struct Buffers {
+    kind: Vec<u8>,
+    value: Vec<f64>,
+    code: Vec<i32>,
+    rank: Vec<i32>,
+}
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Buffers>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers kept per thread (enough for this many features; at most 64 x 8,192 slots x
+/// 17 bytes = 8.5 MiB).
+const MAX_SPARE: usize = 64;
+
+impl Feature<'_> {
+    fn new(n: usize) -> Self {
+        let spare = SPARE.with(|spare| spare.borrow_mut().pop());
+        let Buffers {
+            mut kind,
+            mut value,
+            mut code,
+            mut rank,
+        } = spare.unwrap_or(Buffers {
+            kind: Vec::new(),
+            value: Vec::new(),
+            code: Vec::new(),
+            rank: Vec::new(),
+        });
+        kind.clear();
+        kind.resize(n, ABSENT);
+        value.clear();
+        value.resize(n, f64::NAN);
+        code.clear();
+        code.resize(n, -1);
+        rank.clear();
+        rank.resize(n, -1);
+        Feature {
+            kind,
+            value,
+            code,
+            rank,
+            categories: Table::default(),
+        }
+    }
+}
+
+impl Drop for Feature<'_> {
+    fn drop(&mut self) {
+        let buffers = Buffers {
+            kind: std::mem::take(&mut self.kind),
+            value: std::mem::take(&mut self.value),
+            code: std::mem::take(&mut self.code),
+            rank: std::mem::take(&mut self.rank),
+        };
+        // the largest batches' buffers are not kept
+        if buffers.value.capacity() <= 1 << 13 {
+            let _ = SPARE.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < MAX_SPARE {
+                    spare.push(buffers);
+                }
+            });
+        }
+    }
 }
 
 type SegmentItems<'e> = Vec<(Cow<'e, str>, Cow<'e, str>)>;
@@ -210,7 +290,7 @@ impl<'e> Builder<'e> {
         if let Some(Val::Obj(items)) = &event.features {
             for (rank, (name, value)) in items.iter().enumerate() {
                 let f = match self.hint.get(rank) {
-                    Some(&f) if self.features.names[f].as_ref() == name.as_ref() => f,
+                    Some(&f) if same(self.features.names[f].as_bytes(), name.as_bytes()) => f,
                     _ => {
                         let f = self.features.code(name) as usize;
                         if rank < self.hint.len() {
@@ -226,14 +306,7 @@ impl<'e> Builder<'e> {
                         self.overflow = true;
                         return;
                     }
-                    let n = self.slots;
-                    self.columns.push(Feature {
-                        kind: vec![ABSENT; n],
-                        value: vec![f64::NAN; n],
-                        code: vec![-1; n],
-                        rank: vec![-1; n],
-                        categories: Table::default(),
-                    });
+                    self.columns.push(Feature::new(self.slots));
                 }
                 let column = &mut self.columns[f];
                 column.rank[row] = rank as i32;

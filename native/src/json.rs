@@ -30,6 +30,8 @@ pub enum Val<'a> {
     /// An object below the kept levels.
     Object,
     Array,
+    /// Not JSON (the parser's error, never in a parsed event).
+    Bad,
 }
 
 impl<'a> Val<'a> {
@@ -43,13 +45,35 @@ impl<'a> Val<'a> {
 
 pub type Items<'a> = Vec<(Cow<'a, str>, Val<'a>)>;
 
+/// Byte equality for short strings without a call into the C library (keys and categories
+/// are mostly shorter than 16 bytes).
+#[inline(always)]
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |x: &[u8], i: usize| u64::from_le_bytes(x[i..i + 8].try_into().unwrap());
+    let half = |x: &[u8], i: usize| u32::from_le_bytes(x[i..i + 4].try_into().unwrap());
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 fn dedup<T>(items: &mut Vec<(Cow<'_, str>, T)>) {
     let n = items.len();
     if n < 2 {
         return;
     }
     let duplicated = if n <= 16 {
-        (1..n).any(|i| items[..i].iter().any(|(k, _)| *k == items[i].0))
+        (1..n).any(|i| {
+            let key = items[i].0.as_bytes();
+            items[..i].iter().any(|(k, _)| same(k.as_bytes(), key))
+        })
     } else {
         let mut seen = std::collections::HashSet::with_capacity(n);
         !items.iter().all(|(k, _)| seen.insert(k.as_ref()))
@@ -135,6 +159,19 @@ static STOP: [bool; 256] = {
     t
 };
 
+/// A high bit in each byte of `word` that is a quote, a backslash, below 0x20 or above 0x7f
+/// (bits above the first such byte may be set spuriously; the first one is exact).
+#[inline]
+fn stop_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    zero(quote) | zero(backslash) | control | (word & HIGH)
+}
+
 static POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
@@ -193,7 +230,7 @@ impl<'a> Parser<'a, '_> {
     }
 
     /// A string; the cursor is on its opening quote.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> R<Cow<'a, str>> {
         let b = self.b;
         let start = self.i + 1;
@@ -201,6 +238,16 @@ impl<'a> Parser<'a, '_> {
         let mut escaped = false;
         let mut high = false;
         loop {
+            // eight bytes at a time while none of them stops the run
+            while i + 8 <= b.len() {
+                let word = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+                let stop = stop_bytes(word);
+                if stop != 0 {
+                    i += (stop.trailing_zeros() / 8) as usize;
+                    break;
+                }
+                i += 8;
+            }
             while i < b.len() && !STOP[b[i] as usize] {
                 i += 1;
             }
@@ -240,9 +287,20 @@ impl<'a> Parser<'a, '_> {
         unescape(text).map(Cow::Owned)
     }
 
+    /// A number as a value.
+    #[inline(always)]
+    fn number(&mut self) -> Val<'a> {
+        match self.number_raw() {
+            Num::Int(v) => Val::Int(v),
+            Num::UInt(v) => Val::UInt(v),
+            Num::Float(v) => Val::Float(v),
+            Num::Bad => Val::Bad,
+        }
+    }
+
     /// A number; the cursor is on its first byte ('-' or a digit).
-    #[inline]
-    fn number(&mut self) -> R<Val<'a>> {
+    #[inline(always)]
+    fn number_raw(&mut self) -> Num {
         let b = self.b;
         let start = self.i;
         let mut i = start;
@@ -271,7 +329,7 @@ impl<'a> Parser<'a, '_> {
                     i += 1;
                 }
             }
-            _ => return Err(()),
+            _ => return Num::Bad,
         }
         if b.get(i) == Some(&b'.') {
             is_float = true;
@@ -288,7 +346,7 @@ impl<'a> Parser<'a, '_> {
                 i += 1;
             }
             if i == first {
-                return Err(());
+                return Num::Bad;
             }
         }
         let mut exponent: i64 = 0;
@@ -314,7 +372,7 @@ impl<'a> Parser<'a, '_> {
                 i += 1;
             }
             if i == first {
-                return Err(());
+                return Num::Bad;
             }
             if minus {
                 exponent = -exponent;
@@ -324,14 +382,14 @@ impl<'a> Parser<'a, '_> {
         if !is_float {
             if exact {
                 if !negative {
-                    return Ok(if mantissa <= i64::MAX as u64 {
-                        Val::Int(mantissa as i64)
+                    return if mantissa <= i64::MAX as u64 {
+                        Num::Int(mantissa as i64)
                     } else {
-                        Val::UInt(mantissa)
-                    });
+                        Num::UInt(mantissa)
+                    };
                 }
                 if mantissa <= 1u64 << 63 {
-                    return Ok(Val::Int((mantissa as i128).wrapping_neg() as i64));
+                    return Num::Int((mantissa as i128).wrapping_neg() as i64);
                 }
                 return slow_float(&b[start..i]);
             }
@@ -339,11 +397,11 @@ impl<'a> Parser<'a, '_> {
             let text = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
             if !negative {
                 if let Ok(v) = text.parse::<u64>() {
-                    return Ok(if v <= i64::MAX as u64 {
-                        Val::Int(v as i64)
+                    return if v <= i64::MAX as u64 {
+                        Num::Int(v as i64)
                     } else {
-                        Val::UInt(v)
-                    });
+                        Num::UInt(v)
+                    };
                 }
             }
             return slow_float(&b[start..i]);
@@ -358,27 +416,97 @@ impl<'a> Parser<'a, '_> {
                 } else {
                     m / POW10[(-e) as usize]
                 };
-                return Ok(Val::Float(if negative { -v } else { v }));
+                return Num::Float(if negative { -v } else { v });
             }
         }
         slow_float(&b[start..i])
     }
 
     /// Any value, containers at `level` (1 for the document); objects kept while `keep` > 0.
-    fn value(&mut self, level: usize, keep: u8) -> R<Val<'a>> {
-        match self.peek()? {
-            b'"' => Ok(Val::Str(self.string()?)),
-            b'-' | b'0'..=b'9' => self.number(),
-            b'{' => self.object(level, keep),
-            b'[' => {
-                self.array(level)?;
-                Ok(Val::Array)
-            }
+    fn value(&mut self, level: usize, keep: u8) -> Val<'a> {
+        let Some(&c) = self.b.get(self.i) else {
+            return Val::Bad;
+        };
+        let ok = match c {
+            b'"' => return self.string().map_or(Val::Bad, Val::Str),
+            b'-' | b'0'..=b'9' => return self.number(),
+            b'{' => return self.object(level, keep).unwrap_or(Val::Bad),
+            b'[' => return self.array(level).map_or(Val::Bad, |()| Val::Array),
             b't' => self.literal(b"true").map(|()| Val::Bool(true)),
             b'f' => self.literal(b"false").map(|()| Val::Bool(false)),
             b'n' => self.literal(b"null").map(|()| Val::Null),
             _ => Err(()),
+        };
+        ok.unwrap_or(Val::Bad)
+    }
+
+    /// A member's or element's value: scalars are read here, in the caller's frame (a value
+    /// returned through memory and copied again costs more than reading it), containers by
+    /// `value`.
+    #[inline(always)]
+    fn item(&mut self, level: usize, keep: u8) -> Val<'a> {
+        match self.b.get(self.i) {
+            Some(b'"') => self.string().map_or(Val::Bad, Val::Str),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.value(level, keep),
         }
+    }
+
+    /// A kept object's member: its value is read straight into the next slot of `items`
+    /// (built in a temporary and copied, it stalled on reading back what was just stored).
+    #[inline(always)]
+    fn member(
+        &mut self,
+        items: &mut Items<'a>,
+        key: Cow<'a, str>,
+        level: usize,
+        keep: u8,
+    ) -> R<()> {
+        if items.len() == items.capacity() {
+            items.reserve(16);
+        }
+        // SAFETY: there is room for one more item (reserved above); its fields are written
+        // before the length covers it, and the key is dropped if the value is refused.
+        unsafe {
+            let end = items.as_mut_ptr().add(items.len());
+            std::ptr::addr_of_mut!((*end).0).write(key);
+            let slot = std::ptr::addr_of_mut!((*end).1);
+            let ok = match self.b.get(self.i) {
+                // each kind written straight into the slot: no whole value moved
+                Some(b'-' | b'0'..=b'9') => match self.number_raw() {
+                    Num::Int(v) => {
+                        slot.write(Val::Int(v));
+                        true
+                    }
+                    Num::UInt(v) => {
+                        slot.write(Val::UInt(v));
+                        true
+                    }
+                    Num::Float(v) => {
+                        slot.write(Val::Float(v));
+                        true
+                    }
+                    Num::Bad => false,
+                },
+                Some(b'"') => match self.string() {
+                    Ok(text) => {
+                        slot.write(Val::Str(text));
+                        true
+                    }
+                    Err(()) => false,
+                },
+                _ => {
+                    slot.write(self.value(level, keep));
+                    !matches!(*slot, Val::Bad)
+                }
+            };
+            if !ok {
+                std::ptr::drop_in_place(std::ptr::addr_of_mut!((*end).0));
+                return Err(());
+            }
+            items.set_len(items.len() + 1);
+        }
+        Ok(())
     }
 
     fn array(&mut self, level: usize) -> R<()> {
@@ -392,7 +520,9 @@ impl<'a> Parser<'a, '_> {
             return Ok(());
         }
         loop {
-            self.value(level + 1, 0)?;
+            if matches!(self.item(level + 1, 0), Val::Bad) {
+                return Err(());
+            }
             self.ws();
             match self.peek()? {
                 b',' => {
@@ -428,9 +558,13 @@ impl<'a> Parser<'a, '_> {
                 self.ws();
                 self.expect(b':')?;
                 self.ws();
-                let value = self.value(level + 1, keep.saturating_sub(1))?;
-                if let Some(items) = items.as_mut() {
-                    items.push((key, value));
+                match items.as_mut() {
+                    Some(items) => self.member(items, key, level + 1, keep - 1)?,
+                    None => {
+                        if matches!(self.item(level + 1, 0), Val::Bad) {
+                            return Err(());
+                        }
+                    }
                 }
                 self.ws();
                 match self.peek()? {
@@ -469,18 +603,22 @@ impl<'a> Parser<'a, '_> {
             self.ws();
             self.expect(b':')?;
             self.ws();
-            let kept = matches!(key.as_ref(), "prediction" | "features" | "segment");
+            let field = field(key.as_bytes());
+            let kept = field >= PREDICTION;
             let start = self.i;
-            let value = self.value(2, u8::from(kept))?;
-            match key.as_ref() {
-                "model" => event.model = Some(value),
-                "model_version" => event.version = Some(value),
-                "timestamp" => event.timestamp = Some(value),
-                "latency_ms" => event.latency = Some(value),
-                "event_id" => event.event_id = Some(value),
-                "prediction" => replace(&mut event.prediction, value, self.pool),
-                "features" => replace(&mut event.features, value, self.pool),
-                "segment" => {
+            let value = self.item(2, u8::from(kept));
+            if matches!(value, Val::Bad) {
+                return Err(());
+            }
+            match field {
+                MODEL => event.model = Some(value),
+                VERSION => event.version = Some(value),
+                TIMESTAMP => event.timestamp = Some(value),
+                LATENCY => event.latency = Some(value),
+                EVENT_ID => event.event_id = Some(value),
+                PREDICTION => replace(&mut event.prediction, value, self.pool),
+                FEATURES => replace(&mut event.features, value, self.pool),
+                SEGMENT => {
                     event.segment_raw = &self.b[start..self.i];
                     replace(&mut event.segment, value, self.pool);
                 }
@@ -502,6 +640,41 @@ impl<'a> Parser<'a, '_> {
     }
 }
 
+const OTHER: u8 = 0;
+const MODEL: u8 = 1;
+const VERSION: u8 = 2;
+const TIMESTAMP: u8 = 3;
+const LATENCY: u8 = 4;
+const EVENT_ID: u8 = 5;
+const PREDICTION: u8 = 6;
+const FEATURES: u8 = 7;
+const SEGMENT: u8 = 8;
+
+/// Which field of the event a top-level key names (OTHER: one the decoder does not read).
+#[inline(always)]
+fn field(key: &[u8]) -> u8 {
+    let (name, code): (&[u8], u8) = match key.len() {
+        5 => (b"model", MODEL),
+        7 => (b"segment", SEGMENT),
+        8 => match key[0] {
+            b'f' => (b"features", FEATURES),
+            _ => (b"event_id", EVENT_ID),
+        },
+        9 => (b"timestamp", TIMESTAMP),
+        10 => match key[0] {
+            b'p' => (b"prediction", PREDICTION),
+            _ => (b"latency_ms", LATENCY),
+        },
+        13 => (b"model_version", VERSION),
+        _ => return OTHER,
+    };
+    if same(key, name) {
+        code
+    } else {
+        OTHER
+    }
+}
+
 fn replace<'a>(slot: &mut Option<Val<'a>>, value: Val<'a>, pool: &mut Pool<'a>) {
     if let Some(Val::Obj(items)) = slot.replace(value) {
         pool.put(items);
@@ -509,15 +682,22 @@ fn replace<'a>(slot: &mut Option<Val<'a>>, value: Val<'a>, pool: &mut Pool<'a>) 
 }
 
 #[cold]
-fn slow_float(text: &[u8]) -> R<Val<'static>> {
+fn slow_float(text: &[u8]) -> Num {
     // SAFETY: a JSON number, ASCII.
     let text = unsafe { std::str::from_utf8_unchecked(text) };
-    let v: f64 = text.parse().map_err(|_| ())?;
-    if v.is_finite() {
-        Ok(Val::Float(v))
-    } else {
-        Err(())
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Num::Float(v),
+        _ => Num::Bad,
     }
+}
+
+/// A number as the scanner reads it (small enough to come back in registers).
+#[derive(Clone, Copy)]
+enum Num {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bad,
 }
 
 /// The text of a string with escapes, decoded; surrogates must come in pairs.
@@ -588,7 +768,9 @@ pub fn parse<'a>(raw: &'a [u8], event: &mut Event<'a>, pool: &mut Pool<'a>) -> O
             Doc::Event
         }
         _ => {
-            p.value(1, 0).ok()?;
+            if matches!(p.value(1, 0), Val::Bad) {
+                return None;
+            }
             Doc::NotObject
         }
     };
