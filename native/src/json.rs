@@ -64,6 +64,30 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// `dedup`, skipped when the keys are those of the last object checked (events of one
+/// producer list the same features in the same order).
+fn dedup_known<'a, T>(items: &mut Vec<(Cow<'a, str>, T)>, known: &mut Vec<&'a [u8]>) {
+    if items.len() == known.len()
+        && items
+            .iter()
+            .zip(known.iter())
+            .all(|((k, _), seen)| same(k.as_bytes(), seen))
+    {
+        return;
+    }
+    dedup(items);
+    known.clear();
+    for (key, _) in items.iter() {
+        match key {
+            Cow::Borrowed(text) => known.push(text.as_bytes()),
+            Cow::Owned(_) => {
+                known.clear();
+                return;
+            }
+        }
+    }
+}
+
 fn dedup<T>(items: &mut Vec<(Cow<'_, str>, T)>) {
     let n = items.len();
     if n < 2 {
@@ -127,6 +151,8 @@ impl<'a> Event<'a> {
 #[derive(Default)]
 pub struct Pool<'a> {
     spare: Vec<Items<'a>>,
+    /// the keys of the last larger object, in order, known to hold no duplicate
+    known: Vec<&'a [u8]>,
 }
 
 impl<'a> Pool<'a> {
@@ -580,7 +606,11 @@ impl<'a> Parser<'a, '_> {
         self.i += 1;
         Ok(match items {
             Some(mut items) => {
-                dedup(&mut items);
+                if items.len() >= 4 {
+                    dedup_known(&mut items, &mut self.pool.known);
+                } else {
+                    dedup(&mut items);
+                }
                 Val::Obj(items)
             }
             None => Val::Object,
