@@ -116,7 +116,7 @@ class QuantileSketch:
             self._buf[fill:end] = x
             self._fill = end
             return
-        self._settle([np.concatenate((self._buf[:fill], x)), *self._levels])
+        self._settle([np.concatenate((self._buf[:fill], x)), *self._levels], sorted_above=True)
 
     def _set_level0(self, items: np.ndarray, room: int = 0) -> None:
         if max(items.size, room) > self._buf.size:
@@ -124,20 +124,28 @@ class QuantileSketch:
         self._fill = items.size
         self._buf[: items.size] = items
 
-    def _settle(self, levels: list[np.ndarray]) -> None:
-        """Halve, from the bottom up, every level (level 0 first) of ``capacity`` or more."""
+    def _settle(self, levels: list[np.ndarray], *, sorted_above: bool = False) -> None:
+        """Halve, from the bottom up, every level (level 0 first) of ``capacity`` or more.
+
+        ``sorted_above``: levels 1.. are sorted already (this sketch's own, as after every
+        settle); then only those that receive items are sorted again.
+        """
         cap, h = self._cap, 0
         self._done = _pad(self._done, len(levels))
+        in_order = [sorted_above] * len(levels)
         while h < len(levels):
             if levels[h].size >= cap:
                 if h + 1 == len(levels):
                     levels.append(np.empty(0, dtype=np.float32))
                     self._done.append(0)
-                items = np.sort(levels[h])
+                    in_order.append(True)
+                items = levels[h] if in_order[h] and h else np.sort(levels[h])
                 even = items.size & ~1
                 levels[h] = items[even:]
+                in_order[h] = True
                 second = self._done[h] & 1  # keep the second item of each pair: ranks go down
                 levels[h + 1] = np.concatenate((levels[h + 1], items[second:even:2]))
+                in_order[h + 1] = False
                 self._done[h] += 1
                 if second:
                     self._down += 1 << h
@@ -145,7 +153,9 @@ class QuantileSketch:
                     self._up += 1 << h
             h += 1
         self._set_level0(levels[0])
-        self._levels = [np.sort(level) for level in levels[1:]]
+        self._levels = [
+            level if in_order[h] else np.sort(level) for h, level in enumerate(levels) if h
+        ]
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
         """Add ``other`` into this sketch and return ``self`` (commutative in its bytes)."""
