@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_decoder import HYPOTHESIS, _batches, _json_values, _serialize, assert_same, event, raw
 
@@ -482,13 +482,16 @@ _NUMBER_TEXT = st.from_regex(
 )
 
 
-@HYPOTHESIS
+_NUMBER_EXAMPLES = settings(HYPOTHESIS, max_examples=100)  # 20 literals each: 2,000 per run
+
+
+@_NUMBER_EXAMPLES
 @given(st.lists(_NUMBER_TEXT, min_size=1, max_size=20))
 def test_number_literals_give_the_reference_values(texts: list[str]) -> None:
     _own_reasons([_with_age(text.encode()) for text in texts])
 
 
-@HYPOTHESIS
+@_NUMBER_EXAMPLES
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20))
 def test_shortest_float_reprs_round_trip(numbers: list[float]) -> None:
     _own_reasons([_with_age(repr(x).encode()) for x in numbers])
