@@ -1,14 +1,14 @@
 //! A decoded batch as columns: codes instead of strings, one dense matrix per feature table.
 //!
-//! Built without the GIL from the validated events; only the distinct strings become Python
-//! objects (`to_python`).
+//! Written event by event as the batch is parsed (`Builder::accept`), without the GIL; only
+//! the distinct strings become Python objects (`to_python`).
 
-use crate::json::Val;
-use crate::output::{f64_bytes, i64_bytes, FnvMap};
-use crate::validate::{as_str, label};
-use crate::Outcome;
+use crate::json::{same, Event, Val};
+use crate::output::FnvMap;
+use crate::validate::Row;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyList, PyString, PyTuple};
+use std::borrow::Cow;
 
 pub const ABSENT: u8 = 0;
 pub const NULL: u8 = 1;
@@ -19,175 +19,337 @@ pub const BOOL: u8 = 4;
 /// Distinct strings in first-seen order, and their codes.
 #[derive(Default)]
 pub struct Table<'e> {
-    codes: FnvMap<&'e str, i32>,
-    pub names: Vec<&'e str>,
+    codes: FnvMap<Cow<'e, str>, i32>,
+    pub names: Vec<Cow<'e, str>>,
+    /// the code returned last: runs of one value skip the hash
+    last: usize,
 }
 
+/// Tables this small are searched in order; larger ones by hash.
+const SCAN: usize = 16;
+
 impl<'e> Table<'e> {
-    pub fn code(&mut self, s: &'e str) -> i32 {
-        let names = &mut self.names;
-        *self.codes.entry(s).or_insert_with(|| {
-            names.push(s);
-            (names.len() - 1) as i32
-        })
+    #[inline]
+    #[allow(clippy::ptr_arg)] // the Cow itself is kept when the string is new
+    pub fn code(&mut self, s: &Cow<'e, str>) -> i32 {
+        let bytes = s.as_bytes();
+        if let Some(name) = self.names.get(self.last) {
+            if same(name.as_bytes(), bytes) {
+                return self.last as i32;
+            }
+        }
+        if self.names.len() <= SCAN {
+            if let Some(code) = self.names.iter().position(|n| same(n.as_bytes(), bytes)) {
+                self.last = code;
+                return code as i32;
+            }
+        }
+        let code = match self.codes.get(s.as_ref()) {
+            Some(&code) => code,
+            None => {
+                let code = self.names.len() as i32;
+                self.names.push(s.clone());
+                self.codes.insert(s.clone(), code);
+                code
+            }
+        };
+        self.last = code as usize;
+        code
     }
 }
 
-pub struct Columns<'e> {
-    pub index: Vec<i64>,
-    pub timestamp: Vec<i64>,
-    pub score: Vec<f64>,
-    pub latency: Vec<f64>,
-    pub model: Vec<i32>,
-    pub models: Table<'e>,
-    pub version: Vec<i32>,
-    pub versions: Table<'e>,
-    pub segment: Vec<i32>,
-    pub segments: Vec<&'e [(std::borrow::Cow<'e, str>, Val<'e>)]>,
-    pub label: Vec<i32>,
-    pub labels: Table<'e>,
-    pub event_id: Vec<u8>,
-    pub event_id_ends: Vec<i64>,
-    pub event_id_present: Vec<u8>,
-    pub features: Table<'e>,
-    /// per feature: kind, value, category code, rank in the row, each over the rows
-    pub kind: Vec<Vec<u8>>,
-    pub value: Vec<Vec<f64>>,
-    pub code: Vec<Vec<i32>>,
-    pub rank: Vec<Vec<i32>>,
-    pub categories: Vec<Table<'e>>,
-    pub refused: Vec<(usize, u8, Option<&'e str>)>,
+const FALSE: Cow<'static, str> = Cow::Borrowed("false");
+const TRUE: Cow<'static, str> = Cow::Borrowed("true");
+
+/// One feature's column over the batch's value slots (truncated to the accepted rows).
+struct Feature<'e> {
+    kind: Vec<u8>,
+    value: Vec<f64>,
+    code: Vec<i32>,
+    rank: Vec<i32>,
+    categories: Table<'e>,
 }
 
-static NO_ITEMS: [(std::borrow::Cow<'static, str>, Val<'static>); 0] = [];
+/// A feature's numeric buffers, kept from batch to batch on each thread: fresh ones cost a
+/// page fault per 4 KiB every batch once the allocator has returned them to the system.
+struct Buffers {
+    kind: Vec<u8>,
+    value: Vec<f64>,
+    code: Vec<i32>,
+    rank: Vec<i32>,
+}
 
-/// Columns of the accepted events; None if the feature matrix would exceed `max_cells`.
-pub fn build<'e>(outcomes: &'e [Outcome<'e>], max_cells: usize) -> Option<Columns<'e>> {
-    let n = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Accepted(..)))
-        .count();
-    let mut c = Columns {
-        index: Vec::with_capacity(n),
-        timestamp: Vec::with_capacity(n),
-        score: Vec::with_capacity(n),
-        latency: Vec::with_capacity(n),
-        model: Vec::with_capacity(n),
-        models: Table::default(),
-        version: Vec::with_capacity(n),
-        versions: Table::default(),
-        segment: Vec::with_capacity(n),
-        segments: Vec::new(),
-        label: Vec::with_capacity(n),
-        labels: Table::default(),
-        event_id: Vec::new(),
-        event_id_ends: Vec::with_capacity(n),
-        event_id_present: Vec::with_capacity(n),
-        features: Table::default(),
-        kind: Vec::new(),
-        value: Vec::new(),
-        code: Vec::new(),
-        rank: Vec::new(),
-        categories: Vec::new(),
-        refused: Vec::new(),
-    };
-    // segments are grouped by their exact items (key order included), as a tuple of items
-    let mut segment_codes: FnvMap<Vec<(&'e str, &'e str)>, i32> = FnvMap::default();
-    // the feature at each position of the previous event: most events list the same names
-    // in the same order, so a string compare usually replaces a hash lookup
-    let mut hint: Vec<usize> = Vec::new();
-    let mut row = 0usize;
-    for (i, outcome) in outcomes.iter().enumerate() {
-        let (event, r) = match outcome {
-            Outcome::Accepted(event, r) => (event, r),
-            Outcome::Refused(reason, field) => {
-                c.refused.push((i, *reason, field.as_deref()));
-                continue;
-            }
-        };
-        c.index.push(i as i64);
-        c.timestamp.push(r.timestamp);
-        c.score.push(r.score);
-        c.latency.push(r.latency);
-        c.model
-            .push(c.models.code(as_str(event.model.as_ref().unwrap())));
-        c.version
-            .push(c.versions.code(as_str(event.version.as_ref().unwrap())));
-        let items: &'e [(std::borrow::Cow<'e, str>, Val<'e>)] = match &event.segment {
-            Some(Val::Obj(items)) => items.as_slice(),
-            _ => &NO_ITEMS,
-        };
-        let key: Vec<(&'e str, &'e str)> =
-            items.iter().map(|(k, v)| (k.as_ref(), as_str(v))).collect();
-        let next = segment_codes.len() as i32;
-        let code = *segment_codes.entry(key).or_insert_with(|| {
-            c.segments.push(items);
-            next
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Buffers>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers kept per thread (enough for this many features; at most 64 x 8,192 slots x
+/// 17 bytes = 8.5 MiB).
+const MAX_SPARE: usize = 64;
+
+impl Feature<'_> {
+    fn new(n: usize) -> Self {
+        let spare = SPARE.with(|spare| spare.borrow_mut().pop());
+        let Buffers {
+            mut kind,
+            mut value,
+            mut code,
+            mut rank,
+        } = spare.unwrap_or(Buffers {
+            kind: Vec::new(),
+            value: Vec::new(),
+            code: Vec::new(),
+            rank: Vec::new(),
         });
-        c.segment.push(code);
-        c.label
-            .push(label(event, r.label).map_or(-1, |s| c.labels.code(s)));
+        kind.clear();
+        kind.resize(n, ABSENT);
+        value.clear();
+        value.resize(n, f64::NAN);
+        code.clear();
+        code.resize(n, -1);
+        rank.clear();
+        rank.resize(n, -1);
+        Feature {
+            kind,
+            value,
+            code,
+            rank,
+            categories: Table::default(),
+        }
+    }
+}
+
+impl Drop for Feature<'_> {
+    fn drop(&mut self) {
+        let buffers = Buffers {
+            kind: std::mem::take(&mut self.kind),
+            value: std::mem::take(&mut self.value),
+            code: std::mem::take(&mut self.code),
+            rank: std::mem::take(&mut self.rank),
+        };
+        // the largest batches' buffers are not kept
+        if buffers.value.capacity() <= 1 << 13 {
+            let _ = SPARE.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < MAX_SPARE {
+                    spare.push(buffers);
+                }
+            });
+        }
+    }
+}
+
+type SegmentItems<'e> = Vec<(Cow<'e, str>, Cow<'e, str>)>;
+
+pub struct Builder<'e> {
+    /// rows a column can hold: the batch's value count
+    slots: usize,
+    max_cells: usize,
+    rows: usize,
+    index: Vec<i64>,
+    timestamp: Vec<i64>,
+    score: Vec<f64>,
+    latency: Vec<f64>,
+    model: Vec<i32>,
+    models: Table<'e>,
+    version: Vec<i32>,
+    versions: Table<'e>,
+    segment: Vec<i32>,
+    segments: Vec<SegmentItems<'e>>,
+    /// segment codes by the segment's raw bytes, then by its items (key order included)
+    segment_by_raw: FnvMap<&'e [u8], i32>,
+    segment_by_items: FnvMap<SegmentItems<'e>, i32>,
+    label: Vec<i32>,
+    labels: Table<'e>,
+    event_id: Vec<u8>,
+    event_id_ends: Vec<i64>,
+    event_id_present: Vec<u8>,
+    features: Table<'e>,
+    columns: Vec<Feature<'e>>,
+    /// the feature at each position of the previous event: most events list the same names
+    /// in the same order, so a string compare usually replaces a hash lookup
+    hint: Vec<usize>,
+    refused: Vec<(usize, u8, Option<String>)>,
+    /// the feature matrix would exceed `max_cells`: the caller decodes the batch into rows
+    pub overflow: bool,
+}
+
+fn str_of<'v, 'e>(value: &'v Val<'e>) -> &'v Cow<'e, str> {
+    const EMPTY: &Cow<'static, str> = &Cow::Borrowed("");
+    match value {
+        Val::Str(s) => s,
+        _ => EMPTY,
+    }
+}
+
+/// The label of an accepted event, by `Row::label` (see `validate::label`).
+fn label<'v, 'e>(event: &'v Event<'e>, code: u8) -> Option<&'v Cow<'e, str>> {
+    match code {
+        1 => Some(&FALSE),
+        2 => Some(&TRUE),
+        3 => match &event.prediction {
+            Some(Val::Str(s)) => Some(s),
+            _ => None,
+        },
+        4 => match event.prediction.as_ref().and_then(|p| p.get("label")) {
+            Some(Val::Str(s)) => Some(s),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl<'e> Builder<'e> {
+    pub fn new(slots: usize, max_cells: usize) -> Self {
+        Builder {
+            slots,
+            max_cells,
+            rows: 0,
+            index: Vec::with_capacity(slots),
+            timestamp: Vec::with_capacity(slots),
+            score: Vec::with_capacity(slots),
+            latency: Vec::with_capacity(slots),
+            model: Vec::with_capacity(slots),
+            models: Table::default(),
+            version: Vec::with_capacity(slots),
+            versions: Table::default(),
+            segment: Vec::with_capacity(slots),
+            segments: Vec::new(),
+            segment_by_raw: FnvMap::default(),
+            segment_by_items: FnvMap::default(),
+            label: Vec::with_capacity(slots),
+            labels: Table::default(),
+            event_id: Vec::new(),
+            event_id_ends: Vec::with_capacity(slots),
+            event_id_present: Vec::with_capacity(slots),
+            features: Table::default(),
+            columns: Vec::new(),
+            hint: Vec::new(),
+            refused: Vec::new(),
+            overflow: false,
+        }
+    }
+
+    pub fn refuse(&mut self, index: usize, reason: u8, field: Option<String>) {
+        self.refused.push((index, reason, field));
+    }
+
+    fn segment_code(&mut self, event: &Event<'e>) -> i32 {
+        if let Some(&code) = self.segment_by_raw.get(event.segment_raw) {
+            return code;
+        }
+        let items: SegmentItems<'e> = match &event.segment {
+            Some(Val::Obj(items)) => items
+                .iter()
+                .map(|(k, v)| (k.clone(), str_of(v).clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let next = self.segments.len() as i32;
+        let code = *self.segment_by_items.entry(items).or_insert(next);
+        if code == next {
+            let items = match &event.segment {
+                Some(Val::Obj(items)) => items
+                    .iter()
+                    .map(|(k, v)| (k.clone(), str_of(v).clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            self.segments.push(items);
+        }
+        self.segment_by_raw.insert(event.segment_raw, code);
+        code
+    }
+
+    /// Write one accepted event (validated into `r`) as the next row.
+    pub fn accept(&mut self, index: usize, event: &Event<'e>, r: &Row) {
+        if self.overflow {
+            return;
+        }
+        let row = self.rows;
+        self.index.push(index as i64);
+        self.timestamp.push(r.timestamp);
+        self.score.push(r.score);
+        self.latency.push(r.latency);
+        let model = self.models.code(str_of(event.model.as_ref().unwrap()));
+        self.model.push(model);
+        let version = self.versions.code(str_of(event.version.as_ref().unwrap()));
+        self.version.push(version);
+        let segment = self.segment_code(event);
+        self.segment.push(segment);
+        let label = label(event, r.label).map_or(-1, |s| self.labels.code(s));
+        self.label.push(label);
         match &event.event_id {
             Some(Val::Str(s)) => {
-                c.event_id.extend_from_slice(s.as_bytes());
-                c.event_id_present.push(1);
+                self.event_id.extend_from_slice(s.as_bytes());
+                self.event_id_present.push(1);
             }
-            _ => c.event_id_present.push(0),
+            _ => self.event_id_present.push(0),
         }
-        c.event_id_ends.push(c.event_id.len() as i64);
+        self.event_id_ends.push(self.event_id.len() as i64);
         if let Some(Val::Obj(items)) = &event.features {
             for (rank, (name, value)) in items.iter().enumerate() {
-                let name = name.as_ref();
-                let f = match hint.get(rank) {
-                    Some(&f) if c.features.names[f] == name => f,
+                let f = match self.hint.get(rank) {
+                    Some(&f) if same(self.features.names[f].as_bytes(), name.as_bytes()) => f,
                     _ => {
-                        let f = c.features.code(name) as usize;
-                        if rank < hint.len() {
-                            hint[rank] = f;
+                        let f = self.features.code(name) as usize;
+                        if rank < self.hint.len() {
+                            self.hint[rank] = f;
                         } else {
-                            hint.push(f);
+                            self.hint.push(f);
                         }
                         f
                     }
                 };
-                if f == c.kind.len() {
-                    if (f + 1) * n > max_cells {
-                        return None;
+                if f == self.columns.len() {
+                    if (f + 1) * self.slots > self.max_cells {
+                        self.overflow = true;
+                        return;
                     }
-                    c.kind.push(vec![ABSENT; n]);
-                    c.value.push(vec![f64::NAN; n]);
-                    c.code.push(vec![-1; n]);
-                    c.rank.push(vec![-1; n]);
-                    c.categories.push(Table::default());
+                    self.columns.push(Feature::new(self.slots));
                 }
-                c.rank[f][row] = rank as i32;
+                let column = &mut self.columns[f];
+                column.rank[row] = rank as i32;
                 let (kind, number, code) = match value {
                     Val::Null => (NULL, f64::NAN, -1),
                     Val::Bool(b) => (
                         BOOL,
                         f64::NAN,
-                        c.categories[f].code(if *b { "true" } else { "false" }),
+                        column.categories.code(if *b { &TRUE } else { &FALSE }),
                     ),
-                    Val::Str(s) => (STRING, f64::NAN, c.categories[f].code(s.as_ref())),
+                    Val::Str(s) => (STRING, f64::NAN, column.categories.code(s)),
                     other => (
                         NUMBER,
                         crate::validate::number(other).unwrap_or(f64::NAN),
                         -1,
                     ),
                 };
-                c.kind[f][row] = kind;
-                c.value[f][row] = number;
-                c.code[f][row] = code;
+                column.kind[row] = kind;
+                column.value[row] = number;
+                column.code[row] = code;
             }
         }
-        row += 1;
+        self.rows += 1;
     }
-    Some(c)
 }
 
-fn i32_bytes<'py>(py: Python<'py>, values: &[i32]) -> Bound<'py, PyByteArray> {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    PyByteArray::new(py, &bytes)
+/// A bytearray of the values' little-endian bytes, the parts one after the other.
+fn le_bytes<'py, T: Copy, const N: usize>(
+    py: Python<'py>,
+    parts: &[&[T]],
+    to_bytes: fn(T) -> [u8; N],
+) -> PyResult<Bound<'py, PyByteArray>> {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>() * N;
+    PyByteArray::new_with(py, len, |buffer| {
+        let mut chunks = buffer.chunks_exact_mut(N);
+        for part in parts {
+            // the part first: zip then stops without taking a chunk past its end
+            for (&value, chunk) in part.iter().zip(&mut chunks) {
+                chunk.copy_from_slice(&to_bytes(value));
+            }
+        }
+        Ok(())
+    })
 }
 
 fn names<'py>(py: Python<'py>, table: &Table) -> PyResult<Bound<'py, PyList>> {
@@ -195,48 +357,52 @@ fn names<'py>(py: Python<'py>, table: &Table) -> PyResult<Bound<'py, PyList>> {
 }
 
 /// The columns as Python objects; see `driftwire.decode._native.decode_columns`.
-pub fn to_python<'py>(py: Python<'py>, c: &Columns) -> PyResult<Bound<'py, PyAny>> {
+pub fn to_python<'py>(py: Python<'py>, c: &Builder) -> PyResult<Bound<'py, PyAny>> {
+    let n = c.rows;
     let segments = PyList::empty(py);
     for items in &c.segments {
         let pairs: Vec<Bound<'py, PyTuple>> = items
             .iter()
-            .map(|(k, v)| PyTuple::new(py, [PyString::new(py, k), PyString::new(py, as_str(v))]))
+            .map(|(k, v)| PyTuple::new(py, [PyString::new(py, k), PyString::new(py, v)]))
             .collect::<PyResult<_>>()?;
         segments.append(PyTuple::new(py, pairs)?)?;
     }
-    let flat_u8: Vec<u8> = c.kind.concat();
-    let flat_f64: Vec<f64> = c.value.concat();
-    let flat_code: Vec<i32> = c.code.concat();
-    let flat_rank: Vec<i32> = c.rank.concat();
+    let kinds: Vec<&[u8]> = c.columns.iter().map(|f| &f.kind[..n]).collect();
+    let values: Vec<&[f64]> = c.columns.iter().map(|f| &f.value[..n]).collect();
+    let codes: Vec<&[i32]> = c.columns.iter().map(|f| &f.code[..n]).collect();
+    let ranks: Vec<&[i32]> = c.columns.iter().map(|f| &f.rank[..n]).collect();
     let categories = PyList::empty(py);
-    for table in &c.categories {
-        categories.append(names(py, table)?)?;
+    for column in &c.columns {
+        categories.append(names(py, &column.categories)?)?;
     }
     let refused = PyList::empty(py);
     for (i, reason, field) in &c.refused {
-        refused.append((*i, *reason, *field))?;
+        refused.append((*i, *reason, field.as_deref()))?;
     }
+    let i64s = |v: &[i64]| le_bytes(py, &[v], i64::to_le_bytes);
+    let i32s = |v: &[i32]| le_bytes(py, &[v], i32::to_le_bytes);
+    let f64s = |v: &[f64]| le_bytes(py, &[v], f64::to_le_bytes);
     let parts: Vec<Bound<'py, PyAny>> = vec![
-        i64_bytes(py, &c.index).into_any(),
-        i64_bytes(py, &c.timestamp).into_any(),
-        f64_bytes(py, &c.score).into_any(),
-        f64_bytes(py, &c.latency).into_any(),
-        i32_bytes(py, &c.model).into_any(),
+        i64s(&c.index)?.into_any(),
+        i64s(&c.timestamp)?.into_any(),
+        f64s(&c.score)?.into_any(),
+        f64s(&c.latency)?.into_any(),
+        i32s(&c.model)?.into_any(),
         names(py, &c.models)?.into_any(),
-        i32_bytes(py, &c.version).into_any(),
+        i32s(&c.version)?.into_any(),
         names(py, &c.versions)?.into_any(),
-        i32_bytes(py, &c.segment).into_any(),
+        i32s(&c.segment)?.into_any(),
         segments.into_any(),
-        i32_bytes(py, &c.label).into_any(),
+        i32s(&c.label)?.into_any(),
         names(py, &c.labels)?.into_any(),
         PyByteArray::new(py, &c.event_id).into_any(),
-        i64_bytes(py, &c.event_id_ends).into_any(),
+        i64s(&c.event_id_ends)?.into_any(),
         PyByteArray::new(py, &c.event_id_present).into_any(),
         names(py, &c.features)?.into_any(),
-        PyByteArray::new(py, &flat_u8).into_any(),
-        f64_bytes(py, &flat_f64).into_any(),
-        i32_bytes(py, &flat_code).into_any(),
-        i32_bytes(py, &flat_rank).into_any(),
+        le_bytes(py, &kinds, |v: u8| [v])?.into_any(),
+        le_bytes(py, &values, f64::to_le_bytes)?.into_any(),
+        le_bytes(py, &codes, i32::to_le_bytes)?.into_any(),
+        le_bytes(py, &ranks, i32::to_le_bytes)?.into_any(),
         categories.into_any(),
         refused.into_any(),
     ];

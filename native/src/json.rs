@@ -1,12 +1,19 @@
 //! Strict JSON (as orjson reads it) into a shallow value tree borrowed from the input.
 //!
-//! Objects are kept down to `keep` levels (the event, then `features`, `segment` and
-//! `prediction`); deeper containers are parsed, depth-checked and reduced to a marker.
-//! Duplicate keys behave as in a Python dict: the first position, the last value.
+//! A single-pass scanner specialised to the event: the top-level keys the decoder reads are
+//! matched as they are scanned, objects are kept down to `keep` levels (the event, then
+//! `features`, `segment` and `prediction`), and deeper containers and unknown fields are
+//! scanned, checked and reduced to a marker. Strings without escapes are borrowed from the
+//! input. Duplicate keys behave as in a Python dict: the first position, the last value.
+//!
+//! What orjson refuses, this refuses: anything but RFC 8259 JSON (no NaN/Infinity, no
+//! trailing commas, no leading zeros, no byte-order mark, only the four whitespace bytes),
+//! invalid UTF-8 and lone surrogates in strings, control bytes in strings, more than 1024
+//! nested containers, numbers that overflow to infinity, and anything after the document.
+//! Integers in [-2^63, 2^64) are integers (`-0` is the integer 0), larger ones floats;
+//! floats are correctly rounded (exact fast path, else the standard library's parser).
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
-use std::fmt;
 
 /// orjson refuses documents nested deeper than this many containers.
 pub const MAX_DEPTH: usize = 1024;
@@ -23,6 +30,8 @@ pub enum Val<'a> {
     /// An object below the kept levels.
     Object,
     Array,
+    /// Not JSON (the parser's error, never in a parsed event).
+    Bad,
 }
 
 impl<'a> Val<'a> {
@@ -34,13 +43,61 @@ impl<'a> Val<'a> {
     }
 }
 
+pub type Items<'a> = Vec<(Cow<'a, str>, Val<'a>)>;
+
+/// Byte equality for short strings without a call into the C library (keys and categories
+/// are mostly shorter than 16 bytes).
+#[inline(always)]
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |x: &[u8], i: usize| u64::from_le_bytes(x[i..i + 8].try_into().unwrap());
+    let half = |x: &[u8], i: usize| u32::from_le_bytes(x[i..i + 4].try_into().unwrap());
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// `dedup`, skipped when the keys are those of the last object checked (events of one
+/// producer list the same features in the same order).
+fn dedup_known<'a, T>(items: &mut Vec<(Cow<'a, str>, T)>, known: &mut Vec<&'a [u8]>) {
+    if items.len() == known.len()
+        && items
+            .iter()
+            .zip(known.iter())
+            .all(|((k, _), seen)| same(k.as_bytes(), seen))
+    {
+        return;
+    }
+    dedup(items);
+    known.clear();
+    for (key, _) in items.iter() {
+        match key {
+            Cow::Borrowed(text) => known.push(text.as_bytes()),
+            Cow::Owned(_) => {
+                known.clear();
+                return;
+            }
+        }
+    }
+}
+
 fn dedup<T>(items: &mut Vec<(Cow<'_, str>, T)>) {
     let n = items.len();
     if n < 2 {
         return;
     }
     let duplicated = if n <= 16 {
-        (1..n).any(|i| items[..i].iter().any(|(k, _)| *k == items[i].0))
+        (1..n).any(|i| {
+            let key = items[i].0.as_bytes();
+            items[..i].iter().any(|(k, _)| same(k.as_bytes(), key))
+        })
     } else {
         let mut seen = std::collections::HashSet::with_capacity(n);
         !items.iter().all(|(k, _)| seen.insert(k.as_ref()))
@@ -58,117 +115,6 @@ fn dedup<T>(items: &mut Vec<(Cow<'_, str>, T)>) {
     *items = out;
 }
 
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// A value at `depth` containers deep; objects are kept while `keep` > 0.
-#[derive(Clone, Copy)]
-pub struct ValSeed {
-    pub depth: usize,
-    pub keep: u8,
-}
-
-impl ValSeed {
-    fn child(self) -> ValSeed {
-        ValSeed {
-            depth: self.depth + 1,
-            keep: self.keep.saturating_sub(1),
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for ValSeed {
-    type Value = Val<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Val<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ValSeed {
-    type Value = Val<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Val<'de>, E> {
-        Ok(Val::Null)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Val<'de>, E> {
-        Ok(Val::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Val<'de>, E> {
-        Ok(Val::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Val<'de>, E> {
-        Ok(Val::UInt(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Val<'de>, E> {
-        if v == 0.0 && v.is_sign_negative() {
-            NEGATIVE_ZERO.with(|seen| seen.set(true));
-        }
-        Ok(Val::Float(v))
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Owned(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
-        if self.depth + 1 > MAX_DEPTH {
-            return Err(de::Error::custom("depth limit exceeded"));
-        }
-        let child = ValSeed {
-            depth: self.depth + 1,
-            keep: 0,
-        };
-        while seq.next_element_seed(child)?.is_some() {}
-        Ok(Val::Array)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
-        if self.depth + 1 > MAX_DEPTH {
-            return Err(de::Error::custom("depth limit exceeded"));
-        }
-        let child = self.child();
-        if self.keep == 0 {
-            while map.next_key::<Key>()?.is_some() {
-                map.next_value_seed(child)?;
-            }
-            return Ok(Val::Object);
-        }
-        let mut items = Vec::with_capacity(map.size_hint().unwrap_or(16));
-        while let Some(Key(key)) = map.next_key()? {
-            let value = map.next_value_seed(child)?;
-            items.push((key, value));
-        }
-        dedup(&mut items);
-        Ok(Val::Obj(items))
-    }
-}
-
 /// The fields of one event that the decoder reads; `None` where absent.
 #[derive(Default)]
 pub struct Event<'a> {
@@ -180,101 +126,687 @@ pub struct Event<'a> {
     pub features: Option<Val<'a>>,
     pub segment: Option<Val<'a>>,
     pub event_id: Option<Val<'a>>,
+    /// The raw bytes of the segment object (when it is one): equal bytes, equal items.
+    pub segment_raw: &'a [u8],
 }
 
-pub enum Doc<'a> {
-    Event(Event<'a>),
+impl<'a> Event<'a> {
+    /// Empty the event, handing its object vectors back to `pool` for the next one.
+    pub fn recycle(&mut self, pool: &mut Pool<'a>) {
+        for slot in [&mut self.prediction, &mut self.features, &mut self.segment] {
+            if let Some(Val::Obj(items)) = slot.take() {
+                pool.put(items);
+            }
+        }
+        self.model = None;
+        self.version = None;
+        self.timestamp = None;
+        self.latency = None;
+        self.event_id = None;
+        self.segment_raw = &[];
+    }
+}
+
+/// Spare item vectors, so that kept objects reuse their allocations from event to event.
+#[derive(Default)]
+pub struct Pool<'a> {
+    spare: Vec<Items<'a>>,
+    /// the keys of the last larger object, in order, known to hold no duplicate
+    known: Vec<&'a [u8]>,
+}
+
+impl<'a> Pool<'a> {
+    fn take(&mut self) -> Items<'a> {
+        self.spare.pop().unwrap_or_else(|| Vec::with_capacity(16))
+    }
+    fn put(&mut self, mut items: Items<'a>) {
+        items.clear();
+        if self.spare.len() < 8 {
+            self.spare.push(items);
+        }
+    }
+}
+
+pub enum Doc {
+    Event,
     NotObject,
 }
 
-struct DocSeed;
+type R<T> = Result<T, ()>;
 
-impl<'de> DeserializeSeed<'de> for DocSeed {
-    type Value = Doc<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Doc<'de>, D::Error> {
-        d.deserialize_any(self)
+/// Bytes that end the fast run of a string: the quote, the backslash, control bytes, non-ASCII.
+static STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i < 0x20 || i == b'"' as usize || i == b'\\' as usize || i >= 0x80;
+        i += 1;
+    }
+    t
+};
+
+/// A high bit in each byte of `word` that is a quote, a backslash, below 0x20 or above 0x7f
+/// (bits above the first such byte may be set spuriously; the first one is exact).
+#[inline]
+fn stop_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    zero(quote) | zero(backslash) | control | (word & HIGH)
+}
+
+static POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+struct Parser<'a, 'p> {
+    b: &'a [u8],
+    i: usize,
+    pool: &'p mut Pool<'a>,
+}
+
+#[inline]
+fn hex(c: u8) -> R<u32> {
+    match c {
+        b'0'..=b'9' => Ok(u32::from(c - b'0')),
+        b'a'..=b'f' => Ok(u32::from(c - b'a' + 10)),
+        b'A'..=b'F' => Ok(u32::from(c - b'A' + 10)),
+        _ => Err(()),
     }
 }
 
-impl<'de> Visitor<'de> for DocSeed {
-    type Value = Doc<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON document")
+impl<'a> Parser<'a, '_> {
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(&c) = self.b.get(self.i) {
+            if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
+                self.i += 1;
+            } else {
+                break;
+            }
+        }
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Doc<'de>, E> {
-        Ok(Doc::NotObject)
+
+    #[inline]
+    fn peek(&self) -> R<u8> {
+        self.b.get(self.i).copied().ok_or(())
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Doc<'de>, E> {
-        Ok(Doc::NotObject)
+
+    #[inline]
+    fn expect(&mut self, c: u8) -> R<()> {
+        if self.peek()? == c {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(())
+        }
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Doc<'de>, E> {
-        Ok(Doc::NotObject)
+
+    fn literal(&mut self, word: &[u8]) -> R<()> {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(())
+        }
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Doc<'de>, E> {
-        Ok(Doc::NotObject)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Doc<'de>, E> {
-        Ok(Doc::NotObject)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Doc<'de>, E> {
-        Ok(Doc::NotObject)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Doc<'de>, A::Error> {
-        ValSeed { depth: 0, keep: 0 }.visit_seq(seq)?;
-        Ok(Doc::NotObject)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Doc<'de>, A::Error> {
-        let scalar = ValSeed { depth: 1, keep: 0 };
-        let object = ValSeed { depth: 1, keep: 1 };
-        let mut event = Event::default();
-        while let Some(Key(key)) = map.next_key()? {
-            let slot = match key.as_ref() {
-                "model" => &mut event.model,
-                "model_version" => &mut event.version,
-                "timestamp" => &mut event.timestamp,
-                "latency_ms" => &mut event.latency,
-                "event_id" => &mut event.event_id,
-                "prediction" => {
-                    event.prediction = Some(map.next_value_seed(object)?);
-                    continue;
+
+    /// A string; the cursor is on its opening quote.
+    #[inline(always)]
+    fn string(&mut self) -> R<Cow<'a, str>> {
+        let b = self.b;
+        let start = self.i + 1;
+        let mut i = start;
+        let mut escaped = false;
+        let mut high = false;
+        loop {
+            // eight bytes at a time while none of them stops the run
+            while i + 8 <= b.len() {
+                let word = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+                let stop = stop_bytes(word);
+                if stop != 0 {
+                    i += (stop.trailing_zeros() / 8) as usize;
+                    break;
                 }
-                "features" => {
-                    event.features = Some(map.next_value_seed(object)?);
-                    continue;
+                i += 8;
+            }
+            while i < b.len() && !STOP[b[i] as usize] {
+                i += 1;
+            }
+            let c = *b.get(i).ok_or(())?;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    // an escape is one ASCII byte after the backslash (checked when decoded)
+                    match b.get(i + 1) {
+                        Some(0x20..=0x7f) => {}
+                        _ => return Err(()),
+                    }
+                    escaped = true;
+                    i += 2;
                 }
-                "segment" => {
-                    event.segment = Some(map.next_value_seed(object)?);
-                    continue;
+                0x80..=0xff => {
+                    high = true;
+                    i += 1;
                 }
+                _ => return Err(()), // a control byte
+            }
+        }
+        if i > b.len() {
+            return Err(());
+        }
+        self.i = i + 1;
+        let body = &b[start..i];
+        let text: &'a str = if high {
+            std::str::from_utf8(body).map_err(|_| ())?
+        } else {
+            // SAFETY: every byte is ASCII (checked above).
+            unsafe { std::str::from_utf8_unchecked(body) }
+        };
+        if !escaped {
+            return Ok(Cow::Borrowed(text));
+        }
+        unescape(text).map(Cow::Owned)
+    }
+
+    /// A number as a value.
+    #[inline(always)]
+    fn number(&mut self) -> Val<'a> {
+        match self.number_raw() {
+            Num::Int(v) => Val::Int(v),
+            Num::UInt(v) => Val::UInt(v),
+            Num::Float(v) => Val::Float(v),
+            Num::Bad => Val::Bad,
+        }
+    }
+
+    /// A number; the cursor is on its first byte ('-' or a digit).
+    #[inline(always)]
+    fn number_raw(&mut self) -> Num {
+        let b = self.b;
+        let start = self.i;
+        let mut i = start;
+        let negative = b[i] == b'-';
+        if negative {
+            i += 1;
+        }
+        let mut mantissa: u64 = 0;
+        let mut digits = 0usize; // accumulated into the mantissa (at most 19)
+        let mut exact = true;
+        let mut fraction_digits = 0usize;
+        let mut is_float = false;
+        match b.get(i) {
+            Some(b'0') => {
+                i += 1;
+                digits = 1;
+            }
+            Some(b'1'..=b'9') => {
+                while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                    if digits < 19 {
+                        mantissa = mantissa * 10 + u64::from(c - b'0');
+                        digits += 1;
+                    } else {
+                        exact = false;
+                    }
+                    i += 1;
+                }
+            }
+            _ => return Num::Bad,
+        }
+        if b.get(i) == Some(&b'.') {
+            is_float = true;
+            i += 1;
+            let first = i;
+            while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                if digits < 19 {
+                    mantissa = mantissa * 10 + u64::from(c - b'0');
+                    digits += 1;
+                    fraction_digits += 1;
+                } else {
+                    exact = false;
+                }
+                i += 1;
+            }
+            if i == first {
+                return Num::Bad;
+            }
+        }
+        let mut exponent: i64 = 0;
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            is_float = true;
+            i += 1;
+            let minus = match b.get(i) {
+                Some(b'-') => {
+                    i += 1;
+                    true
+                }
+                Some(b'+') => {
+                    i += 1;
+                    false
+                }
+                _ => false,
+            };
+            let first = i;
+            while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                if exponent < 100_000 {
+                    exponent = exponent * 10 + i64::from(c - b'0');
+                }
+                i += 1;
+            }
+            if i == first {
+                return Num::Bad;
+            }
+            if minus {
+                exponent = -exponent;
+            }
+        }
+        self.i = i;
+        if !is_float {
+            if exact {
+                if !negative {
+                    return if mantissa <= i64::MAX as u64 {
+                        Num::Int(mantissa as i64)
+                    } else {
+                        Num::UInt(mantissa)
+                    };
+                }
+                if mantissa <= 1u64 << 63 {
+                    return Num::Int((mantissa as i128).wrapping_neg() as i64);
+                }
+                return slow_float(&b[start..i]);
+            }
+            // SAFETY: sign and digits, ASCII.
+            let text = unsafe { std::str::from_utf8_unchecked(&b[start..i]) };
+            if !negative {
+                if let Ok(v) = text.parse::<u64>() {
+                    return if v <= i64::MAX as u64 {
+                        Num::Int(v as i64)
+                    } else {
+                        Num::UInt(v)
+                    };
+                }
+            }
+            return slow_float(&b[start..i]);
+        }
+        // Clinger's fast path: an exact mantissa times an exact power of ten rounds once.
+        if exact && mantissa <= 1u64 << 53 {
+            let e = exponent - fraction_digits as i64;
+            if (-22..=22).contains(&e) {
+                let m = mantissa as f64;
+                let v = if e >= 0 {
+                    m * POW10[e as usize]
+                } else {
+                    m / POW10[(-e) as usize]
+                };
+                return Num::Float(if negative { -v } else { v });
+            }
+        }
+        slow_float(&b[start..i])
+    }
+
+    /// Any value, containers at `level` (1 for the document); objects kept while `keep` > 0.
+    fn value(&mut self, level: usize, keep: u8) -> Val<'a> {
+        let Some(&c) = self.b.get(self.i) else {
+            return Val::Bad;
+        };
+        let ok = match c {
+            b'"' => return self.string().map_or(Val::Bad, Val::Str),
+            b'-' | b'0'..=b'9' => return self.number(),
+            b'{' => return self.object(level, keep).unwrap_or(Val::Bad),
+            b'[' => return self.array(level).map_or(Val::Bad, |()| Val::Array),
+            b't' => self.literal(b"true").map(|()| Val::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Val::Bool(false)),
+            b'n' => self.literal(b"null").map(|()| Val::Null),
+            _ => Err(()),
+        };
+        ok.unwrap_or(Val::Bad)
+    }
+
+    /// A member's or element's value: scalars are read here, in the caller's frame (a value
+    /// returned through memory and copied again costs more than reading it), containers by
+    /// `value`.
+    #[inline(always)]
+    fn item(&mut self, level: usize, keep: u8) -> Val<'a> {
+        match self.b.get(self.i) {
+            Some(b'"') => self.string().map_or(Val::Bad, Val::Str),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.value(level, keep),
+        }
+    }
+
+    /// A kept object's member: its value is read straight into the next slot of `items`
+    /// (built in a temporary and copied, it stalled on reading back what was just stored).
+    #[inline(always)]
+    fn member(
+        &mut self,
+        items: &mut Items<'a>,
+        key: Cow<'a, str>,
+        level: usize,
+        keep: u8,
+    ) -> R<()> {
+        if items.len() == items.capacity() {
+            items.reserve(16);
+        }
+        // SAFETY: there is room for one more item (reserved above); its fields are written
+        // before the length covers it, and the key is dropped if the value is refused.
+        unsafe {
+            let end = items.as_mut_ptr().add(items.len());
+            std::ptr::addr_of_mut!((*end).0).write(key);
+            let slot = std::ptr::addr_of_mut!((*end).1);
+            let ok = match self.b.get(self.i) {
+                // each kind written straight into the slot: no whole value moved
+                Some(b'-' | b'0'..=b'9') => match self.number_raw() {
+                    Num::Int(v) => {
+                        slot.write(Val::Int(v));
+                        true
+                    }
+                    Num::UInt(v) => {
+                        slot.write(Val::UInt(v));
+                        true
+                    }
+                    Num::Float(v) => {
+                        slot.write(Val::Float(v));
+                        true
+                    }
+                    Num::Bad => false,
+                },
+                Some(b'"') => match self.string() {
+                    Ok(text) => {
+                        slot.write(Val::Str(text));
+                        true
+                    }
+                    Err(()) => false,
+                },
                 _ => {
-                    map.next_value_seed(scalar)?;
-                    continue;
+                    slot.write(self.value(level, keep));
+                    !matches!(*slot, Val::Bad)
                 }
             };
-            *slot = Some(map.next_value_seed(scalar)?);
+            if !ok {
+                std::ptr::drop_in_place(std::ptr::addr_of_mut!((*end).0));
+                return Err(());
+            }
+            items.set_len(items.len() + 1);
         }
-        Ok(Doc::Event(event))
+        Ok(())
+    }
+
+    fn array(&mut self, level: usize) -> R<()> {
+        if level > MAX_DEPTH {
+            return Err(());
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            if matches!(self.item(level + 1, 0), Val::Bad) {
+                return Err(());
+            }
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b']' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(()),
+            }
+        }
+    }
+
+    fn object(&mut self, level: usize, keep: u8) -> R<Val<'a>> {
+        if level > MAX_DEPTH {
+            return Err(());
+        }
+        self.i += 1;
+        self.ws();
+        let mut items = if keep > 0 {
+            Some(self.pool.take())
+        } else {
+            None
+        };
+        if self.peek()? != b'}' {
+            loop {
+                if self.peek()? != b'"' {
+                    return Err(());
+                }
+                let key = self.string()?;
+                self.ws();
+                self.expect(b':')?;
+                self.ws();
+                match items.as_mut() {
+                    Some(items) => self.member(items, key, level + 1, keep - 1)?,
+                    None => {
+                        if matches!(self.item(level + 1, 0), Val::Bad) {
+                            return Err(());
+                        }
+                    }
+                }
+                self.ws();
+                match self.peek()? {
+                    b',' => {
+                        self.i += 1;
+                        self.ws();
+                    }
+                    b'}' => break,
+                    _ => return Err(()),
+                }
+            }
+        }
+        self.i += 1;
+        Ok(match items {
+            Some(mut items) => {
+                if items.len() >= 4 {
+                    dedup_known(&mut items, &mut self.pool.known);
+                } else {
+                    dedup(&mut items);
+                }
+                Val::Obj(items)
+            }
+            None => Val::Object,
+        })
+    }
+
+    /// The event object's members, read into `event`; the cursor is on '{'.
+    fn event(&mut self, event: &mut Event<'a>) -> R<()> {
+        self.i += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            if self.peek()? != b'"' {
+                return Err(());
+            }
+            let key = self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            let field = field(key.as_bytes());
+            let kept = field >= PREDICTION;
+            let start = self.i;
+            let value = self.item(2, u8::from(kept));
+            if matches!(value, Val::Bad) {
+                return Err(());
+            }
+            match field {
+                MODEL => event.model = Some(value),
+                VERSION => event.version = Some(value),
+                TIMESTAMP => event.timestamp = Some(value),
+                LATENCY => event.latency = Some(value),
+                EVENT_ID => event.event_id = Some(value),
+                PREDICTION => replace(&mut event.prediction, value, self.pool),
+                FEATURES => replace(&mut event.features, value, self.pool),
+                SEGMENT => {
+                    event.segment_raw = &self.b[start..self.i];
+                    replace(&mut event.segment, value, self.pool);
+                }
+                _ => {}
+            }
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.i += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(()),
+            }
+        }
     }
 }
 
-thread_local! {
-    /// Set when a value parsed as -0.0 (the literal may have been the integer `-0`).
-    static NEGATIVE_ZERO: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+const OTHER: u8 = 0;
+const MODEL: u8 = 1;
+const VERSION: u8 = 2;
+const TIMESTAMP: u8 = 3;
+const LATENCY: u8 = 4;
+const EVENT_ID: u8 = 5;
+const PREDICTION: u8 = 6;
+const FEATURES: u8 = 7;
+const SEGMENT: u8 = 8;
+
+/// Which field of the event a top-level key names (OTHER: one the decoder does not read).
+#[inline(always)]
+fn field(key: &[u8]) -> u8 {
+    let (name, code): (&[u8], u8) = match key.len() {
+        5 => (b"model", MODEL),
+        7 => (b"segment", SEGMENT),
+        8 => match key[0] {
+            b'f' => (b"features", FEATURES),
+            _ => (b"event_id", EVENT_ID),
+        },
+        9 => (b"timestamp", TIMESTAMP),
+        10 => match key[0] {
+            b'p' => (b"prediction", PREDICTION),
+            _ => (b"latency_ms", LATENCY),
+        },
+        13 => (b"model_version", VERSION),
+        _ => return OTHER,
+    };
+    if same(key, name) {
+        code
+    } else {
+        OTHER
+    }
 }
 
-/// Whether the last `parse` on this thread met a number that reads as -0.0.
-pub fn saw_negative_zero() -> bool {
-    NEGATIVE_ZERO.with(|seen| seen.get())
+fn replace<'a>(slot: &mut Option<Val<'a>>, value: Val<'a>, pool: &mut Pool<'a>) {
+    if let Some(Val::Obj(items)) = slot.replace(value) {
+        pool.put(items);
+    }
 }
 
-/// Parse one value as orjson would; `None` if orjson refuses it.
-pub fn parse(raw: &[u8]) -> Option<Doc<'_>> {
-    NEGATIVE_ZERO.with(|seen| seen.set(false));
-    // Invalid UTF-8 outside strings is a syntax error, and every string (keys included) goes
-    // through the slice reader's parse_str, which checks it: orjson refuses the same values.
-    let mut de = serde_json::Deserializer::from_slice(raw);
-    de.disable_recursion_limit();
-    let doc = DocSeed.deserialize(&mut de).ok()?;
-    de.end().ok()?;
+#[cold]
+fn slow_float(text: &[u8]) -> Num {
+    // SAFETY: a JSON number, ASCII.
+    let text = unsafe { std::str::from_utf8_unchecked(text) };
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Num::Float(v),
+        _ => Num::Bad,
+    }
+}
+
+/// A number as the scanner reads it (small enough to come back in registers).
+#[derive(Clone, Copy)]
+enum Num {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bad,
+}
+
+/// The text of a string with escapes, decoded; surrogates must come in pairs.
+#[cold]
+fn unescape(text: &str) -> R<String> {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    let mut run = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        out.push_str(&text[run..i]);
+        let c = *b.get(i + 1).ok_or(())?;
+        i += 2;
+        match c {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let unit = hex4(b, i)?;
+                i += 4;
+                let code = match unit {
+                    0xD800..=0xDBFF => {
+                        if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+                            return Err(());
+                        }
+                        let low = hex4(b, i + 2)?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(());
+                        }
+                        i += 6;
+                        0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return Err(()),
+                    _ => unit,
+                };
+                out.push(char::from_u32(code).ok_or(())?);
+            }
+            _ => return Err(()),
+        }
+        run = i;
+    }
+    out.push_str(&text[run..]);
+    Ok(out)
+}
+
+fn hex4(b: &[u8], i: usize) -> R<u32> {
+    let q = b.get(i..i + 4).ok_or(())?;
+    Ok((hex(q[0])? << 12) | (hex(q[1])? << 8) | (hex(q[2])? << 4) | hex(q[3])?)
+}
+
+/// Parse one value as orjson would into `event` (emptied first by the caller); `None` if
+/// orjson refuses it.
+pub fn parse<'a>(raw: &'a [u8], event: &mut Event<'a>, pool: &mut Pool<'a>) -> Option<Doc> {
+    let mut p = Parser { b: raw, i: 0, pool };
+    p.ws();
+    let doc = match p.peek().ok()? {
+        b'{' => {
+            p.event(event).ok()?;
+            Doc::Event
+        }
+        _ => {
+            if matches!(p.value(1, 0), Val::Bad) {
+                return None;
+            }
+            Doc::NotObject
+        }
+    };
+    p.ws();
+    if p.i != raw.len() {
+        return None;
+    }
     Some(doc)
 }

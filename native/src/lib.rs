@@ -13,41 +13,33 @@ mod validate;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use json::{parse, Doc, Event};
-use validate::{validate, Limits, Row, DEFERRED, EMPTY, NOT_JSON, NOT_OBJECT, OVERSIZED};
+use json::{parse, Doc, Event, Pool};
+use validate::{validate, Limits, Row, EMPTY, NOT_JSON, NOT_OBJECT, OVERSIZED};
 
+#[allow(clippy::large_enum_variant)] // the rows path only; refused values are few
 pub enum Outcome<'a> {
     Accepted(Event<'a>, Row),
     Refused(u8, Option<String>),
 }
 
-fn decode_one<'a>(raw: Option<&'a [u8]>, limits: &Limits) -> Outcome<'a> {
+/// Decode one value into `event` (empty on entry); the validated row, or why it is refused.
+fn decode_one<'a>(
+    raw: Option<&'a [u8]>,
+    limits: &Limits,
+    event: &mut Event<'a>,
+    pool: &mut Pool<'a>,
+) -> Result<Row, (u8, Option<String>)> {
     let raw = match raw {
-        None => return Outcome::Refused(EMPTY, None),
-        Some(r) if r.is_empty() => return Outcome::Refused(EMPTY, None),
-        Some(r) if r.len() > limits.max_event_bytes => return Outcome::Refused(OVERSIZED, None),
+        None => return Err((EMPTY, None)),
+        Some([]) => return Err((EMPTY, None)),
+        Some(r) if r.len() > limits.max_event_bytes => return Err((OVERSIZED, None)),
         Some(r) => r,
     };
-    let doc = parse(raw);
-    if json::saw_negative_zero() && has_negative_zero_integer(raw) {
-        return Outcome::Refused(DEFERRED, None);
+    match parse(raw, event, pool) {
+        None => Err((NOT_JSON, None)),
+        Some(Doc::NotObject) => Err((NOT_OBJECT, None)),
+        Some(Doc::Event) => validate(event, limits).map_err(|bad| (bad.reason, bad.field)),
     }
-    match doc {
-        None => Outcome::Refused(NOT_JSON, None),
-        Some(Doc::NotObject) => Outcome::Refused(NOT_OBJECT, None),
-        Some(Doc::Event(event)) => match validate(&event, limits) {
-            Ok(row) => Outcome::Accepted(event, row),
-            Err(bad) => Outcome::Refused(bad.reason, bad.field),
-        },
-    }
-}
-
-/// Whether `raw` may hold the integer literal `-0` (orjson: the int 0; serde_json: -0.0).
-/// Such values (rare; a string holding "-0" matches too) are left to the Python reference.
-fn has_negative_zero_integer(raw: &[u8]) -> bool {
-    raw.windows(2).enumerate().any(|(i, w)| {
-        w == b"-0" && !matches!(raw.get(i + 2), Some(b'0'..=b'9' | b'.' | b'e' | b'E'))
-    })
 }
 
 /// The raw values of a list (None: a tombstone); None if one is neither bytes nor None.
@@ -71,7 +63,40 @@ fn raw_values<'py>(values: &Bound<'py, PyList>) -> Option<Vec<Option<&'py [u8]>>
 }
 
 fn decode_all<'a>(py: Python<'_>, raws: &[Option<&'a [u8]>], limits: Limits) -> Vec<Outcome<'a>> {
-    py.detach(|| raws.iter().map(|raw| decode_one(*raw, &limits)).collect())
+    py.detach(|| {
+        let mut pool = Pool::default();
+        raws.iter()
+            .map(|raw| {
+                let mut event = Event::default();
+                match decode_one(*raw, &limits, &mut event, &mut pool) {
+                    Ok(row) => Outcome::Accepted(event, row),
+                    Err((reason, field)) => Outcome::Refused(reason, field),
+                }
+            })
+            .collect()
+    })
+}
+
+/// Decode and write the columns in one pass; None if the feature matrix would overflow.
+fn build_columns<'a>(
+    raws: &[Option<&'a [u8]>],
+    limits: Limits,
+    max_cells: usize,
+) -> Option<columns::Builder<'a>> {
+    let mut builder = columns::Builder::new(raws.len(), max_cells);
+    let mut pool = Pool::default();
+    let mut event = Event::default();
+    for (i, raw) in raws.iter().enumerate() {
+        event.recycle(&mut pool);
+        match decode_one(*raw, &limits, &mut event, &mut pool) {
+            Ok(row) => builder.accept(i, &event, &row),
+            Err((reason, field)) => builder.refuse(i, reason, field),
+        }
+        if builder.overflow {
+            return None;
+        }
+    }
+    Some(builder)
 }
 
 /// Decode a batch into the parts of a `DecodedBatch` (see `driftwire.decode._native`).
@@ -124,8 +149,7 @@ fn decode_columns<'py>(
     let Some(raws) = raw_values(values) else {
         return Ok(None);
     };
-    let outcomes = decode_all(py, &raws, limits);
-    let built = py.detach(|| columns::build(&outcomes, max_cells));
+    let built = py.detach(|| build_columns(&raws, limits, max_cells));
     match built {
         Some(c) => columns::to_python(py, &c).map(Some),
         None => Ok(None),

@@ -16,8 +16,6 @@ pub const NEGATIVE_LATENCY: u8 = 8;
 pub const BAD_TIMESTAMP: u8 = 9;
 pub const TOO_MANY_FEATURES: u8 = 10;
 pub const TOO_MANY_SEGMENT_KEYS: u8 = 11;
-/// Not decided here: the Python reference decodes this value.
-pub const DEFERRED: u8 = 255;
 
 pub const MAX_EPOCH_MS: f64 = 9_007_199_254_740_992.0;
 

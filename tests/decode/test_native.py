@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_decoder import HYPOTHESIS, _batches, _json_values, _serialize, assert_same, event, raw
 
 from driftwire.decode import _native
+from driftwire.decode.columns import ABSENT, BOOL, NULL, NUMBER, STRING
 from driftwire.decode.decoder import (
     DEFAULT_LIMITS,
     REASONS,
@@ -53,6 +55,67 @@ def _own_reasons(values: list[Any], limits: DecoderLimits = DEFAULT_LIMITS) -> N
     batch = _native.decode_batch_native(values, limits)
     assert batch is not None
     assert_same(batch, reference)
+    _same_columns(values, limits, reference)
+
+
+def _number_bits(value: float) -> bytes:
+    return struct.pack("<d", value)
+
+
+def _same_columns(values: list[Any], limits: DecoderLimits, reference: Any) -> None:
+    """The extension's columns hold the reference's rows: every string, every feature value
+    (bit for bit as float64), every key in its order, and nothing else."""
+    batch = _native.decode_batch_columns(values, limits)
+    assert batch is not None
+    assert batch.rejections == reference.rejections
+    np.testing.assert_array_equal(batch.index, reference.index)
+    np.testing.assert_array_equal(batch.timestamp_ms, reference.timestamp_ms)
+    assert _number_bits_of(batch.prediction_score) == _number_bits_of(reference.prediction_score)
+    assert _number_bits_of(batch.latency_ms) == _number_bits_of(reference.latency_ms)
+    c = batch.columns
+    if c is None:  # the rows path (checked above); only over the cell limit
+        return
+    n = len(reference.index)
+    assert [c.model_names[k] for k in c.model_codes] == reference.model
+    assert [c.version_names[k] for k in c.version_codes] == reference.model_version
+    segments = [dict(c.segment_items[k]) for k in c.segment_codes]
+    assert segments == reference.segment
+    assert [list(c.segment_items[k]) for k in c.segment_codes] == [
+        list(s.items()) for s in reference.segment
+    ]
+    labels = [None if k < 0 else c.label_names[k] for k in c.label_codes]
+    assert labels == reference.prediction_label
+    ids: list[str | None] = []
+    start = 0
+    for present, end in zip(c.event_id_present.tolist(), c.event_id_ends.tolist(), strict=True):
+        ids.append(c.event_id_buffer[start:end].decode() if present else None)
+        start = end
+    assert ids == reference.event_id
+    assert (
+        c.kind.shape == c.value.shape == c.code.shape == c.rank.shape == (len(c.feature_names), n)
+    )
+    for row in range(n):
+        expected = reference.features[row]
+        present = [f for f in range(len(c.feature_names)) if c.kind[f, row] != ABSENT]
+        present.sort(key=lambda f: c.rank[f, row])
+        assert [c.feature_names[f] for f in present] == list(expected)
+        assert [c.rank[f, row] for f in present] == list(range(len(present)))
+        for f in present:
+            value, kind = expected[c.feature_names[f]], c.kind[f, row]
+            if value is None:
+                assert kind == NULL
+            elif isinstance(value, bool):
+                assert kind == BOOL
+                assert c.categories[f][c.code[f, row]] == ("true" if value else "false")
+            elif isinstance(value, str):
+                assert kind == STRING and c.categories[f][c.code[f, row]] == value
+            else:
+                assert kind == NUMBER
+                assert _number_bits(c.value[f, row]) == _number_bits(float(value))
+
+
+def _number_bits_of(values: np.ndarray) -> list[bytes]:
+    return [_number_bits(v) for v in values.tolist()]
 
 
 def _corpus() -> list[bytes | None]:
@@ -177,10 +240,13 @@ def test_batches_the_columns_cannot_hold_are_decoded_into_rows(
     good = raw(event())
     values: list[bytes | None] = [good, good.replace(b'"age":37', b'"age":-0'), b"{"]
     reference = _decode_reference(values)
-    # an integer -0 (deferred to the reference, which accepts it) is not in the columns
+    # the integer -0 is the int 0 (as orjson reads it), decoded into the columns
     batch = _native.decode_batch_columns(values, DEFAULT_LIMITS)
-    assert batch is not None and batch.columns is None
+    assert batch is not None and batch.columns is not None
     assert_same(batch, reference)
+    age = batch.columns.feature_names.index("age")
+    assert batch.columns.value[age].tolist() == [37.0, 0.0]
+    assert not np.signbit(batch.columns.value[age][1])
     # a feature matrix over the cell limit
     monkeypatch.setattr(_native, "MAX_CELLS", 3)
     batch = _native.decode_batch_columns([good, good], DEFAULT_LIMITS)
@@ -206,3 +272,226 @@ def test_lists_of_a_column_batch_are_built_when_read_and_after_take() -> None:
     assert kept.features == [reference.features[1], reference.features[3]]
     assert kept.columns.event_id_ends.tolist() == [2, 4]
     assert_same(batch, reference)
+
+
+# --- the scanner's own edges: what orjson accepts and refuses, byte for byte ----------------
+
+_AGE = b'"age":37'
+
+
+def _with_age(text: bytes) -> bytes:
+    return raw(event()).replace(_AGE, b'"age":' + text)
+
+
+_NUMBERS = [
+    b"-0",
+    b"0",
+    b"-0.0",
+    b"0e0",
+    b"-0e0",
+    b"0.0e-5",
+    b"1e308",
+    b"-1e308",
+    b"1.7976931348623157e308",
+    b"1.7976931348623158e308",
+    b"1.7976931348623159e308",
+    b"1e-320",
+    b"4.9e-324",
+    b"2.4703282292062328e-324",
+    b"2.4703282292062327e-324",
+    b"1e-400",
+    b"1e400",
+    b"-1e400",
+    b"1" + b"0" * 400,
+    b"0.1",
+    b"0.30000000000000004",
+    b"9007199254740993",
+    b"9007199254740993.0",
+    b"-9007199254740993",
+    b"123456789012345678",
+    b"1234567890123456789",
+    b"12345678901234567890",
+    b"99999999999999999999",
+    b"18446744073709551615",
+    b"18446744073709551616",
+    b"-9223372036854775808",
+    b"-9223372036854775809",
+    b"1E5",
+    b"1e+5",
+    b"1.5E-5",
+    b"2e22",
+    b"2e23",
+    b"1e-22",
+    b"1e-23",
+    b"0.000000000000000000000000001",
+    b"1234567890123456789012345.678e-10",
+    b"8.98846567431158e307",
+    b"7.2057594037927933e16",
+    b"5e-324",
+    # refused: not JSON numbers
+    b"+1",
+    b"01",
+    b"-01",
+    b"00",
+    b"1.",
+    b".5",
+    b"1e",
+    b"1e+",
+    b"-",
+    b"--1",
+    b"0x10",
+    b"1.e5",
+    b"Infinity",
+    b"-Infinity",
+    b"NaN",
+    b"1_000",
+]
+
+
+def test_numbers_at_the_edges_are_read_as_orjson_reads_them() -> None:
+    _own_reasons([_with_age(text) for text in _NUMBERS])
+    # also as the latency (the numeric checks after parsing) and the timestamp
+    good = raw(event())
+    _own_reasons([good.replace(b'"latency_ms":12.4', b'"latency_ms":' + t) for t in _NUMBERS])
+
+
+def test_strings_escapes_and_utf8_are_read_as_orjson_reads_them() -> None:
+    good = raw(event())
+    country = b'"country":"DE"'
+
+    def with_country(text: bytes) -> bytes:
+        return good.replace(country, b'"country":"' + text + b'"')
+
+    def with_key(text: bytes) -> bytes:
+        return good.replace(_AGE, b'"' + text + b'":37')
+
+    texts = [
+        b"\\u00e9",
+        b"\\u00E9",
+        b'\\/\\b\\f\\n\\r\\t\\\\\\"',
+        b"\\u0000",
+        b"a\\u0000b",
+        b"\\ud83d\\ude00",
+        "\U0001f600".encode(),
+        "é".encode(),
+        b"\x7f",
+        # refused
+        b"\\x",
+        b"\\u12",
+        b"\\u12g4",
+        b"\\U0041",
+        b"\\ud83d",
+        b"\\ude00",
+        b"\\ud83d\\u0041",
+        b"\\ud83dx",
+        b"\x01",
+        b"\x1f",
+        b"\t",
+        b"\xc0\x80",
+        b"\xed\xa0\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xe2\x82",
+        b"\xff",
+        b"\\\xc3\xa9",
+        b"\\",
+    ]
+    values = [with_country(t) for t in texts] + [with_key(t) for t in texts]
+    values += [
+        with_key(b"\\u0061ge"),  # the same key as "age" spelled with an escape
+        good.replace(_AGE, b'"age":37,"\\u0061ge":38'),  # a duplicate through an escape
+        good.replace(b'"model":"churn"', b'"\\u006dodel":"ch\\u0075rn"'),
+        good.replace(b'"features":{', b'"features":{"plan":"x",'),  # duplicate: first place
+        good.replace(b'"features":{', b'"features":{"age":"x","age":[1],'),  # last value wins
+        good.replace(b'"features":', b'"features":{"age":1},"features":'),
+        good.replace(b'"features":{', b'"segment":{"a":"b"},"segment":{"c":"d"},"features":{'),
+        good.replace(b'"features":{', b'"segment":{"a":"b","a":"c"},"features":{'),
+        good.replace(b'"prediction":0.83', b'"prediction":{"score":"x","score":0.5}'),
+    ]
+    _own_reasons(values)
+
+
+def test_whitespace_depth_and_trailing_bytes_are_read_as_orjson_reads_them() -> None:
+    good = raw(event(segment={"region": "eu"}, event_id="e-1"))
+    pretty = json.dumps(orjson.loads(good), indent=2).encode()
+
+    def nested(levels: int, open_: bytes = b"[", close: bytes = b"]") -> bytes:
+        return good.replace(b"{", b'{"deep":' + open_ * levels + close * levels + b",", 1)
+
+    values = [
+        pretty,
+        pretty.replace(b"\n", b"\r\n").replace(b"  ", b"\t"),
+        b" \t\r\n" + good + b" \t\r\n",
+        b"\x0c" + good,  # form feed is not JSON whitespace
+        good + b"\xa0",
+        good + b"x",
+        good + b"\x00",
+        good + b"{}",
+        good + b",",
+        good[:-1] + b",}",
+        good.replace(b",", b" , ").replace(b":", b" : "),
+        nested(1023),
+        nested(1024),
+        nested(1023, b'{"a":', b"}"),
+        nested(1024, b'{"a":', b"}"),
+        good.replace(b'"country":"DE"', b'"country":' + b"[" * 1030 + b"]" * 1030),
+        b"{}",
+        b"[]",
+        b"[1,]",
+        b"1",
+        b'"x"',
+        b"null",
+        b"true",
+        b"tru",
+        b"{",
+        b'{"a"}',
+        b'{"a":}',
+        b'{"a" 1}',
+        b"{,}",
+        b'{"a":1,,"b":2}',
+        b"\xef\xbb\xbf" + good,
+    ]
+    _own_reasons(values)
+
+
+def test_equal_segments_written_differently_share_a_code() -> None:
+    spellings = [
+        b'{"region":"eu","tier":"gold"}',
+        b'{ "region" : "eu" , "tier" : "gold" }',
+        b'{"r\\u0065gion":"eu","tier":"gold"}',
+        b'{"region":"eu","tier":"gold","region":"eu"}',
+        b'{"tier":"gold","region":"eu"}',  # another key order: another group
+        b"null",
+        b"{}",
+    ]
+    good = raw(event())
+    values: list[bytes | None] = [
+        good.replace(b'"features":', b'"segment":' + s + b',"features":') for s in spellings
+    ]
+    values.append(good)  # no segment at all: the same group as null and {}
+    _own_reasons(values)
+    batch = _native.decode_batch_columns(values, DEFAULT_LIMITS)
+    assert batch is not None and batch.columns is not None
+    codes = batch.columns.segment_codes.tolist()
+    assert codes[0] == codes[1] == codes[2] == codes[3]
+    assert codes[4] != codes[0]
+    assert codes[5] == codes[6] == codes[7] != codes[0]
+
+
+_NUMBER_TEXT = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?", fullmatch=True
+)
+
+
+_NUMBER_EXAMPLES = settings(HYPOTHESIS, max_examples=100)  # 20 literals each: 2,000 per run
+
+
+@_NUMBER_EXAMPLES
+@given(st.lists(_NUMBER_TEXT, min_size=1, max_size=20))
+def test_number_literals_give_the_reference_values(texts: list[str]) -> None:
+    _own_reasons([_with_age(text.encode()) for text in texts])
+
+
+@_NUMBER_EXAMPLES
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20))
+def test_shortest_float_reprs_round_trip(numbers: list[float]) -> None:
+    _own_reasons([_with_age(repr(x).encode()) for x in numbers])

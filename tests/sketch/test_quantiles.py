@@ -333,3 +333,30 @@ def test_a_profile_of_the_previous_format_loads_within_its_old_error() -> None:
         _within_old_error(s, columns[name])
     merged = Profile.from_bytes(p.to_bytes()).merge(p)  # converted state merges and rewrites
     assert merged.n_events == 60_000 and merged.to_bytes()[4] == 2
+
+
+class _SortsEveryLevel(QuantileSketch):
+    """The settle as it was: every level above 0 sorted again after every compaction."""
+
+    __slots__ = ()
+
+    def _settle(self, levels: list[np.ndarray], *, sorted_above: bool = False) -> None:
+        super()._settle(levels, sorted_above=False)
+
+
+def test_settling_sorts_only_the_levels_that_received_items() -> None:
+    # The sketch's own levels above 0 are sorted after every settle, so only those that
+    # received items are sorted again: the bytes are those of sorting every level each time.
+    rng = np.random.default_rng(19)
+    fast, reference = QuantileSketch(k=16), _SortsEveryLevel(k=16)
+    for step in range(400):
+        size = int(rng.integers(1, 3_000)) if step % 7 else 20_000
+        batch = rng.normal(step % 5, 1.0, size)
+        fast.update_batch(batch)
+        reference.update_batch(batch)
+        assert fast.to_bytes() == reference.to_bytes()
+    # reading the bytes back checks that every level is sorted
+    assert fast.copy().to_bytes() == fast.to_bytes()
+    other = QuantileSketch(k=16)
+    other.update_batch(rng.normal(0.0, 1.0, 50_000))
+    assert fast.merge(other).to_bytes() == reference.merge(other).to_bytes()

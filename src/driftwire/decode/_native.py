@@ -1,12 +1,13 @@
 """The compiled decoder (the optional ``driftwire-native`` package), when it is installed.
 
 ``_driftwire_native.decode_rows`` parses and validates a whole batch without the GIL (Rust,
-serde_json) and returns the parts of a :class:`~driftwire.decode.batch.DecodedBatch`: the
-same accepted rows, values, reason codes and field paths as the pure-Python decoder, which
-stays the reference and the fallback. Messages of refused values come from the reference's
-per-event validator (refused values are few), which also names ``non_finite`` for values that
-are not strict JSON only because of NaN, Infinity or an overflowing literal; values the
-extension defers (the integer literal ``-0``, which it reads as a float) are decoded there too.
+a single-pass scanner specialised to the event) and returns the parts of a
+:class:`~driftwire.decode.batch.DecodedBatch`: the same accepted rows, values, reason codes and
+field paths as the pure-Python decoder, which stays the reference and the fallback. Messages of
+refused values come from the reference's per-event validator (refused values are few), which
+also names ``non_finite`` for values that are not strict JSON only because of NaN, Infinity or
+an overflowing literal. A value the extension marks as deferred (reason code 255; the current
+extension marks none, earlier builds deferred the integer literal ``-0``) is decoded there too.
 
 Selection happens once, at import: the compiled path is used when the extension imports and
 ``DRIFTWIRE_NATIVE`` is not ``0``. :data:`ACTIVE` says which path ``decode_batch`` takes.

@@ -116,7 +116,7 @@ class QuantileSketch:
             self._buf[fill:end] = x
             self._fill = end
             return
-        self._settle([np.concatenate((self._buf[:fill], x)), *self._levels])
+        self._settle([np.concatenate((self._buf[:fill], x)), *self._levels], sorted_above=True)
 
     def _set_level0(self, items: np.ndarray, room: int = 0) -> None:
         if max(items.size, room) > self._buf.size:
@@ -124,20 +124,28 @@ class QuantileSketch:
         self._fill = items.size
         self._buf[: items.size] = items
 
-    def _settle(self, levels: list[np.ndarray]) -> None:
-        """Halve, from the bottom up, every level (level 0 first) of ``capacity`` or more."""
+    def _settle(self, levels: list[np.ndarray], *, sorted_above: bool = False) -> None:
+        """Halve, from the bottom up, every level (level 0 first) of ``capacity`` or more.
+
+        ``sorted_above``: levels 1.. are sorted already (this sketch's own, as after every
+        settle); then only those that receive items are sorted again.
+        """
         cap, h = self._cap, 0
         self._done = _pad(self._done, len(levels))
+        in_order = [sorted_above] * len(levels)
         while h < len(levels):
             if levels[h].size >= cap:
                 if h + 1 == len(levels):
                     levels.append(np.empty(0, dtype=np.float32))
                     self._done.append(0)
-                items = np.sort(levels[h])
+                    in_order.append(True)
+                items = levels[h] if in_order[h] and h else np.sort(levels[h])
                 even = items.size & ~1
                 levels[h] = items[even:]
+                in_order[h] = True
                 second = self._done[h] & 1  # keep the second item of each pair: ranks go down
                 levels[h + 1] = np.concatenate((levels[h + 1], items[second:even:2]))
+                in_order[h + 1] = False
                 self._done[h] += 1
                 if second:
                     self._down += 1 << h
@@ -146,9 +154,10 @@ class QuantileSketch:
             h += 1
         self._set_level0(levels[0])
         # every level above 0 is owned by this sketch (a merge's concatenation or a slice of
-        # a sorted compaction), so it is sorted in place
-        for level in levels[1:]:
-            level.sort()
+        # a sorted compaction), so one that received items is sorted in place
+        for h in range(1, len(levels)):
+            if not in_order[h]:
+                levels[h].sort()
         self._levels = levels[1:]
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
