@@ -16,6 +16,12 @@ from tls_certs import CertificateAuthority, Issued
 SCRAM_USER = "driftwire"
 LEAST_USER = "driftwire-lp"  # no super user: exactly the ACLs the README lists
 LEAST_PASSWORD = "SASLsentinel-least-8c3d"
+# one more such user per other process kind, each granted only its own ACLs (same password)
+PROCESS_USERS = {
+    "bridge": "driftwire-lp-bridge",
+    "baseline": "driftwire-lp-baseline",
+    "producer": "driftwire-lp-producer",
+}
 SCRAM_PASSWORD = "SASLsentinel-worker-5e1f0c"  # scanned for in every output
 KEY_PASSWORD = "KEYPWsentinel-mtls-a9b2"  # the mTLS client key's password, scanned for too
 CLIENT_DN = "CN=driftwire-client,O=driftwire tests"
@@ -69,7 +75,11 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     broker = SecureKafkaBroker(
         ca,
         server,
-        scram_users={SCRAM_USER: SCRAM_PASSWORD, LEAST_USER: LEAST_PASSWORD},
+        scram_users={
+            SCRAM_USER: SCRAM_PASSWORD,
+            LEAST_USER: LEAST_PASSWORD,
+            **dict.fromkeys(PROCESS_USERS.values(), LEAST_PASSWORD),
+        },
         super_users=(f"User:{SCRAM_USER}", f"User:{CLIENT_DN}"),
     )
     try:

@@ -20,7 +20,7 @@ import ssl
 from pydantic import SecretStr
 
 from driftwire.bridges._shell import BridgeShell, Target, https_context, route_matches
-from driftwire.errors import ConfigError
+from driftwire.errors import ConfigError, TransportError
 from driftwire.ops.config import Settings, load_settings
 
 __all__ = [
@@ -126,10 +126,21 @@ async def serve_bridge(settings: Settings, target: str, stop: asyncio.Event) -> 
     return EXIT_STUCK if readiness.stuck else 0
 
 
+def bridge_topic_needs(settings: Settings) -> dict[str, str]:
+    """What a bridge needs on each of its topics (besides Read on its group).
+
+    >>> bridge_topic_needs(Settings())
+    {'driftwire-alerts': 'Read and Describe', 'driftwire-alerts.dlq': 'Write and Describe'}
+    """
+    alerts = settings.topics.alerts
+    dead_letter = settings.bridges.dead_letter or f"{alerts}.dlq"
+    return {alerts: "Read and Describe", dead_letter: "Write and Describe"}
+
+
 def run_bridge(target: str, config: str | None) -> int:
     """``driftwire bridge TARGET --config FILE``: run until SIGTERM / SIGINT."""
     from driftwire.ops.broker import wait_for_broker
-    from driftwire.ops.kafka_check import check_kafka
+    from driftwire.ops.kafka_check import authorization_problem, check_kafka
     from driftwire.ops.logs import configure_logging
     from driftwire.ops.web_config import load_web_config
 
@@ -152,6 +163,12 @@ def run_bridge(target: str, config: str | None) -> int:
         if not await wait_for_broker(settings.kafka, stop):
             return 0  # stopped while waiting for the broker
         await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
-        return await serve_bridge(settings, target, stop)
+        try:
+            return await serve_bridge(settings, target, stop)
+        except Exception as exc:  # a missing ACL: one line naming it, exit 1
+            denied = authorization_problem(exc, settings, bridge_topic_needs(settings))
+            if denied is None:
+                raise
+            raise TransportError(denied, retriable=False) from None
 
     return asyncio.run(main())

@@ -11,7 +11,7 @@ from pathlib import Path
 from driftwire.cli.sources import EventSource, event_source, read_events
 from driftwire.decode.limits import DecoderLimits
 from driftwire.detect.reference import Reference, SmallReference, baseline_key, small_profiles
-from driftwire.errors import InputError
+from driftwire.errors import InputError, TransportError
 from driftwire.offline.baseline import BaselineSpec, build_baseline, count_rows
 from driftwire.offline.event_baseline import EventBaselineBuilder, looks_like_events
 from driftwire.ops.config import Settings, load_settings
@@ -25,14 +25,26 @@ def _split(text: str | None) -> list[str]:
 
 async def publish(settings: Settings, reference: Reference) -> None:
     """Put ``reference`` on the compacted baselines topic, keyed ``model/version``."""
-    from aiokafka import AIOKafkaProducer
-
     from driftwire.ops.broker import wait_for_broker
-    from driftwire.ops.kafka_check import check_kafka
-    from driftwire.ops.topics import baselines_spec, ensure_topics
+    from driftwire.ops.kafka_check import authorization_problem, check_kafka
 
     await wait_for_broker(settings.kafka)
     await check_kafka(settings.kafka)  # a wrong password or certificate: one line, exit 1
+    try:
+        await _publish(settings, reference)
+    except Exception as exc:  # a missing ACL: one line naming it, exit 1
+        needs = {settings.topics.baselines: "Write and Describe"}
+        denied = authorization_problem(exc, settings, needs)
+        if denied is None:
+            raise
+        raise TransportError(denied, retriable=False) from None
+
+
+async def _publish(settings: Settings, reference: Reference) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from driftwire.ops.topics import baselines_spec, ensure_topics
+
     await ensure_topics(settings, [baselines_spec(settings)])  # compacted, never auto-created
     producer = AIOKafkaProducer(
         **settings.kafka.client_options(),

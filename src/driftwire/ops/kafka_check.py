@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from driftwire.errors import AuthorizationError, ConfigError, TransportError
@@ -127,8 +127,14 @@ def _names(arg: object) -> list[str]:
     return [str(arg)]
 
 
-def authorization_problem(exc: BaseException, settings: Settings) -> str | None:
-    """One line naming the missing permission, if ``exc`` is the broker refusing one."""
+def authorization_problem(
+    exc: BaseException, settings: Settings, topic_needs: Mapping[str, str] | None = None
+) -> str | None:
+    """One line naming the missing permission, if ``exc`` is the broker refusing one.
+
+    ``topic_needs`` maps the process's topics to what it needs on each (``"Write and
+    Describe"``); the worker's topics by default.
+    """
     from aiokafka import errors
 
     who = _principal(settings.kafka)
@@ -140,7 +146,7 @@ def authorization_problem(exc: BaseException, settings: Settings) -> str | None:
         cause = cause.__cause__
     if isinstance(exc, errors.TopicAuthorizationFailedError):
         t = settings.topics
-        needs = {
+        needs = topic_needs or {
             t.events: "Read and Describe",
             t.dead_letter_topic: "Write and Describe",
             t.partials: "Write, Read and Describe",

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
 
 from driftwire.producer._queue import _WARN_EVERY_S, _Core
 from driftwire.producer._quiet import limit_aiokafka_logging
@@ -140,13 +140,40 @@ class _Pump:
                 core.put_back(taken[i:])
                 self._warn("Kafka is not accepting events in time; queueing")
                 return
+            except TopicAuthorizationFailedError:
+                core.failed += j - i
+                self._warn(self._not_authorized(topic))
+                i = j
+                continue
             except KafkaError as exc:
                 core.failed += j - i
                 self._warn(f"events refused by the Kafka client: {exc}")
                 i = j
                 continue
             future.add_done_callback(functools.partial(core.delivered, j - i))
+            future.add_done_callback(functools.partial(self._check_refused, topic))
             i = j
+
+    def _check_refused(self, topic: str, future: asyncio.Future[Any]) -> None:
+        """A batch the broker refused for want of an ACL: say which, once a minute."""
+        if not future.cancelled() and isinstance(future.exception(), TopicAuthorizationFailedError):
+            self._warn(self._not_authorized(topic))
+
+    def _not_authorized(self, topic: str) -> str:
+        """The same line the worker ends with when an ACL is missing (its events are lost:
+        the broker will not take them until the ACLs change)."""
+        options = self._options
+        protocol = str(options.get("security_protocol", "PLAINTEXT"))
+        who = "User:ANONYMOUS"
+        if protocol.startswith("SASL"):
+            who = f"User:{options.get('sasl_plain_username')}"
+        elif protocol == "SSL":
+            who = "the principal of the client certificate"
+        return (
+            f"Kafka: {who} is not authorized: it needs Write and Describe on topic {topic} "
+            "(the ACL table in docs/security.md lists them all); events to it are counted "
+            "as failed"
+        )
 
     async def _teardown(self) -> None:
         producer, self._producer = self._producer, None
