@@ -39,6 +39,7 @@ from driftwire.ops.health import Liveness, Readiness
 from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
+from driftwire.stages.compression import output_compression
 from driftwire.stages.profile_core import count_emitted, count_folded
 from driftwire.stages.profile_txn import PartitionTransactions
 
@@ -140,7 +141,11 @@ class ProfileStage:
             )
         else:
             self._producer = AIOKafkaProducer(
-                **opts, acks="all", enable_idempotence=True, linger_ms=20, compression_type="gzip"
+                **opts,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=20,
+                compression_type=output_compression(),
             )
         self._consumer = AIOKafkaConsumer(
             **opts,

@@ -27,6 +27,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
+from driftwire.stages.compression import output_compression
+
 log = logging.getLogger(__name__)
 
 #: what the broker answers a producer whose transactional id has a newer owner
@@ -82,7 +84,7 @@ class PartitionTransactions:
             acks="all",
             enable_idempotence=True,
             linger_ms=20,
-            compression_type="gzip",
+            compression_type=output_compression(),
         )
         await producer.start()
         try:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.codec import has_zstd
 
 from driftwire.errors import ConfigError, TransportError
 from driftwire.ops.config import KafkaSettings, Settings, secret
+from driftwire.stages.compression import output_compression
 from driftwire.stages.detect._access import check_app_access
 
 
@@ -129,18 +129,6 @@ def data_dir(settings: Settings, app_id: str) -> str:
     return str(path / app_id)
 
 
-def changelog_compression() -> str:
-    """The codec of everything the detect stage produces, almost all of it its changelog
-    (a model's snapshot after every partial merged): zstd (``cramjam``, a dependency), which
-    compresses these snapshots as well as gzip at a tenth of the CPU (aiokafka's gzip runs at
-    level 9, and was most of the stage's CPU); gzip where ``cramjam`` is missing.
-
-    >>> changelog_compression() in ("zstd", "gzip")
-    True
-    """
-    return "zstd" if has_zstd() else "gzip"
-
-
 def app_settings(
     s: Settings, o: FaustOptions, *, app_id: str, partitions: int, replication: int
 ) -> dict[str, Any]:
@@ -161,7 +149,7 @@ def app_settings(
         consumer_auto_offset_reset="earliest",  # "latest" can stall recovery (faust#651)
         processing_guarantee="at_least_once",  # no transaction markers in the changelog
         producer_acks=-1,
-        producer_compression_type=changelog_compression(),
+        producer_compression_type=output_compression(),
         producer_max_request_size=max_message_bytes(o),
         producer_request_timeout=o.alert_timeout_s,  # faust's default is 20 minutes
         broker_session_timeout=session_s,
