@@ -15,7 +15,9 @@ import contextlib
 import faulthandler
 import gc
 import logging
+import os
 import signal
+import threading
 
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
@@ -23,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from driftwire.errors import TransportError
 from driftwire.ops.broker import BrokerWatch, wait_for_broker
 from driftwire.ops.config import Settings, load_settings
-from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
+from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness, failure_line
 from driftwire.ops.kafka_check import authorization_problem, check_kafka
 from driftwire.ops.logs import configure_logging
 from driftwire.ops.metrics import ConfigMetrics, Metrics
@@ -150,7 +152,18 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
+    async def failure_watch() -> None:
+        """A stage that failed stops the others at once (not once its own stop is over) and
+        bounds the rest of the worker's life: see :func:`exit_after`."""
+        while not stop.is_set() and readiness.failed is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
+        if readiness.failed is not None:
+            exit_after(stop_bound_s(settings), 1, readiness.failed)
+            stop.set()
+
     watcher = asyncio.create_task(watchdog(), name="watchdog")
+    failures = asyncio.create_task(failure_watch(), name="failure-watch")
     broker_watch = asyncio.create_task(
         BrokerWatch(settings.kafka, readiness).run(stop), name="broker-watch"
     )
@@ -159,14 +172,31 @@ async def serve(
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            if (failed := task.exception()) is not None:
-                denied = denied or authorization_problem(failed, settings)
-                if denied is None:
-                    log.error("stage failed", exc_info=failed)
-                code = 1
+            if task.cancelled() or (failed := task.exception()) is None:
+                continue
+            denied = denied or authorization_problem(failed, settings)
+            if denied is None:
+                why = readiness.failed or f"{task.get_name()} stage failed: {failure_line(failed)}"
+                readiness.failed = why
+                log.error(f"{why}; stopping the worker (exit code 1)")
+                log.debug("the failure in full", exc_info=failed)
+            code = 1
+        if code:
+            exit_after(stop_bound_s(settings), 1, readiness.failed or "a stage failed")
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        left = [t for t in tasks if not t.done()]
+        if left:
+            _, late = await asyncio.wait(left, timeout=stop_bound_s(settings))
+            for task in late:  # abandoned: the process exits without them
+                log.error(
+                    f"the {task.get_name()} stage did not stop within "
+                    f"{stop_bound_s(settings):g} s; exiting without it",
+                    extra={"fields": {"stage": task.get_name()}},
+                )
+                task.cancel()
     finally:
+        failures.cancel()
+        await asyncio.gather(failures, return_exceptions=True)
         watcher.cancel()
         broker_watch.cancel()
         await asyncio.gather(watcher, broker_watch, return_exceptions=True)
@@ -181,6 +211,43 @@ async def serve(
     if denied is not None:  # a missing ACL: one line on stderr (the CLI), no traceback
         raise TransportError(denied, retriable=False)
     return code
+
+
+#: What the detect stage's Faust app and its baselines follower get to stop (FaustOptions).
+DETECT_STOP_S = 30.0
+
+
+def stop_bound_s(settings: Settings) -> float:
+    """How long the stages get to stop after a failure: the profile stage's stop bound
+    (``consumer.shutdown_timeout_seconds``) plus the detect stage's."""
+    return settings.consumer.shutdown_timeout_seconds + DETECT_STOP_S
+
+
+def exit_after(seconds: float, code: int, why: str) -> None:
+    """End the process with ``code`` in ``seconds`` whatever still runs then.
+
+    Once a stage has failed the worker must go, so that its supervisor restarts it: a stop
+    that hangs (a client's close, a thread of the Faust app that does not end, the event
+    loop's executor at exit) must not keep a process alive that consumes nothing. A daemon
+    thread, so that it neither keeps a process that ends in time alive nor needs the event
+    loop to be responsive.
+    """
+
+    def hard_exit() -> None:
+        log.error(
+            f"the worker did not stop within {seconds:g} s after {why}; exiting with {code} now"
+        )
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(code)
+
+    if any(t.name == "driftwire-exit-bound" for t in threading.enumerate()):
+        return  # already bounded
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.name = "driftwire-exit-bound"
+    timer.start()
 
 
 def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float = 2.0) -> int:
