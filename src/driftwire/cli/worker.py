@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
@@ -59,12 +60,20 @@ async def serve(
     *,
     config: str | None = None,
     reload_poll_s: float = 2.0,
+    on_failure: Callable[[str], None] | None = None,
 ) -> int:
     """Run the chosen stages until ``stop`` is set; returns the process exit code.
 
     With ``config`` (the settings file), SIGHUP reloads it, and so does a change of the file
-    seen by a check every ``reload_poll_s`` seconds (0: SIGHUP only).
+    seen by a check every ``reload_poll_s`` seconds (0: SIGHUP only). ``on_failure`` is called
+    (once) with the reason when a stage fails, before the others stop: the CLI bounds the
+    process's remaining life with it (:func:`exit_after`).
     """
+
+    def report_failure(why: str) -> None:
+        if on_failure is not None:
+            on_failure(why)
+
     from driftwire.ops.reload import ConfigReloader, config_hash
     from driftwire.stages.detect.stage import DetectStage
     from driftwire.stages.detect.status_api import StatusApi
@@ -159,7 +168,7 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.2)
         if readiness.failed is not None:
-            exit_after(stop_bound_s(settings), 1, readiness.failed)
+            report_failure(readiness.failed)
             stop.set()
 
     watcher = asyncio.create_task(watchdog(), name="watchdog")
@@ -182,7 +191,7 @@ async def serve(
                 log.debug("the failure in full", exc_info=failed)
             code = 1
         if code:
-            exit_after(stop_bound_s(settings), 1, readiness.failed or "a stage failed")
+            report_failure(readiness.failed or "a stage failed")
         stop.set()
         left = [t for t in tasks if not t.done()]
         if left:
@@ -263,7 +272,13 @@ def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float =
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        return await serve(settings, stage, stop, config=config, reload_poll_s=reload_poll_s)
+
+        def bound(why: str) -> None:
+            exit_after(stop_bound_s(settings), 1, why)
+
+        return await serve(
+            settings, stage, stop, config=config, reload_poll_s=reload_poll_s, on_failure=bound
+        )
 
     try:
         return asyncio.run(main())
