@@ -133,7 +133,9 @@ def test_a_sigkill_replayed_in_other_batches_counts_every_event_once(
     try:
         _wait_partials(w, 20)
         assert w.stop(signal.SIGKILL) == -signal.SIGKILL
-        _set(w, "consumer", max_batch_records=7)  # the replay: other batch boundaries
+        # the replay: other batch boundaries (61 is prime: no boundary lines up with the
+        # first attempt's, nor with the reversed blocks of 7)
+        _set(w, "consumer", max_batch_records=61)
         w.start()
         w.wait_settled(limit_s=300)
         seen = w.metrics()

@@ -174,3 +174,63 @@ def test_a_future_stamped_event_then_idleness_closes_no_bucket_ahead_of_the_wall
     records = [decode_record(r.value) for r in core.due(t0 + 4 * BUCKET_MS).records]
     partials = sorted(r.bucket_start_ms for r in records if isinstance(r, Partial))
     assert partials == [t0 + 2 * BUCKET_MS, t0 + 3 * BUCKET_MS]
+
+
+def test_an_idle_partition_with_events_again_says_so_before_another_partitions_partials() -> None:
+    """Both partitions idle (as after a pause of the input, or a broker outage), then events
+    for both: partition 1's are read first. Stage 2 does not wait for an idle partition, so
+    partition 0 must be reported active before partition 1's partials and watermark, with the
+    watermark it was idle at (not a newer one), or stage 2 evaluates the next buckets without
+    it and sets its partials aside as late (fault test (b) lost them so)."""
+    core = make_core(partitions=2)
+    core.assign(1, None)
+    t0 = 1_767_225_600_000
+    for p in (0, 1):
+        batch = events((t0 + 10_000, "churn", "eu"))
+        core.process(p, batch, offsets(batch), t0 + 10_000)
+        core.note_position(p, 1, 1)
+    idle = [decode_record(r.value) for r in core.due(t0 + 45_000).records]
+    assert {(m.partition, m.idle) for m in idle if isinstance(m, Watermark)} == {
+        (0, True),
+        (1, True),
+    }
+    # new events on both partitions; the batch holds partition 1's only (minutes 1 to 4)
+    later = events(*((t0 + m * BUCKET_MS + 1_000, "churn", "eu") for m in range(1, 5)))
+    core.process(1, later, offsets(later, 1), t0 + 5 * BUCKET_MS)
+    core.note_position(1, 5, 5)
+    core.note_position(0, 1, 5)  # partition 0 has 4 events to read
+    records = [decode_record(r.value) for r in core.due(t0 + 5 * BUCKET_MS).records]
+    first = records[0]
+    assert isinstance(first, Watermark) and (first.partition, first.idle) == (0, False)
+    assert first.watermark_ms == t0 + BUCKET_MS  # where it was idle: nothing newer is closed
+    assert any(isinstance(r, Partial) and r.partition == 1 for r in records[1:])
+    # its events, read next, close its buckets: partials before its newer watermark
+    core.process(0, later, offsets(later, 1), t0 + 5 * BUCKET_MS + 1_000)
+    core.note_position(0, 5, 5)
+    records = [decode_record(r.value) for r in core.due(t0 + 5 * BUCKET_MS + 1_000).records]
+    mine = [r for r in records if r.partition == 0]
+    assert isinstance(mine[0], Partial) and isinstance(mine[-1], Watermark)
+    assert not mine[-1].idle and mine[-1].watermark_ms > t0 + BUCKET_MS
+
+
+def test_a_resumed_partition_is_reported_active_before_anything_else() -> None:
+    """The previous owner may have reported the partition idle (stage 2 then does not wait
+    for it): its new owner says it is active first, at the watermark it resumes from, ahead
+    of the partials of the partitions it reads first (as after a broker restart, where the
+    consumer can read one partition before it knows the other's end)."""
+    core = make_core(partitions=2)
+    t0 = 1_767_225_600_000
+    core.assign(0, Resume(1, t0 + BUCKET_MS, 0))
+    core.assign(1, Resume(1, t0 + BUCKET_MS, 0))
+    later = events(*((t0 + m * BUCKET_MS + 1_000, "churn", "eu") for m in range(1, 5)))
+    core.process(0, later, offsets(later, 1), t0 + 5 * BUCKET_MS)
+    core.note_position(0, 5, 5)
+    records = [decode_record(r.value) for r in core.due(t0 + 5 * BUCKET_MS).records]
+    head = records[:2]
+    assert all(isinstance(m, Watermark) and not m.idle for m in head), head
+    assert {m.partition for m in head} == {0, 1}
+    assert all(m.watermark_ms == t0 + BUCKET_MS for m in head)
+    assert any(isinstance(r, Partial) and r.partition == 0 for r in records[2:])
+    # said once
+    again = [decode_record(r.value) for r in core.due(t0 + 5 * BUCKET_MS).records]
+    assert not [m for m in again if isinstance(m, Watermark) and m.partition == 1]

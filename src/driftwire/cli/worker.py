@@ -15,7 +15,10 @@ import contextlib
 import faulthandler
 import gc
 import logging
+import os
 import signal
+import threading
+from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
@@ -23,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from driftwire.errors import TransportError
 from driftwire.ops.broker import BrokerWatch, wait_for_broker
 from driftwire.ops.config import Settings, load_settings
-from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness
+from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness, failure_line
 from driftwire.ops.kafka_check import authorization_problem, check_kafka
 from driftwire.ops.logs import configure_logging
 from driftwire.ops.metrics import ConfigMetrics, Metrics
@@ -86,12 +89,20 @@ async def serve(
     *,
     config: str | None = None,
     reload_poll_s: float = 2.0,
+    on_failure: Callable[[str], None] | None = None,
 ) -> int:
     """Run the chosen stages until ``stop`` is set; returns the process exit code.
 
     With ``config`` (the settings file), SIGHUP reloads it, and so does a change of the file
-    seen by a check every ``reload_poll_s`` seconds (0: SIGHUP only).
+    seen by a check every ``reload_poll_s`` seconds (0: SIGHUP only). ``on_failure`` is called
+    (once) with the reason when a stage fails, before the others stop: the CLI bounds the
+    process's remaining life with it (:func:`exit_after`).
     """
+
+    def report_failure(why: str) -> None:
+        if on_failure is not None:
+            on_failure(why)
+
     from driftwire.ops.reload import ConfigReloader, config_hash
     from driftwire.stages.detect.stage import DetectStage
     from driftwire.stages.detect.status_api import StatusApi
@@ -179,7 +190,18 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
 
+    async def failure_watch() -> None:
+        """A stage that failed stops the others at once (not once its own stop is over) and
+        bounds the rest of the worker's life: see :func:`exit_after`."""
+        while not stop.is_set() and readiness.failed is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.2)
+        if readiness.failed is not None:
+            report_failure(readiness.failed)
+            stop.set()
+
     watcher = asyncio.create_task(watchdog(), name="watchdog")
+    failures = asyncio.create_task(failure_watch(), name="failure-watch")
     broker_watch = asyncio.create_task(
         BrokerWatch(settings.kafka, readiness).run(stop), name="broker-watch"
     )
@@ -188,19 +210,37 @@ async def serve(
     try:
         for task in await until_one_fails(tasks):
             if task.cancelled():  # e.g. a CancelledError that leaked out of aiokafka
-                log.error(
-                    "stage ended cancelled although nothing stopped it",
-                    extra={"fields": {"stage": task.get_name()}},
+                why = readiness.failed or (
+                    f"{task.get_name()} stage ended cancelled although nothing stopped it"
                 )
-                code = 1
             elif (failed := task.exception()) is not None:
                 denied = denied or authorization_problem(failed, settings)
-                if denied is None:
-                    log.error("stage failed", exc_info=failed)
-                code = 1
+                if denied is not None:
+                    code = 1
+                    continue
+                why = readiness.failed or f"{task.get_name()} stage failed: {failure_line(failed)}"
+                log.debug("the failure in full", exc_info=failed)
+            else:
+                continue
+            readiness.failed = why
+            log.error(f"{why}; stopping the worker (exit code 1)")
+            code = 1
+        if code:
+            report_failure(readiness.failed or "a stage failed")
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        left = [t for t in tasks if not t.done()]
+        if left:
+            _, late = await asyncio.wait(left, timeout=stop_bound_s(settings))
+            for task in late:  # abandoned: the process exits without them
+                log.error(
+                    f"the {task.get_name()} stage did not stop within "
+                    f"{stop_bound_s(settings):g} s; exiting without it",
+                    extra={"fields": {"stage": task.get_name()}},
+                )
+                task.cancel()
     finally:
+        failures.cancel()
+        await asyncio.gather(failures, return_exceptions=True)
         watcher.cancel()
         broker_watch.cancel()
         await asyncio.gather(watcher, broker_watch, return_exceptions=True)
@@ -217,6 +257,43 @@ async def serve(
     return code
 
 
+#: What the detect stage's Faust app and its baselines follower get to stop (FaustOptions).
+DETECT_STOP_S = 30.0
+
+
+def stop_bound_s(settings: Settings) -> float:
+    """How long the stages get to stop after a failure: the profile stage's stop bound
+    (``consumer.shutdown_timeout_seconds``) plus the detect stage's."""
+    return settings.consumer.shutdown_timeout_seconds + DETECT_STOP_S
+
+
+def exit_after(seconds: float, code: int, why: str) -> None:
+    """End the process with ``code`` in ``seconds`` whatever still runs then.
+
+    Once a stage has failed the worker must go, so that its supervisor restarts it: a stop
+    that hangs (a client's close, a thread of the Faust app that does not end, the event
+    loop's executor at exit) must not keep a process alive that consumes nothing. A daemon
+    thread, so that it neither keeps a process that ends in time alive nor needs the event
+    loop to be responsive.
+    """
+
+    def hard_exit() -> None:
+        log.error(
+            f"the worker did not stop within {seconds:g} s after {why}; exiting with {code} now"
+        )
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(code)
+
+    if any(t.name == "driftwire-exit-bound" for t in threading.enumerate()):
+        return  # already bounded
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.name = "driftwire-exit-bound"
+    timer.start()
+
+
 def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float = 2.0) -> int:
     settings = load_settings(config)
     configure_logging(settings.log.level)
@@ -230,7 +307,13 @@ def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float =
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        return await serve(settings, stage, stop, config=config, reload_poll_s=reload_poll_s)
+
+        def bound(why: str) -> None:
+            exit_after(stop_bound_s(settings), 1, why)
+
+        return await serve(
+            settings, stage, stop, config=config, reload_poll_s=reload_poll_s, on_failure=bound
+        )
 
     try:
         return asyncio.run(main())

@@ -46,6 +46,28 @@ log = logging.getLogger(__name__)
 #: restarts it); 0 is a clean stop.
 EXIT_STUCK = 3
 
+
+def failure_line(exc: BaseException, limit: int = 300) -> str:
+    """One line that says what ``exc`` was, for a log line and ``/healthz``.
+
+    >>> failure_line(ValueError("bad" + chr(10) + "things"))
+    'ValueError: bad things'
+    >>> failure_line(TimeoutError())
+    'TimeoutError'
+    >>> from driftwire.errors import TransportError
+    >>> failure_line(TransportError("the alerts topic is gone"))  # ours say what they are
+    'the alerts topic is gone'
+    """
+    from driftwire.errors import DriftwireError
+
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    if isinstance(exc, DriftwireError) and text:
+        return text[:limit]
+    line = f"{name}: {text}" if text and not text.startswith(name) else text or name
+    return line[:limit]
+
+
 #: An extra GET route of the server: (path, handler), e.g. the status API's.
 Route = tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]
 
@@ -92,17 +114,25 @@ class Readiness:
     >>> del r.waiting["profile"]
     >>> r.ready
     True
+
+    ``failed`` says why a part of the worker failed: from then until the process is gone
+    (its other parts stop, within their bounds) ``/healthz`` answers 503 with it.
+
+    >>> r.failed = "detect stage: the dead-letter topic refused a record"
+    >>> r.ready
+    False
     """
 
     assigned: int = 0
     broker_reachable: bool = False
     stuck: bool = False
+    failed: str | None = None
     details: dict[str, object] = field(default_factory=dict)
     waiting: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
-        return self.broker_reachable and not self.stuck and not self.waiting
+        return self.broker_reachable and not self.stuck and self.failed is None and not self.waiting
 
 
 class HealthServer:
@@ -227,6 +257,9 @@ class HealthServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, _: web.Request) -> web.Response:
+        if self._readiness.failed is not None:
+            body = {"status": "failed", "reason": self._readiness.failed}
+            return web.json_response(body, status=503)
         if self._readiness.stuck:
             return web.json_response({"status": "stuck"}, status=503)
         return web.json_response({"status": "ok"})

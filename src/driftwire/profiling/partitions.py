@@ -22,7 +22,9 @@ stamped a few minutes ahead does not close the minutes before it; its bucket clo
 wall clock gets there), and is reported idle with a watermark at that bucket's end,
 so it neither holds back detection nor waits forever for its last bucket, and that bucket
 reaches stage 2 before the watermark that completes it (an event that arrives for it later is
-late). A partition that is only behind is never idle.
+late). A partition that is only behind is never idle, and an idle partition whose end moves
+past its position (events to read again) is reported active at once, ahead of every other
+partition's output: stage 2 does not wait for an idle partition.
 
 The core counts, it does not export: :meth:`~ProfileCore.process` returns the late, future and
 replayed events of the batch (:class:`FoldCounts`), :meth:`~ProfileCore.due` and
@@ -172,6 +174,9 @@ class ProfileCore:
             state.position = resume.offset
             state.emitted_through = resume.emitted_through
             state.reported_wm = resume.watermark_ms
+            # the previous owner may have reported it idle: say it is active (in the first
+            # call of :meth:`due`, ahead of other output) until it is found idle here
+            state.idle_reported = resume.watermark_ms is not None
         self._parts[partition] = state
 
     def revoke(self, partition: int) -> None:
@@ -198,6 +203,10 @@ class ProfileCore:
             state.position = position
         if end is not None:
             state.caught_up = position >= end
+            if state.idle and not state.caught_up:
+                # events arrived for an idle partition: it is not idle from now on, and
+                # :meth:`due` says so before any other partition's output (see there)
+                state.idle = False
 
     def max_event_time(self, partition: int) -> int | None:
         state = self._parts.get(partition)
@@ -261,8 +270,22 @@ class ProfileCore:
     # -- what is due ---------------------------------------------------------------------
 
     def due(self, now_ms: int | None) -> Emission:
-        """Partials of closed buckets, then watermark records, for every partition."""
+        """Partials of closed buckets, then watermark records, for every partition.
+
+        First, though, the watermark of every partition that was reported idle and has events
+        to read again: stage 2 does not wait for an idle partition, so were it told of the
+        resumption only after the partials of a partition read first, it would evaluate their
+        buckets without this partition and set its partials aside as late.
+        """
         out: list[OutRecord] = []
+        for partition, state in self._parts.items():
+            last = state.reported_wm
+            if state.idle_reported and not state.idle and last is not None:
+                # the watermark reported with the idleness, not a newer one: the partials of
+                # the buckets this partition closes in this call follow below
+                state.idle_reported = False
+                mark = Watermark(self.topic, partition, self.partitions, last, idle=False)
+                out.append(OutRecord(None, mark.encode(), broadcast=True, source=partition))
         for partition, state in self._parts.items():
             closed = state.closed
             if (

@@ -35,7 +35,7 @@ from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_d
 from driftwire.decode.decoder import REASONS, decode_batch
 from driftwire.decode.limits import DecoderLimits
 from driftwire.ops.config import Settings
-from driftwire.ops.health import Liveness, Readiness
+from driftwire.ops.health import Liveness, Readiness, failure_line
 from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
@@ -167,6 +167,9 @@ class ProfileStage:
             if await self._wait_for_topic(stop):
                 self._consumer.subscribe([self._topic], listener=_Rebalance(self))
                 await self._run_until_stopped(stop)
+        except Exception as exc:
+            self._ready.failed = self._ready.failed or f"profile stage failed: {failure_line(exc)}"
+            raise
         finally:
             await self._close_clients()
             self._ready.broker_reachable = False

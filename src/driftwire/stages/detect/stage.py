@@ -49,7 +49,7 @@ from driftwire.detect.samples import ConditionSample, LatencySample, ReferenceSa
 from driftwire.detect.status import ConditionStatus, ModelStatus
 from driftwire.errors import AuthorizationError, InputError, TransportError
 from driftwire.ops.config import Settings
-from driftwire.ops.health import Readiness
+from driftwire.ops.health import Readiness, failure_line
 from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import DetectMetrics, DriftScoreCollector, Metrics
 from driftwire.partials import Partial
@@ -332,6 +332,13 @@ class DetectStage:
                     self._ready.broker_reachable = True
                     self._ready.waiting.pop("detect", None)
                     await self._supervise(app, baselines, stop)
+        except Exception as exc:
+            # /healthz says so from now on, while the app stops (which can take a while)
+            line = failure_line(exc)
+            if not line.startswith("detect stage"):
+                line = f"detect stage failed: {line}"
+            self._ready.failed = self._ready.failed or line
+            raise
         finally:
             self._life.stop()
             finished.set()
@@ -399,7 +406,9 @@ class DetectStage:
             if isinstance(self._fatal, AuthorizationError):
                 raise self._fatal  # one line: the missing ACL
             if self._fatal is not None:
-                raise TransportError(f"detect stage failed: {self._fatal!r}") from self._fatal
+                raise TransportError(
+                    f"detect stage failed: {failure_line(self._fatal)}"
+                ) from self._fatal
             if app.crashed:
                 reason = getattr(app, "_crash_reason", None)
                 raise TransportError(f"faust app crashed: {reason!r}") from reason
