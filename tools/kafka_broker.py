@@ -449,6 +449,11 @@ class KafkaBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id (to freeze it with SIGSTOP in a test), or ``None``."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> KafkaBroker:
         if self._proc is not None:
             raise RuntimeError("KafkaBroker already started")

@@ -34,6 +34,7 @@ import pytest
 from kafkautil import create_topics, produce
 from prometheus_client import CollectorRegistry
 
+from driftwire.cli.worker import DETECT_STOP_S, SIGNAL_MARGIN_S
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
 from driftwire.ops.metrics import Metrics
@@ -65,10 +66,10 @@ def _free_port() -> int:
 class Worker:
     """``driftwire worker`` as a subprocess, its JSON log lines collected as they come."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], stage: str = "profile") -> None:
         self.port = int(env["DRIFTWIRE_HTTP_PORT"])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "driftwire.cli.command", "worker", "--stage", "profile"],
+            [sys.executable, "-m", "driftwire.cli.command", "worker", "--stage", stage],
             env={**os.environ, **env},
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -199,6 +200,46 @@ def test_worker_waits_for_its_topic_is_ready_when_assigned_and_stops_in_bounds(
         assert "Traceback" not in "".join(worker.raw)
         assert worker.messages("stopping: ")  # says what was not finished in time
     finally:
+        worker.stop()
+
+
+def test_sigterm_with_a_frozen_broker_ends_both_stages_within_the_bound(
+    own_broker: kafka_broker.KafkaBroker, topic_name: str
+) -> None:
+    """A broker that stops answering (SIGSTOP: connections open, no replies) is the worst
+    case for a stop: every client waits for its request timeouts. The worker still ends
+    within its stop bound, with no traceback from a client thread that outlived the loop
+    (the Faust app's consumer thread printed "Event loop is closed" tracebacks and held
+    the process 10 s longer)."""
+    bootstrap = own_broker.bootstrap_servers
+    asyncio.run(create_topics(bootstrap, [topic_name], partitions=2))
+    worker = Worker(
+        {
+            "DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "DRIFTWIRE_TOPICS_EVENTS": topic_name,
+            "DRIFTWIRE_CONSUMER_SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_S),
+            "DRIFTWIRE_HTTP_PORT": str(_free_port()),
+            "DRIFTWIRE_TOPICS_REPLICATION_FACTOR": "1",
+        },
+        stage="all",
+    )
+    frozen = False
+    try:
+        wait_for("both stages started", lambda: bool(worker.messages("detect stage started")), 90)
+        assert own_broker.pid is not None
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        frozen = True
+        worker.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        worker.proc.wait(timeout=SHUTDOWN_S + DETECT_STOP_S + SIGNAL_MARGIN_S + 30)
+        took = time.monotonic() - signalled
+        assert took < SHUTDOWN_S + DETECT_STOP_S + SIGNAL_MARGIN_S + 2, took
+        worker.stop()  # collects the rest of its output
+        assert "Traceback" not in "".join(worker.raw), "".join(worker.raw)[-3000:]
+        assert worker.messages("worker stopped")
+    finally:
+        if frozen:
+            os.kill(own_broker.pid or 0, signal.SIGCONT)
         worker.stop()
 
 

@@ -17,8 +17,11 @@ import gc
 import logging
 import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
@@ -259,6 +262,8 @@ async def serve(
 
 #: What the detect stage's Faust app and its baselines follower get to stop (FaustOptions).
 DETECT_STOP_S = 30.0
+#: beyond the stages' own stop bound, how long a SIGTERM or SIGINT may take before the exit
+SIGNAL_MARGIN_S = 5.0
 
 
 def stop_bound_s(settings: Settings) -> float:
@@ -281,10 +286,7 @@ def exit_after(seconds: float, code: int, why: str) -> None:
         log.error(
             f"the worker did not stop within {seconds:g} s after {why}; exiting with {code} now"
         )
-        for handler in logging.getLogger().handlers:
-            with contextlib.suppress(Exception):
-                handler.flush()
-        os._exit(code)
+        _exit_now(code)
 
     if any(t.name == "driftwire-exit-bound" for t in threading.enumerate()):
         return  # already bounded
@@ -305,8 +307,14 @@ def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float =
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(name: str) -> None:
+            if not stop.is_set():  # bounded: a stop that hangs on a frozen broker ends anyway
+                exit_after(stop_bound_s(settings) + SIGNAL_MARGIN_S, 1, name)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig.name)
 
         def bound(why: str) -> None:
             exit_after(stop_bound_s(settings), 1, why)
@@ -316,8 +324,43 @@ def run_worker(config: str | None, *, stage: str = "all", reload_poll_s: float =
         )
 
     try:
-        return asyncio.run(main())
+        code = asyncio.run(main())
     except KafkaError as exc:  # the broker went away between the start-up checks: one line
         raise TransportError(
             f"Kafka at {settings.kafka.bootstrap_servers} (kafka.bootstrap_servers): {exc}"
         ) from None
+    return without_lingering_threads(code)
+
+
+def without_lingering_threads(code: int, *, wait_s: float = 2.0) -> int:
+    """``code``, once the threads the stages leave behind have ended, or end the process.
+
+    A client's thread (the Faust app's consumer thread, when the broker froze) can outlive
+    the event loop: it would keep the process alive for its own timeouts and then print its
+    tracebacks of the closed loop. The worker has stopped and logged its exit code by then,
+    so after ``wait_s`` the process exits with that code without it.
+    """
+    deadline = time.monotonic() + wait_s
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    me = threading.current_thread()
+    left = sorted(t.name for t in threading.enumerate() if t is not me and not t.daemon)
+    if not left:
+        return code
+    log.warning(
+        f"exiting without waiting for threads that did not end: {', '.join(left)}",
+        extra={"fields": {"threads": left, "exit_code": code}},
+    )
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` at once, the log written out first."""
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
