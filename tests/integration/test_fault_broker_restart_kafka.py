@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,14 +71,6 @@ def _read(w: Worker) -> float:
     return w.metrics().get("driftwire_events_consumed_total", 0.0)
 
 
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.mark.timeout(600)
 def test_a_broker_restart_mid_stream_counts_every_event_once(
     own_broker: KafkaBroker, topic_name: str, tmp_path: Path
@@ -97,7 +88,7 @@ def test_a_broker_restart_mid_stream_counts_every_event_once(
     w.start()
     try:
         deadline = time.monotonic() + 120
-        while not (_ready(w.port) and _read(w) == half):  # both stages run, half is read
+        while not (w.ready() and _read(w) == half):  # both stages run, half is read
             assert w.proc is not None and w.proc.poll() is None, w.log.read_text()[-5000:]
             assert time.monotonic() < deadline, w.log.read_text()[-5000:]
             time.sleep(0.1)

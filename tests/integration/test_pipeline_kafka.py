@@ -114,6 +114,14 @@ class Worker:
             )
         _STARTED.append(self.proc)
 
+    def ready(self) -> bool:
+        """``/readyz`` answers 200: every stage runs."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
     def metrics(self) -> dict[str, float]:
         try:
             text = urllib.request.urlopen(

@@ -43,14 +43,6 @@ def _healthz(port: int) -> tuple[int, dict[str, object]] | None:
         return None
 
 
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.mark.timeout(120)
 def test_a_detect_stage_failing_mid_run_ends_the_worker_within_a_bound(
     kafka_bootstrap: str, topic_name: str, tmp_path: Path
@@ -64,7 +56,7 @@ def test_a_detect_stage_failing_mid_run_ends_the_worker_within_a_bound(
     w.start()
     assert w.proc is not None
     deadline = time.monotonic() + 60
-    while not _ready(w.port):  # both stages running
+    while not w.ready():  # both stages running
         assert w.proc.poll() is None, w.log.read_text()[-5000:]
         assert time.monotonic() < deadline, w.log.read_text()[-5000:]
         time.sleep(0.1)

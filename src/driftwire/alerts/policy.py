@@ -77,6 +77,16 @@ class _State:
     calm: int = 0  # consecutive windows below the resolve level while firing
 
 
+def check_hysteresis(consecutive: int, resolve_windows: int, resolve_ratio: float) -> None:
+    """Refuse a policy's hysteresis settings outside their ranges (``ValueError``)."""
+    if consecutive < 1:
+        raise ValueError(f"consecutive must be >= 1, got {consecutive}")
+    if resolve_windows < 1:
+        raise ValueError(f"resolve_windows must be >= 1, got {resolve_windows}")
+    if not 0 < resolve_ratio <= 1:
+        raise ValueError(f"resolve_ratio must be in (0, 1], got {resolve_ratio}")
+
+
 class AlertPolicy:
     """Per-condition state machines. Pure: the evaluation time is passed in."""
 
@@ -88,12 +98,7 @@ class AlertPolicy:
         resolve_windows: int = 1,
         resolve_ratio: float = 0.8,
     ) -> None:
-        if consecutive < 1:
-            raise ValueError(f"consecutive must be >= 1, got {consecutive}")
-        if resolve_windows < 1:
-            raise ValueError(f"resolve_windows must be >= 1, got {resolve_windows}")
-        if not 0 < resolve_ratio <= 1:
-            raise ValueError(f"resolve_ratio must be in (0, 1], got {resolve_ratio}")
+        check_hysteresis(consecutive, resolve_windows, resolve_ratio)
         self.consecutive = consecutive
         self.renotify_ms = renotify_ms
         self.resolve_windows = resolve_windows

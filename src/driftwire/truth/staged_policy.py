@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from driftwire.alerts.policy import Severity, Thresholds, Transition
+from driftwire.alerts.policy import Severity, Thresholds, Transition, check_hysteresis
 
 __all__ = ["StagedPolicy", "age_label"]
 
@@ -74,12 +74,7 @@ class StagedPolicy:
     def __init__(
         self, *, consecutive: int = 2, resolve_windows: int = 1, resolve_ratio: float = 0.8
     ) -> None:
-        if consecutive < 1:
-            raise ValueError(f"consecutive must be >= 1, got {consecutive}")
-        if resolve_windows < 1:
-            raise ValueError(f"resolve_windows must be >= 1, got {resolve_windows}")
-        if not 0 < resolve_ratio <= 1:
-            raise ValueError(f"resolve_ratio must be in (0, 1], got {resolve_ratio}")
+        check_hysteresis(consecutive, resolve_windows, resolve_ratio)
         self.consecutive = consecutive
         self.resolve_windows = resolve_windows
         self.resolve_ratio = resolve_ratio
