@@ -231,6 +231,23 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
+    /// After a member of an array or object: `true` past a `,` (and the whitespace after
+    /// it: another member follows), `false` past `close`, an error on anything else.
+    #[inline]
+    fn more(&mut self, close: u8) -> R<bool> {
+        self.ws();
+        let c = self.peek()?;
+        self.i += 1;
+        if c == b',' {
+            self.ws();
+            Ok(true)
+        } else if c == close {
+            Ok(false)
+        } else {
+            Err(())
+        }
+    }
+
     #[inline]
     fn peek(&self) -> R<u8> {
         self.b.get(self.i).copied().ok_or(())
@@ -549,17 +566,8 @@ impl<'a> Parser<'a, '_> {
             if matches!(self.item(level + 1, 0), Val::Bad) {
                 return Err(());
             }
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b']' => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(()),
+            if !self.more(b']')? {
+                return Ok(());
             }
         }
     }
@@ -575,7 +583,9 @@ impl<'a> Parser<'a, '_> {
         } else {
             None
         };
-        if self.peek()? != b'}' {
+        if self.peek()? == b'}' {
+            self.i += 1;
+        } else {
             loop {
                 if self.peek()? != b'"' {
                     return Err(());
@@ -592,18 +602,11 @@ impl<'a> Parser<'a, '_> {
                         }
                     }
                 }
-                self.ws();
-                match self.peek()? {
-                    b',' => {
-                        self.i += 1;
-                        self.ws();
-                    }
-                    b'}' => break,
-                    _ => return Err(()),
+                if !self.more(b'}')? {
+                    break;
                 }
             }
         }
-        self.i += 1;
         Ok(match items {
             Some(mut items) => {
                 if items.len() >= 4 {
@@ -654,17 +657,8 @@ impl<'a> Parser<'a, '_> {
                 }
                 _ => {}
             }
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b'}' => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(()),
+            if !self.more(b'}')? {
+                return Ok(());
             }
         }
     }
