@@ -45,6 +45,11 @@ def read_committed(app: Any) -> None:
         def _new_consumer_thread(self) -> Any:
             return _Thread(self, loop=self.loop, beacon=self.beacon)
 
+        async def _wait_next_records(self, timeout: Any) -> Any:  # noqa: ASYNC109
+            records, active = await super()._wait_next_records(timeout)
+            await read_again_if_dropped(self, records)
+            return records, active
+
         async def getmany(self, timeout: float) -> Any:  # noqa: ASYNC109  (faust's signature)
             """Every offset skipped between two records read (transaction markers, aborted
             records) becomes a gap faust may commit past. faust adds such gaps itself, but
@@ -67,6 +72,24 @@ def read_committed(app: Any) -> None:
                 yield tp, message
 
     app.transport.Consumer = _Consumer
+
+
+async def read_again_if_dropped(consumer: Any, records: Any) -> None:
+    """Seek back to the first of ``records`` when faust is about to drop them.
+
+    A fetch sent before a rebalance can return after it, while faust's flow is stopped; faust
+    then drops its records and seeks back to the committed offsets -- but aiokafka leaves a
+    partition without a committed offset where that fetch stopped, so the records were lost
+    (after a broker restart: stage 1's first partials and its "active again" watermarks, the
+    group not having committed yet). The position goes back to the first of them instead; a
+    committed offset, if there is one, still wins (faust seeks to it next).
+    """
+    if not records or consumer.flow_active:
+        return
+    assigned = consumer.assignment()
+    for tp, batch in records.items():
+        if batch and tp in assigned:
+            await consumer.seek(tp, batch[0].offset)
 
 
 @dataclass(frozen=True)
