@@ -334,10 +334,7 @@ class DetectStage:
                     await self._supervise(app, baselines, stop)
         except Exception as exc:
             # /healthz says so from now on, while the app stops (which can take a while)
-            line = failure_line(exc)
-            if not line.startswith("detect stage"):
-                line = f"detect stage failed: {line}"
-            self._ready.failed = self._ready.failed or line
+            self._ready.failed = self._ready.failed or _failure(exc)
             raise
         finally:
             self._life.stop()
@@ -406,9 +403,7 @@ class DetectStage:
             if isinstance(self._fatal, AuthorizationError):
                 raise self._fatal  # one line: the missing ACL
             if self._fatal is not None:
-                raise TransportError(
-                    f"detect stage failed: {failure_line(self._fatal)}"
-                ) from self._fatal
+                raise TransportError(_failure(self._fatal)) from self._fatal
             if app.crashed:
                 reason = getattr(app, "_crash_reason", None)
                 raise TransportError(f"faust app crashed: {reason!r}") from reason
@@ -739,3 +734,15 @@ class DetectStage:
         except Exception as exc:  # faust would swallow it: fail the stage instead
             log.exception("restoring detector state after a rebalance failed")
             self._fatal = self._fatal or exc
+
+
+def _failure(exc: BaseException) -> str:
+    """The one line ``/healthz`` and the log give for ``exc`` ending the detect stage.
+
+    >>> _failure(TimeoutError())
+    'detect stage failed: TimeoutError'
+    >>> _failure(TransportError("detect stage: the alerts topic is gone"))
+    'detect stage: the alerts topic is gone'
+    """
+    line = failure_line(exc)
+    return line if line.startswith("detect stage") else f"detect stage failed: {line}"
