@@ -59,8 +59,8 @@ from driftwire.partials import Partial
 from driftwire.stages.detect._slots import _Slot
 
 try:
-    from driftwire.stages.detect._faust import changelog_compression
-except ImportError:  # a checkout from before the stage chose its codec: it sent gzip
+    from driftwire.stages.compression import output_compression as changelog_compression
+except ImportError:  # a checkout from before the stages chose their codec: they sent gzip
 
     def changelog_compression() -> str:
         return "gzip"

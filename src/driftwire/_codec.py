@@ -97,13 +97,19 @@ class Reader:
             if byte < 0x80:
                 self._pos = pos + 1
                 return byte
+        data, end = self._data, len(self._data)
         value = shift = 0
         for _ in range(_MAX_VARINT_BYTES):
-            byte = self.u8()
+            if pos >= end:
+                raise FormatError(f"{self._what}: truncated (needs 1 more bytes at {pos})")
+            byte = data[pos]
+            pos += 1
             value |= (byte & 0x7F) << shift
             if byte < 0x80:
+                self._pos = pos
                 return value
             shift += 7
+        self._pos = pos
         raise FormatError(f"{self._what}: varint longer than {_MAX_VARINT_BYTES} bytes")
 
     def svarint(self) -> int:

@@ -19,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from driftwire._codec import Reader
 from driftwire.errors import FormatError
 from driftwire.sketch.numeric import NumericSketch
 from driftwire.sketch.profile import Profile
-from driftwire.sketch.quantiles import QuantileSketch
+from driftwire.sketch.quantiles import QuantileSketch, _pad
 
 DATA = Path(__file__).parent / "data"
 RANKS = np.linspace(0.0, 1.0, 101)
@@ -340,7 +341,13 @@ class _SortsEveryLevel(QuantileSketch):
 
     __slots__ = ()
 
-    def _settle(self, levels: list[np.ndarray], *, sorted_above: bool = False) -> None:
+    def _settle(
+        self,
+        levels: list[np.ndarray],
+        *,
+        sorted_above: bool = False,
+        in_order: list[bool] | None = None,
+    ) -> None:
         super()._settle(levels, sorted_above=False)
 
 
@@ -360,3 +367,100 @@ def test_settling_sorts_only_the_levels_that_received_items() -> None:
     other = QuantileSketch(k=16)
     other.update_batch(rng.normal(0.0, 1.0, 50_000))
     assert fast.merge(other).to_bytes() == reference.merge(other).to_bytes()
+
+
+class _MergesAsBefore(QuantileSketch):
+    """The merge and the reading as they were: every level pair concatenated and sorted
+    again, every level read and checked apart."""
+
+    __slots__ = ()
+
+    def merge(self, other: QuantileSketch) -> QuantileSketch:
+        depth = max(len(self._levels), len(other._levels)) + 1  # noqa: SLF001
+        empty = [np.empty(0, dtype=np.float32)] * depth
+        mine = [self._buf[: self._fill], *self._levels, *empty][:depth]
+        theirs = [other._buf[: other._fill], *other._levels, *empty][:depth]  # noqa: SLF001
+        done = _pad(self._done, depth), _pad(other._done, depth)  # noqa: SLF001
+        self._done = [a + b for a, b in zip(*done, strict=True)]
+        self._count += other._count  # noqa: SLF001
+        self._up += other._up  # noqa: SLF001
+        self._down += other._down  # noqa: SLF001
+        self._lo, self._hi = min(self._lo, other._lo), max(self._hi, other._hi)  # noqa: SLF001
+        self._view = None
+        self._settle([np.concatenate(pair) for pair in zip(mine, theirs, strict=True)])
+        return self
+
+    @classmethod
+    def read_from(cls, r: Reader, k: int) -> QuantileSketch:
+        out = cls(k)
+        out._count = r.uvarint()
+        if not out._count:
+            return out
+        out._lo, out._hi, out._up, out._down = r.f64(), r.f64(), r.uvarint(), r.uvarint()
+        depth = r.uvarint()
+        if not 1 <= depth <= 64:
+            raise FormatError(f"QuantileSketch: {depth} levels")
+        done, levels = [], []
+        for _ in range(depth):
+            done.append(r.uvarint())
+            blob = r.blob()
+            if len(blob) % 4:
+                raise FormatError("QuantileSketch: a level is not whole float32 items")
+            levels.append(np.frombuffer(blob, dtype="<f4").astype(np.float32))
+        weight = sum(level.size << h for h, level in enumerate(levels))
+        if (
+            weight != out._count
+            or any(level.size >= out._cap for level in levels)
+            or not all(np.all(level[:-1] <= level[1:]) for level in levels)
+            or not (math.isfinite(out._lo) and math.isfinite(out._hi) and out._lo <= out._hi)
+            or not all(
+                out._lo <= level[0] and level[-1] <= out._hi for level in levels if level.size
+            )
+            or max(out._up, out._down) > out._count
+        ):
+            raise FormatError("QuantileSketch: inconsistent levels, weights or extremes")
+        out._set_level0(levels[0])
+        out._levels, out._done = levels[1:], done
+        return out
+
+
+_sizes = st.lists(st.integers(0, 5_000), min_size=2, max_size=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_sizes, st.sampled_from([8, 16, 50]), st.integers(0, 2**32 - 1))
+def test_merges_are_byte_identical_to_concatenating_every_level(
+    sizes: list[int], k: int, seed: int
+) -> None:
+    """A level empty on one side is taken as it is instead of concatenated and sorted again:
+    the same bytes, for chains of merges of sketches of every depth (some empty)."""
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal(float(i), 1.0, n) for i, n in enumerate(sizes)]
+    fast, before = QuantileSketch(k), _MergesAsBefore(k)
+    for part in parts:
+        other = fed(part, k, batch=max(1, len(part) // 3))
+        fast.merge(other)
+        before.merge(other)
+        assert fast.to_bytes() == before.to_bytes()
+        fresh = fed(part, k).copy()
+        assert fresh.merge(fast).to_bytes() == fed(part, k).copy().merge(before).to_bytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 4_000), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255))))
+def test_reading_accepts_and_refuses_what_the_level_by_level_reading_did(
+    n: int, edits: list[tuple[int, int]]
+) -> None:
+    raw = bytearray(fed(np.random.default_rng(n).normal(size=n), k=8).to_bytes())
+    for at, value in edits:  # corrupt some bytes: sizes, counts, items (NaN, order, extremes)
+        raw[at % len(raw)] = value
+    data = bytes(raw)
+    try:
+        expected: bytes | None = _MergesAsBefore.from_bytes(data).to_bytes()
+    except FormatError:
+        expected = None
+    try:
+        got: bytes | None = QuantileSketch.from_bytes(data).to_bytes()
+    except FormatError:
+        got = None
+    assert got == expected

@@ -10,7 +10,9 @@ dict, bytes as hex;
 :func:`restored_model` reads it back. The evaluated buckets and the frozen reference are
 stored apart, once each (:mod:`driftwire.detect._parts`): the snapshot only names them,
 and a restored version lists what is still to be loaded (``unloaded``, ``frozen_id``). A
-snapshot of the earlier layout, with those parts inline, is still read. The shell stores the
+snapshot of the earlier layout, with those parts inline, is still read. The buckets still
+being assembled (``pending``) are stored apart too, each write a new generation that the
+snapshot names (earlier snapshots held them inline, as hex: still read). The shell stores the
 snapshot and compares its bytes, so its layout is part of the state format.
 """
 
@@ -45,28 +47,14 @@ class _Version:
     # after a restore: parts named by the snapshot, not loaded yet (see driftwire.detect._parts)
     unloaded: set[int] = field(default_factory=set)
     frozen_id: str | None = None
-    # (bucket, segment) -> (the pending profile, its bytes as hex) as the last snapshot wrote
-    # them (not persisted): a profile merged into since then is dropped by the detector
-    encoded: dict[tuple[int, str], tuple[Profile, str]] = field(default_factory=dict)
+    # pending bucket -> generation of its stored part (driftwire.detect._parts; 0: not stored
+    # yet); after a restore, the buckets named here and not in ``pending`` are still unloaded
+    pending_gen: dict[int, int] = field(default_factory=dict)
 
-    def pending_changed(self, bucket: int, segment: str) -> None:
-        """The pending profile of ``segment`` in ``bucket`` was merged into (or replaced)."""
-        self.encoded.pop((bucket, segment), None)
-
-    def pending_hex(self) -> dict[str, dict[str, str]]:
-        """The pending profiles' bytes as hex, by bucket and segment, for the snapshot: each
-        profile is encoded again only when it changed since the last snapshot."""
-        known, fresh = self.encoded, {}
-        out: dict[str, dict[str, str]] = {}
-        for b, segs in self.pending.items():
-            row = out[str(b)] = {}
-            for s, p in segs.items():
-                hit = known.get((b, s))
-                text = hit[1] if hit is not None and hit[0] is p else p.to_bytes().hex()
-                fresh[(b, s)] = (p, text)
-                row[s] = text
-        self.encoded = fresh
-        return out
+    def pending_names(self) -> dict[str, int]:
+        """The pending buckets for the snapshot: start -> generation of the stored part."""
+        starts = sorted(set(self.pending) | set(self.pending_gen))
+        return {str(b): self.pending_gen.get(b, 0) for b in starts}
 
 
 @dataclass
@@ -93,7 +81,7 @@ def model_snapshot(model: str, m: _Model, policy: AlertPolicy) -> dict[str, Any]
         "versions": {
             v: {
                 "buckets": sorted(st.buckets),  # stored apart, once each
-                "pending": st.pending_hex(),
+                "pending": st.pending_names(),  # stored apart, by generation
                 "frozen_id": st.frozen.id if st.frozen is not None else st.frozen_id,
                 "rate": st.rate.to_state(),
                 "latency_ref": None
@@ -146,6 +134,10 @@ def restored_model(state: dict[str, Any], detect: DetectSettings) -> _Model:
             pending={
                 int(b): {s: Profile.from_bytes(bytes.fromhex(h)) for s, h in segs.items()}
                 for b, segs in st["pending"].items()
+                if isinstance(segs, dict)  # the earlier layout: inline, as hex
+            },
+            pending_gen={
+                int(b): int(gen) for b, gen in st["pending"].items() if not isinstance(gen, dict)
             },
             frozen=Reference.from_state(st["frozen"]) if st.get("frozen") else None,
             rate=RateState.from_state(st["rate"]) if "rate" in st else RateState(),

@@ -39,7 +39,16 @@ from driftwire.alerts.finding import Finding
 from driftwire.alerts.policy import AlertPolicy
 from driftwire.alerts.settings import AlertSettings
 from driftwire.detect._decisions import Decisions, condition_key
-from driftwire.detect._parts import BUCKET, PartsOutbox, bucket_key, frozen_key, parse_part_key
+from driftwire.detect._parts import (
+    BUCKET,
+    PENDING,
+    PartsOutbox,
+    bucket_key,
+    frozen_key,
+    parse_part_key,
+    pending_generation,
+    pending_key,
+)
 from driftwire.detect._state import _Model, _Version, model_snapshot, restored_model
 from driftwire.detect._window_findings import (
     drift_finding,
@@ -194,7 +203,7 @@ class Detector:
                 slot[segment].merge(profile)
             else:
                 slot[segment] = profile
-            version.pending_changed(partial.bucket_start_ms, segment)
+        self._parts.pending(partial.model, partial.model_version, partial.bucket_start_ms)
         start = partial.bucket_start_ms
         model.traffic[start] = model.traffic.get(start, 0) + partial.events
         self._changed.add(partial.model)
@@ -304,6 +313,9 @@ class Detector:
         version = model.versions.pop(version_name, None)
         for b in [] if version is None else version.buckets:
             self._parts.bucket(name, version_name, b)  # deleted with the version
+        if version is not None:
+            for b in list(version.pending_gen):
+                self._parts.pending_gone(name, version_name, version, b)
         self._parts.frozen(name, version_name)
         model.ledger.forget(version_name)
         self._history.forget(name, version_name)
@@ -351,8 +363,9 @@ class Detector:
                 self._evaluate_bucket(name, model, bucket, out)
             except Exception as exc:
                 self._failures.append(EvaluationFailure(name, bucket + b_ms, _describe(exc)))
-                for version in model.versions.values():
+                for version_name, version in model.versions.items():
                     version.pending.pop(bucket, None)
+                    self._parts.pending_gone(name, version_name, version, bucket)
             if model.last_bucket is None or bucket > model.last_bucket:
                 model.last_bucket = bucket
         if model.evaluated_until is None or until > model.evaluated_until:
@@ -400,6 +413,7 @@ class Detector:
         start = end - self._d.window_buckets * self._bucket_ms
         for version_name, version in model.versions.items():
             pending = version.pending.pop(bucket, None)
+            self._parts.pending_gone(name, version_name, version, bucket)
             # segments in their sorted order, not the order the partials happened to arrive
             # in: every merge over segments (all traffic, the window) then runs in one order
             profiles = None if pending is None else dict(sorted(pending.items()))
@@ -801,8 +815,10 @@ class Detector:
     def stored_parts(self) -> list[tuple[str, bytes, bytes | None]]:
         """``(model, key, bytes)`` of the state stored apart from :meth:`snapshot`, made or
         dropped since the last call: closed slot profiles of trailing / seasonal references,
-        evaluated window buckets, frozen references. The shell stores each under ``key``
-        (``None``: delete it), before the snapshot that names it."""
+        evaluated window buckets, frozen references, and a new generation of each pending
+        bucket merged into (the replaced generations are deleted by the next call). The shell
+        stores each under ``key`` (``None``: delete it), before the snapshot that names it, and
+        writes the snapshots of :meth:`take_changed` right after."""
         return self._history.drain() + self._parts.drain(self._models)
 
     def part_keys(self, model: str) -> list[bytes]:
@@ -813,6 +829,11 @@ class Detector:
         keys = [] if m.last_bucket is None else self._history.keys(model, m.versions, m.last_bucket)
         for v, st in m.versions.items():
             keys += [bucket_key(model, v, b) for b in sorted(st.unloaded)]
+            keys += [
+                pending_key(model, v, b, gen)
+                for b, gen in sorted(st.pending_gen.items())
+                if gen and b not in st.pending
+            ]
             if st.frozen is None and st.frozen_id is not None:
                 keys.append(frozen_key(model, v))
         return keys
@@ -834,6 +855,13 @@ class Detector:
             st.buckets[start] = profiles
             st.unloaded.discard(start)
             return
+        if kind == PENDING:
+            found, bucket_ms, profiles = decode_slot(blob)
+            if (found, bucket_ms) != (start, self._bucket_ms):
+                raise FormatError(f"pending bucket {key!r} holds {bucket_ms} ms from {found}")
+            if st.pending_gen.get(start) == pending_generation(key) and start not in st.pending:
+                st.pending[start] = profiles
+            return
         frozen = Reference.from_bytes(blob)
         if frozen.id == st.frozen_id:
             st.frozen = frozen
@@ -853,6 +881,8 @@ class Detector:
         for v, st in m.versions.items():  # a snapshot of the earlier layout held them inline
             for b in st.buckets:
                 self._parts.bucket(model, v, b)
+            for b in st.pending:  # inline (earlier layout): stored apart from now on
+                self._parts.pending(model, v, b)
             if st.frozen is not None:
                 self._parts.frozen(model, v)
         self.policy.load_state({**self.policy.to_state(), **state["policy"]})

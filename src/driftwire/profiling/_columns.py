@@ -20,16 +20,48 @@ from driftwire.sketch.kinds import FeatureKind, FeatureKinds
 
 
 def first_seen(codes: np.ndarray, names: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
-    """Codes renumbered in first-seen order of ``codes``, and their names (as ``_factorize``)."""
-    if not len(codes):
+    """Codes renumbered in first-seen order of ``codes``, and their names (as ``_factorize``).
+
+    ``codes`` index ``names`` (the decoder's per-batch tables), so the first row of each code
+    is found in one pass over a table of ``len(names)`` slots, without sorting the rows.
+    """
+    n = len(codes)
+    if not n:
         return np.zeros(0, dtype=np.int64), []
     if codes[0] == codes[-1] and (codes == codes[0]).all():
-        return np.zeros(len(codes), dtype=np.int64), [names[int(codes[0])]]
-    distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return rank[inverse.reshape(-1)], [names[int(c)] for c in distinct[order].tolist()]
+        return np.zeros(n, dtype=np.int64), [names[int(codes[0])]]
+    first = np.full(len(names), n, dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(n, dtype=np.int64))
+    present = np.flatnonzero(first < n)
+    order = present[np.argsort(first[present])]  # first rows are distinct: any sort will do
+    rank = np.zeros(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    return rank[codes], [names[c] for c in order.tolist()]
+
+
+def unique_counts(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True, return_counts=True)`` of integers in
+    ``[0, bound)``: counted in a table of ``bound`` slots when that is small, not sorted.
+
+    >>> [a.tolist() for a in unique_counts(np.array([5, 2, 5, 0]), 6)]
+    [[0, 2, 5], [2, 1, 2, 0], [1, 1, 2]]
+    """
+    if bound > 4 * len(values) + 1024:
+        distinct, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        return distinct, inverse.reshape(-1), counts
+    tally = np.bincount(values, minlength=bound)
+    distinct = np.flatnonzero(tally)
+    lookup = np.zeros(bound, dtype=np.int64)
+    lookup[distinct] = np.arange(len(distinct), dtype=np.int64)
+    return distinct, lookup[values], tally[distinct]
+
+
+def group_order(code: np.ndarray, bound: int) -> np.ndarray:
+    """``np.argsort(code, kind="stable")`` of integers in ``[-1, bound)``: a radix sort of
+    16-bit keys when they fit (the same permutation: a stable sort has one answer)."""
+    if bound < (1 << 16) - 1:
+        return np.argsort((code + 1).astype(np.uint16), kind="stable")
+    return np.argsort(code, kind="stable")
 
 
 def per_model(columns: EventColumns, mask: np.ndarray) -> dict[str, int]:
@@ -70,8 +102,8 @@ def segment_ids(
                 index = {v: i for i, v in enumerate(table)}
                 column = [index[v[key]] for v in values]
                 code = code * len(table) + np.array(column, dtype=np.int64)
-            row_code = code[ids]
-            unique, inverse = np.unique(row_code, return_inverse=True)
+            # every distinct segment has rows: the rows' distinct codes are those of `distinct`
+            unique, inverse = np.unique(code, return_inverse=True)
             combos = []
             for value in unique.tolist():
                 picked = []
@@ -79,7 +111,7 @@ def segment_ids(
                     value, rest = divmod(value, len(table))
                     picked.append(table[rest])
                 combos.append(tuple(zip(keys, reversed(picked), strict=True)))
-            ids = inverse.reshape(-1)
+            ids = inverse.reshape(-1)[ids]
     if combos is None:
         combos = distinct
     index_of: dict[str, int] = {}

@@ -168,7 +168,11 @@ class EventClock:
             top = int(t[accepted].max())
             if self._max_seen is None or top > self._max_seen:
                 self._max_seen = top
-            self._open.update(np.unique(starts[accepted]).tolist())
+            opened = starts[accepted]
+            if opened[0] == opened[-1] and (opened == opened[0]).all():  # one bucket: usual
+                self._open.add(int(opened[0]))
+            else:
+                self._open.update(np.unique(opened).tolist())
         if self._max_seen is not None:
             reference = self._max_seen if now_ms is None else min(self._max_seen, int(now_ms))
             self._raise_watermark(reference - self._lateness)

@@ -41,16 +41,18 @@ from typing import Any
 import numpy as np
 
 from driftwire.decode.batch import DecodedBatch
-from driftwire.decode.columns import ABSENT, NULL, NUMBER, EventColumns
+from driftwire.decode.columns import ABSENT, BOOL, NULL, NUMBER, STRING, EventColumns
 from driftwire.profiling._columns import (
     categorical_parts,
     decided_kind,
     feature_order,
     first_seen,
+    group_order,
     label_parts,
     numeric_parts,
     per_model,
     segment_ids,
+    unique_counts,
 )
 from driftwire.profiling.catalog import (
     OTHER,
@@ -233,7 +235,11 @@ class Profiler:
             model_ids, model_names = _factorize(models)
             version_ids, version_names = _factorize(versions)
             seg_ids, segment_names = self._segment_ids(segments)
-        bucket_values, bucket_ids = np.unique(buckets, return_inverse=True)
+        if buckets[0] == buckets[-1] and (buckets == buckets[0]).all():  # one bucket: usual
+            bucket_values, bucket_ids = buckets[:1], np.zeros(len(buckets), dtype=np.int64)
+        else:
+            bucket_values, bucket_ids = np.unique(buckets, return_inverse=True)
+            bucket_ids = bucket_ids.reshape(-1)
 
         # Caps: models beyond the catalog's room are dropped, versions and segments beyond it
         # become OTHER (least recently seen names make room first: see the catalog).
@@ -243,8 +249,8 @@ class Profiler:
             model_ids, model_names, admitted, version_ids, version_names
         )
         n_seg = len(segment_names)
-        pairs, pair_ids, pair_counts = np.unique(
-            model_ids * n_seg + seg_ids, return_inverse=True, return_counts=True
+        pairs, pair_ids, pair_counts = unique_counts(
+            model_ids * n_seg + seg_ids, len(model_names) * n_seg
         )
         effective: dict[str, int] = {}
         pair_effective = np.empty(len(pairs), dtype=np.int64)
@@ -259,12 +265,13 @@ class Profiler:
                 self.catalog.count_overflow(model, "segments", count)
             pair_effective[j] = effective.setdefault(key, len(effective))
         effective_names = list(effective) or [""]
-        seg_eff = pair_effective[pair_ids.reshape(-1)]
+        seg_eff = pair_effective[pair_ids]
 
         n_v, n_s, n_b = len(version_names), len(effective_names), len(bucket_values)
-        code = ((model_ids * n_v + version_ids) * n_s + seg_eff) * n_b + bucket_ids.reshape(-1)
-        code[~admitted[model_ids]] = -1
-        order = np.argsort(code, kind="stable")
+        code = ((model_ids * n_v + version_ids) * n_s + seg_eff) * n_b + bucket_ids
+        if not admitted.all():
+            code[~admitted[model_ids]] = -1
+        order = group_order(code, len(model_names) * n_v * n_s * n_b)
         sorted_code = code[order]
         starts = np.flatnonzero(np.diff(sorted_code)) + 1
         starts = np.concatenate(([0], starts))
@@ -307,8 +314,8 @@ class Profiler:
     ) -> tuple[np.ndarray, list[str]]:
         """Version ids and names after the per-model version cap (OTHER beyond it)."""
         n_v = len(version_names)
-        pairs, pair_ids, pair_counts = np.unique(
-            model_ids * n_v + version_ids, return_inverse=True, return_counts=True
+        pairs, pair_ids, pair_counts = unique_counts(
+            model_ids * n_v + version_ids, len(model_names) * n_v
         )
         effective: dict[str, int] = {}
         pair_effective = np.empty(len(pairs), dtype=np.int64)
@@ -321,7 +328,7 @@ class Profiler:
             if name == OTHER:
                 self.catalog.count_overflow(model, "versions", count)
             pair_effective[j] = effective.setdefault(name, len(effective))
-        return pair_effective[pair_ids.reshape(-1)], list(effective) or [""]
+        return pair_effective[pair_ids], list(effective) or [""]
 
     def _profile(
         self, bucket: int, model: str, version: str, segment: str, kinds: FeatureKinds
@@ -424,7 +431,13 @@ class Profiler:
         kinds: FeatureKinds,
     ) -> None:
         """:meth:`_fold_block` from the compiled decoder's columns: the same folds in the same
-        order, read from code and value matrices instead of per-row dicts."""
+        order, read from code and value matrices instead of per-row dicts.
+
+        Columns are gathered once, straight into group order (``positions``); the arrival
+        order is read only where it decides something (the features' first-seen order, a new
+        feature's kind). The numeric feature columns, prediction score and latency become one
+        matrix, taken in one call, for one ``update_numeric_matrix``.
+        """
         n = len(positions)
         bounds = np.append(starts, n).tolist()
         for profile, a, b in zip(profiles, bounds, bounds[1:], strict=False):
@@ -434,12 +447,18 @@ class Profiler:
         ):
             profile.prediction_label.update_valid_counts(tally, missing)
 
-        arrival = np.sort(positions)
-        reorder = None if len(profiles) == 1 else np.searchsorted(arrival, positions)
-        kind_block = columns.kind[:, arrival]
-        order = feature_order(kind_block, columns.rank[:, arrival])
+        every_row = n == columns.kind.shape[1]  # then positions is a permutation of all rows
+        in_arrival = every_row and len(profiles) == 1  # one group: positions is 0..n-1
+        if every_row:
+            kind_arrival, rank_arrival = columns.kind, columns.rank
+        else:
+            arrival = np.sort(positions)
+            kind_arrival, rank_arrival = columns.kind[:, arrival], columns.rank[:, arrival]
+        order = feature_order(kind_arrival, rank_arrival)
+        kind_block = kind_arrival if in_arrival else columns.kind[:, positions]
         uniform = bool((kind_block[order] != ABSENT).all())
-        matrix = []
+        has_wrong = ((kind_block == STRING) | (kind_block == BOOL)).any(axis=1)
+        numeric_rows: list[int] = []
         matrix_sketches: list[Sequence[NumericSketch | None]] = []
         for f in order:
             name = columns.feature_names[f]
@@ -449,48 +468,45 @@ class Profiler:
                     model, "features", int(np.count_nonzero(kind_row >= NUMBER))
                 )
                 continue
-            kind = decided_kind(kinds, name, kind_row)
+            kind = decided_kind(kinds, name, kind_arrival[f])
             targets: list[Profile | None] = list(profiles)
             if not uniform:
-                present = kind_row != ABSENT
-                if reorder is not None:
-                    present = present[reorder]
-                active = np.logical_or.reduceat(present, starts).tolist()
+                active = np.logical_or.reduceat(kind_row != ABSENT, starts).tolist()
                 targets = [p if on else None for p, on in zip(profiles, active, strict=True)]
             if kind is FeatureKind.NUMERIC:
-                values, wrong = numeric_parts(kind_row, columns.value[f, arrival])
                 sketches = _numeric_sketches(name, targets)
-                if wrong is None and sketches is not None:
-                    matrix.append(values)
+                if not has_wrong[f] and sketches is not None:
+                    numeric_rows.append(f)
                     matrix_sketches.append(sketches)
                     continue
-                if reorder is not None:
-                    values = values[reorder]
-                    wrong = None if wrong is None else wrong[reorder]
+                values, wrong = numeric_parts(kind_row, columns.value[f, positions])
                 self._fold_numeric(name, values, wrong, starts, bounds, targets)
                 continue
-            in_groups = kind_row if reorder is None else kind_row[reorder]
             if kind is FeatureKind.CATEGORICAL:
-                codes = columns.code[f, arrival]
-                codes = codes if reorder is None else codes[reorder]
-                parts = categorical_parts(in_groups, codes, columns.categories[f], starts)
+                codes = columns.code[f, positions]
+                parts = categorical_parts(kind_row, codes, columns.categories[f], starts)
                 self._apply_categorical(name, parts, targets)
             else:  # no kind yet: only nulls and undecidable values so far
-                is_missing = in_groups <= NULL
+                is_missing = kind_row <= NULL
                 for target, a, b in zip(targets, bounds, bounds[1:], strict=False):
                     if target is not None:
                         missing = int(np.count_nonzero(is_missing[a:b]))
                         target.add_untyped_missing(name, missing)
                         target.add_wrong_type(name, b - a - missing)
-        matrix += (batch.prediction_score[arrival], batch.latency_ms[arrival])
         matrix_sketches += (
             [p.prediction_score for p in profiles],
             [p.latency_ms for p in profiles],
         )
-        stacked = np.vstack(matrix)
-        update_numeric_matrix(
-            matrix_sketches, stacked if reorder is None else stacked[:, reorder], starts
-        )
+        stacked = np.empty((len(numeric_rows) + 2, n), dtype=np.float64)
+        if numeric_rows:
+            picked = columns.value[numeric_rows]
+            if in_arrival:
+                stacked[:-2] = picked
+            else:
+                np.take(picked, positions, axis=1, out=stacked[:-2])
+        np.take(batch.prediction_score, positions, out=stacked[-2])
+        np.take(batch.latency_ms, positions, out=stacked[-1])
+        update_numeric_matrix(matrix_sketches, stacked, starts)
 
     def _fold_numeric(
         self,

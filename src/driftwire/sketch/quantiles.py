@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from itertools import accumulate
 
 import numpy as np
 
@@ -124,15 +125,23 @@ class QuantileSketch:
         self._fill = items.size
         self._buf[: items.size] = items
 
-    def _settle(self, levels: list[np.ndarray], *, sorted_above: bool = False) -> None:
+    def _settle(
+        self,
+        levels: list[np.ndarray],
+        *,
+        sorted_above: bool = False,
+        in_order: list[bool] | None = None,
+    ) -> None:
         """Halve, from the bottom up, every level (level 0 first) of ``capacity`` or more.
 
         ``sorted_above``: levels 1.. are sorted already (this sketch's own, as after every
-        settle); then only those that receive items are sorted again.
+        settle); then only those that receive items are sorted again. ``in_order``: which
+        levels are sorted already, one by one (instead of ``sorted_above``).
         """
         cap, h = self._cap, 0
         self._done = _pad(self._done, len(levels))
-        in_order = [sorted_above] * len(levels)
+        if in_order is None:
+            in_order = [sorted_above] * len(levels)
         while h < len(levels):
             if levels[h].size >= cap:
                 if h + 1 == len(levels):
@@ -179,7 +188,19 @@ class QuantileSketch:
         self._down += other._down
         self._lo, self._hi = min(self._lo, other._lo), max(self._hi, other._hi)
         self._view = None
-        self._settle([np.concatenate(pair) for pair in zip(mine, theirs, strict=True)])
+        # Levels above 0 are sorted in both sketches: where one side is empty the other is
+        # the merged level as it is (a copy of theirs; this sketch's own is owned already).
+        levels = [np.concatenate((mine[0], theirs[0]))]
+        in_order = [False]
+        for a, b in zip(mine[1:], theirs[1:], strict=True):
+            if not b.size:
+                levels.append(a)
+            elif not a.size:
+                levels.append(b.copy())
+            else:
+                levels.append(np.concatenate((a, b)))
+            in_order.append(not (a.size and b.size))
+        self._settle(levels, in_order=in_order)
         return self
 
     def copy(self) -> QuantileSketch:
@@ -336,26 +357,31 @@ class QuantileSketch:
         depth = r.uvarint()
         if not 1 <= depth <= 64:
             raise FormatError(f"QuantileSketch: {depth} levels")
-        done, levels = [], []
+        done, blobs = [], []
         for _ in range(depth):
             done.append(r.uvarint())
             blob = r.blob()
             if len(blob) % 4:
                 raise FormatError("QuantileSketch: a level is not whole float32 items")
-            levels.append(np.frombuffer(blob, dtype="<f4").astype(np.float32))
-        cap = out._cap
-        weight = sum(level.size << h for h, level in enumerate(levels))
+            blobs.append(blob)
+        # all levels in one array (checked in one pass), each level a slice of it
+        items = np.frombuffer(b"".join(blobs), dtype="<f4").astype(np.float32)
+        sizes = [len(blob) >> 2 for blob in blobs]
+        ends = list(accumulate(sizes))
+        ascending = items[:-1] <= items[1:]  # False at a NaN
+        for end in ends[:-1]:
+            if 0 < end < items.size:
+                ascending[end - 1] = True  # where one level ends and the next begins
         if (
-            weight != out._count
-            or any(level.size >= cap for level in levels)
-            or not all(np.all(level[:-1] <= level[1:]) for level in levels)  # sorted, no NaN
+            sum(size << h for h, size in enumerate(sizes)) != out._count
+            or max(sizes) >= out._cap
+            or not ascending.all()  # each level sorted
             or not (math.isfinite(out._lo) and math.isfinite(out._hi) and out._lo <= out._hi)
-            or not all(
-                out._lo <= level[0] and level[-1] <= out._hi for level in levels if level.size
-            )
+            or not (out._lo <= items.min() and items.max() <= out._hi)  # no NaN either
             or max(out._up, out._down) > out._count
         ):
             raise FormatError("QuantileSketch: inconsistent levels, weights or extremes")
+        levels = [items[end - size : end] for size, end in zip(sizes, ends, strict=True)]
         out._set_level0(levels[0])
         out._levels, out._done = levels[1:], done
         return out
