@@ -194,6 +194,8 @@ class PartitionTransactions:
         if not owned.in_transaction and not news:
             return True
         try:
+            if (failure := transaction_failure(owned.producer)) is not None:
+                raise failure  # fenced: below; else aiokafka would only assert
             if not owned.in_transaction:
                 await owned.producer.begin_transaction()
                 owned.in_transaction = True
@@ -229,6 +231,9 @@ class PartitionTransactions:
     async def _drop(self, partition: int) -> None:
         owned = self._owned.pop(partition, None)
         if owned is not None:
+            # a fenced producer's transaction waiter holds the error; retrieve it, or asyncio
+            # logs "Future exception was never retrieved" with a traceback when it is collected
+            transaction_failure(owned.producer)
             await owned.producer.stop()
 
     async def close_all(self) -> None:
