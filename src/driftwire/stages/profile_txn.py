@@ -1,9 +1,9 @@
 """Stage 1's exactly-once output: one transactional producer per owned input partition.
 
-With ``processing.guarantee: exactly_once`` every record stage 1 writes because of input
-partition *p* (its partials, its watermark copies, its dead letters) goes through the producer
-of *p*, whose transactional id is ``<consumer.group_id>-eos-<topic>-<p>``; the commit of *p*'s
-offsets (with the core's resume metadata) is sent into the same transaction
+With ``processing.guarantee: exactly_once`` (the default) every record stage 1 writes because
+of input partition *p* (its partials, its watermark copies, its dead letters) goes through the
+producer of *p*, whose transactional id is ``<consumer.group_id>-eos-<topic>-<p>``; the commit
+of *p*'s offsets (with the core's resume metadata) is sent into the same transaction
 (``send_offsets_to_transaction``), so output and input position become visible together or
 not at all. Readers of the partials topic use ``read_committed``.
 
@@ -12,7 +12,13 @@ Why a producer per input partition and not one per member: zombie fencing. aioka
 the offsets of a member that lost its partition. A transactional id bound to the partition
 gives the same protection the older way (KIP-98): the new owner's producer registers the id
 (``InitProducerId``), which aborts whatever the previous owner left open and fences it, so
-its later commit fails with ``ProducerFenced`` instead of landing twice.
+its later commit fails with ``ProducerFenced`` instead of landing twice. A member restarted
+after a crash registers the ids of the partitions it is given again and fences its own earlier
+life, never itself.
+
+aiokafka waits for an unavailable transaction coordinator for ever, silently (a single-node
+broker left with ``transaction.state.log.replication.factor=3``): :meth:`open` bounds that wait
+by ``processing.coordinator_timeout_seconds`` and raises one line naming the fix.
 """
 
 from __future__ import annotations
