@@ -55,10 +55,16 @@ async def read_all(
     topic: str,
     *,
     limit_s: float = 30.0,
-    isolation_level: str = "read_uncommitted",
+    isolation_level: str = "read_committed",
 ) -> list[ConsumerRecord]:
-    """Every record of ``topic`` up to its current end (with ``read_committed``: its last
-    stable offset), without a consumer group."""
+    """Every record of ``topic`` up to its current end, without a consumer group.
+
+    ``read_committed`` by default, as stage 2 and any downstream reader: stage 1 writes its
+    partials and dead letters in transactions (``processing.guarantee: exactly_once``, the
+    default), so the end is the last stable offset and records of aborted transactions are
+    skipped (on a topic without transactions this reads exactly what ``read_uncommitted``
+    reads). Offsets of what it returns are not contiguous there: each transaction leaves a
+    marker at an offset no record has."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level
     )
@@ -106,6 +112,8 @@ async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> 
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The high watermark per partition: with transactions, one past the last marker, which
+    no consumer ever commits past (see :func:`last_record_ends` for that)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
@@ -115,3 +123,13 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         return {tp.partition: await consumer.position(tp) for tp in parts}
     finally:
         await consumer.stop()
+
+
+async def last_record_ends(bootstrap: str, topic: str) -> dict[int, int]:
+    """Per partition, one past the last committed record (0 for an empty partition): what a
+    ``read_committed`` consumer that has read everything has committed at least. A topic
+    written in transactions ends in a marker, so its :func:`end_offsets` is one further."""
+    ends = dict.fromkeys(await end_offsets(bootstrap, topic), 0)
+    for r in await read_all(bootstrap, topic):
+        ends[r.partition] = max(ends[r.partition], r.offset + 1)
+    return ends

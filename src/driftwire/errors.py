@@ -72,6 +72,15 @@ class AuthorizationError(TransportError):
         self.needs = needs
 
 
+class BrokerSetupError(TransportError):
+    """The broker lacks something the configuration needs (e.g. a transaction coordinator for
+    ``processing.guarantee: exactly_once``); retrying cannot help, so the process ends with the
+    message, which names the fix, as one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=False)
+
+
 class LifecycleError(DriftwireError, RuntimeError):
     """A long-running part was used in the wrong phase: run twice, or used before it started.
 

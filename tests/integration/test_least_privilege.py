@@ -29,11 +29,12 @@ def worker_acls(
     baselines: str,
     alerts: str,
     group: str,
-    exactly_once: bool = False,
+    exactly_once: bool = True,
 ) -> list[Acl]:
     """What ``driftwire worker`` needs with pre-created topics (``topics.create: false``);
     ``group`` is ``consumer.group_id``, the detect stage's Faust app is ``<group>-detect``.
-    ``exactly_once`` (``processing.guarantee``) adds the transactional ids of stage 1."""
+    ``exactly_once`` (``processing.guarantee``, the default) adds the transactional ids of
+    stage 1."""
     transactional = [
         Acl("TRANSACTIONAL_ID", f"{group}-eos-", "WRITE", prefixed=True),
         Acl("TRANSACTIONAL_ID", f"{group}-eos-", "DESCRIBE", prefixed=True),
@@ -129,6 +130,12 @@ def test_the_listed_acls_are_enough_for_the_whole_worker(
         (Acl("TOPIC", "{events}", "READ"), "Read and Describe on topic {events} "),
         (Acl("TOPIC", "{events}.dlq", "WRITE"), "Write and Describe on topic {events}.dlq "),
         (Acl("GROUP", "{events}-lp", "READ"), "Read on group {events}-lp "),
+        # stage 1's exactly-once producers (the default guarantee)
+        (
+            Acl("TRANSACTIONAL_ID", "{events}-lp-eos-", "WRITE", prefixed=True),
+            "Write and Describe on transactional id prefix {events}-lp-eos- (stage 1's "
+            "exactly-once producers): grant them, or set processing.guarantee: at_least_once ",
+        ),
         # the detect stage's Faust app, which would wait or carry on without its state
         (
             Acl("GROUP", "{events}-lp-detect", "READ", prefixed=True),
@@ -152,6 +159,7 @@ def test_the_listed_acls_are_enough_for_the_whole_worker(
         "events-read",
         "dead-letter-write",
         "group-read",
+        "transactional-id-write",
         "faust-group-read",
         "faust-topics-create",
         "faust-topics-read",
@@ -201,7 +209,7 @@ def test_a_missing_acl_ends_the_worker_with_one_line_naming_it(
     assert time.monotonic() - started < 90
     last = done.stderr.strip().splitlines()[-1]
     expected = f"driftwire: Kafka: {principal} is not authorized: it needs "
-    assert last.startswith(expected), last
+    assert last.startswith(expected), done.stderr[-5000:]
     assert says.format(events=topic_name) in last, last
     assert "Traceback" not in done.stderr
 

@@ -185,11 +185,15 @@ def _start_worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
 def test_sigkill_mid_stream_loses_nothing_and_never_commits_ahead(
     kafka_bootstrap: str, topic_name: str, tmp_path: Path
 ) -> None:
+    """``at_least_once``: a commit never runs ahead of acknowledged partials, and after a
+    SIGKILL every event is in a partial at least once. (The same with ``exactly_once``, the
+    default, counts exactly once: ``test_exactly_once_kafka.py``.)"""
     values = list(generate(StreamSpec(events=24_000, seed=5, malformed_ratio=0.02)))
     half = len(values) // 2
     port = _free_port()
     doc = settings_dict(kafka_bootstrap, topic_name, bucket_seconds=10, allowed_lateness_seconds=0)
     doc["http"] = {"host": "127.0.0.1", "port": port}
+    doc["processing"] = {"guarantee": "at_least_once"}
     doc["consumer"] = {**doc["consumer"], "max_batch_records": 100}  # type: ignore[dict-item]
     config = tmp_path / "driftwire.yaml"
     config.write_text(yaml.safe_dump(doc))
@@ -458,9 +462,13 @@ class _Evicted(ProfileStage):
 def test_a_commit_failed_by_a_lost_membership_loses_and_doubles_nothing(
     kafka_bootstrap: str, topic_name: str
 ) -> None:
+    """``at_least_once``: the consumer's own commit refused after an eviction. (With
+    ``exactly_once`` offsets go into the transaction, and a lost partition's producer is
+    fenced by its new owner instead.)"""
     chunk = 300 * PARTITIONS
     values = list(generate(StreamSpec(events=12 * chunk, seed=23, malformed_ratio=0.01)))
     doc = settings_dict(kafka_bootstrap, topic_name, bucket_seconds=5, allowed_lateness_seconds=0)
+    doc["processing"] = {"guarantee": "at_least_once"}
     doc["consumer"] = {**doc["consumer"], "max_batch_records": 200, "session_timeout_ms": 6000}  # type: ignore[dict-item]
     settings = Settings.model_validate(doc)
     registry = CollectorRegistry()

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from browserutil import browse
 from jsonschema import Draft202012Validator, FormatChecker
-from kafkautil import committed, create_topics, end_offsets, produce, read_all
+from kafkautil import committed, create_topics, last_record_ends, produce, read_all
 
 from driftwire.offline.generator import Change, StreamSpec, generate
 
@@ -163,7 +163,9 @@ class Worker:
 
 
 async def caught_up(bootstrap: str, topic: str, group: str) -> bool:
-    ends = await end_offsets(bootstrap, topic)
+    """``group`` has committed past every record of ``topic`` (stage 1 writes it in
+    transactions: a reader never commits past the last marker)."""
+    ends = await last_record_ends(bootstrap, topic)
     done = await committed(bootstrap, group, topic, len(ends))
     return bool(ends) and all(done.get(p, -1) >= end for p, end in ends.items())
 

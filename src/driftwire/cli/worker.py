@@ -30,7 +30,7 @@ from driftwire.errors import TransportError
 from driftwire.ops.broker import BrokerWatch, wait_for_broker
 from driftwire.ops.config import Settings, load_settings
 from driftwire.ops.health import EXIT_STUCK, HealthServer, Readiness, failure_line
-from driftwire.ops.kafka_check import authorization_problem, check_kafka
+from driftwire.ops.kafka_check import authorization_problem, check_kafka, setup_problem
 from driftwire.ops.logs import configure_logging
 from driftwire.ops.metrics import ConfigMetrics, Metrics
 from driftwire.ops.topics import ensure_topics
@@ -217,7 +217,7 @@ async def serve(
                     f"{task.get_name()} stage ended cancelled although nothing stopped it"
                 )
             elif (failed := task.exception()) is not None:
-                denied = denied or authorization_problem(failed, settings)
+                denied = denied or authorization_problem(failed, settings) or setup_problem(failed)
                 if denied is not None:
                     code = 1
                     continue
@@ -255,7 +255,7 @@ async def serve(
     if readiness.stuck:
         code = EXIT_STUCK
     log.info("worker stopped", extra={"fields": {"exit_code": code}})
-    if denied is not None:  # a missing ACL: one line on stderr (the CLI), no traceback
+    if denied is not None:  # a missing ACL or broker setup: one line on stderr (the CLI)
         raise TransportError(denied, retriable=False)
     return code
 

@@ -182,10 +182,12 @@ class ProcessingSettings(_Section):
     """Stage 1's delivery guarantee: at-least-once, or exactly-once through Kafka transactions."""
 
     guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        "at_least_once",
-        description="exactly_once: each input partition's partials, watermarks, dead letters "
-        "and offsets are committed in one Kafka transaction (transactional id "
-        "<consumer.group_id>-eos-<topic>-<partition>)",
+        "exactly_once",
+        description="exactly_once (the default): each input partition's partials, watermarks, "
+        "dead letters and offsets are committed in one Kafka transaction (transactional id "
+        "<consumer.group_id>-eos-<topic>-<partition>); needs a broker with a transaction "
+        "coordinator and the transactional-id ACLs. at_least_once: no transactions; a crash "
+        "can write partials twice, which stage 2 removes by their ids",
     )
     transaction_timeout_seconds: float = Field(
         60.0,
@@ -193,6 +195,14 @@ class ProcessingSettings(_Section):
         le=900.0,
         description="exactly_once: the broker aborts a transaction left open this long (its "
         "producer died and no new owner fenced it); read_committed readers wait that long",
+    )
+    coordinator_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        le=3600.0,
+        description="exactly_once: how long a transactional producer waits for the broker's "
+        "transaction coordinator (registering its transactional id) before the worker exits "
+        "with one line saying what the broker lacks",
     )
 
 

@@ -22,10 +22,10 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from driftwire.errors import AuthorizationError, ConfigError, TransportError
+from driftwire.errors import AuthorizationError, BrokerSetupError, ConfigError, TransportError
 from driftwire.ops.config import KafkaSettings, Settings, secret
 
-__all__ = ["Failure", "authorization_problem", "check_kafka", "describe"]
+__all__ = ["Failure", "authorization_problem", "check_kafka", "describe", "setup_problem"]
 
 X509_EXPIRED = 10  # X509_V_ERR_CERT_HAS_EXPIRED
 X509_NOT_YET_VALID = 9
@@ -161,12 +161,29 @@ def authorization_problem(
         return f"Kafka: {who} is not authorized: it needs Read on group {group} {see}"
     if isinstance(exc, errors.ClusterAuthorizationFailedError):
         return (
-            f"Kafka: {who} is not authorized for a cluster operation (creating topics?): "
-            f"pre-create the topics and set topics.create: false, or grant Create {see}"
+            f"Kafka: {who} is not authorized for a cluster operation: creating topics (pre-create "
+            "them and set topics.create: false, or grant Create) or, on a broker before Kafka "
+            f"2.8, the idempotent producer (grant IdempotentWrite on the cluster) {see}"
         )
     if isinstance(exc, errors.TransactionalIdAuthorizationFailed):
-        return f"Kafka: {who} is not authorized for its transactional id {see}"
+        prefix = f"{settings.consumer.group_id}-eos-"
+        return (
+            f"Kafka: {who} is not authorized: it needs Write and Describe on transactional id "
+            f"prefix {prefix} (stage 1's exactly-once producers): grant them, or set "
+            f"processing.guarantee: at_least_once {see}"
+        )
     return None
+
+
+def setup_problem(exc: BaseException) -> str | None:
+    """The one line for a broker that lacks what the settings need (no transaction coordinator).
+
+    >>> setup_problem(BrokerSetupError("Kafka: no coordinator: set x"))
+    'Kafka: no coordinator: set x'
+    >>> setup_problem(ValueError("other")) is None
+    True
+    """
+    return str(exc) if isinstance(exc, BrokerSetupError) else None
 
 
 async def _connect_once(kafka: KafkaSettings, host: str, port: int, context: object) -> None:

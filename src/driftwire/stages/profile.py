@@ -28,12 +28,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_dead_letter
 from driftwire.decode.decoder import REASONS, decode_batch
 from driftwire.decode.limits import DecoderLimits
+from driftwire.errors import BrokerSetupError
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Liveness, Readiness, failure_line
 from driftwire.ops.lifecycle import Lifecycle
@@ -49,6 +57,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "profile"
+
+#: failures of the rebalance listener that the worker reports as one line naming the fix
+#: (a missing ACL, a broker without a transaction coordinator), not with aiokafka's traceback
+EXPLAINED = (
+    BrokerSetupError,
+    TransactionalIdAuthorizationFailed,
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
 
 
 def _numbers(partitions: list[TopicPartition]) -> list[int]:
@@ -138,6 +156,7 @@ class ProfileStage:
                 group=self._group,
                 topic=self._topic,
                 timeout_ms=round(s.processing.transaction_timeout_seconds * 1000),
+                coordinator_timeout_s=s.processing.coordinator_timeout_seconds,
             )
         else:
             self._producer = AIOKafkaProducer(
@@ -539,6 +558,8 @@ class ProfileStage:
                 # aiokafka only logs a listener's failure; without their resume points the
                 # partitions must not be consumed, so the loop raises it (the worker restarts)
                 self._listener_failure = exc
+                if isinstance(exc, EXPLAINED):
+                    return  # the worker ends with one line naming the fix: no traceback
                 raise
             if self._consumer is None:
                 raise self._life.not_started("consumer")

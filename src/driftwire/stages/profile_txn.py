@@ -1,9 +1,9 @@
 """Stage 1's exactly-once output: one transactional producer per owned input partition.
 
-With ``processing.guarantee: exactly_once`` every record stage 1 writes because of input
-partition *p* (its partials, its watermark copies, its dead letters) goes through the producer
-of *p*, whose transactional id is ``<consumer.group_id>-eos-<topic>-<p>``; the commit of *p*'s
-offsets (with the core's resume metadata) is sent into the same transaction
+With ``processing.guarantee: exactly_once`` (the default) every record stage 1 writes because
+of input partition *p* (its partials, its watermark copies, its dead letters) goes through the
+producer of *p*, whose transactional id is ``<consumer.group_id>-eos-<topic>-<p>``; the commit
+of *p*'s offsets (with the core's resume metadata) is sent into the same transaction
 (``send_offsets_to_transaction``), so output and input position become visible together or
 not at all. Readers of the partials topic use ``read_committed``.
 
@@ -12,7 +12,13 @@ Why a producer per input partition and not one per member: zombie fencing. aioka
 the offsets of a member that lost its partition. A transactional id bound to the partition
 gives the same protection the older way (KIP-98): the new owner's producer registers the id
 (``InitProducerId``), which aborts whatever the previous owner left open and fences it, so
-its later commit fails with ``ProducerFenced`` instead of landing twice.
+its later commit fails with ``ProducerFenced`` instead of landing twice. A member restarted
+after a crash registers the ids of the partitions it is given again and fences its own earlier
+life, never itself.
+
+aiokafka waits for an unavailable transaction coordinator for ever, silently (a single-node
+broker left with ``transaction.state.log.replication.factor=3``): :meth:`open` bounds that wait
+by ``processing.coordinator_timeout_seconds`` and raises one line naming the fix.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.structs import OffsetAndMetadata
 
+from driftwire.errors import BrokerSetupError
 from driftwire.stages.compression import output_compression
 
 log = logging.getLogger(__name__)
@@ -44,6 +52,49 @@ def transactional_id(group: str, topic: str, partition: int) -> str:
     return f"{group}-eos-{topic}-{partition}"
 
 
+def no_coordinator(txn_id: str, waited_s: float) -> BrokerSetupError:
+    """The one line for a broker whose transaction coordinator never answered.
+
+    >>> print(no_coordinator("g-eos-events-0", 120))  # doctest: +NORMALIZE_WHITESPACE
+    Kafka: no transaction coordinator answered for transactional id g-eos-events-0 within
+    120 s (processing.coordinator_timeout_seconds): set processing.guarantee: at_least_once,
+    or give the broker a transaction coordinator (a single-node broker needs
+    transaction.state.log.replication.factor=1 and transaction.state.log.min.isr=1)
+    """
+    return BrokerSetupError(
+        f"Kafka: no transaction coordinator answered for transactional id {txn_id} within "
+        f"{waited_s:g} s (processing.coordinator_timeout_seconds): set "
+        "processing.guarantee: at_least_once, or give the broker a transaction coordinator "
+        "(a single-node broker needs transaction.state.log.replication.factor=1 and "
+        "transaction.state.log.min.isr=1)"
+    )
+
+
+def transaction_failure(producer: AIOKafkaProducer) -> BaseException | None:
+    """The error that broke ``producer``'s open transaction, if one did.
+
+    A refused AddPartitionsToTxn (no Write on a topic) puts aiokafka's transaction into an
+    error state in which every later send fails an internal ``assert`` and only the commit
+    would raise the real error; this returns that error (marking it retrieved) so a send can
+    raise it instead.
+    """
+    txn: Any = producer._txn_manager  # noqa: SLF001  (aiokafka has no public accessor)
+    if txn is None or txn.state not in (
+        TransactionState.ABORTABLE_ERROR,
+        TransactionState.FATAL_ERROR,
+    ):
+        return None
+    waiter = txn._transaction_waiter  # noqa: SLF001
+    if waiter is not None and waiter.done() and not waiter.cancelled():
+        found: BaseException | None = waiter.exception()
+        if found is not None:
+            return found
+    broken: BaseException = KafkaError(
+        f"transaction of {txn.transactional_id} failed ({txn.state.name})"
+    )
+    return broken
+
+
 @dataclass
 class _Owned:
     producer: AIOKafkaProducer
@@ -59,11 +110,20 @@ class PartitionTransactions:
     adds the partition's offsets and commits, :meth:`close` aborts what is open and stops it.
     """
 
-    def __init__(self, options: dict[str, Any], *, group: str, topic: str, timeout_ms: int) -> None:
+    def __init__(
+        self,
+        options: dict[str, Any],
+        *,
+        group: str,
+        topic: str,
+        timeout_ms: int,
+        coordinator_timeout_s: float = 120.0,
+    ) -> None:
         self._options = options
         self._group = group
         self._topic = topic
         self._timeout_ms = timeout_ms
+        self._coordinator_timeout_s = coordinator_timeout_s
         self._owned: dict[int, _Owned] = {}
 
     def owns(self, partition: int) -> bool:
@@ -77,19 +137,24 @@ class PartitionTransactions:
         """Start ``partition``'s producer; the broker aborts its previous owner's transaction."""
         if partition in self._owned:
             return
+        txn_id = transactional_id(self._group, self._topic, partition)
         producer = AIOKafkaProducer(
             **self._options,
-            transactional_id=transactional_id(self._group, self._topic, partition),
+            transactional_id=txn_id,
             transaction_timeout_ms=self._timeout_ms,
             acks="all",
             enable_idempotence=True,
             linger_ms=20,
             compression_type=output_compression(),
         )
-        await producer.start()
         try:
-            # registers the id now (fencing the old owner) rather than at the first send
+            # start() registers the id (InitProducerId, fencing the old owner); aiokafka
+            # retries an unavailable coordinator for ever, silently: bound it
+            await asyncio.wait_for(producer.start(), timeout=self._coordinator_timeout_s)
             await producer.begin_transaction()
+        except TimeoutError:
+            await producer.stop()
+            raise no_coordinator(txn_id, self._coordinator_timeout_s) from None
         except BaseException:
             await producer.stop()
             raise
@@ -107,6 +172,8 @@ class PartitionTransactions:
     ) -> asyncio.Future[object]:
         """Send one record in ``source``'s transaction; the future is the broker's ack."""
         owned = self._owned[source]
+        if (failure := transaction_failure(owned.producer)) is not None:
+            raise failure
         if not owned.in_transaction:
             await owned.producer.begin_transaction()
             owned.in_transaction = True
@@ -133,6 +200,8 @@ class PartitionTransactions:
         if not owned.in_transaction and not news:
             return True
         try:
+            if (failure := transaction_failure(owned.producer)) is not None:
+                raise failure  # fenced: below; else aiokafka would only assert
             if not owned.in_transaction:
                 await owned.producer.begin_transaction()
                 owned.in_transaction = True
@@ -168,6 +237,9 @@ class PartitionTransactions:
     async def _drop(self, partition: int) -> None:
         owned = self._owned.pop(partition, None)
         if owned is not None:
+            # a fenced producer's transaction waiter holds the error; retrieve it, or asyncio
+            # logs "Future exception was never retrieved" with a traceback when it is collected
+            transaction_failure(owned.producer)
             await owned.producer.stop()
 
     async def close_all(self) -> None:
