@@ -170,7 +170,6 @@ class TruthStage:
         self._applied: dict[tuple[str, str], str] = {}  # baseline ids the tracker judges by
         self._max_future_ms = int(settings.profile.max_future_seconds * 1000)
         self._sent = SentAlerts()
-        self._since_ms = 0  # the rebuild's start (record time)
         self.alerts_sent = 0
         #: transitions of a rebuild left unsent because the alerts topic holds them already
         self.alerts_withheld = 0
@@ -295,7 +294,6 @@ class TruthStage:
             f"looking up the offsets of {len(assigned)} events and labels partitions at the "
             "rebuild's start",
         )
-        self._since_ms = since
         self._tracker = TruthTracker(t.tracker_settings())
         self._applied = {}
         self._inputs.clear()
