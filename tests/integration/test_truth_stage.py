@@ -4,9 +4,13 @@ library in, exact join accounting, a performance alert on concept drift, a rebui
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -398,3 +402,144 @@ def test_the_alerts_read_back_reads_only_the_rebuild_span(
     assert not sent.admit("recent-too", "firing", now + 1)
     assert sent.admit("old", "firing", now)  # before the span: not read back
     assert sent.admit("old-too", "firing", now)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TruthWorker:
+    """``driftwire worker --stage truth`` as a subprocess, with its metrics port."""
+
+    def __init__(self, tmp: Path, doc: dict[str, object]) -> None:
+        self.port = _free_port()
+        doc["http"] = {"host": "127.0.0.1", "port": self.port}
+        self.config = tmp / "truth.yaml"
+        self.config.write_text(yaml.safe_dump(doc))
+        self.log = tmp / "truth.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> TruthWorker:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "driftwire.cli.command", "worker", "--stage", "truth",
+                 "--config", str(self.config)],
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+
+    def records(self) -> dict[str, float]:
+        """``driftwire_truth_records_total`` by outcome ({} while the port does not answer)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+                body = r.read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for line in body.splitlines():
+            if line.startswith('driftwire_truth_records_total{outcome="'):
+                outcome = line.split('"', 2)[1]
+                out[outcome] = float(line.rsplit(" ", 1)[1])
+        return out
+
+    def wait_read(self, expected: int, limit_s: float = 120) -> dict[str, float]:
+        assert self.proc is not None
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-5000:]
+            counts = self.records()
+            if counts.get("predictions", 0) + counts.get("labels", 0) >= expected:
+                return counts
+            time.sleep(0.2)
+        raise AssertionError(f"not read in {limit_s} s: {self.records()}")
+
+
+def transitions(bootstrap: str, topic: str) -> list[tuple[str, str]]:
+    """(fingerprint, status) of every record of the alerts topic, in its order."""
+    return [
+        (e["data"]["fingerprint"], e["data"]["status"])
+        for e in (orjson.loads(r.value) for r in asyncio.run(read_all(bootstrap, topic)))
+    ]
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(400)
+def test_a_worker_killed_mid_stream_neither_resends_nor_loses_an_alert(
+    kafka_bootstrap: str, topic_name: str, tmp_path: Path
+) -> None:
+    """SIGKILL once the first alerts are out and part of the stream is still to come; the
+    restarted worker rebuilds from the topics. Its join accounting is that of one
+    uninterrupted run, and the alerts topic holds every transition of that run, with no
+    fingerprint at the same status twice in a row."""
+    events, labels, alerts, alone = (
+        f"{topic_name}-{x}" for x in ("events", "labels", "alerts", "alerts-uninterrupted")
+    )
+    asyncio.run(create_topics(kafka_bootstrap, [events, labels], partitions=2))
+    asyncio.run(create_topics(kafka_bootstrap, [alerts, alone, f"{labels}.dlq"]))
+    # the drift fires before the kill and ends after it: the restarted worker must send the
+    # resolutions, and not the firings again
+    records, drift_ms = stream(seconds=100, drift_until=60)
+    cut = drift_ms + 25 * SECOND
+    first = [r for r in records if r[0] < cut]
+    rest = [r for r in records if r[0] >= cut]
+    doc = settings_doc(kafka_bootstrap, events, labels, alerts, f"{topic_name}-truth")
+
+    n_first = sum(send(kafka_bootstrap, events, labels, first))
+    with TruthWorker(tmp_path, doc) as worker:
+        deadline = time.monotonic() + 120
+        while not transitions(kafka_bootstrap, alerts):
+            assert time.monotonic() < deadline, worker.log.read_text()[-5000:]
+            assert worker.proc is not None and worker.proc.poll() is None
+            time.sleep(0.2)
+        assert worker.proc is not None
+        worker.proc.send_signal(signal.SIGKILL)
+        assert worker.proc.wait(30) == -signal.SIGKILL
+    before_kill = transitions(kafka_bootstrap, alerts)
+    n_rest = sum(send(kafka_bootstrap, events, labels, rest))
+
+    uninterrupted_settings = settings_for(
+        kafka_bootstrap, events, labels, alone, f"{topic_name}-truth-uninterrupted"
+    )
+    stage = TruthStage(uninterrupted_settings, TruthMetrics(CollectorRegistry()))
+    asyncio.run(run_until_read(stage, n_first + n_rest))
+    counts = stage.tracker.join.counts.as_dict()
+    reference = transitions(kafka_bootstrap, alone)
+    assert reference and len(reference) == stage.alerts_sent
+
+    with TruthWorker(tmp_path, doc) as worker:
+        restarted = worker.wait_read(n_first + n_rest)
+        # the judging of the last windows follows the last records read: until the topic
+        # holds the uninterrupted run's transitions (or a minute), then a while for repeats
+        deadline = time.monotonic() + 60
+        while not set(reference) <= set(transitions(kafka_bootstrap, alerts)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        time.sleep(3)
+        assert worker.records() == restarted
+    interrupted = transitions(kafka_bootstrap, alerts)
+
+    for outcome in ("predictions", "labels", "joined", "orphan_labels", "late_labels",
+                    "expired", "duplicate_predictions", "duplicate_labels"):  # fmt: skip
+        assert restarted[outcome] == counts[outcome], (outcome, restarted, counts)
+    assert counts["joined"] == counts["labels"] > 0
+
+    # what the killed worker sent is the beginning of the topic, and nothing of it repeats
+    assert interrupted[: len(before_kill)] == before_kill
+    after_kill = interrupted[len(before_kill) :]
+    assert ("resolved" in {s for _, s in after_kill}) and "resolved" not in {
+        s for _, s in before_kill
+    }, (before_kill, after_kill)
+    last: dict[str, str] = {}
+    for fp, status in interrupted:
+        assert last.get(fp) != status, (fp, status, interrupted)
+        last[fp] = status
+    assert set(reference) <= set(interrupted), (reference, interrupted)

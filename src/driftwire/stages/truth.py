@@ -28,6 +28,14 @@ estimated performance.
 
 Invalid ground-truth records go to ``<labels>.dlq`` with the decoder's reason headers; invalid
 events are left to the profile stage, which dead-letters them already.
+
+The partitions are read in whatever order the fetches return them (one can be read to its end
+before another is started): the tracker's clock is held at the event time every partition with
+records to come has reached (:class:`~driftwire.truth.inputs.InputClock`), so the alerts are
+those of the stream read in time order. Every wait for the broker is bounded
+(:data:`BROKER_WAIT_S`; a fetch by the group's poll interval besides, for a rebalance): one
+that runs out ends the stage with one line naming what it waited for, never a silent stall;
+a refused offset commit (they serve lag monitoring only) is logged and the stage goes on.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import math
 import time
 from collections.abc import Awaitable, Iterable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -48,6 +57,7 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
 )
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 
 from driftwire.alerts.alert import Alert, encode
@@ -55,11 +65,12 @@ from driftwire.decode.batch import Rejection
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers
 from driftwire.decode.decoder import decode_batch
 from driftwire.detect.reference import ReferenceStore
-from driftwire.errors import FormatError
+from driftwire.errors import FormatError, TransportError
 from driftwire.ops.config import Settings
 from driftwire.ops.truth_metrics import ALERT_KINDS, TruthMetrics
 from driftwire.profiling.catalog import segment_key
 from driftwire.stages.detect._baselines import BaselinesFollower
+from driftwire.truth.inputs import InputClock
 from driftwire.truth.join import Prediction
 from driftwire.truth.label import decode_label
 from driftwire.truth.reference import ReferencePerformance
@@ -71,7 +82,31 @@ log = logging.getLogger(__name__)
 
 STAGE = "truth"
 UNSEGMENTED = "all"
-_NOTHING_READ = -(2**62)
+#: how long one call to the broker may take before the stage fails saying what it waited for
+#: (above aiokafka's own request timeout of 40 s, so that its errors come first)
+BROKER_WAIT_S = 60.0
+
+_T = TypeVar("_T")
+
+
+async def bounded(waited: Awaitable[_T], seconds: float, what: str) -> _T:
+    """``waited``, or a :class:`~driftwire.errors.TransportError` that names ``what`` the stage
+    waited for when it takes more than ``seconds`` (or aiokafka gives up waiting first): a
+    stalled broker call ends the stage with one line, never a silent wait.
+
+    >>> async def never() -> None:
+    ...     await asyncio.Event().wait()
+    >>> asyncio.run(bounded(never(), 0.01, "the end offsets of alerts"))
+    Traceback (most recent call last):
+    ...
+    driftwire.errors.TransportError: truth stage: the end offsets of alerts: no answer in 0.01 s
+    """
+    try:
+        return await asyncio.wait_for(waited, timeout=seconds)
+    except TimeoutError:
+        raise TransportError(f"truth stage: {what}: no answer in {seconds:g} s") from None
+    except KafkaTimeoutError as exc:
+        raise TransportError(f"truth stage: {what}: the broker did not answer ({exc})") from None
 
 
 class AllToOneAssignor(AbstractPartitionAssignor):  # type: ignore[misc]
@@ -112,7 +147,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         pass  # nothing to flush: the state is rebuilt on the next assignment
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._stage.on_assigned(assigned)
+        self._stage.on_assigned(assigned)
 
 
 class TruthStage:
@@ -125,9 +160,9 @@ class TruthStage:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._inflight: list[Awaitable[Prediction | ConsumerRecord]] = []
-        self._lock = asyncio.Lock()
-        self._rewind: dict[TopicPartition, int | None] = {}  # seeks due (None: to the end)
-        self._reached: dict[TopicPartition, int] = {}  # the latest event time read, per partition
+        self._rebuild_due: list[TopicPartition] | None = None  # a new assignment, not rebuilt
+        self._inputs = InputClock()  # the latest event time read, per partition
+        self._commit_failed = False  # said once until a commit succeeds again
         self._references = ReferenceStore()
         self._baselines = BaselinesFollower(
             settings, self._references, metrics, client_suffix="truth-baselines"
@@ -135,7 +170,6 @@ class TruthStage:
         self._applied: dict[tuple[str, str], str] = {}  # baseline ids the tracker judges by
         self._max_future_ms = int(settings.profile.max_future_seconds * 1000)
         self._sent = SentAlerts()
-        self._since_ms = 0  # the rebuild's start (record time)
         self.alerts_sent = 0
         #: transitions of a rebuild left unsent because the alerts topic holds them already
         self.alerts_withheld = 0
@@ -163,21 +197,29 @@ class TruthStage:
         baselines = asyncio.create_task(self._baselines.run(finished), name="truth-baselines")
         try:
             await self._wait_for_baselines(stop, baselines)
-            await self._producer.start()
-            await self._consumer.start()
+            await bounded(self._producer.start(), BROKER_WAIT_S, "starting the alerts producer")
+            await bounded(
+                self._consumer.start(), BROKER_WAIT_S, "starting the events and labels consumer"
+            )
             self._consumer.subscribe([s.topics.events, s.topics.labels], listener=_Rebalance(self))
+            # a fetch waits for a rebalance under way, which the group bounds by the poll interval
+            fetch_wait_s = s.consumer.max_poll_interval_ms / 1000 + BROKER_WAIT_S
             while not stop.is_set():
-                data = await self._consumer.getmany(
-                    timeout_ms=s.consumer.fetch_timeout_ms,
-                    max_records=s.consumer.max_batch_records,
+                data = await bounded(
+                    self._consumer.getmany(
+                        timeout_ms=s.consumer.fetch_timeout_ms,
+                        max_records=s.consumer.max_batch_records,
+                    ),
+                    fetch_wait_s,
+                    "fetching events and labels (a rebalance that does not end?)",
                 )
-                async with self._lock:
-                    if self._rewind:  # a new assignment: drop this batch, seek, rebuild
-                        await self._seek(self._rewind)  # the batch is read again from there
-                        self._rewind = {}
-                        self._sent = await read_sent_alerts(self._s, self._since_ms)
-                        continue
-                    await self._handle(data)
+                if self._rebuild_due is not None:
+                    # a new assignment: drop this batch (it is read again from the rebuild's
+                    # start), look the start up, seek, read the alerts topic back
+                    assigned, self._rebuild_due = self._rebuild_due, None
+                    await self._rebuild(assigned)
+                    continue
+                await self._handle(data)
         finally:
             finished.set()
             await self._consumer.stop()
@@ -230,26 +272,37 @@ class TruthStage:
         its predictions and the policy has a horizon of windows to come to its state."""
         return t.horizon_ms + t.window_ms + t.judge_ages_ms[-1]
 
-    async def on_assigned(self, assigned: list[TopicPartition]) -> None:
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
         """Start over from :meth:`rebuild_span_ms` ago on every partition now owned.
 
-        The seeks are made by the loop, between two fetches (a seek made here could be undone
-        by a batch fetched before it and returned after it)."""
-        if self._consumer is None or not assigned:
+        Only noted here: the loop rebuilds between two fetches (a seek made here could be
+        undone by a batch fetched before it and returned after it), and a listener that
+        waits for the broker holds the rebalance and the group's heartbeats up."""
+        if assigned:
+            self._rebuild_due = list(assigned)
+
+    async def _rebuild(self, assigned: list[TopicPartition]) -> None:
+        """A new tracker, the partitions sought to :meth:`rebuild_span_ms` ago, and the alerts
+        topic's transitions of that span read back."""
+        if self._consumer is None:
             return
-        async with self._lock:
-            t = self._s.truth
-            since = int(time.time() * 1000) - self.rebuild_span_ms(t.tracker_settings())
-            found = await self._consumer.offsets_for_times(dict.fromkeys(assigned, since))
-            self._rewind = {tp: (hit.offset if hit else None) for tp, hit in found.items()}
-            self._since_ms = since
-            self._tracker = TruthTracker(t.tracker_settings())
-            self._applied = {}
-            self._reached = {}
-            log.info(
-                "truth stage owns the events and labels partitions; rebuilding",
-                extra={"fields": {"partitions": len(assigned), "since_ms": since}},
-            )
+        t = self._s.truth
+        since = int(time.time() * 1000) - self.rebuild_span_ms(t.tracker_settings())
+        found = await bounded(
+            self._consumer.offsets_for_times(dict.fromkeys(assigned, since)),
+            BROKER_WAIT_S,
+            f"looking up the offsets of {len(assigned)} events and labels partitions at the "
+            "rebuild's start",
+        )
+        self._tracker = TruthTracker(t.tracker_settings())
+        self._applied = {}
+        self._inputs.clear()
+        log.info(
+            "truth stage owns the events and labels partitions; rebuilding",
+            extra={"fields": {"partitions": len(assigned), "since_ms": since}},
+        )
+        await self._seek({tp: (hit.offset if hit else None) for tp, hit in found.items()})
+        self._sent = await read_sent_alerts(self._s, since)
 
     async def _seek(self, offsets: Mapping[TopicPartition, int | None]) -> None:
         if self._consumer is None:
@@ -257,9 +310,14 @@ class TruthStage:
         owned = self._consumer.assignment()
         for tp, offset in offsets.items():
             if tp not in owned:
-                continue
-            if offset is None:
-                await self._consumer.seek_to_end(tp)
+                continue  # revoked meanwhile: the next assignment rebuilds again
+            if offset is None:  # no record since the rebuild's start
+                done = await self._consumer.seek_to_end(tp)
+                if not done and tp in self._consumer.assignment():
+                    raise TransportError(
+                        f"truth stage: seeking {tp.topic}[{tp.partition}] to its end: "
+                        "no answer from the broker"
+                    )
             else:
                 self._consumer.seek(tp, offset)
 
@@ -276,7 +334,9 @@ class TruthStage:
                 items += self._predictions(tp, records)
         alerts: list[Alert] = []
         self._apply_baselines()
-        self._tracker.limit_ms = await self._limit()
+        # the fetch moved the positions past this batch already: until its records are in,
+        # the partitions it read from hold the clock where they were
+        self._tracker.limit_ms = await self._limit(reading=[tp for tp, rs in data.items() if rs])
         for _, topic, partition, _, item in sorted(items, key=lambda i: i[:4]):
             if isinstance(item, Prediction):
                 self._note(TopicPartition(topic, partition), item.timestamp_ms)
@@ -300,27 +360,60 @@ class TruthStage:
             )
             self._m.alerts.labels(kind=alert.kind, status=alert.status).inc()
         if self._inflight:
-            await asyncio.gather(*self._inflight)
+            await bounded(
+                asyncio.gather(*self._inflight),
+                BROKER_WAIT_S,
+                f"the broker acknowledging {len(self._inflight)} alerts and dead letters",
+            )
             self._inflight.clear()
         self.alerts_sent += len(alerts)
         if data:
-            await self._consumer.commit()
+            await self._commit()
         self._publish()
 
-    def _note(self, tp: TopicPartition, time_ms: int) -> None:
-        self._reached[tp] = max(self._reached.get(tp, time_ms), time_ms)
+    async def _commit(self) -> None:
+        """Commit the positions, for lag monitoring only (a restart rebuilds from the topics,
+        not from them): a commit refused in a rebalance or not answered is said, not fatal."""
+        if self._consumer is None:
+            return
+        try:
+            await bounded(self._consumer.commit(), BROKER_WAIT_S, "committing offsets")
+        except (CommitFailedError, IllegalStateError, KafkaError, TransportError) as exc:
+            if not self._commit_failed:
+                log.warning(
+                    f"truth stage: offsets not committed ({exc}); consumer lag is stale until "
+                    "a commit succeeds"
+                )
+            self._commit_failed = True
+        else:
+            self._commit_failed = False
 
-    async def _limit(self) -> int | None:
-        """The event time every partition with records still to read has reached (a
-        partition read to its end does not hold the clock back); None when none lags."""
+    def _note(self, tp: TopicPartition, time_ms: int) -> None:
+        self._inputs.note(tp, time_ms)
+
+    async def _limit(self, reading: Iterable[TopicPartition] = ()) -> int | None:
+        """The event time every partition with records still to read, or with records in the
+        batch being added (``reading``), has reached; None when none lags."""
         if self._consumer is None:
             return None
-        lagging = []
+        behind = []
         for tp in self._consumer.assignment():
-            end = self._consumer.highwater(tp)
-            if end is None or await self._consumer.position(tp) < end:
-                lagging.append(self._reached.get(tp, _NOTHING_READ))
-        return min(lagging) if lagging else None
+            # revoked meanwhile (a rebalance during the awaits): held back until the rebuild
+            end = self._consumer.highwater(tp) if tp in self._consumer.assignment() else None
+            if end is None:
+                behind.append(tp)
+                continue
+            try:
+                position = await bounded(
+                    self._consumer.position(tp),
+                    BROKER_WAIT_S,
+                    f"the position in {tp.topic}[{tp.partition}]",
+                )
+            except IllegalStateError:
+                position = -1
+            if position < end:
+                behind.append(tp)
+        return self._inputs.limit(behind=behind, reading=reading)
 
     def _predictions(
         self, tp: TopicPartition, records: list[ConsumerRecord]
@@ -400,32 +493,57 @@ async def read_sent_alerts(settings: Settings, since_ms: int) -> SentAlerts:
     topic = settings.topics.alerts
     opts = settings.kafka.client_options()
     admin = AIOKafkaAdminClient(**opts)
-    await admin.start()
+    await bounded(admin.start(), BROKER_WAIT_S, f"connecting to read {topic} back")
     try:
-        known = await BaselinesFollower.partitions(admin, topic)
+        known = await bounded(
+            BaselinesFollower.partitions(admin, topic),
+            BROKER_WAIT_S,
+            f"listing the partitions of {topic}",
+        )
     finally:
         await admin.close()
     parts = sorted(known, key=lambda tp: tp.partition)
     if not parts:
         return sent
     reader = AIOKafkaConsumer(**opts, enable_auto_commit=False)
-    await reader.start()
     read = 0
     try:
+        await bounded(reader.start(), BROKER_WAIT_S, f"connecting to read {topic} back")
         reader.assign(parts)
-        ends = await reader.end_offsets(parts)
-        found = await reader.offsets_for_times(dict.fromkeys(parts, since_ms))
+        ends = await bounded(
+            reader.end_offsets(parts), BROKER_WAIT_S, f"the end offsets of {topic}"
+        )
+        found = await bounded(
+            reader.offsets_for_times(dict.fromkeys(parts, since_ms)),
+            BROKER_WAIT_S,
+            f"the offsets of {topic} at the rebuild's start",
+        )
         starts = {tp: ends[tp] if hit is None else hit.offset for tp, hit in found.items()}
         for tp in parts:
             reader.seek(tp, starts[tp])
+        positions = dict(starts)
         behind = [tp for tp in parts if ends[tp] > starts[tp]]
+        progress_by = time.monotonic() + BROKER_WAIT_S
         while behind:
             batch = await reader.getmany(*behind, timeout_ms=settings.consumer.fetch_timeout_ms)
             for records in batch.values():
                 read += len(records)
                 for r in records:
                     _note_sent(sent, r)
-            behind = [tp for tp in behind if await reader.position(tp) < ends[tp]]
+            moved = {
+                tp: await bounded(reader.position(tp), BROKER_WAIT_S, f"the position in {topic}")
+                for tp in behind
+            }
+            if any(moved[tp] > positions[tp] for tp in behind):
+                progress_by = time.monotonic() + BROKER_WAIT_S
+            elif time.monotonic() > progress_by:
+                left = ", ".join(f"[{tp.partition}] at {moved[tp]} of {ends[tp]}" for tp in behind)
+                raise TransportError(
+                    f"truth stage: reading {topic} back from the rebuild's start: no progress "
+                    f"in {BROKER_WAIT_S:g} s ({left})"
+                )
+            positions.update(moved)
+            behind = [tp for tp in behind if moved[tp] < ends[tp]]
     finally:
         await reader.stop()
     log.info(

@@ -164,6 +164,8 @@ class TruthTracker:
         self._estimates: dict[Key, dict[int, EstimatedPerformance]] = {}
         self._keys: set[Key] = set()
         self._next_tick: int | None = None
+        #: the earliest prediction time read before the first judgement (the first tick's anchor)
+        self._earliest_prediction: int | None = None
         self._prediction_clock = self._label_clock = _BEGINNING
         #: set by a shell that reads several partitions: the clock never passes it (the event
         #: time every lagging input partition has reached); None: no limit
@@ -195,6 +197,10 @@ class TruthTracker:
         if pair is not None:
             self.buckets.joined(pair)
         self._prediction_clock = max(self._prediction_clock, prediction.timestamp_ms)
+        if self._next_tick is None:
+            earliest = self._earliest_prediction
+            t = prediction.timestamp_ms
+            self._earliest_prediction = t if earliest is None else min(earliest, t)
         return self._after()
 
     def add_label(self, label: GroundTruth) -> list[Alert]:
@@ -223,14 +229,20 @@ class TruthTracker:
         for prediction in self.join.drain_expired():
             self.buckets.expired(prediction)
         bucket = self.settings.bucket_ms
-        if self._next_tick is None:
-            if self._prediction_clock == _BEGINNING:
-                return []
-            # the first tick is the boundary after the first prediction read, whenever the
-            # clock gets there: windows are never skipped
-            first = self._prediction_clock
-            self._next_tick = first - first % bucket + bucket
         clock = self.clock_ms
+        if self._next_tick is None:
+            if self._earliest_prediction is None:
+                return []
+            # the first tick is the boundary after the earliest prediction read by the time the
+            # clock gets there, not after the first one read: a shell reading several
+            # partitions may read a later stretch of the stream first (its limit holds the
+            # clock until the others are read), and the windows before it are not skipped
+            first = self._earliest_prediction
+            start = first - first % bucket + bucket
+            if clock < start:
+                return []
+            self._next_tick = start
+            self._earliest_prediction = None
         alerts: list[Alert] = []
         while clock >= self._next_tick:
             alerts += self._judge(self._next_tick)
