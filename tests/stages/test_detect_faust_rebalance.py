@@ -41,7 +41,11 @@ def _consumer(monkeypatch: pytest.MonkeyPatch, *, flow_active: bool, fetched: An
         seeks.append((tp, offset))
 
     consumer.__dict__.update(
-        flow_active=flow_active, assignment=lambda: {TP0, TP1}, seek=seek, seeks=seeks
+        app=SimpleNamespace(rebalancing=False),
+        flow_active=flow_active,
+        assignment=lambda: {TP0, TP1},
+        seek=seek,
+        seeks=seeks,
     )
     return consumer
 
@@ -216,12 +220,12 @@ def test_gaps_after_an_assignment_count_only_what_this_assignment_read(
     assert not consumer._gap[TP0]  # noqa: SLF001  (was 67..119, offsets it never read)
 
 
-def test_records_fetched_before_faust_seeks_after_an_assignment_are_read_again_after_it(
+def test_partials_records_fetched_during_a_rebalance_are_read_again_after_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Between an assignment and faust's seek to the committed offsets, the partials records
-    fetched are not handed over (the position goes back to the first of them); the changelog's
-    are (the recovery reads them then)."""
+    """Until faust ends a rebalance (after its seek to the committed offsets), the partials
+    records fetched are not handed over (the position goes back to the first of them); the
+    changelog's are (the recovery reads them then)."""
     consumer = _booked_consumer()
     fetched: dict[TopicPartition, list[Any]] = {}
     seeks: list[tuple[TopicPartition, int]] = []
@@ -229,28 +233,26 @@ def test_records_fetched_before_faust_seeks_after_an_assignment_are_read_again_a
     async def faust_fetch(self: Any, timeout: float) -> Any:  # noqa: ASYNC109
         return dict(fetched), {TP0, TP1, CHANGELOG}
 
-    async def faust_assigned(self: Any, assigned: set[TopicPartition], generation_id: int) -> None:
-        return None
-
     async def faust_seek(self: Any, tp: TopicPartition, offset: int) -> None:
         seeks.append((tp, offset))
 
     monkeypatch.setattr(driver.Consumer, "_wait_next_records", faust_fetch)
-    monkeypatch.setattr(driver.Consumer, "on_partitions_assigned", faust_assigned)
     monkeypatch.setattr(driver.Consumer, "seek", faust_seek)
     consumer.__dict__.update(flow_active=True, assignment=lambda: {TP0, TP1, CHANGELOG})
+    consumer.app.rebalancing = True  # faust's app: from the revoke to the end of the recovery
 
     def fetch() -> dict[TopicPartition, list[int]]:
         records, _ = asyncio.run(consumer._wait_next_records(1.0))  # noqa: SLF001
         return {tp: [r.offset for r in batch] for tp, batch in records.items()}
 
-    asyncio.run(consumer.on_partitions_assigned({TP0, TP1, CHANGELOG}, 3))
     fetched.update(
         {TP0: _records(TP0, 40, 45), TP1: _records(TP1, 7, 9), CHANGELOG: _records(CHANGELOG, 0, 2)}
     )
     assert fetch() == {CHANGELOG: [0, 1, 2]}
     assert sorted(seeks) == [(TP0, 40), (TP1, 7)]
-    _seek_to_committed(consumer, {TP0: 40})  # TP1 has no committed offset
+    _seek_to_committed(consumer, {TP0: 40})  # faust's seek; TP1 has no committed offset
+    assert fetch() == {CHANGELOG: [0, 1, 2]}  # still rebalancing (faust seeks more than once)
+    consumer.app.rebalancing = False
     seeks.clear()
     assert fetch() == {TP0: [40, 41, 42, 43, 44, 45], TP1: [7, 8, 9], CHANGELOG: [0, 1, 2]}
     assert seeks == []

@@ -13,8 +13,8 @@ offsets it may commit past (``_gap``) and the offset it believes committed
   flow stopped right after that, and the value stayed until the partition came back, maybe
   generations later (:func:`forget_partitions`);
 * reads again a fetch faust drops while its flow is stopped (:func:`read_again_if_dropped`);
-* hands faust no record of a partition it has not yet sought to the committed offset since the
-  assignment (:func:`hold_until_sought`);
+* hands faust no partials record until a rebalance is over, faust's seek to the committed
+  offsets included (:func:`hold_while_rebalancing`);
 * counts an offset that is both acknowledged and in a gap once (:func:`next_commit`).
 """
 
@@ -24,7 +24,6 @@ from collections.abc import Iterable
 from typing import Any
 
 LAST_READ = "_driftwire_last_read"  # per partition: the offset getmany yielded last
-UNSOUGHT = "_driftwire_unsought"  # assigned stream partitions faust has not sought yet
 
 
 def read_committed(app: Any) -> None:
@@ -55,14 +54,7 @@ def read_committed(app: Any) -> None:
 
         async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
             forget_partitions(self, assigned)
-            self.__dict__[UNSOUGHT] = {tp for tp in assigned if not self._is_changelog_tp(tp)}
             await super().on_partitions_assigned(assigned, generation_id)
-
-        async def perform_seek(self) -> None:
-            pending = self.__dict__.get(UNSOUGHT)
-            await super().perform_seek()
-            if self.__dict__.get(UNSOUGHT) is pending:  # no new assignment meanwhile
-                self.__dict__[UNSOUGHT] = set()
 
         def _new_offset(self, tp: Any) -> int | None:
             return next_commit(self, tp)
@@ -70,7 +62,7 @@ def read_committed(app: Any) -> None:
         async def _wait_next_records(self, timeout: Any) -> Any:  # noqa: ASYNC109
             records, active = await super()._wait_next_records(timeout)
             await read_again_if_dropped(self, records)
-            return await hold_until_sought(self, records), active
+            return await hold_while_rebalancing(self, records), active
 
         async def getmany(self, timeout: float) -> Any:  # noqa: ASYNC109  (faust's signature)
             """Every offset skipped between two records read (transaction markers, aborted
@@ -168,29 +160,30 @@ def next_commit(consumer: Any, tp: Any) -> int | None:
     return ordered[n - 1] + 1
 
 
-async def hold_until_sought(consumer: Any, records: Any) -> Any:
-    """``records`` without those of partitions faust has not sought to their committed offsets
-    since they were assigned; the position of each goes back to its first held record.
+async def hold_while_rebalancing(consumer: Any, records: Any) -> Any:
+    """``records`` without those of the partials topic while faust's app is rebalancing (from the
+    revoke until faust has sought the assigned partitions to their committed offsets and ended
+    the rebalance); the position of each such partition goes back to its first held record.
 
     After an assignment faust resumes the partitions (its flow already running for the
     changelog) and only then seeks them to the committed offsets. Records fetched meanwhile
     were handed to the agent, and the seek then reset faust's read offset under them: the
     fetch loop counted them as a gap again (see :func:`next_commit`), a delivery in progress
-    wrote its own offset over the reset, and acknowledgements of records delivered around the
-    seek went missing, so the committed offset stood still below them for good (the rebalance
-    fault test, with the seek slowed down). Held back, they are read again after the seek (from
-    the committed offset; where there is none, from the position this puts back).
+    wrote its own offset over the reset, and in two of about twelve runs of the rebalance fault
+    test with the seek slowed down the two records handed over just before it were never
+    acknowledged (why was not found), so the committed offset stood still below them for good.
+    Held back, they are read again once the rebalance is over (from the committed offset;
+    where there is none, from the position this puts back). The changelog's records pass: the
+    recovery reads them during the rebalance.
     """
-    unsought = consumer.__dict__.get(UNSOUGHT)
-    if not records or not unsought or not consumer.flow_active:
+    if not records or not consumer.flow_active or not consumer.app.rebalancing:
         return records
     kept = {}
     for tp, batch in records.items():
-        if tp in unsought:
-            if batch:
-                await consumer.seek(tp, batch[0].offset)
-        else:
+        if consumer._is_changelog_tp(tp):  # noqa: SLF001  (faust's own test)
             kept[tp] = batch
+        elif batch:
+            await consumer.seek(tp, batch[0].offset)
     return kept
 
 
