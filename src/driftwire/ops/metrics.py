@@ -479,6 +479,12 @@ class DetectMetrics:
             ["phase"],
             registry=registry,
         )
+        self.commit_stalled = Gauge(
+            "driftwire_detect_commit_stalled_partitions",
+            "Partials partitions whose committed offset has not moved for 5 minutes while "
+            "records past it were read (a restart would replay them all)",
+            registry=registry,
+        )
         self.owned_partitions = Gauge(
             "driftwire_detect_assigned_partitions",
             "Partials partitions (and so models) this worker's detect stage owns",

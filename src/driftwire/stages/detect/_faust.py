@@ -3,8 +3,8 @@
 :class:`FaustOptions` holds the app's timeouts and sizes; :func:`app_settings` turns them and
 the driftwire settings into the keyword arguments of :class:`faust.App`. :func:`check_topics`
 runs before the app is built: the partials topic must exist, and the state changelog (if it
-exists already) must have as many partitions. :func:`read_committed` makes the app's consumer
-skip the records of open and aborted transactions (stage 1's exactly-once output).
+exists already) must have as many partitions. :func:`read_committed`
+(:mod:`driftwire.stages.detect._consumer`) gives the app its consumer.
 """
 
 from __future__ import annotations
@@ -21,75 +21,6 @@ from driftwire.errors import ConfigError, TransportError
 from driftwire.ops.config import KafkaSettings, Settings, secret
 from driftwire.stages.compression import output_compression
 from driftwire.stages.detect._access import check_app_access
-
-
-def read_committed(app: Any) -> None:
-    """Make ``app``'s consumer read with ``isolation_level=read_committed``.
-
-    faust reads ``read_committed`` only when the app itself runs ``exactly_once``, which would
-    write transaction markers into the changelog; the detect stage runs ``at_least_once`` and
-    only needs to see stage 1's committed partials. So the app's transport gets a consumer
-    whose aiokafka consumer is created ``read_committed`` (before it starts). Without
-    transactions on the topic this reads exactly what ``read_uncommitted`` reads. Its
-    ``getmany`` records the offsets it skips as gaps, so commits pass them.
-    """
-    from faust.transport.drivers import aiokafka as driver
-
-    class _Thread(driver.AIOKafkaConsumerThread):
-        def _create_worker_consumer(self, transport: Any) -> Any:
-            consumer = super()._create_worker_consumer(transport)
-            consumer._isolation_level = "read_committed"  # noqa: SLF001  (read at start())
-            return consumer
-
-    class _Consumer(driver.Consumer):
-        def _new_consumer_thread(self) -> Any:
-            return _Thread(self, loop=self.loop, beacon=self.beacon)
-
-        async def _wait_next_records(self, timeout: Any) -> Any:  # noqa: ASYNC109
-            records, active = await super()._wait_next_records(timeout)
-            await read_again_if_dropped(self, records)
-            return records, active
-
-        async def getmany(self, timeout: float) -> Any:  # noqa: ASYNC109  (faust's signature)
-            """Every offset skipped between two records read (transaction markers, aborted
-            records) becomes a gap faust may commit past. faust adds such gaps itself, but
-            not after a record at offset 0 nor before the first record after an assignment,
-            and a commit then never passes the marker after the first transaction."""
-            last: dict[Any, int] = self.__dict__.setdefault("_driftwire_last_read", {})
-            async for tp, message in super().getmany(timeout):
-                offset = message.offset
-                before = last.get(tp)
-                if before is None or offset <= before:  # first record since an assignment
-                    committed = self._committed_offset[tp]  # the next offset to read
-                    before = None if committed is None else committed - 1
-                if (
-                    before is not None
-                    and offset > before + 1
-                    and self.app.topics.acks_enabled_for(message.topic)
-                ):
-                    await self._add_gap(tp, before + 1, offset - 1)
-                last[tp] = offset
-                yield tp, message
-
-    app.transport.Consumer = _Consumer
-
-
-async def read_again_if_dropped(consumer: Any, records: Any) -> None:
-    """Seek back to the first of ``records`` when faust is about to drop them.
-
-    A fetch sent before a rebalance can return after it, while faust's flow is stopped; faust
-    then drops its records and seeks back to the committed offsets -- but aiokafka leaves a
-    partition without a committed offset where that fetch stopped, so the records were lost
-    (after a broker restart: stage 1's first partials and its "active again" watermarks, the
-    group not having committed yet). The position goes back to the first of them instead; a
-    committed offset, if there is one, still wins (faust seeks to it next).
-    """
-    if not records or consumer.flow_active:
-        return
-    assigned = consumer.assignment()
-    for tp, batch in records.items():
-        if batch and tp in assigned:
-            await consumer.seek(tp, batch[0].offset)
 
 
 @dataclass(frozen=True)
@@ -109,6 +40,7 @@ class FaustOptions:
     baselines_wait_s: float = 60.0  # to read the baselines topic to its end before detecting
     alert_timeout_s: float = 60.0  # one alert's acknowledgement
     snapshot_interval_s: float = 60.0  # every model's snapshot at least this often
+    commit_stall_s: float = 300.0  # committed offset still while records past it are read
     max_snapshot_bytes: int = 8 * 1024 * 1024
     extra: dict[str, Any] = field(default_factory=dict)  # any other faust setting
 

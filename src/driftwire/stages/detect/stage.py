@@ -56,6 +56,8 @@ from driftwire.partials import Partial
 from driftwire.stages.consumer_stop import cancelled_from_outside
 from driftwire.stages.detect._access import AuthorizationWatch
 from driftwire.stages.detect._baselines import BaselinesFollower
+from driftwire.stages.detect._commit_watch import CommitWatch
+from driftwire.stages.detect._consumer import commit_positions, read_committed
 from driftwire.stages.detect._faust import (
     FaustOptions,
     app_settings,
@@ -63,7 +65,6 @@ from driftwire.stages.detect._faust import (
     check_topics,
     faust_credentials,
     max_message_bytes,
-    read_committed,
     topic_exists,
 )
 from driftwire.stages.detect._inputs import InputPartitions
@@ -145,6 +146,7 @@ class DetectStage:
         self._revoked_at: float | None = None
         self._last_full_snapshot = 0.0
         self._late_logged: set[str] = set()  # models whose late partials were logged
+        self._commits = CommitWatch(stall_s=self._o.commit_stall_s)
         self._life = Lifecycle("detect stage")
         self._reconfigured = False  # settings reloaded since the factory's
 
@@ -585,6 +587,7 @@ class DetectStage:
         if app is None or app.rebalancing or not self._recovered:
             return  # the models may be changing hands
         now = self._clock()
+        self._watch_commits(app, now)
         full = now - self._last_full_snapshot >= self._o.snapshot_interval_s
         if full:
             self._last_full_snapshot = now
@@ -605,6 +608,26 @@ class DetectStage:
             self._store.write_snapshots(slot, changed)
         self._count_unmatched_baselines()
         self._m.last_progress.set(now)
+
+    def _watch_commits(self, app: faust.App, now: float) -> None:
+        """Export and log (once per episode) partials partitions whose committed offset stands
+        still while records past it were read (:mod:`driftwire.stages.detect._commit_watch`)."""
+        positions = commit_positions(app.consumer, self._s.topics.partials)
+        for partition in self._commits.observe(now, positions):
+            committed, read = positions[partition]
+            log.warning(
+                "stage 2's committed offset stands still while records past it were read; "
+                "a restart replays them",
+                extra={
+                    "fields": {
+                        "partition": partition,
+                        "committed": committed,
+                        "read": read,
+                        "seconds": self._commits.stall_s,
+                    }
+                },
+            )
+        self._m.commit_stalled.set(len(self._commits.stalled))
 
     async def _send_alerts(self, partition: int, slot: _Slot, alerts: Iterable[Alert]) -> None:
         """Produce the partition's unacknowledged alerts, then ``alerts``, and wait for the broker.
