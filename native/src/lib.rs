@@ -195,11 +195,70 @@ fn tally_groups<'py>(
     Ok(out)
 }
 
+/// Per group (rows `starts[g]..starts[g + 1]` of a categorical feature's column), what
+/// `driftwire.sketch.kinds.tally_categories` gives for its values: the count of each category
+/// (`names[code]` of the rows whose kind is a string or a bool) in first-seen order, the rows
+/// without a value (absent or null) and the wrong-typed rows (numbers). `kinds`: the
+/// column's kind codes (uint8), `codes` its category codes (int32), `starts` int64; any
+/// contiguous buffers (numpy arrays).
+#[pyfunction]
+fn tally_categories<'py>(
+    py: Python<'py>,
+    kinds: pyo3::buffer::PyBuffer<u8>,
+    codes: pyo3::buffer::PyBuffer<i32>,
+    starts: pyo3::buffer::PyBuffer<i64>,
+    names: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    const NULL: u8 = 1;
+    const NUMBER: u8 = 2;
+    let kinds = kinds.to_vec(py)?;
+    let codes = codes.to_vec(py)?;
+    let starts = starts.to_vec(py)?;
+    if kinds.len() != codes.len() {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "kinds and codes differ in length",
+        ));
+    }
+    let n = kinds.len();
+    let mut counts = vec![0i64; names.len()];
+    let mut order: Vec<usize> = Vec::new();
+    let out = PyList::empty(py);
+    for (g, &a) in starts.iter().enumerate() {
+        let b = starts
+            .get(g + 1)
+            .map_or(n, |&e| e.clamp(0, n as i64) as usize);
+        let a = (a.clamp(0, n as i64) as usize).min(b);
+        let (mut missing, mut wrong) = (0i64, 0i64);
+        for (&kind, &code) in kinds[a..b].iter().zip(&codes[a..b]) {
+            if kind <= NULL {
+                missing += 1;
+            } else if kind == NUMBER {
+                wrong += 1;
+            } else if code >= 0 && (code as usize) < counts.len() {
+                let c = code as usize;
+                if counts[c] == 0 {
+                    order.push(c);
+                }
+                counts[c] += 1;
+            }
+        }
+        let tally = pyo3::types::PyDict::new(py);
+        for &c in &order {
+            tally.set_item(names.get_item(c)?, counts[c])?;
+            counts[c] = 0;
+        }
+        order.clear();
+        out.append((tally, missing, wrong))?;
+    }
+    Ok(out)
+}
+
 #[pymodule]
 fn _driftwire_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_rows, m)?)?;
     m.add_function(wrap_pyfunction!(decode_columns, m)?)?;
     m.add_function(wrap_pyfunction!(tally_groups, m)?)?;
+    m.add_function(wrap_pyfunction!(tally_categories, m)?)?;
     m.add(
         "REASONS",
         (

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from scenarios import MINUTE, START, edited, of, pipeline, run, small, table
 
-from driftwire.detect.canary import VersionLedger, predecessors, version_key
+from driftwire.detect.canary import VersionLedger, outputs, predecessors, version_key
 from driftwire.detect.detector import Detector
 from driftwire.offline.generator import generate
 from driftwire.ops.config import ConfigError, load_settings
@@ -207,3 +207,35 @@ def test_disabled_canary_compares_nothing() -> None:
         stream(canary(0.2, score=0.15), events=12_000, minutes=20), canary={"enabled": False}
     )
     assert of(alerts, KIND) == []
+
+
+class _OutputsChecked(Detector):
+    """The detector, checking each canary comparison's window outputs against merging them
+    from the version's buckets (what it did before it reused the evaluated window's)."""
+
+    reused = 0
+
+    def _outputs(self, name: str, model: Any, version: str, start: int, end: int) -> Any:
+        got = super()._outputs(name, model, version, start, end)
+        made = self._merged.get((name, version))
+        self.reused += made is not None and made[0] == end
+        buckets = model.versions[version].buckets
+        direct = outputs((p for b, p in buckets.items() if b >= start), segments=self._d.segments)
+        assert list(got) == list(direct)
+        for key, o in got.items():
+            d = direct[key]
+            assert o.events == d.events
+            assert o.score.to_bytes() == d.score.to_bytes()
+            assert o.label.to_bytes() == d.label.to_bytes()
+            assert o.latency.to_bytes() == d.latency.to_bytes()
+        return got
+
+
+def test_the_canary_compares_the_outputs_of_the_windows_just_evaluated() -> None:
+    values = list(stream(canary(0.2, score=0.15), events=12_000, minutes=20))
+    expected = [(a.fingerprint, a.status) for a in pipeline().run(values)]
+    p = pipeline()
+    checked = _OutputsChecked(p.settings.detect, p.settings.alerts, p.references, bucket_ms=MINUTE)
+    p.detector = checked
+    assert [(a.fingerprint, a.status) for a in p.run(values)] == expected
+    assert expected and checked.reused >= 10

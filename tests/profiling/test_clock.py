@@ -254,3 +254,23 @@ def test_clock_invariants(seq: list[tuple[list[int], int | None]], lateness: int
         closed.update(a.closed)
         assert all(start + MIN > wm for start in c.open_buckets) if wm is not None else True
         previous_wm = wm
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches, st.integers(min_value=0, max_value=2 * MIN))
+def test_the_shortcut_to_no_late_event_agrees_with_judging_each_event(
+    seq: list[tuple[list[int], int | None]], lateness: int
+) -> None:
+    """``_late`` answers "none late" from the batch's extremes when it can; the verdicts are
+    those of the event-by-event judgement (``_late_each``) in every state the clock reaches."""
+    c = EventClock(bucket_ms=MIN, allowed_lateness_ms=lateness, jump_quorum=3)
+    for offsets, now in seq:
+        t = times(*(T0 + o for o in offsets))
+        now_ms = None if now is None else T0 + now
+        starts = c.bucket_of(t)
+        anchor = c._jump_anchor(t)  # noqa: SLF001
+        quick = c._late(t, starts, now_ms, anchor)  # noqa: SLF001
+        if len(t):
+            each = c._late_each(t, starts, now_ms, anchor)  # noqa: SLF001
+            np.testing.assert_array_equal(quick, each)
+        c.advance(t, now_ms)

@@ -24,7 +24,7 @@ from driftwire.decode import _native
 from driftwire.decode.decoder import DEFAULT_LIMITS, _decode_python
 from driftwire.offline.generator import Change, StreamSpec, generate
 from driftwire.ops.config import Settings
-from driftwire.profiling._columns import group_tallies
+from driftwire.profiling._columns import categorical_parts, categorical_parts_numpy, group_tallies
 from driftwire.profiling.catalog import ModelCatalog, ProfilerLimits
 from driftwire.profiling.clock import EventClock
 from driftwire.profiling.profiler import ClosedBucket, Profiler
@@ -172,3 +172,25 @@ def test_group_tallies_count_like_a_counter_per_group(codes: list[int], data: An
     expected = [dict(Counter(names[c] for c in codes[a:b] if c >= 0)) for a, b in pairwise(bounds)]
     got = group_tallies(np.array(codes, dtype=np.int32), names, starts)
     assert [list(d.items()) for d in got] == [list(d.items()) for d in expected]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.integers(-1, 4)), max_size=60), st.data())
+def test_category_counts_in_one_pass_equal_the_numpy_passes(
+    rows: list[tuple[int, int]], data: Any
+) -> None:
+    """The extension's ``tally_categories`` (counts, missing, wrong-typed per group) gives
+    what the numpy passes over the kind and code rows give, dict order included."""
+    names = ["a", "b", "c", "d", "e"]
+    kinds = np.array([k for k, _ in rows], dtype=np.uint8)
+    codes = np.array([c for _, c in rows], dtype=np.int32)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(len(rows) - 1, 1)), max_size=5))))
+    starts = np.array([0, *[c for c in cuts if c < len(rows)]], dtype=np.int64)
+    if not len(rows):
+        starts = np.zeros(0, dtype=np.int64)
+    assert _native.tally_categories(kinds, codes, starts, names) is not None
+    got = categorical_parts(kinds, codes, names, starts)
+    expected = categorical_parts_numpy(kinds, codes, names, starts) if len(rows) else []
+    assert [(list(t.items()), m, w) for t, m, w in got] == [
+        (list(t.items()), m, w) for t, m, w in expected
+    ]

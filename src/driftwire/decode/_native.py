@@ -29,7 +29,14 @@ from driftwire.decode.batch import DecodedBatch, Rejection
 from driftwire.decode.columns import EventColumns
 from driftwire.decode.limits import DecoderLimits
 
-__all__ = ["ACTIVE", "AVAILABLE", "decode_batch_columns", "decode_batch_native", "tally_groups"]
+__all__ = [
+    "ACTIVE",
+    "AVAILABLE",
+    "decode_batch_columns",
+    "decode_batch_native",
+    "tally_categories",
+    "tally_groups",
+]
 
 _DEFERRED = 255
 MAX_CELLS = 1 << 22
@@ -219,3 +226,21 @@ def tally_groups(
         np.ascontiguousarray(codes, dtype="<i4").tobytes(), starts.tolist(), names
     )
     return tallies
+
+
+def tally_categories(
+    kinds: np.ndarray, codes: np.ndarray, starts: np.ndarray, names: list[str]
+) -> list[tuple[dict[str, int], int, int]] | None:
+    """Per group (rows ``starts[g]:starts[g+1]`` of a categorical column: its kind codes and
+    category codes), ``(counts by name, first seen first; missing; wrong-typed)`` as
+    ``tally_categories`` of the values; None without an extension that has it."""
+    count = getattr(_EXTENSION, "tally_categories", None)
+    if count is None:
+        return None
+    parts: list[tuple[dict[str, int], int, int]] = count(
+        np.ascontiguousarray(kinds, dtype=np.uint8),
+        np.ascontiguousarray(codes, dtype=np.int32),
+        np.ascontiguousarray(starts, dtype=np.int64),
+        names,
+    )
+    return parts

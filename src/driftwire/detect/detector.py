@@ -57,6 +57,7 @@ from driftwire.detect._window_findings import (
 )
 from driftwire.detect.baseline_match import BaselineMatcher, BaselineNotice
 from driftwire.detect.canary import (
+    Outputs,
     Pair,
     comparison_findings,
     comparison_over,
@@ -157,6 +158,9 @@ class Detector:
         # per (model, version): the last evaluated window (start, end, events) and the
         # reference it was compared with, for the status
         self._windows: dict[tuple[str, str], tuple[int, int, int]] = {}
+        # (model, version) -> (end, merged profiles) of the window just evaluated, for the
+        # canary comparison of the same bucket (not kept past it)
+        self._merged: dict[tuple[str, str], tuple[int, dict[str, Profile]]] = {}
         self._reference_used: dict[tuple[str, str], dict[str, Any]] = {}
         # per (model, version): the last window evaluated against a reference, for the report
         self._last_evaluations: dict[tuple[str, str], Evaluation] = {}
@@ -480,6 +484,7 @@ class Detector:
             version.buckets, end_ms=end, size=n, bucket_ms=self._bucket_ms, segments=segments
         )
         window, complete = span.profiles, span.complete
+        self._merged[(name, version_name)] = (end, window)
         lat = self._d.latency
         if version.latency_ref is None and complete:
             version.latency_ref = {
@@ -662,12 +667,10 @@ class Detector:
         out = self._decisions.close(model.muted, ended, start, end, model.incidents)
         model.compared.difference_update(ended)
         windows = {
-            v: outputs(
-                (p for b, p in model.versions[v].buckets.items() if b >= start),
-                segments=self._d.segments,
-            )
-            for v in pairs.keys() | pairs.values()
+            v: self._outputs(name, model, v, start, end) for v in pairs.keys() | pairs.values()
         }
+        for v in model.versions:
+            self._merged.pop((name, v), None)
         for canary, previous in pairs.items():
             pair = Pair(name, canary, previous, ledger.first(canary), ledger.first(previous))
             findings = comparison_findings(
@@ -677,6 +680,24 @@ class Detector:
             labels = {"model": name, "model_version": canary}
             out.extend(self._decisions.decide(model.muted, labels, findings, None, 0, start, end))
         return out
+
+    def _outputs(
+        self, name: str, model: _Model, version: str, start: int, end: int
+    ) -> dict[str, Outputs]:
+        """The window's output sketches of ``version``: those of the window it was just
+        evaluated over when there is one (the same merges in the same order: its buckets are
+        kept in ascending order), else merged from its buckets."""
+        kept = [b for b in model.versions[version].buckets if b >= start]
+        made = self._merged.get((name, version))
+        if made is not None and made[0] == end and kept == sorted(kept):
+            # in the order outputs() makes: the first segment, all traffic, the other segments
+            keys = list(made[1])
+            if len(keys) > 1:
+                keys.insert(1, keys.pop())  # the window has all traffic last
+            return {key: Outputs.of(made[1][key]) for key in keys}
+        return outputs(
+            (model.versions[version].buckets[b] for b in kept), segments=self._d.segments
+        )
 
     # -- state -----------------------------------------------------------------------------
 

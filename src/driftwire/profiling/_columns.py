@@ -164,7 +164,18 @@ def decided_kind(kinds: FeatureKinds, name: str, kind_row: np.ndarray) -> Featur
 def categorical_parts(
     kind_row: np.ndarray, code_row: np.ndarray, names: Sequence[str], starts: np.ndarray
 ) -> list[tuple[dict[str, int], int, int]]:
-    """``tally_categories`` of each group: (counts, missing, wrong-typed)."""
+    """``tally_categories`` of each group: (counts, missing, wrong-typed); counted by the
+    extension in one pass when it can (:func:`categorical_parts_numpy` otherwise)."""
+    parts = _native.tally_categories(kind_row, code_row, starts, list(names))
+    return (
+        parts if parts is not None else categorical_parts_numpy(kind_row, code_row, names, starts)
+    )
+
+
+def categorical_parts_numpy(
+    kind_row: np.ndarray, code_row: np.ndarray, names: Sequence[str], starts: np.ndarray
+) -> list[tuple[dict[str, int], int, int]]:
+    """:func:`categorical_parts` in numpy passes (and the extension's ``tally_groups``)."""
     missing: list[int] = np.add.reduceat((kind_row <= NULL).astype(np.int64), starts).tolist()
     wrong: list[int] = np.add.reduceat((kind_row == NUMBER).astype(np.int64), starts).tolist()
     is_category = (kind_row == STRING) | (kind_row == BOOL)

@@ -198,9 +198,25 @@ class EventClock:
         without one, neither do jumps the batch has not confirmed yet. A late event cannot
         move it either (its time is below it), so counting it is harmless.
         """
-        wm = self._watermark
         if len(t) == 0:
             return np.zeros(0, dtype=bool)
+        # No event can be late when the earliest bucket ends after the highest watermark any
+        # event of the batch could meet (the usual case, checked in two reductions).
+        top = int(t.max()) if self._max_seen is None else max(int(t.max()), self._max_seen)
+        if now_ms is not None:
+            top = min(top, int(now_ms))
+        highest = top - self._lateness
+        if self._watermark is not None:
+            highest = max(highest, self._watermark)
+        if int(starts.min()) + self._bucket > highest:
+            return np.zeros(len(t), dtype=bool)
+        return self._late_each(t, starts, now_ms, anchor)
+
+    def _late_each(
+        self, t: np.ndarray, starts: np.ndarray, now_ms: int | None, anchor: int
+    ) -> np.ndarray:
+        """:meth:`_late` event by event (the watermark each event meets)."""
+        wm = self._watermark
         if now_ms is not None:
             ahead = t > int(now_ms) + self._max_future
         else:  # an unconfirmed jump (see _jump_guard) does not move it within the batch
