@@ -508,13 +508,15 @@ def test_a_worker_killed_mid_stream_neither_resends_nor_loses_an_alert(
     uninterrupted_settings = settings_for(
         kafka_bootstrap, events, labels, alone, f"{topic_name}-truth-uninterrupted"
     )
-    stage = TruthStage(uninterrupted_settings, TruthMetrics(CollectorRegistry()))
-    asyncio.run(run_until_read(stage, n_first + n_rest))
-    counts = stage.tracker.join.counts.as_dict()
-    reference = transitions(kafka_bootstrap, alone)
-    assert reference and len(reference) == stage.alerts_sent
-
     with TruthWorker(tmp_path, doc) as worker:
+        # the uninterrupted run meanwhile: the restarted worker waits for the killed member's
+        # session to end before the group assigns it anything
+        stage = TruthStage(uninterrupted_settings, TruthMetrics(CollectorRegistry()))
+        asyncio.run(run_until_read(stage, n_first + n_rest))
+        counts = stage.tracker.join.counts.as_dict()
+        reference = transitions(kafka_bootstrap, alone)
+        assert reference and len(reference) == stage.alerts_sent
+
         restarted = worker.wait_read(n_first + n_rest)
         # the judging of the last windows follows the last records read: until the topic
         # holds the uninterrupted run's transitions (or a minute), then a while for repeats
