@@ -24,13 +24,14 @@ by ``processing.coordinator_timeout_seconds`` and raises one line naming the fix
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, InvalidProducerEpoch, KafkaError, ProducerFenced
 from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.structs import OffsetAndMetadata
 
@@ -93,6 +94,22 @@ def transaction_failure(producer: AIOKafkaProducer) -> BaseException | None:
         f"transaction of {txn.transactional_id} failed ({txn.state.name})"
     )
     return broken
+
+
+@contextlib.contextmanager
+def _broken_raises_its_error(producer: AIOKafkaProducer) -> Iterator[None]:
+    """Raise the error that broke ``producer``'s transaction instead of aiokafka's ``assert``
+    (or ``IllegalOperation``): before the block, and when the block fails because the
+    transaction broke while it waited (a send waiting for metadata while the refusal of an
+    earlier send's AddPartitionsToTxn arrives)."""
+    if (failure := transaction_failure(producer)) is not None:
+        raise failure
+    try:
+        yield
+    except (AssertionError, IllegalOperation):
+        if (failure := transaction_failure(producer)) is not None:
+            raise failure from None
+        raise
 
 
 @dataclass
@@ -172,14 +189,13 @@ class PartitionTransactions:
     ) -> asyncio.Future[object]:
         """Send one record in ``source``'s transaction; the future is the broker's ack."""
         owned = self._owned[source]
-        if (failure := transaction_failure(owned.producer)) is not None:
-            raise failure
-        if not owned.in_transaction:
-            await owned.producer.begin_transaction()
-            owned.in_transaction = True
-        fut: asyncio.Future[object] = await owned.producer.send(
-            topic, value=value, key=key, partition=partition, headers=list(headers)
-        )
+        with _broken_raises_its_error(owned.producer):
+            if not owned.in_transaction:
+                await owned.producer.begin_transaction()
+                owned.in_transaction = True
+            fut: asyncio.Future[object] = await owned.producer.send(
+                topic, value=value, key=key, partition=partition, headers=list(headers)
+            )
         return fut
 
     async def partitions_for(self, topic: str) -> set[int]:
@@ -200,15 +216,14 @@ class PartitionTransactions:
         if not owned.in_transaction and not news:
             return True
         try:
-            if (failure := transaction_failure(owned.producer)) is not None:
-                raise failure  # fenced: below; else aiokafka would only assert
-            if not owned.in_transaction:
-                await owned.producer.begin_transaction()
-                owned.in_transaction = True
-            if offset is not None and news:
-                tp = TopicPartition(self._topic, partition)
-                await owned.producer.send_offsets_to_transaction({tp: offset}, self._group)
-            await owned.producer.commit_transaction()
+            with _broken_raises_its_error(owned.producer):  # fenced: below
+                if not owned.in_transaction:
+                    await owned.producer.begin_transaction()
+                    owned.in_transaction = True
+                if offset is not None and news:
+                    tp = TopicPartition(self._topic, partition)
+                    await owned.producer.send_offsets_to_transaction({tp: offset}, self._group)
+                await owned.producer.commit_transaction()
         except FENCED:
             log.warning(
                 f"input partition {partition}: another member owns it now (producer fenced); "
