@@ -71,10 +71,12 @@ def _last_data_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     return out
 
 
-def _wait_settled(worker: Worker, partials: str, limit_s: float) -> None:
-    """Stage 1 caught up, stage 2 has committed past every committed partials record, and
-    evaluations have stopped changing for 4 s. (Stage 2's committed offset stays below the
-    topic's end by the last transaction marker, so ``Worker.wait_settled`` does not apply.)"""
+def _wait_settled(worker: Worker, partials: str, limit_s: float, events: int) -> None:
+    """Stage 1 caught up and its committed partials hold all ``events`` (the last bucket is
+    flushed once its partitions go idle, after the input is read), stage 2 has committed past
+    every committed partials record, and evaluations have stopped changing for 4 s. (Stage 2's
+    committed offset stays below the topic's end by the last transaction marker, so
+    ``Worker.wait_settled`` does not apply.)"""
     assert worker.proc is not None
     group = f"{worker.doc['consumer']['group_id']}-detect"  # type: ignore[index]
     deadline = time.monotonic() + limit_s
@@ -89,7 +91,12 @@ def _wait_settled(worker: Worker, partials: str, limit_s: float) -> None:
             m.get("driftwire_assigned_partitions") == PARTITIONS
             and m.get("driftwire_consumer_lag") == 0
         )
-        if caught_up and evaluated > 0 and time.monotonic() - stable_since > 4:
+        if (
+            caught_up
+            and evaluated > 0
+            and time.monotonic() - stable_since > 4
+            and sum(_committed_partials(worker.bootstrap, partials)[0].values()) >= events
+        ):
             ends = _last_data_offsets(worker.bootstrap, partials)
             done = asyncio.run(committed(worker.bootstrap, group, partials, 2))
             if all(done.get(p, 0) >= end for p, end in ends.items()):
@@ -103,6 +110,7 @@ def test_sigkill_and_restart_with_exactly_once_leaves_no_duplicate_partial(
     kafka_bootstrap: str, topic_name: str, tmp_path: Path
 ) -> None:
     values = _stream()
+    expected = _expected_counts(values)
     asyncio.run(create_topics(kafka_bootstrap, [topic_name], PARTITIONS))
     worker = Worker(tmp_path, kafka_bootstrap, topic_name, "eos")
     worker.doc["processing"] = {"guarantee": "exactly_once"}
@@ -134,12 +142,11 @@ def test_sigkill_and_restart_with_exactly_once_leaves_no_duplicate_partial(
         worker.start()
         feeder.join(timeout=120)
         assert fed.is_set()
-        _wait_settled(worker, partials, limit_s=150)
+        _wait_settled(worker, partials, limit_s=150, events=expected.total())
     finally:
         if worker.proc is not None and worker.proc.poll() is None:
             assert worker.stop() == 0, worker.log.read_text()[-5000:]
 
-    expected = _expected_counts(values)
     events, ids = _committed_partials(kafka_bootstrap, partials)
     twice = [i for i, n in Counter(ids).items() if n > 1]
     assert not twice, f"{len(twice)} partials committed twice"
