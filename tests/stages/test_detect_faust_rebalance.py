@@ -27,7 +27,13 @@ GONE = TopicPartition("p", 2)  # no longer assigned: its new owner reads it
 CHANGELOG = TopicPartition("app-detector-changelog", 0)
 
 
-def _consumer(monkeypatch: pytest.MonkeyPatch, *, flow_active: bool, fetched: Any) -> Any:
+def _consumer(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    flow_active: bool,
+    fetched: Any,
+    committed: dict[TopicPartition, int] | None = None,
+) -> Any:
     async def fetch(self: Any, timeout: float) -> Any:  # noqa: ASYNC109  (faust's signature)
         return fetched, {TP0, TP1}
 
@@ -46,6 +52,7 @@ def _consumer(monkeypatch: pytest.MonkeyPatch, *, flow_active: bool, fetched: An
         assignment=lambda: {TP0, TP1},
         seek=seek,
         seeks=seeks,
+        _committed_offset=defaultdict(lambda: None, committed or {}),
     )
     return consumer
 
@@ -62,6 +69,18 @@ def test_a_fetch_returning_while_the_flow_is_stopped_is_read_again(
     records, _ = asyncio.run(consumer._wait_next_records(1.0))  # noqa: SLF001
     assert records is fetched  # faust still gets them (and drops them)
     assert sorted(consumer.seeks) == [(TP0, 0), (TP1, 0)]
+
+
+def test_a_fetch_dropped_after_faust_sought_the_committed_offset_does_not_undo_that_seek(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fetch sent before faust's seek to the committed offsets returns after it: going back to
+    its first record would skip the records between (never acknowledged: lost once a commit
+    took them for skipped offsets). The committed offset wins; without one, the batch's start."""
+    fetched = {TP0: _records(TP0, 40, 50), TP1: _records(TP1, 7, 9)}
+    consumer = _consumer(monkeypatch, flow_active=False, fetched=fetched, committed={TP0: 25})
+    asyncio.run(consumer._wait_next_records(1.0))  # noqa: SLF001
+    assert sorted(consumer.seeks) == [(TP0, 25), (TP1, 7)]
 
 
 def test_a_fetch_while_the_flow_runs_is_not_sought_back(monkeypatch: pytest.MonkeyPatch) -> None:
