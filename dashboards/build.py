@@ -501,6 +501,19 @@ def overview() -> dash.Dashboard:
                 )
             ],
         ),
+        series_panel(
+            ids,
+            "Detect stage partitions with a stalled commit",
+            "Partials partitions whose committed offset (the detect stage's group) has not "
+            "moved for 5 minutes while records past it were read: nothing is lost, but a "
+            "restart reads everything since again (rule DriftwireDetectCommitStalled).",
+            [
+                query(
+                    f"sum by (instance) (driftwire_detect_commit_stalled_partitions{{{inst}}})",
+                    "{{instance}}",
+                )
+            ],
+        ),
     )
 
     # `driftwire bridge TARGET` processes: their own scrape job, not filtered by worker
