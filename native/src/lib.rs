@@ -156,6 +156,47 @@ fn decode_columns<'py>(
     }
 }
 
+/// Category counts of one group at a time, in first-seen order; `take` empties it for the next.
+struct Tally {
+    counts: Vec<i64>,
+    order: Vec<usize>,
+}
+
+impl Tally {
+    fn new(categories: usize) -> Self {
+        Tally {
+            counts: vec![0; categories],
+            order: Vec::new(),
+        }
+    }
+
+    /// Count `code` when it names a category (>= 0 and below the number of names).
+    fn add(&mut self, code: i32) {
+        if code >= 0 && (code as usize) < self.counts.len() {
+            let c = code as usize;
+            if self.counts[c] == 0 {
+                self.order.push(c);
+            }
+            self.counts[c] += 1;
+        }
+    }
+
+    /// `names[code]` to its count, in first-seen order; the counts go back to zero.
+    fn take<'py>(
+        &mut self,
+        py: Python<'py>,
+        names: &Bound<'py, PyList>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let tally = pyo3::types::PyDict::new(py);
+        for &c in &self.order {
+            tally.set_item(names.get_item(c)?, self.counts[c])?;
+            self.counts[c] = 0;
+        }
+        self.order.clear();
+        Ok(tally)
+    }
+}
+
 /// Per group (rows `starts[g]..starts[g + 1]` of `codes`, little-endian int32), a dict of
 /// `names[code]` to its count for codes >= 0, in first-seen order within the group: what a
 /// `Counter` over the group's values gives.
@@ -170,27 +211,14 @@ fn tally_groups<'py>(
         .chunks_exact(4)
         .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let mut counts = vec![0i64; names.len()];
-    let mut order: Vec<usize> = Vec::new();
+    let mut tally = Tally::new(names.len());
     let out = PyList::empty(py);
     for (g, &a) in starts.iter().enumerate() {
         let b = starts.get(g + 1).copied().unwrap_or(codes.len());
         for &c in &codes[a.min(b)..b] {
-            if c >= 0 && (c as usize) < counts.len() {
-                let c = c as usize;
-                if counts[c] == 0 {
-                    order.push(c);
-                }
-                counts[c] += 1;
-            }
+            tally.add(c);
         }
-        let tally = pyo3::types::PyDict::new(py);
-        for &c in &order {
-            tally.set_item(names.get_item(c)?, counts[c])?;
-            counts[c] = 0;
-        }
-        order.clear();
-        out.append(tally)?;
+        out.append(tally.take(py, names)?)?;
     }
     Ok(out)
 }
@@ -220,8 +248,7 @@ fn tally_categories<'py>(
         ));
     }
     let n = kinds.len();
-    let mut counts = vec![0i64; names.len()];
-    let mut order: Vec<usize> = Vec::new();
+    let mut tally = Tally::new(names.len());
     let out = PyList::empty(py);
     for (g, &a) in starts.iter().enumerate() {
         let b = starts
@@ -234,21 +261,11 @@ fn tally_categories<'py>(
                 missing += 1;
             } else if kind == NUMBER {
                 wrong += 1;
-            } else if code >= 0 && (code as usize) < counts.len() {
-                let c = code as usize;
-                if counts[c] == 0 {
-                    order.push(c);
-                }
-                counts[c] += 1;
+            } else {
+                tally.add(code);
             }
         }
-        let tally = pyo3::types::PyDict::new(py);
-        for &c in &order {
-            tally.set_item(names.get_item(c)?, counts[c])?;
-            counts[c] = 0;
-        }
-        order.clear();
-        out.append((tally, missing, wrong))?;
+        out.append((tally.take(py, names)?, missing, wrong))?;
     }
     Ok(out)
 }
