@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from aiohttp import test_utils, web
 from aiokafka import AIOKafkaProducer
 from kafkautil import committed, create_topics, read_all
 from prometheus_client import CollectorRegistry
+from spawn import free_port
 
 from driftwire.alerts.alert import Alert, encode
 from driftwire.bridges import BridgeShell, build_target
@@ -677,7 +677,7 @@ def test_cli_runs_a_bridge_until_sigterm(
                     }
                 )
             )
-            port = _free_port()
+            port = free_port()
             env = {
                 **os.environ,
                 "DRIFTWIRE_BRIDGES_WEBHOOK_URL": url,
@@ -733,12 +733,6 @@ def test_cli_runs_a_bridge_until_sigterm(
 # --- Alertmanager (the real one) -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a real Prometheus Alertmanager on a free port (``make alertmanager``)."""
@@ -758,7 +752,7 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config.write_text(
         'route:\n  receiver: "null"\n  group_wait: 1s\nreceivers:\n  - name: "null"\n'
     )
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = workdir / "alertmanager.log"
     with open(log_path, "wb") as log_file:

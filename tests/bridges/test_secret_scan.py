@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import sys
 import urllib.error
@@ -31,6 +30,7 @@ import pytest
 import yaml
 from aiohttp import web
 from kafkautil import create_topics, read_all
+from spawn import free_port
 from test_bridges import make_alert, send_alerts
 from tls_certs import CertificateAuthority
 
@@ -43,12 +43,6 @@ SENTINELS = {
     "slack_bad_url": "SLsentinelBadURL-99d0",
     "alertmanager": "AMsentinelUrlPassword-5c2e",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def leaks(text: str | bytes) -> list[str]:
@@ -78,7 +72,7 @@ async def echoing_receivers(tls: ssl.SSLContext) -> AsyncIterator[dict[str, str]
     app.router.add_post("/services/{rest:.*}", reject)
     runner = web.AppRunner(app)
     await runner.setup()
-    plain, secure = _free_port(), _free_port()
+    plain, secure = free_port(), free_port()
     await web.TCPSite(runner, "127.0.0.1", plain).start()
     await web.TCPSite(runner, "127.0.0.1", secure, ssl_context=tls).start()
     try:
@@ -112,7 +106,7 @@ def test_no_bridge_leaks_a_secret_through_any_output(
     server = ca.issue("receiver", hosts=("127.0.0.1", "localhost"))
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(server.cert, server.key)
-    closed_port = _free_port()  # nothing listens here
+    closed_port = free_port()  # nothing listens here
 
     async def scenario() -> None:
         async with echoing_receivers(tls) as base:
@@ -122,7 +116,7 @@ def test_no_bridge_leaks_a_secret_through_any_output(
                     name.split("_")[0],
                     tmp_path / name,
                     f"{topic_name}.{name}.dlq",
-                    _free_port(),
+                    free_port(),
                 )
                 for name in SENTINELS
             }

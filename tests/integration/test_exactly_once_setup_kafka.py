@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import kafka_broker
 import orjson
 import pytest
 from kafkautil import create_topics, produce
+from spawn import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
@@ -45,12 +45,6 @@ def broker_without_transactions() -> Iterator[kafka_broker.KafkaBroker]:
         broker.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _event(i: int) -> bytes:
     return orjson.dumps(
         {
@@ -64,22 +58,30 @@ def _event(i: int) -> bytes:
     )
 
 
+PROFILE_WORKER = [sys.executable, "-m", "driftwire.cli.command", "worker", "--stage", "profile"]
+
+
+def _worker_env(bootstrap: str, topic: str, port: int, **env: str) -> dict[str, str]:
+    """The environment of a profile-stage worker on ``topic``, serving ``/metrics`` on ``port``."""
+    return {
+        **os.environ,
+        "DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DRIFTWIRE_TOPICS_EVENTS": topic,
+        "DRIFTWIRE_CONSUMER_GROUP_ID": f"g-{topic}",
+        "DRIFTWIRE_CONSUMER_SHUTDOWN_TIMEOUT_SECONDS": "5",
+        "DRIFTWIRE_HTTP_PORT": str(port),
+        "DRIFTWIRE_TOPICS_REPLICATION_FACTOR": "1",
+        **env,
+    }
+
+
 def _run_worker(
     bootstrap: str, topic: str, **env: str
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "driftwire.cli.command", "worker", "--stage", "profile"],
-        env={
-            **os.environ,
-            "DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "DRIFTWIRE_TOPICS_EVENTS": topic,
-            "DRIFTWIRE_CONSUMER_GROUP_ID": f"g-{topic}",
-            "DRIFTWIRE_CONSUMER_SHUTDOWN_TIMEOUT_SECONDS": "5",
-            "DRIFTWIRE_HTTP_PORT": str(_free_port()),
-            "DRIFTWIRE_TOPICS_REPLICATION_FACTOR": "1",
-            **env,
-        },
+        PROFILE_WORKER,
+        env=_worker_env(bootstrap, topic, free_port(), **env),
         capture_output=True,
         text=True,
         timeout=90,
@@ -119,22 +121,18 @@ def test_the_same_broker_serves_at_least_once(
     bootstrap = broker_without_transactions.bootstrap_servers
     asyncio.run(create_topics(bootstrap, [topic_name], partitions=2))
     asyncio.run(produce(bootstrap, topic_name, [_event(i) for i in range(20)], partitions=2))
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "driftwire.cli.command", "worker", "--stage", "profile"],
-            env={
-                **os.environ,
-                "DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "DRIFTWIRE_TOPICS_EVENTS": topic_name,
-                "DRIFTWIRE_CONSUMER_GROUP_ID": f"g-{topic_name}",
-                "DRIFTWIRE_CONSUMER_SHUTDOWN_TIMEOUT_SECONDS": "5",
-                "DRIFTWIRE_HTTP_PORT": str(port),
-                "DRIFTWIRE_TOPICS_REPLICATION_FACTOR": "1",
-                "DRIFTWIRE_PROCESSING_GUARANTEE": "at_least_once",
-                "DRIFTWIRE_PROCESSING_COORDINATOR_TIMEOUT_SECONDS": str(COORDINATOR_TIMEOUT_S),
-            },
+            PROFILE_WORKER,
+            env=_worker_env(
+                bootstrap,
+                topic_name,
+                port,
+                DRIFTWIRE_PROCESSING_GUARANTEE="at_least_once",
+                DRIFTWIRE_PROCESSING_COORDINATOR_TIMEOUT_SECONDS=str(COORDINATOR_TIMEOUT_S),
+            ),
             stdout=subprocess.DEVNULL,
             stderr=out,
         )

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 from kafkautil import committed, create_topics, end_offsets, produce, read_all
+from spawn import free_port
 
 from driftwire.offline.generator import Change, StreamSpec, generate
 from driftwire.ops.config import Settings
@@ -44,12 +44,6 @@ def drifting_stream() -> list[bytes]:
     return list(generate(spec))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 _STARTED: list[subprocess.Popen[bytes]] = []
 
 
@@ -68,7 +62,7 @@ class Worker:
     """``driftwire worker`` as a subprocess with its own config, metrics port and log."""
 
     def __init__(self, tmp: Path, bootstrap: str, topic: str, run: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.bootstrap = bootstrap
         self.doc = {
             "kafka": {"bootstrap_servers": bootstrap},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import yaml
 from aiokafka import TopicPartition
 from kafkautil import committed, create_topics, end_offsets, produce, read_all
 from prometheus_client import CollectorRegistry
+from spawn import free_port
 
 from driftwire.decode.decoder import decode_batch
 from driftwire.offline.generator import MALFORMED, StreamSpec, generate
@@ -143,12 +143,6 @@ def test_counts_every_valid_event_once_and_dead_letters_the_rest(
     assert commits == ends
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _lag_is_zero(port: int) -> bool:
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
@@ -190,7 +184,7 @@ def test_sigkill_mid_stream_loses_nothing_and_never_commits_ahead(
     default, counts exactly once: ``test_exactly_once_kafka.py``.)"""
     values = list(generate(StreamSpec(events=24_000, seed=5, malformed_ratio=0.02)))
     half = len(values) // 2
-    port = _free_port()
+    port = free_port()
     doc = settings_dict(kafka_bootstrap, topic_name, bucket_seconds=10, allowed_lateness_seconds=0)
     doc["http"] = {"host": "127.0.0.1", "port": port}
     doc["processing"] = {"guarantee": "at_least_once"}

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ import orjson
 import pytest
 from kafkautil import create_topics, produce
 from prometheus_client import CollectorRegistry
+from spawn import free_port
 
 from driftwire.cli.worker import DETECT_STOP_S, SIGNAL_MARGIN_S
 from driftwire.ops.config import Settings
@@ -55,12 +55,6 @@ def own_broker() -> Iterator[kafka_broker.KafkaBroker]:
         yield broker
     finally:
         broker.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Worker:
@@ -157,7 +151,7 @@ def test_worker_waits_for_its_topic_is_ready_when_assigned_and_stops_in_bounds(
             "DRIFTWIRE_TOPICS_EVENTS": topic_name,
             "DRIFTWIRE_CONSUMER_GROUP_ID": f"g-{topic_name}",
             "DRIFTWIRE_CONSUMER_SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_S),
-            "DRIFTWIRE_HTTP_PORT": str(_free_port()),
+            "DRIFTWIRE_HTTP_PORT": str(free_port()),
             "DRIFTWIRE_TOPICS_REPLICATION_FACTOR": "1",
         }
     )
@@ -218,7 +212,7 @@ def test_sigterm_with_a_frozen_broker_ends_both_stages_within_the_bound(
             "DRIFTWIRE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "DRIFTWIRE_TOPICS_EVENTS": topic_name,
             "DRIFTWIRE_CONSUMER_SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_S),
-            "DRIFTWIRE_HTTP_PORT": str(_free_port()),
+            "DRIFTWIRE_HTTP_PORT": str(free_port()),
             "DRIFTWIRE_TOPICS_REPLICATION_FACTOR": "1",
         },
         stage="all",

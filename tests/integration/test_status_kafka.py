@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import yaml
 from browserutil import browse
 from jsonschema import Draft202012Validator, FormatChecker
 from kafkautil import committed, create_topics, last_record_ends, produce, read_all
+from spawn import free_port
 
 from driftwire.offline.generator import Change, StreamSpec, generate
 
@@ -37,17 +37,11 @@ SEGMENT = "region=eu,tier=gold"
 PARTITIONS = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Worker:
     """``driftwire worker`` as a subprocess with its own config, HTTP port and log."""
 
     def __init__(self, tmp: Path, bootstrap: str, topic: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.bootstrap = bootstrap
         self.doc: dict[str, Any] = {
             "kafka": {"bootstrap_servers": bootstrap},

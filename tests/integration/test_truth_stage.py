@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from kafkautil import create_topics, read_all
 from prometheus_client import CollectorRegistry
+from spawn import free_port
 
 from driftwire.detect.reference import Reference
 from driftwire.ops.config import Settings
@@ -404,17 +404,11 @@ def test_the_alerts_read_back_reads_only_the_rebuild_span(
     assert sent.admit("old-too", "firing", now)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class TruthWorker:
     """``driftwire worker --stage truth`` as a subprocess, with its metrics port."""
 
     def __init__(self, tmp: Path, doc: dict[str, object]) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         doc["http"] = {"host": "127.0.0.1", "port": self.port}
         self.config = tmp / "truth.yaml"
         self.config.write_text(yaml.safe_dump(doc))

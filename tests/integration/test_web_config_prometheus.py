@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -27,16 +26,10 @@ import bcrypt
 import pytest
 import yaml
 from kafkautil import create_topics
-from spawn import spawn_driftwire, spawn_prometheus
+from spawn import free_port, spawn_driftwire, spawn_prometheus
 from tls_certs import CertificateAuthority
 
 PASSWORD = "scrape-pass-31"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tool(name: str) -> str:
@@ -92,7 +85,7 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
     topic = f"webcfg-{os.getpid()}-{int(time.time())}"
     # the alerts topic too: the bridge may start before the worker has made it
     asyncio.run(create_topics(kafka_bootstrap, [topic, f"{topic}.alerts"], 1))
-    worker_port, prom_port, bridge_port = _free_port(), _free_port(), _free_port()
+    worker_port, prom_port, bridge_port = free_port(), free_port(), free_port()
     (tmp_path / "worker.yaml").write_text(
         yaml.safe_dump(
             {

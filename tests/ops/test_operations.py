@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,7 +42,7 @@ import orjson
 import pytest
 import yaml
 from kafkautil import create_topics, produce
-from spawn import spawn_driftwire, spawn_prometheus
+from spawn import free_port, spawn_driftwire, spawn_prometheus
 
 from driftwire.offline.generator import Change, StreamSpec, generate
 from driftwire.ops.config import load_settings
@@ -407,12 +406,6 @@ PARTITIONS = 2
 RATE_INTERVAL = "10s"  # what $__rate_interval becomes at a 1 s scrape interval
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, timeout: float = 5.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         body: bytes = response.read()
@@ -525,7 +518,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     asyncio.run(create_topics(kafka_bootstrap, [topic, f"{topic}.labels"], PARTITIONS))
     asyncio.run(create_topics(kafka_bootstrap, [f"{topic}.labels.dlq"]))
 
-    worker_port, prom_port, bridge_port = _free_port(), _free_port(), _free_port()
+    worker_port, prom_port, bridge_port = free_port(), free_port(), free_port()
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Accept)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     worker_doc = {
