@@ -104,7 +104,8 @@ class QuantileSketch:
 
     def extend_finite(self, x: np.ndarray, lo: float, hi: float) -> None:
         """Add float32 finite ``x`` whose minimum and maximum are ``lo`` and ``hi``."""
-        fill, end = self._fill, self._fill + x.size  # the hot path: plain comparisons
+        fill = self._fill  # the hot path (once per column and group of a batch): plain steps
+        end = fill + x.size
         self._count += x.size
         if lo < self._lo:
             self._lo = lo
@@ -112,9 +113,12 @@ class QuantileSketch:
             self._hi = hi
         self._view = None
         if end < self._cap:
-            if end > self._buf.size:
-                self._set_level0(self._buf[:fill], max(end, 2 * self._buf.size))
-            self._buf[fill:end] = x
+            buf = self._buf
+            if end > buf.size:  # grow fourfold: few copies for a sketch filled in small steps
+                buf = np.empty(min(self._cap, max(end, 4 * buf.size)), dtype=np.float32)
+                buf[:fill] = self._buf[:fill]
+                self._buf = buf
+            buf[fill:end] = x
             self._fill = end
             return
         self._settle([np.concatenate((self._buf[:fill], x)), *self._levels], sorted_above=True)
