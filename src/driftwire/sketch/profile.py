@@ -234,7 +234,9 @@ class Profile:
                 if kind is FeatureKind.NUMERIC
                 else CategoricalSketch(p.cap, p.lg_k)
             )
-            sketch.add_missing(self._untyped.pop(name, 0))
+            missing = self._untyped.pop(name, 0)
+            if missing:
+                sketch.add_missing(missing)
             self._features[name] = sketch
             return sketch
         wanted = NumericSketch if kind is FeatureKind.NUMERIC else CategoricalSketch

@@ -55,6 +55,8 @@ __all__ = ["CAPACITY_PER_K", "QuantileSketch", "to_float32"]
 #: Items a level holds before it is halved, per unit of ``k``.
 CAPACITY_PER_K = 2
 _F32_MAX = float(np.finfo(np.float32).max)
+#: the level 0 of a sketch without items (shared: nothing is ever written into it)
+_NO_ITEMS = np.empty(0, dtype=np.float32)
 _MAGIC = b"DWQS"
 _FORMAT = 1
 
@@ -83,7 +85,7 @@ class QuantileSketch:
         check_int("k", k, 8, 65_535)
         self._k = k
         self._cap = k * CAPACITY_PER_K
-        self._buf = np.empty(16, dtype=np.float32)  # level 0, unsorted; grows up to _cap
+        self._buf = _NO_ITEMS  # level 0, unsorted; allocated at the first item, up to _cap
         self._fill = 0
         self._levels: list[np.ndarray] = []  # levels 1.. (sorted after a compaction)
         self._done: list[int] = []  # compactions per level, from level 0
@@ -115,7 +117,7 @@ class QuantileSketch:
         if end < self._cap:
             buf = self._buf
             if end > buf.size:  # grow fourfold: few copies for a sketch filled in small steps
-                buf = np.empty(min(self._cap, max(end, 4 * buf.size)), dtype=np.float32)
+                buf = np.empty(min(self._cap, max(end, 4 * buf.size, 16)), dtype=np.float32)
                 buf[:fill] = self._buf[:fill]
                 self._buf = buf
             buf[fill:end] = x
