@@ -56,3 +56,15 @@ def test_text_counts_writes_each_sorted_key_as_text_then_its_count() -> None:
     r = Reader(fast.getvalue())
     assert {r.text(): r.uvarint() for _ in counts} == counts
     r.done()
+
+
+def test_f64s_packs_as_one_f64_after_another() -> None:
+    values = (0.5, -1e300, float("inf"), -0.0, 1 / 3)
+    packed, one_by_one = Writer(), Writer()
+    packed.f64s(*values)
+    for value in values:
+        one_by_one.f64(value)
+    assert packed.getvalue() == one_by_one.getvalue()
+    r = Reader(packed.getvalue())
+    assert [r.f64() for _ in values] == list(values)
+    r.done()

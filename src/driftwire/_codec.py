@@ -73,6 +73,10 @@ class Writer:
     def f64(self, value: float) -> None:
         self._buf += _F64.pack(value)
 
+    def f64s(self, *values: float) -> None:
+        """:meth:`f64` of each value, packed in one step."""
+        self._buf += struct.pack(f"<{len(values)}d", *values)
+
     def blob(self, data: bytes) -> None:
         self.uvarint(len(data))
         self._buf += data

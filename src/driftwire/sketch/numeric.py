@@ -369,8 +369,7 @@ class NumericSketch:
         w.uvarint(self._missing)
         w.uvarint(self._non_finite)
         if self._count:
-            for x in (self._mean, self._m2, self._min, self._max):
-                w.f64(x)
+            w.f64s(self._mean, self._m2, self._min, self._max)
             self._q.write_into(w)
 
     @classmethod

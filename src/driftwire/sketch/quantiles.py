@@ -343,14 +343,21 @@ class QuantileSketch:
         w.uvarint(self._count)
         if not self._count:
             return
-        w.f64(self._lo)
-        w.f64(self._hi)
+        w.f64s(self._lo, self._hi)
         w.uvarint(self._up)
         w.uvarint(self._down)
-        levels = [np.sort(self._buf[: self._fill]), *self._levels]
-        w.uvarint(len(levels))
-        for level, done in zip(levels, _pad(self._done, len(levels)), strict=True):
-            w.uvarint(done)
+        level0 = np.sort(self._buf[: self._fill]).astype("<f4", copy=False).tobytes()
+        if not self._levels:  # never compacted (the usual sketch of one bucket): one level
+            w.uvarint(1)
+            w.uvarint(self._done[0] if self._done else 0)
+            w.blob(level0)
+            return
+        w.uvarint(len(self._levels) + 1)
+        done = _pad(self._done, len(self._levels) + 1)
+        w.uvarint(done[0])
+        w.blob(level0)
+        for level, n in zip(self._levels, done[1:], strict=True):
+            w.uvarint(n)
             w.blob(level.astype("<f4", copy=False).tobytes())
 
     @classmethod
