@@ -282,17 +282,23 @@ impl<'a> Parser<'a, '_> {
         let mut high = false;
         loop {
             // eight bytes at a time while none of them stops the run
+            let mut found = false;
             while i + 8 <= b.len() {
                 let word = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
                 let stop = stop_bytes(word);
                 if stop != 0 {
+                    // the first stopping byte is exact: no byte-by-byte look again
                     i += (stop.trailing_zeros() / 8) as usize;
+                    found = true;
                     break;
                 }
                 i += 8;
             }
-            while i < b.len() && !STOP[b[i] as usize] {
-                i += 1;
+            if !found {
+                // the last few bytes of the value
+                while i < b.len() && !STOP[b[i] as usize] {
+                    i += 1;
+                }
             }
             let c = *b.get(i).ok_or(())?;
             match c {
@@ -620,6 +626,33 @@ impl<'a> Parser<'a, '_> {
         })
     }
 
+    /// A top-level field's value, written straight into its slot (a value built apart and
+    /// moved in was read back with wider loads than it was written with: a stall per field).
+    /// Objects are kept `keep` levels down (1 for prediction, features and segment).
+    #[inline(always)]
+    fn field_value(&mut self, slot: &mut Option<Val<'a>>, keep: u8) -> R<()> {
+        match self.b.get(self.i) {
+            Some(b'"') => {
+                let text = self.string()?;
+                *slot = Some(Val::Str(text));
+            }
+            Some(b'-' | b'0'..=b'9') => match self.number_raw() {
+                Num::Int(v) => *slot = Some(Val::Int(v)),
+                Num::UInt(v) => *slot = Some(Val::UInt(v)),
+                Num::Float(v) => *slot = Some(Val::Float(v)),
+                Num::Bad => return Err(()),
+            },
+            _ => {
+                let value = self.value(2, keep);
+                if matches!(value, Val::Bad) {
+                    return Err(());
+                }
+                replace(slot, value, self.pool);
+            }
+        }
+        Ok(())
+    }
+
     /// The event object's members, read into `event`; the cursor is on '{'.
     fn event(&mut self, event: &mut Event<'a>) -> R<()> {
         self.i += 1;
@@ -636,27 +669,35 @@ impl<'a> Parser<'a, '_> {
             self.ws();
             self.expect(b':')?;
             self.ws();
-            let field = field(key.as_bytes());
-            let kept = field >= PREDICTION;
             let start = self.i;
-            let value = self.item(2, u8::from(kept));
-            if matches!(value, Val::Bad) {
-                return Err(());
-            }
-            match field {
-                MODEL => event.model = Some(value),
-                VERSION => event.version = Some(value),
-                TIMESTAMP => event.timestamp = Some(value),
-                LATENCY => event.latency = Some(value),
-                EVENT_ID => event.event_id = Some(value),
-                PREDICTION => replace(&mut event.prediction, value, self.pool),
-                FEATURES => replace(&mut event.features, value, self.pool),
+            let field = field(key.as_bytes());
+            let slot = match field {
+                MODEL => &mut event.model,
+                VERSION => &mut event.version,
+                TIMESTAMP => &mut event.timestamp,
+                LATENCY => &mut event.latency,
+                EVENT_ID => &mut event.event_id,
+                PREDICTION => &mut event.prediction,
+                FEATURES => &mut event.features,
                 SEGMENT => {
+                    self.field_value(&mut event.segment, 1)?;
                     event.segment_raw = &self.b[start..self.i];
-                    replace(&mut event.segment, value, self.pool);
+                    if !self.more(b'}')? {
+                        return Ok(());
+                    }
+                    continue;
                 }
-                _ => {}
-            }
+                _ => {
+                    if matches!(self.item(2, 0), Val::Bad) {
+                        return Err(());
+                    }
+                    if !self.more(b'}')? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            self.field_value(slot, u8::from(field >= PREDICTION))?;
             if !self.more(b'}')? {
                 return Ok(());
             }
