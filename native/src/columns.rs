@@ -55,7 +55,9 @@ pub fn key(b: &[u8]) -> u64 {
         lo | (hi << ((n - 4) * 8))
     } else if n > 0 {
         // one to three bytes: the first, middle and last cover them all
-        u64::from(b[0]) | (u64::from(b[n / 2]) << (n / 2 * 8)) | (u64::from(b[n - 1]) << ((n - 1) * 8))
+        u64::from(b[0])
+            | (u64::from(b[n / 2]) << (n / 2 * 8))
+            | (u64::from(b[n - 1]) << ((n - 1) * 8))
     } else {
         0
     };
@@ -89,6 +91,12 @@ impl<'e> Table<'e> {
         self.codes.insert(s.clone(), code);
         code
     }
+}
+
+/// Equal bytes; the same slice (a key read in place of an earlier one) without a compare.
+#[inline(always)]
+fn same_text(a: &[u8], b: &[u8]) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || same(a, b)
 }
 
 const FALSE: Cow<'static, str> = Cow::Borrowed("false");
@@ -323,7 +331,7 @@ impl<'e> Builder<'e> {
         if let Some(Val::Obj(items)) = &event.features {
             for (rank, (name, value)) in items.iter().enumerate() {
                 let f = match self.hint.get(rank) {
-                    Some(&f) if same(self.features.names[f].as_bytes(), name.as_bytes()) => f,
+                    Some(&f) if same_text(self.features.names[f].as_bytes(), name.as_bytes()) => f,
                     _ => {
                         let f = self.features.code(name) as usize;
                         if rank < self.hint.len() {

@@ -68,10 +68,10 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
 /// producer list the same features in the same order).
 fn dedup_known<'a, T>(items: &mut Vec<(Cow<'a, str>, T)>, known: &mut Vec<&'a [u8]>) {
     if items.len() == known.len()
-        && items
-            .iter()
-            .zip(known.iter())
-            .all(|((k, _), seen)| same(k.as_bytes(), seen))
+        && items.iter().zip(known.iter()).all(|((k, _), seen)| {
+            let k = k.as_bytes();
+            (k.as_ptr() == seen.as_ptr() && k.len() == seen.len()) || same(k, seen)
+        })
     {
         return;
     }
@@ -153,6 +153,8 @@ pub struct Pool<'a> {
     spare: Vec<Items<'a>>,
     /// the keys of the last larger object, in order, known to hold no duplicate
     known: Vec<&'a [u8]>,
+    /// the last event's top-level keys (read without escapes) and their field codes, in order
+    top: Vec<(&'a [u8], u8)>,
 }
 
 impl<'a> Pool<'a> {
@@ -269,6 +271,22 @@ impl<'a> Parser<'a, '_> {
             Ok(())
         } else {
             Err(())
+        }
+    }
+
+    /// Whether the string at the cursor (on its opening quote) is exactly `name`, the text
+    /// of a key read earlier without escapes; if so the cursor moves past it. Such a text
+    /// holds no quote, backslash or control byte and is valid UTF-8, so equal bytes up to a
+    /// closing quote are the same string.
+    #[inline(always)]
+    fn predicted(&mut self, name: &[u8]) -> bool {
+        let start = self.i + 1;
+        let end = start + name.len();
+        if self.b.get(end) == Some(&b'"') && same(&self.b[start..end], name) {
+            self.i = end + 1;
+            true
+        } else {
+            false
         }
     }
 
@@ -589,6 +607,7 @@ impl<'a> Parser<'a, '_> {
         } else {
             None
         };
+        let mut members = 0;
         if self.peek()? == b'}' {
             self.i += 1;
         } else {
@@ -596,7 +615,16 @@ impl<'a> Parser<'a, '_> {
                 if self.peek()? != b'"' {
                     return Err(());
                 }
-                let key = self.string()?;
+                let key = match (&items, self.pool.known.get(members).copied()) {
+                    // a kept object's key where the last larger object had it: compared in
+                    // place, not scanned
+                    (Some(_), Some(name)) if self.predicted(name) => {
+                        // SAFETY: `name` is the text of an earlier borrowed key (UTF-8)
+                        Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(name) })
+                    }
+                    _ => self.string()?,
+                };
+                members += 1;
                 self.ws();
                 self.expect(b':')?;
                 self.ws();
@@ -655,6 +683,7 @@ impl<'a> Parser<'a, '_> {
 
     /// The event object's members, read into `event`; the cursor is on '{'.
     fn event(&mut self, event: &mut Event<'a>) -> R<()> {
+        let mut members = 0;
         self.i += 1;
         self.ws();
         if self.peek()? == b'}' {
@@ -665,12 +694,24 @@ impl<'a> Parser<'a, '_> {
             if self.peek()? != b'"' {
                 return Err(());
             }
-            let key = self.string()?;
+            // the key the last event had at this position, compared in place; else scanned
+            let field = match self.pool.top.get(members).copied() {
+                Some((name, code)) if self.predicted(name) => code,
+                _ => {
+                    let key = self.string()?;
+                    let code = field(key.as_bytes());
+                    self.pool.top.truncate(members);
+                    if let (Cow::Borrowed(text), true) = (key, self.pool.top.len() == members) {
+                        self.pool.top.push((text.as_bytes(), code));
+                    }
+                    code
+                }
+            };
+            members += 1;
             self.ws();
             self.expect(b':')?;
             self.ws();
             let start = self.i;
-            let field = field(key.as_bytes());
             let slot = match field {
                 MODEL => &mut event.model,
                 VERSION => &mut event.version,
