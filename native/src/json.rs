@@ -133,16 +133,41 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// Empty the event, handing its object vectors back to `pool` for the next one.
     pub fn recycle(&mut self, pool: &mut Pool<'a>) {
-        for slot in [&mut self.prediction, &mut self.features, &mut self.segment] {
-            if let Some(Val::Obj(items)) = slot.take() {
-                pool.put(items);
+        if std::mem::take(&mut pool.owned) {
+            for slot in [&mut self.prediction, &mut self.features, &mut self.segment] {
+                if let Some(Val::Obj(items)) = slot.take() {
+                    pool.put(items);
+                }
+            }
+            self.model = None;
+            self.version = None;
+            self.timestamp = None;
+            self.latency = None;
+            self.event_id = None;
+        } else {
+            // No string of this event was unescaped into an owned one, so nothing in it owns
+            // memory but the kept objects' vectors (objects below them are markers): the
+            // values are forgotten instead of dropped one by one.
+            for slot in [&mut self.prediction, &mut self.features, &mut self.segment] {
+                match slot.take() {
+                    Some(Val::Obj(mut items)) => {
+                        // SAFETY: the items own nothing (see above); dropping them is a no-op.
+                        unsafe { items.set_len(0) };
+                        pool.keep(items);
+                    }
+                    other => std::mem::forget(other),
+                }
+            }
+            for slot in [
+                &mut self.model,
+                &mut self.version,
+                &mut self.timestamp,
+                &mut self.latency,
+                &mut self.event_id,
+            ] {
+                std::mem::forget(slot.take());
             }
         }
-        self.model = None;
-        self.version = None;
-        self.timestamp = None;
-        self.latency = None;
-        self.event_id = None;
         self.segment_raw = &[];
     }
 }
@@ -153,6 +178,8 @@ pub struct Pool<'a> {
     spare: Vec<Items<'a>>,
     /// the keys of the last larger object, in order, known to hold no duplicate
     known: Vec<&'a [u8]>,
+    /// a string was unescaped into an owned one since the last `Event::recycle`
+    owned: bool,
     /// the last event's top-level keys (read without escapes) and their field codes, in order
     top: Vec<(&'a [u8], u8)>,
 }
@@ -163,6 +190,10 @@ impl<'a> Pool<'a> {
     }
     fn put(&mut self, mut items: Items<'a>) {
         items.clear();
+        self.keep(items);
+    }
+    /// Keep an empty vector for the next object.
+    fn keep(&mut self, items: Items<'a>) {
         if self.spare.len() < 8 {
             self.spare.push(items);
         }
@@ -351,6 +382,7 @@ impl<'a> Parser<'a, '_> {
         if !escaped {
             return Ok(Cow::Borrowed(text));
         }
+        self.pool.owned = true;
         unescape(text).map(Cow::Owned)
     }
 
