@@ -231,6 +231,27 @@ fn stop_bytes(word: u64) -> u64 {
     zero(quote) | zero(backslash) | control | (word & HIGH)
 }
 
+/// A bit for each of the sixteen bytes that is a quote, a backslash, below 0x20 or above
+/// 0x7f (every bit exact).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stop_bytes_16(bytes: &[u8]) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    assert!(bytes.len() >= 16);
+    // SAFETY: sixteen readable bytes (checked above); SSE2 is part of x86-64.
+    unsafe {
+        let v = _mm_loadu_si128(bytes.as_ptr().cast::<__m128i>());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // signed: 0x80..=0xff are negative, so below 0x20 too
+        let low_or_high = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low_or_high)) as u32
+    }
+}
+
 static POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
@@ -332,7 +353,18 @@ impl<'a> Parser<'a, '_> {
         loop {
             // eight bytes at a time while none of them stops the run
             let mut found = false;
-            while i + 8 <= b.len() {
+            #[cfg(target_arch = "x86_64")]
+            while i + 16 <= b.len() {
+                // sixteen bytes at a time (SSE2, in every x86-64)
+                let stop = stop_bytes_16(&b[i..i + 16]);
+                if stop != 0 {
+                    i += stop.trailing_zeros() as usize;
+                    found = true;
+                    break;
+                }
+                i += 16;
+            }
+            while !found && i + 8 <= b.len() {
                 let word = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
                 let stop = stop_bytes(word);
                 if stop != 0 {
