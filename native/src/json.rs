@@ -252,6 +252,40 @@ fn stop_bytes_16(bytes: &[u8]) -> u32 {
     }
 }
 
+static POW10_U64: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// How many of the eight bytes of `word` (little-endian: the first byte lowest) are ASCII
+/// digits before the first other byte, and the value of those digits.
+#[inline(always)]
+fn digits8(word: u64) -> (usize, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // digits become 0..=9; a byte is another one when it or it plus 0x76 has its high bit
+    // (a carry out of a byte of 0x8a or more reaches only later bytes: the first is exact)
+    let t = word ^ (ONES * 0x30);
+    let other = (t | t.wrapping_add(ONES * 0x76)) & (ONES * 0x80);
+    let k = (other.trailing_zeros() / 8) as usize;
+    if k == 0 {
+        return (0, 0);
+    }
+    // the k digit values moved to the top bytes, zeros before them (leading zeros); then
+    // pairs, fours and eights of digits combined, the first byte the most significant
+    let v = t << (64 - 8 * k);
+    let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    let v = (v.wrapping_mul(10_000) + (v >> 32)) & 0xffff_ffff;
+    (k, v)
+}
+
 static POW10: [f64; 23] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
@@ -449,7 +483,20 @@ impl<'a> Parser<'a, '_> {
                 i += 1;
                 digits = 1;
             }
-            Some(b'1'..=b'9') => {
+            Some(b'1'..=b'9') => loop {
+                // up to eight digits at a time while the mantissa holds them exactly
+                if let Some(chunk) = b.get(i..i + 8) {
+                    let (k, v) = digits8(u64::from_le_bytes(chunk.try_into().unwrap()));
+                    if digits + k <= 19 {
+                        mantissa = mantissa * POW10_U64[k] + v;
+                        digits += k;
+                        i += k;
+                        if k < 8 {
+                            break;
+                        }
+                        continue;
+                    }
+                }
                 while let Some(&c @ b'0'..=b'9') = b.get(i) {
                     if digits < 19 {
                         mantissa = mantissa * 10 + u64::from(c - b'0');
@@ -459,22 +506,39 @@ impl<'a> Parser<'a, '_> {
                     }
                     i += 1;
                 }
-            }
+                break;
+            },
             _ => return Num::Bad,
         }
         if b.get(i) == Some(&b'.') {
             is_float = true;
             i += 1;
             let first = i;
-            while let Some(&c @ b'0'..=b'9') = b.get(i) {
-                if digits < 19 {
-                    mantissa = mantissa * 10 + u64::from(c - b'0');
-                    digits += 1;
-                    fraction_digits += 1;
-                } else {
-                    exact = false;
+            loop {
+                if let Some(chunk) = b.get(i..i + 8) {
+                    let (k, v) = digits8(u64::from_le_bytes(chunk.try_into().unwrap()));
+                    if digits + k <= 19 {
+                        mantissa = mantissa * POW10_U64[k] + v;
+                        digits += k;
+                        fraction_digits += k;
+                        i += k;
+                        if k < 8 {
+                            break;
+                        }
+                        continue;
+                    }
                 }
-                i += 1;
+                while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                    if digits < 19 {
+                        mantissa = mantissa * 10 + u64::from(c - b'0');
+                        digits += 1;
+                        fraction_digits += 1;
+                    } else {
+                        exact = false;
+                    }
+                    i += 1;
+                }
+                break;
             }
             if i == first {
                 return Num::Bad;

@@ -541,3 +541,19 @@ def test_strings_of_every_length_around_a_stop_byte() -> None:
         values.append(b'"' + b"a" * n + b'"')  # a document that is one string: not an object
         values.append(b'"' + b"a" * n)  # unterminated
     _own_reasons(values)
+
+
+def test_numbers_of_every_length_read_eight_digits_at_a_time() -> None:
+    """Integer and fraction parts of 1 to 25 digits (read in chunks of up to eight while the
+    mantissa holds them exactly), followed by each kind of byte, and at the end of a value."""
+    texts: list[bytes] = []
+    for n in range(1, 26):
+        for digit in (b"1", b"7", b"9"):
+            run = digit * n
+            texts += [run, b"-" + run, b"0." + run, run + b"." + run[::-1], b"-0." + run]
+            texts += [run + b"e5", b"3." + run + b"E-7", run + b"0" * (n % 9) + b".25"]
+        texts += [b"1" + b"0" * n, b"0." + b"0" * n + b"1", b"0." + b"123456789" * 3]
+    values: list[bytes | None] = [_with_age(text) for text in texts]
+    values += texts  # a bare number: not an object
+    values += [text + b"x" for text in texts[:40]]  # a number then a byte that is not JSON
+    _own_reasons(values)
