@@ -725,16 +725,24 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn object(&mut self, level: usize, keep: u8) -> R<Val<'a>> {
+        if keep > 0 {
+            let mut items = self.pool.take();
+            self.members(level, keep, Some(&mut items))?;
+            Ok(Val::Obj(items))
+        } else {
+            self.members(level, 0, None)?;
+            Ok(Val::Object)
+        }
+    }
+
+    /// An object's members, kept into `items` (then without duplicate keys) when given; the
+    /// cursor is on '{'.
+    fn members(&mut self, level: usize, keep: u8, mut items: Option<&mut Items<'a>>) -> R<()> {
         if level > MAX_DEPTH {
             return Err(());
         }
         self.i += 1;
         self.ws();
-        let mut items = if keep > 0 {
-            Some(self.pool.take())
-        } else {
-            None
-        };
         let mut members = 0;
         if self.peek()? == b'}' {
             self.i += 1;
@@ -743,10 +751,10 @@ impl<'a> Parser<'a, '_> {
                 if self.peek()? != b'"' {
                     return Err(());
                 }
-                let key = match (&items, self.pool.known.get(members).copied()) {
+                let key = match (items.is_some(), self.pool.known.get(members).copied()) {
                     // a kept object's key where the last larger object had it: compared in
                     // place, not scanned
-                    (Some(_), Some(name)) if self.predicted(name) => {
+                    (true, Some(name)) if self.predicted(name) => {
                         // SAFETY: `name` is the text of an earlier borrowed key (UTF-8)
                         Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(name) })
                     }
@@ -756,7 +764,7 @@ impl<'a> Parser<'a, '_> {
                 self.ws();
                 self.expect(b':')?;
                 self.ws();
-                match items.as_mut() {
+                match items.as_deref_mut() {
                     Some(items) => self.member(items, key, level + 1, keep - 1)?,
                     None => {
                         if matches!(self.item(level + 1, 0), Val::Bad) {
@@ -769,17 +777,14 @@ impl<'a> Parser<'a, '_> {
                 }
             }
         }
-        Ok(match items {
-            Some(mut items) => {
-                if items.len() >= 4 {
-                    dedup_known(&mut items, &mut self.pool.known);
-                } else {
-                    dedup(&mut items);
-                }
-                Val::Obj(items)
+        if let Some(items) = items {
+            if items.len() >= 4 {
+                dedup_known(items, &mut self.pool.known);
+            } else {
+                dedup(items);
             }
-            None => Val::Object,
-        })
+        }
+        Ok(())
     }
 
     /// A top-level field's value, written straight into its slot (a value built apart and
@@ -798,6 +803,16 @@ impl<'a> Parser<'a, '_> {
                 Num::Float(v) => *slot = Some(Val::Float(v)),
                 Num::Bad => return Err(()),
             },
+            Some(b'{') if keep > 0 => {
+                // the items read straight into a vector that then moves into the slot (an
+                // object returned as a value was read back with wider loads than written)
+                let mut items = self.pool.take();
+                self.members(2, keep, Some(&mut items))?;
+                if let Some(Val::Obj(old)) = slot.take() {
+                    self.pool.put(old);
+                }
+                *slot = Some(Val::Obj(items));
+            }
             _ => {
                 let value = self.value(2, keep);
                 if matches!(value, Val::Bad) {
