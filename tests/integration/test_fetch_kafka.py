@@ -11,6 +11,7 @@ a seek into the middle of a batch.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -18,10 +19,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.codec import has_lz4, has_snappy, has_zstd
 from kafkautil import create_topics
 
-from driftwire.stages._fetch import RecordIntake, intake_problem
+from driftwire.stages._fetch import RecordIntake, intake_problem, open_intake
 
 pytestmark = pytest.mark.kafka
 
+LOG = logging.getLogger("driftwire.stages.profile")
 PARTITIONS = 2
 MAX_RECORDS = 7
 ABORTED = (20, 60)  # the transactions (of 20 records each, from 0 to 100) that are aborted
@@ -174,3 +176,28 @@ def test_intake_skips_aborted_transactions_as_getmany_does(
         assert seen == {n for n in range(6, 100) if n % 5 and n not in aborted}
     else:
         assert seen == {n for n in range(6, 100) if n % 5}
+
+
+def test_a_consumer_the_intake_cannot_read_falls_back_to_getmany_with_one_line(
+    kafka_bootstrap: str, topic_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def run() -> tuple[str | None, RecordIntake | None]:
+        await create_topics(kafka_bootstrap, [topic_name])
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, value_deserializer=bytes)
+        await consumer.start()
+        consumer.assign([TopicPartition(topic_name, 0)])
+        await consumer.position(TopicPartition(topic_name, 0))  # aiokafka's stop() right
+        try:  # after start() raises CancelledError (its NoGroupCoordinator task never ran)
+            with caplog.at_level(logging.WARNING, logger="driftwire.stages.profile"):
+                return intake_problem(consumer), open_intake(consumer, LOG, "profile")
+        finally:
+            await consumer.stop()
+
+    problem, intake = asyncio.run(run())
+    assert problem == "the consumer has a key or value deserializer"
+    assert intake is None
+    lines = [r.getMessage() for r in caplog.records if r.name == LOG.name]
+    assert lines == [
+        "profile stage: reading with plain getmany, slower: the consumer has a key or value "
+        "deserializer (driftwire's batch-wise intake was written for aiokafka 0.14.0)"
+    ]

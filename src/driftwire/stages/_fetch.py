@@ -32,6 +32,7 @@ back to plain ``getmany`` with one log line naming what is missing.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -177,6 +178,20 @@ def intake_problem(consumer: AIOKafkaConsumer) -> str | None:
             return "the consumer has a key or value deserializer"
     except (AttributeError, TypeError, ValueError) as exc:
         return f"aiokafka {aiokafka.__version__}'s fetcher internals changed ({exc})"
+    return None
+
+
+def open_intake(consumer: AIOKafkaConsumer, log: logging.Logger, stage: str) -> RecordIntake | None:
+    """A :class:`RecordIntake` for the started ``consumer``, or None (read with plain
+    ``getmany``) when this aiokafka lacks what it needs, said in one line on ``log``."""
+    problem = intake_problem(consumer)
+    if problem is None:
+        return RecordIntake(consumer)
+    log.warning(
+        f"{stage} stage: reading with plain getmany, slower: {problem} "
+        f"(driftwire's batch-wise intake was written for aiokafka {WRITTEN_FOR})",
+        extra={"fields": {"stage": stage}},
+    )
     return None
 
 

@@ -48,7 +48,7 @@ from driftwire.ops.health import Liveness, Readiness, failure_line
 from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
-from driftwire.stages._fetch import FetchedRecord, RecordIntake, intake_problem
+from driftwire.stages._fetch import FetchedRecord, RecordIntake, open_intake
 from driftwire.stages.compression import output_compression
 from driftwire.stages.profile_core import count_emitted, count_folded
 from driftwire.stages.profile_txn import PartitionTransactions
@@ -188,7 +188,7 @@ class ProfileStage:
                 await self._producer.start()
             await self._admin.start()
             await self._consumer.start()
-            self._intake = self._record_intake(self._consumer)
+            self._intake = open_intake(self._consumer, log, STAGE)
             self._ready.broker_reachable = True
             if await self._wait_for_topic(stop):
                 self._consumer.subscribe([self._topic], listener=_Rebalance(self))
@@ -200,20 +200,6 @@ class ProfileStage:
             await self._close_clients()
             self._ready.broker_reachable = False
             self._life.stop()
-
-    @staticmethod
-    def _record_intake(consumer: AIOKafkaConsumer) -> RecordIntake | None:
-        """The batch-wise intake (:mod:`driftwire.stages._fetch`), or None (plain getmany)
-        when this aiokafka lacks what it needs, said in one line."""
-        problem = intake_problem(consumer)
-        if problem is None:
-            return RecordIntake(consumer)
-        log.warning(
-            f"profile stage: reading with plain getmany, slower: {problem} "
-            "(driftwire's batch-wise intake was written for aiokafka 0.14)",
-            extra={"fields": {"stage": STAGE}},
-        )
-        return None
 
     async def _wait_for_topic(self, stop: asyncio.Event) -> bool:
         """Wait visibly until the input topic exists: False if stopped first.
