@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.codec import has_lz4, has_snappy, has_zstd
 from kafkautil import create_topics
 
-from driftwire.stages._fetch import RecordIntake, intake_problem, open_intake
+from driftwire.stages._fetch import RecordIntake, batch_crcs, intake_problem, open_intake
 
 pytestmark = pytest.mark.kafka
 
@@ -119,6 +119,9 @@ async def _compare(
                 await reader.read_to(ends)
             assert compact.rows == plain.rows
             assert all(rows[0][0] == 3 for rows in plain.rows.values() if rows)
+            assert compact.intake is not None
+            # with the compiled extension, its CRC check stood in for aiokafka's
+            assert (compact.intake.prechecked_fetches > 0) == (batch_crcs is not None)
     return plain.rows
 
 

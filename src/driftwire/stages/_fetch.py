@@ -32,9 +32,11 @@ back to plain ``getmany`` with one log line naming what is missing.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,6 +48,26 @@ from aiokafka.record.memory_records import MemoryRecords
 
 #: the aiokafka release this module was written against (others are checked, not refused)
 WRITTEN_FOR = "0.14.0"
+FETCH_API_KEY = 1
+log = logging.getLogger(__name__)
+
+
+def _native_batch_crcs() -> Callable[[bytes], list[int]] | None:
+    """The extension's ``batch_crcs`` (native/src/records.rs), unless ``DRIFTWIRE_NATIVE=0`` or
+    the installed extension predates it."""
+    if os.environ.get("DRIFTWIRE_NATIVE", "1") == "0":
+        return None
+    try:
+        extension = importlib.import_module("_driftwire_native")
+    except ImportError:
+        return None
+    found: Callable[[bytes], list[int]] | None = getattr(extension, "batch_crcs", None)
+    return found
+
+
+#: ``batch_crcs(records)``: the stored CRCs of the leading v2 batches of a fetched record set
+#: whose CRC-32C is correct (hardware CRC, without the GIL); None without the extension
+batch_crcs = _native_batch_crcs()
 
 
 class FetchedRecord(Protocol):
@@ -74,19 +96,26 @@ class _Rest:
     next_offset: int  # the batch's next offset, the position once it is done
     error: Exception | None = None  # raised by the next call
     closed: bool = False  # the error was raised: nothing more comes from this source
+    crcs: Sequence[int] = ()  # the stored CRCs of the leading batches found correct
+    batches: int = 0  # how many batches were read
 
 
 def take_records(
-    source: Any, budget: int | None, rest: _Rest | None
+    source: Any, budget: int | None, rest: _Rest | None, crcs: Sequence[int] = ()
 ) -> tuple[list[Any], bool, _Rest | None]:
     """Up to ``budget`` records of aiokafka's ``PartitionRecords`` ``source``, batch-wise.
 
     Returns the records, whether ``source`` is exhausted (False when the budget ran out, even at
     its very end, as aiokafka's generator does not know it either), and where to go on next
-    time. ``source.next_fetch_offset`` moves exactly as ``_unpack_records`` moves it.
+    time. ``source.next_fetch_offset`` moves exactly as ``_unpack_records`` moves it. ``crcs``
+    (first call only): the stored CRCs of the leading batches, in order, already found correct
+    (:func:`checked_crcs`); a batch whose stored CRC is the one listed at its place is not
+    checked again, every other one is, by aiokafka.
     """
     out: list[Any] = []
-    if rest is not None and rest.source is source:
+    if rest is None or rest.source is not source:
+        rest = _Rest(source, [], 0, source.next_fetch_offset, crcs=crcs)
+    else:
         if rest.closed:
             return out, True, None
         if rest.error is not None:
@@ -104,13 +133,22 @@ def take_records(
                 return out, False, rest
         source.next_fetch_offset = rest.next_offset
     batches = source._records
+    checked = rest.crcs
     while batches.has_next():
         batch = batches.next_batch()
-        if source._check_crcs and not batch.validate_crc():
+        k = rest.batches
+        rest.batches = k + 1
+        if (
+            source._check_crcs
+            and not (k < len(checked) and batch.crc == checked[k])
+            and not batch.validate_crc()
+        ):
             error = CorruptRecordException(f"Invalid CRC - {source._tp}")
             if not out:
                 raise error  # the batches after it are fetched again, as in aiokafka
-            return out, False, _Rest(source, [], 0, source.next_fetch_offset, error)
+            rest.records, rest.taken, rest.next_offset = [], 0, source.next_fetch_offset
+            rest.error = error
+            return out, False, rest
         if source._isolation_level == READ_COMMITTED and batch.producer_id is not None:
             source._consume_aborted_up_to(batch.base_offset)
             if batch.is_control_batch and source._contains_abort_marker(batch):
@@ -129,7 +167,8 @@ def take_records(
             out += records[:budget]
             if budget:
                 source.next_fetch_offset = records[budget - 1].offset + 1
-            return out, False, _Rest(source, records, budget, batch.next_offset)
+            rest.records, rest.taken, rest.next_offset = records, budget, batch.next_offset
+            return out, False, rest
         out += records
         if budget is not None:
             budget -= len(records)
@@ -162,7 +201,7 @@ def intake_problem(consumer: AIOKafkaConsumer) -> str | None:
             "Fetcher": (
                 fetcher,
                 "_records _subscriptions _notify _wait_consume_future _create_fetch_waiter _closed "
-                "_key_deserializer _value_deserializer",
+                "_key_deserializer _value_deserializer _client _check_crcs",
             ),
             "SubscriptionState": (
                 fetcher._subscriptions,
@@ -181,13 +220,15 @@ def intake_problem(consumer: AIOKafkaConsumer) -> str | None:
     return None
 
 
-def open_intake(consumer: AIOKafkaConsumer, log: logging.Logger, stage: str) -> RecordIntake | None:
+def open_intake(
+    consumer: AIOKafkaConsumer, stage_log: logging.Logger, stage: str
+) -> RecordIntake | None:
     """A :class:`RecordIntake` for the started ``consumer``, or None (read with plain
-    ``getmany``) when this aiokafka lacks what it needs, said in one line on ``log``."""
+    ``getmany``) when this aiokafka lacks what it needs, said in one line on ``stage_log``."""
     problem = intake_problem(consumer)
     if problem is None:
         return RecordIntake(consumer)
-    log.warning(
+    stage_log.warning(
         f"{stage} stage: reading with plain getmany, slower: {problem} "
         f"(driftwire's batch-wise intake was written for aiokafka {WRITTEN_FOR})",
         extra={"fields": {"stage": stage}},
@@ -195,14 +236,74 @@ def open_intake(consumer: AIOKafkaConsumer, log: logging.Logger, stage: str) -> 
     return None
 
 
+class _CheckingClient:
+    """The fetcher's client, unchanged but for ``send``: each fetch response's record sets get
+    their batches' CRCs checked by ``check`` as they arrive, noted in ``found`` per partition
+    as (fetch offset, size in bytes, stored CRCs of the leading correct batches).
+
+    aiokafka makes each partition's ``MemoryRecords`` from that very bytes object right after
+    ``send`` returns, in the same task; the intake uses a note only for the ``PartitionRecords``
+    of the same partition, fetch offset and size, and only for batches whose stored CRC is the
+    noted one at the same place: any other batch is checked by aiokafka.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        check: Callable[[bytes], list[int]],
+        found: dict[TopicPartition, tuple[int, int, list[int]]],
+    ) -> None:
+        self._client = client
+        self._check = check
+        self._found = found
+        self._broken = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def send(self, node_id: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        response = await self._client.send(node_id, request, *args, **kwargs)
+        if not self._broken and getattr(request, "API_KEY", None) == FETCH_API_KEY:
+            try:
+                self._note(request, response)
+            except (AttributeError, TypeError, ValueError, KeyError) as exc:
+                self._broken = True  # aiokafka checks every CRC itself from now on
+                log.warning(
+                    "the compiled CRC check of fetched batches is off: this aiokafka's fetch "
+                    f"response has another layout ({exc!r}); aiokafka checks them, slower"
+                )
+        return response
+
+    def _note(self, request: Any, response: Any) -> None:
+        offsets = {
+            (topic, partition): offset
+            for topic, partitions in request.topics
+            for partition, offset, *_ in partitions
+        }
+        for topic, partitions in response.topics:
+            for partition, _error, _highwater, *part_data in partitions:
+                records = part_data[-1] if part_data else None
+                if type(records) is bytes and records:
+                    offset = offsets[(topic, partition)]
+                    crcs = self._check(records)
+                    self._found[TopicPartition(topic, partition)] = (offset, len(records), crcs)
+
+
 class RecordIntake:
     """``getmany`` for a started consumer without ``partitions`` and without deserializers,
     returning aiokafka's record objects (see the module docstring). Check the consumer with
-    :func:`intake_problem` first."""
+    :func:`intake_problem` first. With the compiled extension, each fetch response's batch CRCs
+    are checked as it arrives (:class:`_CheckingClient`) instead of by aiokafka, batch by batch,
+    when the records are taken."""
 
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self._consumer = consumer
         self._rests: dict[TopicPartition, _Rest] = {}
+        self._checked: dict[TopicPartition, tuple[int, int, list[int]]] = {}
+        self.prechecked_fetches = 0  # fetches whose CRCs the compiled check had checked
+        fetcher = consumer._fetcher
+        if batch_crcs is not None and fetcher._check_crcs:
+            fetcher._client = _CheckingClient(fetcher._client, batch_crcs, self._checked)
 
     async def getmany(
         self, *, timeout_ms: int, max_records: int | None
@@ -267,8 +368,18 @@ class RecordIntake:
             self._rests.pop(tp, None)
             return []
         source = result._partition_records
+        rest = self._rests.get(tp)
+        crcs: Sequence[int] = ()
+        if rest is None or rest.source is not source:  # the first call for this fetch
+            noted = self._checked.pop(tp, None)
+            if noted is not None and noted[:2] == (
+                source.next_fetch_offset,
+                source._records.size_in_bytes(),
+            ):
+                crcs = noted[2]
+                self.prechecked_fetches += 1
         try:
-            records, exhausted, rest = take_records(source, max_records, self._rests.get(tp))
+            records, exhausted, rest = take_records(source, max_records, rest, crcs)
         except Exception:
             # aiokafka's generator is closed by the failure: its next call returns nothing,
             # moves the position to where the failed one stopped and drops the fetch
