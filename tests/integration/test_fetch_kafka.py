@@ -5,7 +5,8 @@ one with :class:`~driftwire.stages._fetch.RecordIntake`, with the same small ``m
 budgets end inside batches): the records (offset, timestamp, key, value, headers) partition by
 partition and the final positions must be equal. Covered: each compression codec aiokafka has
 here, transactions with an aborted one under ``read_committed`` (and ``read_uncommitted``), and
-a seek into the middle of a batch.
+a seek into the middle of a batch. And the profile stage, reading with it, still dead-letters a
+refused event with its original key and headers.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.codec import has_lz4, has_snappy, has_zstd
-from kafkautil import create_topics
+from kafkautil import create_topics, read_all
+from prometheus_client import CollectorRegistry
 
+from driftwire.ops.config import Settings
+from driftwire.ops.health import Readiness
+from driftwire.ops.metrics import Metrics
 from driftwire.stages._fetch import RecordIntake, batch_crcs, intake_problem, open_intake
+from driftwire.stages.profile import ProfileStage
+from driftwire.stages.profile_core import profile_core
 
 pytestmark = pytest.mark.kafka
 
@@ -101,10 +108,18 @@ class _Reader:
 
 
 async def _compare(
-    bootstrap: str, topic: str, isolation: str = "read_committed"
+    bootstrap: str, topic: str, isolation: str = "read_committed", *, end: int
 ) -> dict[int, list[Row]]:
+    """Read ``topic`` (every partition ending at offset ``end``) both ways and compare."""
     async with _Reader(bootstrap, topic, intake=False, isolation=isolation) as plain:
-        ends = await plain.consumer.end_offsets(plain.parts)
+        # the end once every record and transaction marker is visible (a commit's marker
+        # becomes readable a little after commit_transaction returns)
+        async with asyncio.timeout(10):
+            while True:
+                ends = await plain.consumer.end_offsets(plain.parts)
+                if set(ends.values()) == {end}:
+                    break
+                await asyncio.sleep(0.05)
         await plain.read_to(ends)
         async with _Reader(bootstrap, topic, intake=True, isolation=isolation) as compact:
             await compact.read_to(ends)
@@ -139,7 +154,7 @@ def test_intake_reads_what_getmany_reads(
             await _send(producer, topic_name, 60, 0)
         finally:
             await producer.stop()
-        return await _compare(kafka_bootstrap, topic_name)
+        return await _compare(kafka_bootstrap, topic_name, end=60 // PARTITIONS)
 
     rows = asyncio.run(run())
     assert sum(map(len, rows.values())) == 60 - 2 * 3  # from offset 3 on, per partition
@@ -169,7 +184,8 @@ def test_intake_skips_aborted_transactions_as_getmany_does(
                     await producer.commit_transaction()
         finally:
             await producer.stop()
-        return await _compare(kafka_bootstrap, topic_name, isolation)
+        # 100 records and 5 transaction markers per partition
+        return await _compare(kafka_bootstrap, topic_name, isolation, end=100 // PARTITIONS + 5)
 
     rows = asyncio.run(run())
     seen = {int(r[3][6:-1]) for p in rows.values() for r in p if r[3] is not None}
@@ -203,4 +219,72 @@ def test_a_consumer_the_intake_cannot_read_falls_back_to_getmany_with_one_line(
     assert lines == [
         "profile stage: reading with plain getmany, slower: the consumer has a key or value "
         "deserializer (driftwire's batch-wise intake was written for aiokafka 0.14.0)"
+    ]
+
+
+def test_the_profile_stage_dead_letters_with_the_original_key_and_headers(
+    kafka_bootstrap: str, topic_name: str
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "kafka": {"bootstrap_servers": kafka_bootstrap},
+            "topics": {
+                "events": topic_name,
+                "partials": f"{topic_name}.partials",
+                "alerts": f"{topic_name}.alerts",
+                "baselines": f"{topic_name}.baselines",
+            },
+            "consumer": {"group_id": f"{topic_name}-profile", "fetch_timeout_ms": 200},
+            "http": {"host": "127.0.0.1", "port": 0},
+        }
+    )
+    registry = CollectorRegistry()
+
+    async def run() -> list[Any]:
+        await create_topics(kafka_bootstrap, [topic_name], 1)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=50)
+        await producer.start()
+        try:
+            sent = [
+                await producer.send(
+                    topic_name, value=v, key=k, headers=h, timestamp_ms=1_790_000_000_000 + i
+                )
+                for i, (k, v, h) in enumerate(
+                    [
+                        (b"a", b"not json", [("trace", b"t1"), ("empty", None)]),
+                        (None, b'{"model": "m"}', []),
+                        (b"c", None, [("trace", b"t3")]),  # a tombstone
+                    ]
+                )
+            ]
+            await asyncio.gather(*sent)
+        finally:
+            await producer.stop()
+        stage = ProfileStage(settings, profile_core(settings), Metrics(registry), Readiness())
+        stop = asyncio.Event()
+        task = asyncio.create_task(stage.run(stop))
+        async with asyncio.timeout(25):
+            while registry.get_sample_value("driftwire_dead_letters_produced_total") != 3:
+                assert not task.done(), task
+                await asyncio.sleep(0.1)
+        assert stage._intake is not None  # the batch-wise intake read them
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+        return await read_all(kafka_bootstrap, settings.topics.dead_letter_topic)
+
+    dead = asyncio.run(run())
+    rows = [
+        (
+            r.key,
+            r.value,
+            [h for h in r.headers if not h[0].startswith("__driftwire.")],
+            dict(r.headers)["__driftwire.errors.offset"],
+        )
+        for r in dead
+    ]
+    got = sorted(rows, key=lambda row: int(row[3]))  # whatever the dead-letter partitions
+    assert got == [
+        (b"a", b"not json", [("trace", b"t1"), ("empty", None)], b"0"),
+        (None, b'{"model": "m"}', [], b"1"),
+        (b"c", None, [("trace", b"t3")], b"2"),
     ]

@@ -19,6 +19,14 @@ taken from the batch's last offset, and ``max_records`` counted exactly as ``get
 iterating aiokafka's ``PartitionRecords`` returns; ``tests/integration/test_fetch_kafka.py``
 checks the whole intake against ``getmany`` on a real broker.
 
+aiokafka checks each batch's CRC-32C (``check_crcs``, on by default) with a byte-at-a-time
+table, about 0.6 ns per byte. With the compiled extension (``batch_crcs``, native/src/records.rs,
+the CPU's CRC-32C instruction), the intake checks each fetch response's record sets as they
+arrive and aiokafka's check is skipped for a batch whose stored CRC is the one found correct at
+its place in the same partition's response (:class:`_CheckingClient`); every other batch is
+checked by aiokafka as before. ``DRIFTWIRE_NATIVE=0``, or an extension without it, leaves every
+check to aiokafka.
+
 One difference, on purpose: when a batch fails its CRC check after other records were taken in
 the same call, aiokafka raises and those records are lost (their positions were already moved
 past); here they are returned and the error is raised by the next call.
@@ -296,13 +304,13 @@ class RecordIntake:
     are checked as it arrives (:class:`_CheckingClient`) instead of by aiokafka, batch by batch,
     when the records are taken."""
 
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, *, compiled_crc: bool = True) -> None:
         self._consumer = consumer
         self._rests: dict[TopicPartition, _Rest] = {}
         self._checked: dict[TopicPartition, tuple[int, int, list[int]]] = {}
         self.prechecked_fetches = 0  # fetches whose CRCs the compiled check had checked
         fetcher = consumer._fetcher
-        if batch_crcs is not None and fetcher._check_crcs:
+        if compiled_crc and batch_crcs is not None and fetcher._check_crcs:
             fetcher._client = _CheckingClient(fetcher._client, batch_crcs, self._checked)
 
     async def getmany(
