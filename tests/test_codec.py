@@ -41,3 +41,30 @@ def test_negative_and_truncated_varints_fail_with_one_clear_error() -> None:
     assert (r.uvarint(), r.uvarint()) == (5, 129)
     with pytest.raises(FormatError, match="truncated"):
         r.uvarint()
+
+
+def test_text_counts_writes_each_sorted_key_as_text_then_its_count() -> None:
+    """A categorical sketch's counters in one call: the bytes of text + uvarint per key, long
+    keys (a two-byte length), large counts and non-ASCII keys included."""
+    counts = {"b": 3, "a": 200, "é" * 70: 1, "x" * 130: 5, "": 1, "DE": 127, "FR": 128}
+    fast, slow = Writer(), Writer()
+    fast.text_counts(counts)
+    for key in sorted(counts):
+        slow.text(key)
+        slow.uvarint(counts[key])
+    assert fast.getvalue() == slow.getvalue()
+    r = Reader(fast.getvalue())
+    assert {r.text(): r.uvarint() for _ in counts} == counts
+    r.done()
+
+
+def test_f64s_packs_as_one_f64_after_another() -> None:
+    values = (0.5, -1e300, float("inf"), -0.0, 1 / 3)
+    packed, one_by_one = Writer(), Writer()
+    packed.f64s(*values)
+    for value in values:
+        one_by_one.f64(value)
+    assert packed.getvalue() == one_by_one.getvalue()
+    r = Reader(packed.getvalue())
+    assert [r.f64() for _ in values] == list(values)
+    r.done()

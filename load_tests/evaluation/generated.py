@@ -250,7 +250,7 @@ def events(scenario: Scenario, seed: int) -> Iterator[bytes]:
 def run_one(scenario: Scenario, seed: int, outcome: Outcome) -> None:
     config = settings(scenario.config)
     window_ms = config.detect.window_buckets * config.profile.bucket_seconds * 1000
-    pipeline = InMemoryPipeline(config)
+    pipeline = InMemoryPipeline(config, keep_state_parts=False)
     t0 = time.perf_counter()
     alerts = list(pipeline.run(events(scenario, seed)))
     outcome.evaluations += pipeline.stats.windows_evaluated * INPUTS * SCOPES

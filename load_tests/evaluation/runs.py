@@ -38,7 +38,7 @@ def alerts_of(scenario: Scenario, seed: int, config: Settings) -> tuple[list[dic
     store = ReferenceStore()
     raw = baseline_bytes(scenario.design.table, scenario.design.reference_rows, seed)
     store.put(Reference.from_bytes(raw))
-    pipeline = InMemoryPipeline(config, store)
+    pipeline = InMemoryPipeline(config, store, keep_state_parts=False)
     events = [a.cloudevent(SOURCE) for a in pipeline.run(stream.events)]
     return events, stream
 

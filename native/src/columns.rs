@@ -17,45 +17,86 @@ pub const STRING: u8 = 3;
 pub const BOOL: u8 = 4;
 
 /// Distinct strings in first-seen order, and their codes.
-#[derive(Default)]
 pub struct Table<'e> {
     codes: FnvMap<Cow<'e, str>, i32>,
     pub names: Vec<Cow<'e, str>>,
-    /// the code returned last: runs of one value skip the hash
-    last: usize,
+    /// (`key`, code) of recently coded strings, at a slot picked by the key: most lookups
+    /// are one compare, with no search and no hash of the whole string
+    recent: [(u64, i32); RECENT],
 }
 
-/// Tables this small are searched in order; larger ones by hash.
-const SCAN: usize = 16;
+/// Slots of `Table::recent` (a power of two).
+const RECENT: usize = 64;
+
+/// A key no string has: its length byte says 255 or more and its first bytes are 0xff,
+/// which UTF-8 never holds.
+const NO_KEY: u64 = u64::MAX;
+
+impl Default for Table<'_> {
+    fn default() -> Self {
+        Table {
+            codes: FnvMap::default(),
+            names: Vec::new(),
+            recent: [(NO_KEY, 0); RECENT],
+        }
+    }
+}
+
+/// A string's length (top byte, saturated) and its first seven bytes: equal keys mean equal
+/// strings when both are shorter than eight bytes.
+#[inline(always)]
+pub fn key(b: &[u8]) -> u64 {
+    let n = b.len();
+    let head = if n >= 8 {
+        u64::from_le_bytes(b[..8].try_into().unwrap()) & 0x00ff_ffff_ffff_ffff
+    } else if n >= 4 {
+        let lo = u64::from(u32::from_le_bytes(b[..4].try_into().unwrap()));
+        let hi = u64::from(u32::from_le_bytes(b[n - 4..].try_into().unwrap()));
+        lo | (hi << ((n - 4) * 8))
+    } else if n > 0 {
+        // one to three bytes: the first, middle and last cover them all
+        u64::from(b[0])
+            | (u64::from(b[n / 2]) << (n / 2 * 8))
+            | (u64::from(b[n - 1]) << ((n - 1) * 8))
+    } else {
+        0
+    };
+    head | ((n.min(255) as u64) << 56)
+}
 
 impl<'e> Table<'e> {
     #[inline]
     #[allow(clippy::ptr_arg)] // the Cow itself is kept when the string is new
     pub fn code(&mut self, s: &Cow<'e, str>) -> i32 {
         let bytes = s.as_bytes();
-        if let Some(name) = self.names.get(self.last) {
-            if same(name.as_bytes(), bytes) {
-                return self.last as i32;
-            }
+        let k = key(bytes);
+        let slot = (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % RECENT;
+        let (seen, code) = self.recent[slot];
+        if seen == k && (bytes.len() < 8 || same(self.names[code as usize].as_bytes(), bytes)) {
+            return code;
         }
-        if self.names.len() <= SCAN {
-            if let Some(code) = self.names.iter().position(|n| same(n.as_bytes(), bytes)) {
-                self.last = code;
-                return code as i32;
-            }
-        }
-        let code = match self.codes.get(s.as_ref()) {
-            Some(&code) => code,
-            None => {
-                let code = self.names.len() as i32;
-                self.names.push(s.clone());
-                self.codes.insert(s.clone(), code);
-                code
-            }
-        };
-        self.last = code as usize;
+        let code = self.find(s);
+        self.recent[slot] = (k, code);
         code
     }
+
+    #[cold]
+    #[allow(clippy::ptr_arg)]
+    fn find(&mut self, s: &Cow<'e, str>) -> i32 {
+        if let Some(&code) = self.codes.get(s.as_ref()) {
+            return code;
+        }
+        let code = self.names.len() as i32;
+        self.names.push(s.clone());
+        self.codes.insert(s.clone(), code);
+        code
+    }
+}
+
+/// Equal bytes; the same slice (a key read in place of an earlier one) without a compare.
+#[inline(always)]
+fn same_text(a: &[u8], b: &[u8]) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || same(a, b)
 }
 
 const FALSE: Cow<'static, str> = Cow::Borrowed("false");
@@ -290,7 +331,7 @@ impl<'e> Builder<'e> {
         if let Some(Val::Obj(items)) = &event.features {
             for (rank, (name, value)) in items.iter().enumerate() {
                 let f = match self.hint.get(rank) {
-                    Some(&f) if same(self.features.names[f].as_bytes(), name.as_bytes()) => f,
+                    Some(&f) if same_text(self.features.names[f].as_bytes(), name.as_bytes()) => f,
                     _ => {
                         let f = self.features.code(name) as usize;
                         if rank < self.hint.len() {

@@ -68,10 +68,10 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
 /// producer list the same features in the same order).
 fn dedup_known<'a, T>(items: &mut Vec<(Cow<'a, str>, T)>, known: &mut Vec<&'a [u8]>) {
     if items.len() == known.len()
-        && items
-            .iter()
-            .zip(known.iter())
-            .all(|((k, _), seen)| same(k.as_bytes(), seen))
+        && items.iter().zip(known.iter()).all(|((k, _), seen)| {
+            let k = k.as_bytes();
+            (k.as_ptr() == seen.as_ptr() && k.len() == seen.len()) || same(k, seen)
+        })
     {
         return;
     }
@@ -133,16 +133,41 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// Empty the event, handing its object vectors back to `pool` for the next one.
     pub fn recycle(&mut self, pool: &mut Pool<'a>) {
-        for slot in [&mut self.prediction, &mut self.features, &mut self.segment] {
-            if let Some(Val::Obj(items)) = slot.take() {
-                pool.put(items);
+        if std::mem::take(&mut pool.owned) {
+            for slot in [&mut self.prediction, &mut self.features, &mut self.segment] {
+                if let Some(Val::Obj(items)) = slot.take() {
+                    pool.put(items);
+                }
+            }
+            self.model = None;
+            self.version = None;
+            self.timestamp = None;
+            self.latency = None;
+            self.event_id = None;
+        } else {
+            // No string of this event was unescaped into an owned one, so nothing in it owns
+            // memory but the kept objects' vectors (objects below them are markers): the
+            // values are forgotten instead of dropped one by one.
+            for slot in [&mut self.prediction, &mut self.features, &mut self.segment] {
+                match slot.take() {
+                    Some(Val::Obj(mut items)) => {
+                        // SAFETY: the items own nothing (see above); dropping them is a no-op.
+                        unsafe { items.set_len(0) };
+                        pool.keep(items);
+                    }
+                    other => std::mem::forget(other),
+                }
+            }
+            for slot in [
+                &mut self.model,
+                &mut self.version,
+                &mut self.timestamp,
+                &mut self.latency,
+                &mut self.event_id,
+            ] {
+                std::mem::forget(slot.take());
             }
         }
-        self.model = None;
-        self.version = None;
-        self.timestamp = None;
-        self.latency = None;
-        self.event_id = None;
         self.segment_raw = &[];
     }
 }
@@ -153,6 +178,10 @@ pub struct Pool<'a> {
     spare: Vec<Items<'a>>,
     /// the keys of the last larger object, in order, known to hold no duplicate
     known: Vec<&'a [u8]>,
+    /// a string was unescaped into an owned one since the last `Event::recycle`
+    owned: bool,
+    /// the last event's top-level keys (read without escapes) and their field codes, in order
+    top: Vec<(&'a [u8], u8)>,
 }
 
 impl<'a> Pool<'a> {
@@ -161,6 +190,10 @@ impl<'a> Pool<'a> {
     }
     fn put(&mut self, mut items: Items<'a>) {
         items.clear();
+        self.keep(items);
+    }
+    /// Keep an empty vector for the next object.
+    fn keep(&mut self, items: Items<'a>) {
         if self.spare.len() < 8 {
             self.spare.push(items);
         }
@@ -196,6 +229,61 @@ fn stop_bytes(word: u64) -> u64 {
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
     zero(quote) | zero(backslash) | control | (word & HIGH)
+}
+
+/// A bit for each of the sixteen bytes that is a quote, a backslash, below 0x20 or above
+/// 0x7f (every bit exact).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stop_bytes_16(bytes: &[u8]) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    assert!(bytes.len() >= 16);
+    // SAFETY: sixteen readable bytes (checked above); SSE2 is part of x86-64.
+    unsafe {
+        let v = _mm_loadu_si128(bytes.as_ptr().cast::<__m128i>());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // signed: 0x80..=0xff are negative, so below 0x20 too
+        let low_or_high = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low_or_high)) as u32
+    }
+}
+
+static POW10_U64: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// How many of the eight bytes of `word` (little-endian: the first byte lowest) are ASCII
+/// digits before the first other byte, and the value of those digits.
+#[inline(always)]
+fn digits8(word: u64) -> (usize, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // digits become 0..=9; a byte is another one when it or it plus 0x76 has its high bit
+    // (a carry out of a byte of 0x8a or more reaches only later bytes: the first is exact)
+    let t = word ^ (ONES * 0x30);
+    let other = (t | t.wrapping_add(ONES * 0x76)) & (ONES * 0x80);
+    let k = (other.trailing_zeros() / 8) as usize;
+    if k == 0 {
+        return (0, 0);
+    }
+    // the k digit values moved to the top bytes, zeros before them (leading zeros); then
+    // pairs, fours and eights of digits combined, the first byte the most significant
+    let v = t << (64 - 8 * k);
+    let v = (v.wrapping_mul(10) + (v >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let v = (v.wrapping_mul(100) + (v >> 16)) & 0x0000_ffff_0000_ffff;
+    let v = (v.wrapping_mul(10_000) + (v >> 32)) & 0xffff_ffff;
+    (k, v)
 }
 
 static POW10: [f64; 23] = [
@@ -272,6 +360,22 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
+    /// Whether the string at the cursor (on its opening quote) is exactly `name`, the text
+    /// of a key read earlier without escapes; if so the cursor moves past it. Such a text
+    /// holds no quote, backslash or control byte and is valid UTF-8, so equal bytes up to a
+    /// closing quote are the same string.
+    #[inline(always)]
+    fn predicted(&mut self, name: &[u8]) -> bool {
+        let start = self.i + 1;
+        let end = start + name.len();
+        if self.b.get(end) == Some(&b'"') && same(&self.b[start..end], name) {
+            self.i = end + 1;
+            true
+        } else {
+            false
+        }
+    }
+
     /// A string; the cursor is on its opening quote.
     #[inline(always)]
     fn string(&mut self) -> R<Cow<'a, str>> {
@@ -282,17 +386,34 @@ impl<'a> Parser<'a, '_> {
         let mut high = false;
         loop {
             // eight bytes at a time while none of them stops the run
-            while i + 8 <= b.len() {
+            let mut found = false;
+            #[cfg(target_arch = "x86_64")]
+            while i + 16 <= b.len() {
+                // sixteen bytes at a time (SSE2, in every x86-64)
+                let stop = stop_bytes_16(&b[i..i + 16]);
+                if stop != 0 {
+                    i += stop.trailing_zeros() as usize;
+                    found = true;
+                    break;
+                }
+                i += 16;
+            }
+            while !found && i + 8 <= b.len() {
                 let word = u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
                 let stop = stop_bytes(word);
                 if stop != 0 {
+                    // the first stopping byte is exact: no byte-by-byte look again
                     i += (stop.trailing_zeros() / 8) as usize;
+                    found = true;
                     break;
                 }
                 i += 8;
             }
-            while i < b.len() && !STOP[b[i] as usize] {
-                i += 1;
+            if !found {
+                // the last few bytes of the value
+                while i < b.len() && !STOP[b[i] as usize] {
+                    i += 1;
+                }
             }
             let c = *b.get(i).ok_or(())?;
             match c {
@@ -327,6 +448,7 @@ impl<'a> Parser<'a, '_> {
         if !escaped {
             return Ok(Cow::Borrowed(text));
         }
+        self.pool.owned = true;
         unescape(text).map(Cow::Owned)
     }
 
@@ -361,7 +483,20 @@ impl<'a> Parser<'a, '_> {
                 i += 1;
                 digits = 1;
             }
-            Some(b'1'..=b'9') => {
+            Some(b'1'..=b'9') => loop {
+                // up to eight digits at a time while the mantissa holds them exactly
+                if let Some(chunk) = b.get(i..i + 8) {
+                    let (k, v) = digits8(u64::from_le_bytes(chunk.try_into().unwrap()));
+                    if digits + k <= 19 {
+                        mantissa = mantissa * POW10_U64[k] + v;
+                        digits += k;
+                        i += k;
+                        if k < 8 {
+                            break;
+                        }
+                        continue;
+                    }
+                }
                 while let Some(&c @ b'0'..=b'9') = b.get(i) {
                     if digits < 19 {
                         mantissa = mantissa * 10 + u64::from(c - b'0');
@@ -371,22 +506,39 @@ impl<'a> Parser<'a, '_> {
                     }
                     i += 1;
                 }
-            }
+                break;
+            },
             _ => return Num::Bad,
         }
         if b.get(i) == Some(&b'.') {
             is_float = true;
             i += 1;
             let first = i;
-            while let Some(&c @ b'0'..=b'9') = b.get(i) {
-                if digits < 19 {
-                    mantissa = mantissa * 10 + u64::from(c - b'0');
-                    digits += 1;
-                    fraction_digits += 1;
-                } else {
-                    exact = false;
+            loop {
+                if let Some(chunk) = b.get(i..i + 8) {
+                    let (k, v) = digits8(u64::from_le_bytes(chunk.try_into().unwrap()));
+                    if digits + k <= 19 {
+                        mantissa = mantissa * POW10_U64[k] + v;
+                        digits += k;
+                        fraction_digits += k;
+                        i += k;
+                        if k < 8 {
+                            break;
+                        }
+                        continue;
+                    }
                 }
-                i += 1;
+                while let Some(&c @ b'0'..=b'9') = b.get(i) {
+                    if digits < 19 {
+                        mantissa = mantissa * 10 + u64::from(c - b'0');
+                        digits += 1;
+                        fraction_digits += 1;
+                    } else {
+                        exact = false;
+                    }
+                    i += 1;
+                }
+                break;
             }
             if i == first {
                 return Num::Bad;
@@ -573,16 +725,25 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn object(&mut self, level: usize, keep: u8) -> R<Val<'a>> {
+        if keep > 0 {
+            let mut items = self.pool.take();
+            self.members(level, keep, Some(&mut items))?;
+            Ok(Val::Obj(items))
+        } else {
+            self.members(level, 0, None)?;
+            Ok(Val::Object)
+        }
+    }
+
+    /// An object's members, kept into `items` (then without duplicate keys) when given; the
+    /// cursor is on '{'.
+    fn members(&mut self, level: usize, keep: u8, mut items: Option<&mut Items<'a>>) -> R<()> {
         if level > MAX_DEPTH {
             return Err(());
         }
         self.i += 1;
         self.ws();
-        let mut items = if keep > 0 {
-            Some(self.pool.take())
-        } else {
-            None
-        };
+        let mut members = 0;
         if self.peek()? == b'}' {
             self.i += 1;
         } else {
@@ -590,11 +751,20 @@ impl<'a> Parser<'a, '_> {
                 if self.peek()? != b'"' {
                     return Err(());
                 }
-                let key = self.string()?;
+                let key = match (items.is_some(), self.pool.known.get(members).copied()) {
+                    // a kept object's key where the last larger object had it: compared in
+                    // place, not scanned
+                    (true, Some(name)) if self.predicted(name) => {
+                        // SAFETY: `name` is the text of an earlier borrowed key (UTF-8)
+                        Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(name) })
+                    }
+                    _ => self.string()?,
+                };
+                members += 1;
                 self.ws();
                 self.expect(b':')?;
                 self.ws();
-                match items.as_mut() {
+                match items.as_deref_mut() {
                     Some(items) => self.member(items, key, level + 1, keep - 1)?,
                     None => {
                         if matches!(self.item(level + 1, 0), Val::Bad) {
@@ -607,21 +777,56 @@ impl<'a> Parser<'a, '_> {
                 }
             }
         }
-        Ok(match items {
-            Some(mut items) => {
-                if items.len() >= 4 {
-                    dedup_known(&mut items, &mut self.pool.known);
-                } else {
-                    dedup(&mut items);
-                }
-                Val::Obj(items)
+        if let Some(items) = items {
+            if items.len() >= 4 {
+                dedup_known(items, &mut self.pool.known);
+            } else {
+                dedup(items);
             }
-            None => Val::Object,
-        })
+        }
+        Ok(())
+    }
+
+    /// A top-level field's value, written straight into its slot (a value built apart and
+    /// moved in was read back with wider loads than it was written with: a stall per field).
+    /// Objects are kept `keep` levels down (1 for prediction, features and segment).
+    #[inline(always)]
+    fn field_value(&mut self, slot: &mut Option<Val<'a>>, keep: u8) -> R<()> {
+        match self.b.get(self.i) {
+            Some(b'"') => {
+                let text = self.string()?;
+                *slot = Some(Val::Str(text));
+            }
+            Some(b'-' | b'0'..=b'9') => match self.number_raw() {
+                Num::Int(v) => *slot = Some(Val::Int(v)),
+                Num::UInt(v) => *slot = Some(Val::UInt(v)),
+                Num::Float(v) => *slot = Some(Val::Float(v)),
+                Num::Bad => return Err(()),
+            },
+            Some(b'{') if keep > 0 => {
+                // the items read straight into a vector that then moves into the slot (an
+                // object returned as a value was read back with wider loads than written)
+                let mut items = self.pool.take();
+                self.members(2, keep, Some(&mut items))?;
+                if let Some(Val::Obj(old)) = slot.take() {
+                    self.pool.put(old);
+                }
+                *slot = Some(Val::Obj(items));
+            }
+            _ => {
+                let value = self.value(2, keep);
+                if matches!(value, Val::Bad) {
+                    return Err(());
+                }
+                replace(slot, value, self.pool);
+            }
+        }
+        Ok(())
     }
 
     /// The event object's members, read into `event`; the cursor is on '{'.
     fn event(&mut self, event: &mut Event<'a>) -> R<()> {
+        let mut members = 0;
         self.i += 1;
         self.ws();
         if self.peek()? == b'}' {
@@ -632,31 +837,51 @@ impl<'a> Parser<'a, '_> {
             if self.peek()? != b'"' {
                 return Err(());
             }
-            let key = self.string()?;
+            // the key the last event had at this position, compared in place; else scanned
+            let field = match self.pool.top.get(members).copied() {
+                Some((name, code)) if self.predicted(name) => code,
+                _ => {
+                    let key = self.string()?;
+                    let code = field(key.as_bytes());
+                    self.pool.top.truncate(members);
+                    if let (Cow::Borrowed(text), true) = (key, self.pool.top.len() == members) {
+                        self.pool.top.push((text.as_bytes(), code));
+                    }
+                    code
+                }
+            };
+            members += 1;
             self.ws();
             self.expect(b':')?;
             self.ws();
-            let field = field(key.as_bytes());
-            let kept = field >= PREDICTION;
             let start = self.i;
-            let value = self.item(2, u8::from(kept));
-            if matches!(value, Val::Bad) {
-                return Err(());
-            }
-            match field {
-                MODEL => event.model = Some(value),
-                VERSION => event.version = Some(value),
-                TIMESTAMP => event.timestamp = Some(value),
-                LATENCY => event.latency = Some(value),
-                EVENT_ID => event.event_id = Some(value),
-                PREDICTION => replace(&mut event.prediction, value, self.pool),
-                FEATURES => replace(&mut event.features, value, self.pool),
+            let slot = match field {
+                MODEL => &mut event.model,
+                VERSION => &mut event.version,
+                TIMESTAMP => &mut event.timestamp,
+                LATENCY => &mut event.latency,
+                EVENT_ID => &mut event.event_id,
+                PREDICTION => &mut event.prediction,
+                FEATURES => &mut event.features,
                 SEGMENT => {
+                    self.field_value(&mut event.segment, 1)?;
                     event.segment_raw = &self.b[start..self.i];
-                    replace(&mut event.segment, value, self.pool);
+                    if !self.more(b'}')? {
+                        return Ok(());
+                    }
+                    continue;
                 }
-                _ => {}
-            }
+                _ => {
+                    if matches!(self.item(2, 0), Val::Bad) {
+                        return Err(());
+                    }
+                    if !self.more(b'}')? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            self.field_value(slot, u8::from(field >= PREDICTION))?;
             if !self.more(b'}')? {
                 return Ok(());
             }

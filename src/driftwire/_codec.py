@@ -51,12 +51,31 @@ class Writer:
             value >>= 7
         buf.append(value)
 
+    def text_counts(self, counts: dict[str, int]) -> None:
+        """Each key of ``counts`` in sorted order as :meth:`text`, then its count as
+        :meth:`uvarint` (a categorical sketch's counters)."""
+        buf = self._buf
+        for key in sorted(counts):
+            raw = key.encode("utf-8", "surrogatepass")
+            n = counts[key]
+            if len(raw) < 0x80 and 0 <= n < 0x80:
+                buf.append(len(raw))
+                buf += raw
+                buf.append(n)
+            else:
+                self.blob(raw)
+                self.uvarint(n)
+
     def svarint(self, value: int) -> None:
         """A signed int, zigzag encoded (small magnitudes take few bytes)."""
         self.uvarint(value * 2 if value >= 0 else -value * 2 - 1)
 
     def f64(self, value: float) -> None:
         self._buf += _F64.pack(value)
+
+    def f64s(self, *values: float) -> None:
+        """:meth:`f64` of each value, packed in one step."""
+        self._buf += struct.pack(f"<{len(values)}d", *values)
 
     def blob(self, data: bytes) -> None:
         self.uvarint(len(data))

@@ -495,3 +495,65 @@ def test_number_literals_give_the_reference_values(texts: list[str]) -> None:
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20))
 def test_shortest_float_reprs_round_trip(numbers: list[float]) -> None:
     _own_reasons([_with_age(repr(x).encode()) for x in numbers])
+
+
+def test_keys_read_in_place_of_the_last_events_keys() -> None:
+    """A key is first compared with the one the last event (or larger object) had at the same
+    position; near misses, prefixes, escapes and values cut anywhere still read as orjson reads
+    them."""
+    for good in (raw(event()), raw(event(segment={"region": "eu", "tier": "gold", "a": "b"}))):
+        _keys_in_place(good)
+
+
+def _keys_in_place(good: bytes) -> None:
+    variants = [
+        good.replace(_AGE, b'"ag":37'),
+        good.replace(_AGE, b'"ages":37'),
+        good.replace(_AGE, b'"age" :37'),
+        good.replace(_AGE, b'"ag\\u0065":37'),
+        good.replace(_AGE, '"agé":37'.encode()),
+        good.replace(_AGE, b'"age":37,"age":38'),
+        good.replace(_AGE, b'"":37'),
+        good.replace(b'"model":"churn"', b'"modelx":"churn"'),
+        good.replace(b'"model":"churn"', b'"mode":"churn","model":"churn"'),
+        good.replace(b'"model":"churn"', b'"model" : "churn"'),
+        good.replace(b'"model":"churn"', b'"model\x01":"churn"'),
+        good.replace(b'"features":{', b'"features":{"income":1,'),
+        good.replace(b'"country":"DE","plan":null', b'"plan":null,"country":"DE"'),
+    ]
+    values: list[bytes | None] = []
+    for variant in variants:
+        values += [good, variant, variant, good]
+    values += [good[:cut] for cut in range(len(good))]  # each after a whole event's keys
+    _own_reasons(values)
+
+
+def test_strings_of_every_length_around_a_stop_byte() -> None:
+    """Strings scanned many bytes at a time: a quote, escape, non-ASCII or control byte at
+    every offset of the first words, and strings running to the end of the value."""
+    good = raw(event())
+    values: list[bytes | None] = []
+    for n in range(40):
+        for stop in (b"", b'\\"', b"\\n", "é".encode(), b"\x01", b"\x7f", b"\\u00e9"):
+            text = b"a" * n + stop + b"bcd"
+            values.append(good.replace(b'"country":"DE"', b'"country":"' + text + b'"'))
+            values.append(good.replace(_AGE, b'"' + text + b'":37'))
+        values.append(b'"' + b"a" * n + b'"')  # a document that is one string: not an object
+        values.append(b'"' + b"a" * n)  # unterminated
+    _own_reasons(values)
+
+
+def test_numbers_of_every_length_read_eight_digits_at_a_time() -> None:
+    """Integer and fraction parts of 1 to 25 digits (read in chunks of up to eight while the
+    mantissa holds them exactly), followed by each kind of byte, and at the end of a value."""
+    texts: list[bytes] = []
+    for n in range(1, 26):
+        for digit in (b"1", b"7", b"9"):
+            run = digit * n
+            texts += [run, b"-" + run, b"0." + run, run + b"." + run[::-1], b"-0." + run]
+            texts += [run + b"e5", b"3." + run + b"E-7", run + b"0" * (n % 9) + b".25"]
+        texts += [b"1" + b"0" * n, b"0." + b"0" * n + b"1", b"0." + b"123456789" * 3]
+    values: list[bytes | None] = [_with_age(text) for text in texts]
+    values += texts  # a bare number: not an object
+    values += [text + b"x" for text in texts[:40]]  # a number then a byte that is not JSON
+    _own_reasons(values)

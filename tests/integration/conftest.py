@@ -21,6 +21,7 @@ PROCESS_USERS = {
     "bridge": "driftwire-lp-bridge",
     "baseline": "driftwire-lp-baseline",
     "producer": "driftwire-lp-producer",
+    "producer-new": "driftwire-lp-producer-new",  # granted nothing but by one test
 }
 SCRAM_PASSWORD = "SASLsentinel-worker-5e1f0c"  # scanned for in every output
 KEY_PASSWORD = "KEYPWsentinel-mtls-a9b2"  # the mTLS client key's password, scanned for too

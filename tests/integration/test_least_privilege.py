@@ -448,23 +448,34 @@ async def _create_compacted(bootstrap: str, name: str, configs: dict[str, str]) 
 
 @pytest.mark.kafka
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("dropped", [None, "WRITE"], ids=["all", "write"])
+@pytest.mark.parametrize(
+    ("dropped", "user"),
+    [(None, "producer"), ("WRITE", "producer"), ("WRITE", "producer-new")],
+    # "write": the principal may write to another topic, so the broker gives the idempotent
+    # producer its id and refuses the batches; "write-anywhere": it may write nowhere, so the
+    # broker refuses the producer's id itself (ClusterAuthorizationFailed)
+    ids=["all", "write", "write-anywhere"],
+)
 def test_the_producer_library_needs_exactly_its_listed_acls(
     secure_kafka: SecureKafka,
     topic_name: str,
     tmp_path: Path,
     dropped: str | None,
+    user: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from driftwire.producer import InferenceLogger, KafkaSecurity
 
     asyncio.run(create_topics(secure_kafka.admin, [topic_name]))
     missing = None if dropped is None else Acl("TOPIC", topic_name, dropped)
-    _grant(secure_kafka, PROCESS_USERS["producer"], producer_acls(events=topic_name), missing)
+    acls = producer_acls(events=topic_name)
+    if user == "producer":  # whatever ran before on this broker: Write on some other topic
+        acls.append(Acl("TOPIC", f"{topic_name}.other", "WRITE"))
+    _grant(secure_kafka, PROCESS_USERS[user], acls, missing)
     security = KafkaSecurity(
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
-        sasl_username=PROCESS_USERS["producer"],
+        sasl_username=PROCESS_USERS[user],
         sasl_password=LEAST_PASSWORD,
         ssl_cafile=str(secure_kafka.ca),
     )
@@ -482,7 +493,7 @@ def test_the_producer_library_needs_exactly_its_listed_acls(
         assert (stats.sent, stats.failed, len(records)) == (200, 0, 200), stats
         return
     assert (stats.sent, stats.failed, len(records)) == (0, 200, 0), stats
-    principal = f"User:{PROCESS_USERS['producer']}"
+    principal = f"User:{PROCESS_USERS[user]}"
     lines = [r.getMessage() for r in caplog.records if "not authorized" in r.getMessage()]
     assert len(lines) == 1, [r.getMessage() for r in caplog.records]
     expected = f"Kafka: {principal} is not authorized: it needs "

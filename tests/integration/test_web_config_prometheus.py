@@ -180,6 +180,8 @@ def test_prometheus_scrapes_the_worker_over_tls_with_basic_auth(
                 len(found) == len(jobs)
                 and all(t["health"] != "unknown" for t in found.values())
                 and found["secured"]["health"] == found["secured-mtls"]["health"] == "up"
+                # a scrape from before the worker listened says only "connection refused"
+                and not any("connection refused" in t["lastError"] for t in found.values())
             ):
                 break
             time.sleep(0.5)

@@ -27,6 +27,7 @@ from driftwire.sketch.numeric import (
     update_numeric_groups,
     update_numeric_matrix,
 )
+from driftwire.sketch.quantiles import to_float32
 
 RANKS = np.linspace(0.0, 1.0, 21)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -588,3 +589,39 @@ def test_grouped_moments_add_like_a_batch() -> None:
     assert grouped.mean == pytest.approx(batch.mean, rel=1e-12)
     assert grouped.variance == pytest.approx(batch.variance, rel=1e-12)
     assert grouped.quantiles([0.1, 0.5, 0.9]).tolist() == batch.quantiles([0.1, 0.5, 0.9]).tolist()
+
+
+def test_add_groups_leaves_each_sketch_as_add_group_pair_by_pair() -> None:
+    """``NumericSketch.add_groups`` (the loop of ``update_numeric_matrix``) folds pair after
+    pair exactly as ``add_group`` does: byte for byte, over many small groups that fill the
+    quantile sketch's level 0 in steps and compact it; a ``None`` sketch skips its values."""
+    rng = np.random.default_rng(11)
+    looped = [NumericSketch(k=8) for _ in range(3)]
+    grouped = [NumericSketch(k=8) for _ in range(3)]
+    for _ in range(60):
+        targets = [int(t) for t in rng.permutation(4)]  # 3: a group nobody keeps
+        parts = [rng.normal(5.0, 2.0, int(n)) for n in rng.integers(1, 12, 4)]
+        for t, part in zip(targets, parts, strict=True):
+            if t < 3:
+                stored = to_float32(part)
+                looped[t].add_group(
+                    part.size,
+                    float(part.mean()),
+                    float(((part - part.mean()) ** 2).sum()),
+                    float(part.min()),
+                    float(part.max()),
+                    stored,
+                    float(stored.min()),
+                    float(stored.max()),
+                )
+        NumericSketch.add_groups(
+            [grouped[t] if t < 3 else None for t in targets],
+            np.array([p.size for p in parts]),
+            np.array([p.mean() for p in parts]),
+            np.array([((p - p.mean()) ** 2).sum() for p in parts]),
+            np.array([p.min() for p in parts]),
+            np.array([p.max() for p in parts]),
+            to_float32(np.concatenate(parts)),
+        )
+    assert not looped[0].quantile_sketch.is_exact  # compacted along the way
+    assert [s.to_bytes() for s in grouped] == [s.to_bytes() for s in looped]

@@ -390,3 +390,18 @@ def _sealed(body: bytes) -> bytes:
 _PAYLOAD = profile_of(
     [{"x": float(i), "c": f"v{i % 300}", "b": i % 2 == 0} for i in range(400)]
 ).to_bytes()
+
+
+def test_kind_lookups_create_like_sketch_for_and_refuse_the_other_kind() -> None:
+    """``numeric_sketch`` / ``categorical_sketch`` (the fold's lookups) create a feature's
+    sketch with its untyped missing values, return it again, and refuse the other kind."""
+    p = Profile()
+    p.add_untyped_missing("age", 2)
+    age = p.numeric_sketch("age")
+    assert isinstance(age, NumericSketch) and age.missing == 2
+    assert p.numeric_sketch("age") is age and p.sketch_for("age", FeatureKind.NUMERIC) is age
+    assert p.categorical_sketch("age") is None
+    plan = p.categorical_sketch("plan")
+    assert isinstance(plan, CategoricalSketch) and plan.missing == 0
+    assert p.categorical_sketch("plan") is plan and p.numeric_sketch("plan") is None
+    assert "age" not in p.untyped_missing

@@ -57,7 +57,7 @@ def run_demo(*, events: int, seed: int, out: TextIO = sys.stdout) -> int:
         "No baseline given: each version's first complete window is frozen as its reference.\n",
         file=out,
     )
-    pipeline = InMemoryPipeline(settings)
+    pipeline = InMemoryPipeline(settings, keep_state_parts=False)
     fired = 0
     for alert in pipeline.run(generate(spec)):
         fired += 1

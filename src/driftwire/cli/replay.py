@@ -58,7 +58,11 @@ def run_replay(
 
     def start(partitions: int) -> None:
         topic_name = source.topic or source.name
-        pipelines.append(InMemoryPipeline(settings, store, topic=topic_name, partitions=partitions))
+        pipelines.append(
+            InMemoryPipeline(
+                settings, store, topic=topic_name, partitions=partitions, keep_state_parts=False
+            )
+        )
 
     try:
         read_events(

@@ -79,7 +79,12 @@ def run_report(
         topic = source.topic or source.name
         pipelines.append(
             InMemoryPipeline(
-                settings, store, topic=topic, on_evaluation=keep, partitions=partitions
+                settings,
+                store,
+                topic=topic,
+                on_evaluation=keep,
+                partitions=partitions,
+                keep_state_parts=False,
             )
         )
 

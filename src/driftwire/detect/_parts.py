@@ -120,6 +120,13 @@ class PartsOutbox:
         if generation:
             self._retire_next.append((model, pending_key(model, version_name, start, generation)))
 
+    def discard(self) -> None:
+        """Forget what :meth:`drain` would hand out: for a shell that stores no state."""
+        self._keys.clear()
+        self._pending.clear()
+        self._retire_next.clear()
+        self._retire_now.clear()
+
     def drain(self, models: Mapping[str, _Model]) -> list[tuple[str, bytes, bytes | None]]:
         """``(model, key, bytes)`` of each part, as it is now in ``models``: ``None`` if gone.
 

@@ -842,6 +842,13 @@ class Detector:
         writes the snapshots of :meth:`take_changed` right after."""
         return self._history.drain() + self._parts.drain(self._models)
 
+    def discard_stored_parts(self) -> None:
+        """For a shell that stores no state (the in-memory pipeline): forget the parts
+        :meth:`stored_parts` would hand out, which would otherwise pile up bucket after
+        bucket, unencoded."""
+        self._history.discard()
+        self._parts.discard()
+
     def part_keys(self, model: str) -> list[bytes]:
         """Keys of the stored parts ``model`` needs after :meth:`restore`."""
         m = self._models.get(model)

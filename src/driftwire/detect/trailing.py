@@ -483,6 +483,10 @@ class History:
 
     # -- persistence ----------------------------------------------------------------------------
 
+    def discard(self) -> None:
+        """Forget the slots :meth:`drain` would hand out: for a shell that stores no state."""
+        self._outbox.clear()
+
     def drain(self) -> list[tuple[str, bytes, bytes | None]]:
         """``(model, key, slot bytes)`` of each slot closed since the last call; ``None``:
         the slot expired, delete it."""

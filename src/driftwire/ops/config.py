@@ -165,7 +165,7 @@ class ConsumerSettings(_Section):
     """The profile stage's consumer-group membership and batching."""
 
     group_id: str = Field("driftwire-profile", min_length=1)
-    max_batch_records: int = Field(2000, ge=1, le=100_000)
+    max_batch_records: int = Field(8000, ge=1, le=100_000)
     fetch_timeout_ms: int = Field(500, ge=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_interval_ms: int = Field(300_000, ge=1000)

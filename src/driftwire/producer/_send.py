@@ -17,7 +17,12 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+)
 
 from driftwire.producer._queue import _WARN_EVERY_S, _Core
 from driftwire.producer._quiet import limit_aiokafka_logging
@@ -76,6 +81,10 @@ class _Pump:
             try:
                 await producer.start()
                 break
+            except ClusterAuthorizationFailedError:
+                # an idempotent producer's id: refused when the principal may write to no topic
+                await producer.stop()
+                self._refuse_queued()
             except (KafkaError, OSError) as exc:
                 await producer.stop()
                 self._warn(f"Kafka unreachable ({exc}); retrying, events queue meanwhile")
@@ -153,6 +162,15 @@ class _Pump:
             future.add_done_callback(functools.partial(core.delivered, j - i))
             future.add_done_callback(functools.partial(self._check_refused, topic))
             i = j
+
+    def _refuse_queued(self) -> None:
+        """The broker refused the producer itself: what is queued cannot be sent, and is
+        counted as failed, as events refused for a topic's ACL are (the next attempt to
+        connect may find the ACLs granted)."""
+        taken = self._core.take()
+        self._core.failed += len(taken)
+        topics = ", ".join(dict.fromkeys(topic for topic, _ in taken)) or "its events topic"
+        self._warn(self._not_authorized(topics))
 
     def _check_refused(self, topic: str, future: asyncio.Future[Any]) -> None:
         """A batch the broker refused for want of an ACL: say which, once a minute."""

@@ -238,8 +238,11 @@ class ProfileCore:
         if admission.accepted.any():
             starts = admission.bucket_start[admission.accepted]
             accepted_offsets = offsets[admission.accepted]
-            for start in np.unique(starts).tolist():
-                sel = accepted_offsets[starts == start]
+            if starts[0] == starts[-1] and (starts == starts[0]).all():  # one bucket: usual
+                spans = [(int(starts[0]), accepted_offsets)]
+            else:
+                spans = [(s, accepted_offsets[starts == s]) for s in np.unique(starts).tolist()]
+            for start, sel in spans:
                 lo, hi = int(sel.min()), int(sel.max())
                 known = state.offsets.get(start)
                 state.offsets[start] = (

@@ -70,7 +70,6 @@ from driftwire.sketch.kinds import (
     to_numeric,
 )
 from driftwire.sketch.numeric import (
-    CategoricalSketch,
     NumericSketch,
     SketchParams,
     update_numeric_matrix,
@@ -561,13 +560,14 @@ class Profiler:
         for profile, (tally, missing, n_wrong) in zip(profiles, parts, strict=False):
             if profile is None:
                 continue
-            sketch = profile.sketch_for(name, FeatureKind.CATEGORICAL)
-            if isinstance(sketch, CategoricalSketch):
+            sketch = profile.categorical_sketch(name)
+            if sketch is not None:
                 sketch.update_valid_counts(tally, missing)  # tally_categories made them valid
             else:  # held as numeric (only after an outside merge)
                 profile.add_untyped_missing(name, missing)
                 n_wrong += sum(tally.values())
-            profile.add_wrong_type(name, n_wrong)
+            if n_wrong:
+                profile.add_wrong_type(name, n_wrong)
 
     def _segment_ids(self, segments: list[dict[str, Any]]) -> tuple[np.ndarray, list[str]]:
         """Per row, the index of its canonical segment key; and the distinct keys."""
@@ -642,8 +642,8 @@ def _numeric_sketches(
         if profile is None:
             sketches.append(None)
             continue
-        sketch = profile.sketch_for(name, FeatureKind.NUMERIC)
-        if not isinstance(sketch, NumericSketch):
+        sketch = profile.numeric_sketch(name)
+        if sketch is None:
             return None
         sketches.append(sketch)
     return sketches

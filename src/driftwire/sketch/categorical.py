@@ -125,7 +125,17 @@ class CategoricalSketch:
         """:meth:`update_counts` for counts the caller made valid (str keys, positive ints,
         ``missing`` >= 0), as the profiler's tally does: no per-key check on the hot path."""
         self._missing += missing
-        self._add(tally)
+        if not tally:
+            return
+        if self._hll is not None:
+            self._add(tally)
+            return
+        counts = self._counts  # the hot path (once per column and group of a batch): _add
+        for key, n in tally.items():
+            counts[key] = counts.get(key, 0) + n
+        self._count += sum(tally.values())
+        if len(counts) > self._cap:
+            self._prune()
 
     def _add(self, tally: Mapping[str, int]) -> None:
         if not tally:
@@ -297,9 +307,7 @@ class CategoricalSketch:
         w.uvarint(self._missing)
         w.uvarint(self._offset)
         w.uvarint(len(self._counts))
-        for key in sorted(self._counts):
-            w.text(key)
-            w.uvarint(self._counts[key])
+        w.text_counts(self._counts)
         if self._hll is not None:
             w.blob(self._hll_raw if self._hll_raw is not None else self._hll.serialize_compact())
 

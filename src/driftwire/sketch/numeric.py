@@ -183,6 +183,53 @@ class NumericSketch:
         self._absorb(n, mean, m2, lo, hi)
         self._q.extend_finite(values_f32, lo_f32, hi_f32)
 
+    @staticmethod
+    def add_groups(
+        sketches: Sequence[NumericSketch | None],
+        counts: np.ndarray,
+        means: np.ndarray,
+        m2s: np.ndarray,
+        lows: np.ndarray,
+        highs: np.ndarray,
+        values_f32: np.ndarray,
+    ) -> None:
+        """:meth:`add_group` for many (sketch, group) pairs: pair ``i`` has ``counts[i]`` > 0
+        finite values, the next ones of ``values_f32`` (its own values in float32, pair after
+        pair), their moments ``means[i]``, ``m2s[i]`` and extremes ``lows[i]``, ``highs[i]``;
+        a ``None`` sketch skips its pair. For :func:`update_numeric_matrix`: this loop runs
+        once per column and group of every batch, so :meth:`_absorb` is inlined. No checks.
+        """
+        ends = np.cumsum(counts)
+        for sketch, count, mean, m2, lo, hi, end, lo_f, hi_f in zip(
+            sketches,
+            counts.tolist(),
+            means.tolist(),
+            m2s.tolist(),
+            lows.tolist(),
+            highs.tolist(),
+            ends.tolist(),
+            to_float32(lows).tolist(),  # the extremes as stored: float32, clipped
+            to_float32(highs).tolist(),
+            strict=True,
+        ):
+            if sketch is None:
+                continue
+            own: NumericSketch = sketch
+            na = own._count
+            if na == 0:
+                own._count, own._mean, own._m2, own._min, own._max = count, mean, m2, lo, hi
+            else:  # as _absorb
+                total = na + count
+                delta = mean - own._mean
+                own._mean = (na * own._mean + count * mean) / total
+                own._m2 = own._m2 + m2 + delta * delta * (na * count / total)
+                own._count = total
+                if lo < own._min:
+                    own._min = lo
+                if hi > own._max:
+                    own._max = hi
+            own._q.extend_finite(values_f32[end - count : end], lo_f, hi_f)
+
     def _absorb(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         """Fold the moments of ``n`` > 0 finite values (symmetric, hence commutative)."""
         na = self._count
@@ -322,8 +369,7 @@ class NumericSketch:
         w.uvarint(self._missing)
         w.uvarint(self._non_finite)
         if self._count:
-            for x in (self._mean, self._m2, self._min, self._max):
-                w.f64(x)
+            w.f64s(self._mean, self._m2, self._min, self._max)
             self._q.write_into(w)
 
     @classmethod
@@ -456,27 +502,18 @@ def update_numeric_matrix(
         m2s = np.add.reduceat(dev * dev, idx, axis=1)
     mins = np.minimum.reduceat(lows, idx, axis=1)
     maxs = np.maximum.reduceat(highs, idx, axis=1)
-    f32 = to_float32(values)
+    # the finite values as stored (float32), row after row: each (column, group)'s are one
+    # slice of it, at the running total of the counts before it
+    f32 = to_float32(values.reshape(-1) if finite is None else values[finite])
     rr, gg = np.nonzero(cnt)
-    clean = cnt[rr, gg] == size[gg]  # groups whose values are all finite
-    for r, g, count, mean, m2, lo, hi, a, b, lo_f, hi_f, whole in zip(
-        rr.tolist(),
-        nonempty[gg].tolist(),
-        cnt[rr, gg].tolist(),
-        means[rr, gg].tolist(),
-        m2s[rr, gg].tolist(),
-        mins[rr, gg].tolist(),
-        maxs[rr, gg].tolist(),
-        idx[gg].tolist(),
-        (idx + size)[gg].tolist(),
-        to_float32(mins[rr, gg]).tolist(),  # the extremes as stored: float32, clipped
-        to_float32(maxs[rr, gg]).tolist(),
-        clean.tolist(),
-        strict=True,
-    ):
-        sketch = sketches[r][g]
-        if sketch is not None:
-            part = f32[r, a:b]
-            if not whole and finite is not None:
-                part = part[finite[r, a:b]]
-            sketch.add_group(count, mean, m2, lo, hi, part, lo_f, hi_f)
+    counts = cnt[rr, gg]
+    lows, highs = mins[rr, gg], maxs[rr, gg]
+    NumericSketch.add_groups(
+        [sketches[r][g] for r, g in zip(rr.tolist(), nonempty[gg].tolist(), strict=True)],
+        counts,
+        means[rr, gg],
+        m2s[rr, gg],
+        lows,
+        highs,
+        f32,
+    )

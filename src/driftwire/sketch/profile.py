@@ -234,11 +234,29 @@ class Profile:
                 if kind is FeatureKind.NUMERIC
                 else CategoricalSketch(p.cap, p.lg_k)
             )
-            sketch.add_missing(self._untyped.pop(name, 0))
+            missing = self._untyped.pop(name, 0)
+            if missing:
+                sketch.add_missing(missing)
             self._features[name] = sketch
             return sketch
         wanted = NumericSketch if kind is FeatureKind.NUMERIC else CategoricalSketch
         return sketch if isinstance(sketch, wanted) else None
+
+    def numeric_sketch(self, name: str) -> NumericSketch | None:
+        """:meth:`sketch_for` ``(name, NUMERIC)``: ``None`` if ``name`` is held as categorical."""
+        sketch = self._features.get(name)
+        if sketch.__class__ is NumericSketch:  # the hot path: once per feature and group
+            return sketch
+        sketch = self.sketch_for(name, FeatureKind.NUMERIC)
+        return sketch if isinstance(sketch, NumericSketch) else None
+
+    def categorical_sketch(self, name: str) -> CategoricalSketch | None:
+        """:meth:`sketch_for` ``(name, CATEGORICAL)``: ``None`` if ``name`` is held as numeric."""
+        sketch = self._features.get(name)
+        if sketch.__class__ is CategoricalSketch:
+            return sketch
+        sketch = self.sketch_for(name, FeatureKind.CATEGORICAL)
+        return sketch if isinstance(sketch, CategoricalSketch) else None
 
     def add_events(self, n: int) -> None:
         self._n_events += n

@@ -55,6 +55,8 @@ __all__ = ["CAPACITY_PER_K", "QuantileSketch", "to_float32"]
 #: Items a level holds before it is halved, per unit of ``k``.
 CAPACITY_PER_K = 2
 _F32_MAX = float(np.finfo(np.float32).max)
+#: the level 0 of a sketch without items (shared: nothing is ever written into it)
+_NO_ITEMS = np.empty(0, dtype=np.float32)
 _MAGIC = b"DWQS"
 _FORMAT = 1
 
@@ -83,7 +85,7 @@ class QuantileSketch:
         check_int("k", k, 8, 65_535)
         self._k = k
         self._cap = k * CAPACITY_PER_K
-        self._buf = np.empty(16, dtype=np.float32)  # level 0, unsorted; grows up to _cap
+        self._buf = _NO_ITEMS  # level 0, unsorted; allocated at the first item, up to _cap
         self._fill = 0
         self._levels: list[np.ndarray] = []  # levels 1.. (sorted after a compaction)
         self._done: list[int] = []  # compactions per level, from level 0
@@ -104,7 +106,8 @@ class QuantileSketch:
 
     def extend_finite(self, x: np.ndarray, lo: float, hi: float) -> None:
         """Add float32 finite ``x`` whose minimum and maximum are ``lo`` and ``hi``."""
-        fill, end = self._fill, self._fill + x.size  # the hot path: plain comparisons
+        fill = self._fill  # the hot path (once per column and group of a batch): plain steps
+        end = fill + x.size
         self._count += x.size
         if lo < self._lo:
             self._lo = lo
@@ -112,9 +115,12 @@ class QuantileSketch:
             self._hi = hi
         self._view = None
         if end < self._cap:
-            if end > self._buf.size:
-                self._set_level0(self._buf[:fill], max(end, 2 * self._buf.size))
-            self._buf[fill:end] = x
+            buf = self._buf
+            if end > buf.size:  # grow fourfold: few copies for a sketch filled in small steps
+                buf = np.empty(min(self._cap, max(end, 4 * buf.size, 16)), dtype=np.float32)
+                buf[:fill] = self._buf[:fill]
+                self._buf = buf
+            buf[fill:end] = x
             self._fill = end
             return
         self._settle([np.concatenate((self._buf[:fill], x)), *self._levels], sorted_above=True)
@@ -337,14 +343,21 @@ class QuantileSketch:
         w.uvarint(self._count)
         if not self._count:
             return
-        w.f64(self._lo)
-        w.f64(self._hi)
+        w.f64s(self._lo, self._hi)
         w.uvarint(self._up)
         w.uvarint(self._down)
-        levels = [np.sort(self._buf[: self._fill]), *self._levels]
-        w.uvarint(len(levels))
-        for level, done in zip(levels, _pad(self._done, len(levels)), strict=True):
-            w.uvarint(done)
+        level0 = np.sort(self._buf[: self._fill]).astype("<f4", copy=False).tobytes()
+        if not self._levels:  # never compacted (the usual sketch of one bucket): one level
+            w.uvarint(1)
+            w.uvarint(self._done[0] if self._done else 0)
+            w.blob(level0)
+            return
+        w.uvarint(len(self._levels) + 1)
+        done = _pad(self._done, len(self._levels) + 1)
+        w.uvarint(done[0])
+        w.blob(level0)
+        for level, n in zip(self._levels, done[1:], strict=True):
+            w.uvarint(n)
             w.blob(level.astype("<f4", copy=False).tobytes())
 
     @classmethod

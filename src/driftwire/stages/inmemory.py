@@ -51,7 +51,8 @@ class PipelineStats:
 
 class InMemoryPipeline:
     """Feed raw event values, get alerts. ``partitions`` input partitions (one by default),
-    each with its own event clock as on Kafka; offsets counted from 0 per partition."""
+    each with its own event clock as on Kafka; offsets counted from 0 per partition.
+    ``keep_state_parts=False`` for a long replay: see ``__init__``."""
 
     def __init__(
         self,
@@ -63,8 +64,13 @@ class InMemoryPipeline:
         registry: CollectorRegistry | None = None,
         on_evaluation: Callable[[Evaluation], None] | None = None,
         partitions: int = 1,
+        keep_state_parts: bool = True,
     ) -> None:
         self.settings = settings
+        # what the Kafka stage stores apart from its snapshots (window buckets, frozen
+        # references, reference slots): kept for tests of restarts to take
+        # (``detector.stored_parts()``), else forgotten after every batch, as a long replay needs
+        self._keep_state_parts = keep_state_parts
         self.metrics = Metrics(registry or CollectorRegistry())
         self.references = references or ReferenceStore()
         self.stats = PipelineStats()
@@ -144,4 +150,6 @@ class InMemoryPipeline:
         self.stats.evaluation_failures += self.detector.take_failures()
         self.detector.check_baselines()
         self.stats.baseline_notices += self.detector.take_baseline_notices()
+        if not self._keep_state_parts:
+            self.detector.discard_stored_parts()
         return alerts
