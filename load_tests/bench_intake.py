@@ -37,6 +37,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from driftwire.ops.config import ConsumerSettings
 from driftwire.stages._fetch import RecordIntake, batch_crcs, intake_problem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
@@ -44,7 +45,7 @@ import kafka_broker
 import loadgen
 
 PARTITIONS = 4
-MAX_RECORDS = 2000  # the profile stage's consumer.max_batch_records
+MAX_RECORDS = ConsumerSettings().max_batch_records  # what the profile stage asks for
 FETCH_BYTES = 4 * 1024 * 1024  # the profile stage's max_partition_fetch_bytes
 WAYS = ("getmany", "intake", "intake_aiokafka_crc")
 _VALUE = attrgetter("value")
