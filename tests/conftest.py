@@ -37,6 +37,11 @@ if os.environ.get("DRIFTWIRE_REQUIRE_NATIVE") == "1" and not _native.AVAILABLE:
 collect_ignore = (
     [] if _native.AVAILABLE else ["decode/test_native.py", "profiling/test_fold_columns.py"]
 )
+# the compiled CRC check of fetched batches (native/src/records.rs), in builds that have it
+from driftwire.stages import _fetch  # noqa: E402
+
+if _fetch.batch_crcs is None:
+    collect_ignore.append("stages/test_fetch_native.py")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@
 mod columns;
 mod json;
 mod output;
+mod records;
 mod timestamp;
 mod validate;
 
@@ -321,6 +322,8 @@ fn _driftwire_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_columns, m)?)?;
     m.add_function(wrap_pyfunction!(tally_groups, m)?)?;
     m.add_function(wrap_pyfunction!(tally_categories, m)?)?;
+    m.add_function(wrap_pyfunction!(records::batch_crcs, m)?)?;
+    m.add_function(wrap_pyfunction!(records::py_crc32c, m)?)?;
     m.add(
         "REASONS",
         (

@@ -55,8 +55,12 @@ def flood(start_ms: int) -> list[bytes]:
                 "features": {"age": float(rng.normal(40, 5)), "plan": "gold"},
             }
         else:
+            # the first events of every partition name recurring models, so that the models
+            # the cap admits (the first seen, whichever partition is read first) overflow
+            # their own version, segment and feature caps too
+            recurring = i < 300 or rng.random() >= 0.5
             event = {
-                "model": name("m") if rng.random() < 0.5 else f"m{rng.integers(30)}",
+                "model": f"m{rng.integers(30)}" if recurring else name("m"),
                 "model_version": name("v"),
                 "segment": {name("k"): name("s")},
                 "features": {name("f"): 1.0 for _ in range(4)},

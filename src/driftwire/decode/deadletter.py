@@ -67,7 +67,8 @@ def dead_letter_headers(
 
 
 def _headers_size(headers: list[tuple[str, bytes]]) -> int:
-    return sum(len(k.encode()) + len(v) for k, v in headers)
+    # a Kafka header's value may be null (None): the original headers keep it as it came
+    return sum(len(k.encode()) + len(v or b"") for k, v in headers)
 
 
 def fit_dead_letter(

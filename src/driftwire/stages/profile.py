@@ -23,6 +23,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,7 +37,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
-from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+from aiokafka.structs import OffsetAndMetadata
 
 from driftwire.decode.deadletter import SourceRecord, dead_letter_headers, fit_dead_letter
 from driftwire.decode.decoder import REASONS, decode_batch
@@ -47,6 +48,7 @@ from driftwire.ops.health import Liveness, Readiness, failure_line
 from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
+from driftwire.stages._fetch import FetchedRecord, RecordIntake, open_intake
 from driftwire.stages.compression import output_compression
 from driftwire.stages.profile_core import count_emitted, count_folded
 from driftwire.stages.profile_txn import PartitionTransactions
@@ -57,6 +59,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "profile"
+
+_VALUE = attrgetter("value")
+_OFFSET = attrgetter("offset")
 
 #: failures of the rebalance listener that the worker reports as one line naming the fix
 #: (a missing ACL, a broker without a transaction coordinator), not with aiokafka's traceback
@@ -127,6 +132,7 @@ class ProfileStage:
         self._group = settings.consumer.group_id
         self.liveness = Liveness(timeout_s=settings.http.liveness_timeout_seconds)
         self._consumer: AIOKafkaConsumer | None = None
+        self._intake: RecordIntake | None = None  # None: plain getmany
         self._producer: AIOKafkaProducer | None = None
         # exactly-once: one transactional producer per owned input partition instead
         self._txn: PartitionTransactions | None = None
@@ -182,6 +188,7 @@ class ProfileStage:
                 await self._producer.start()
             await self._admin.start()
             await self._consumer.start()
+            self._intake = open_intake(self._consumer, log, STAGE)
             self._ready.broker_reachable = True
             if await self._wait_for_topic(stop):
                 self._consumer.subscribe([self._topic], listener=_Rebalance(self))
@@ -310,15 +317,21 @@ class ProfileStage:
             raise self._life.not_started("consumer")
         c = self._s.consumer
         while not stop.is_set():
-            data = await self._consumer.getmany(
-                timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records
-            )
+            data: dict[TopicPartition, list[FetchedRecord]]
+            if self._intake is not None:
+                data = await self._intake.getmany(
+                    timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records
+                )
+            else:
+                data = await self._consumer.getmany(
+                    timeout_ms=c.fetch_timeout_ms, max_records=c.max_batch_records
+                )
             self.liveness.begin(self._clock())
             async with self._lock:  # no await before: see the module docstring
                 await self._handle(data)
             self.liveness.end(self._clock())
 
-    async def _handle(self, data: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _handle(self, data: dict[TopicPartition, list[FetchedRecord]]) -> None:
         if self._consumer is None:
             raise self._life.not_started("consumer")
         if self._listener_failure is not None:
@@ -368,10 +381,8 @@ class ProfileStage:
         )
         return fut
 
-    async def _process(
-        self, tp: TopicPartition, records: list[ConsumerRecord], now_ms: int
-    ) -> None:
-        values = [r.value for r in records]
+    async def _process(self, tp: TopicPartition, records: list[FetchedRecord], now_ms: int) -> None:
+        values: list[bytes | None] = list(map(_VALUE, records))
         self._m.events_consumed.labels(topic=tp.topic).inc(len(values))
         batch = decode_batch(values, self._limits)
         for rejection in batch.rejections:
@@ -397,7 +408,7 @@ class ProfileStage:
             fut.add_done_callback(_count_when_acknowledged(self._m.dead_letters))
             self._inflight.append(fut)
             self._m.events_invalid.labels(reason=rejection.reason).inc()
-        offsets = np.fromiter((r.offset for r in records), dtype=np.int64, count=len(records))
+        offsets = np.fromiter(map(_OFFSET, records), dtype=np.int64, count=len(records))
         count_folded(self._m, self._core.process(tp.partition, batch, offsets[batch.index], now_ms))
         self._core.note_position(tp.partition, records[-1].offset + 1)
 
