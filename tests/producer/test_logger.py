@@ -326,8 +326,15 @@ def test_logged_events_arrive_valid_for_the_schema_and_the_decoder(
     logger = InferenceLogger(
         kafka_bootstrap, topic=topic_name, labels_topic=labels_topic, validate=True, linger_ms=20
     )
+    # three rounds, each sent before the next is logged: three batches at least, whatever the
+    # machine's load (a round fits one batch; logged at once, 1,000 events make only two)
     for i in range(1000):
         logger.log(**event_kwargs(i, segment={"region": ("eu", "us")[i % 2]}))
+        if i in (333, 666):
+            deadline = time.monotonic() + 30
+            while logger.stats().sent < i + 1:
+                assert time.monotonic() < deadline, logger.stats()
+                time.sleep(0.01)
     with logger.timed(model="churn", model_version="1.4.2", features=FEATURES) as call:
         call.prediction = {"score": 0.1, "label": "stay"}
     for i in range(0, 1000, 10):
