@@ -18,6 +18,7 @@ from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from driftwire.stages._fetch import _Rest, take_records
@@ -148,3 +149,15 @@ def build_fetch(batches: list[Any]) -> tuple[bytes, list[tuple[int, int]], int]:
         raw += v2_batch(offset, rows, codec=codec, producer=producer, log_append_time=log_append)
         offset += rows[-1][0] + 1
     return raw, aborted, 100
+
+
+#: a fetch of up to five batches, read in calls of up to seven records (the last drains the
+#: rest), from ``skip`` records into the first batch, read committed or not
+fetch_cases = settings(max_examples=100, deadline=None)(
+    given(
+        batches=st.lists(batch_st, min_size=1, max_size=5),
+        budgets=st.lists(st.none() | st.integers(1, 7), min_size=1, max_size=8),
+        skip=st.integers(0, 4),
+        committed=st.booleans(),
+    )
+)

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.codec import has_lz4, has_snappy, has_zstd
 from kafkautil import create_topics, read_all
 from prometheus_client import CollectorRegistry
+from test_profile_stage import settings_dict
 
 from driftwire.ops.config import Settings
 from driftwire.ops.health import Readiness
@@ -225,19 +226,7 @@ def test_a_consumer_the_intake_cannot_read_falls_back_to_getmany_with_one_line(
 def test_the_profile_stage_dead_letters_with_the_original_key_and_headers(
     kafka_bootstrap: str, topic_name: str
 ) -> None:
-    settings = Settings.model_validate(
-        {
-            "kafka": {"bootstrap_servers": kafka_bootstrap},
-            "topics": {
-                "events": topic_name,
-                "partials": f"{topic_name}.partials",
-                "alerts": f"{topic_name}.alerts",
-                "baselines": f"{topic_name}.baselines",
-            },
-            "consumer": {"group_id": f"{topic_name}-profile", "fetch_timeout_ms": 200},
-            "http": {"host": "127.0.0.1", "port": 0},
-        }
-    )
+    settings = Settings.model_validate(settings_dict(kafka_bootstrap, topic_name))
     registry = CollectorRegistry()
 
     async def run() -> list[Any]:

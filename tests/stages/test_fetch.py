@@ -16,14 +16,12 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import CorruptRecordException
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from kafka_batches import (
     _patch_attributes,
     aiokafka_calls,
-    batch_st,
     build_fetch,
     control_batch,
+    fetch_cases,
     intake_calls,
     source,
     v1_set,
@@ -33,13 +31,7 @@ from kafka_batches import (
 from driftwire.stages._fetch import take_records
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    batches=st.lists(batch_st, min_size=1, max_size=5),
-    budgets=st.lists(st.none() | st.integers(1, 7), min_size=1, max_size=8),
-    skip=st.integers(0, 4),
-    committed=st.booleans(),
-)
+@fetch_cases
 def test_take_records_matches_aiokafka(
     batches: list[Any], budgets: list[int | None], skip: int, committed: bool
 ) -> None:

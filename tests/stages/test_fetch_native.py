@@ -20,6 +20,7 @@ from kafka_batches import (
     aiokafka_calls,
     batch_st,
     build_fetch,
+    fetch_cases,
     intake_calls,
     source,
     v1_set,
@@ -67,13 +68,7 @@ def test_old_format_sets_are_left_to_aiokafka() -> None:
     assert batch_crcs(b"") == []
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    batches=st.lists(batch_st, min_size=1, max_size=5),
-    budgets=st.lists(st.none() | st.integers(1, 7), min_size=1, max_size=8),
-    skip=st.integers(0, 4),
-    committed=st.booleans(),
-)
+@fetch_cases
 def test_take_records_with_checked_crcs_matches_aiokafka(
     batches: list[Any], budgets: list[int | None], skip: int, committed: bool
 ) -> None:
