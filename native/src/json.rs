@@ -267,6 +267,43 @@ static POW10_U64: [u64; 9] = [
 /// How many of the eight bytes of `word` (little-endian: the first byte lowest) are ASCII
 /// digits before the first other byte, and the value of those digits.
 #[inline(always)]
+/// Reads the run of digits at `b[i..]` into `mantissa`, eight at a time, while it holds them
+/// exactly (19 digits, counted in `digits`); digits past that only clear `exact`. Returns the
+/// index after the run.
+#[inline(always)]
+fn digit_run(
+    b: &[u8],
+    mut i: usize,
+    mantissa: &mut u64,
+    digits: &mut usize,
+    exact: &mut bool,
+) -> usize {
+    loop {
+        if let Some(chunk) = b.get(i..i + 8) {
+            let (k, v) = digits8(u64::from_le_bytes(chunk.try_into().unwrap()));
+            if *digits + k <= 19 {
+                *mantissa = *mantissa * POW10_U64[k] + v;
+                *digits += k;
+                i += k;
+                if k < 8 {
+                    return i;
+                }
+                continue;
+            }
+        }
+        while let Some(&c @ b'0'..=b'9') = b.get(i) {
+            if *digits < 19 {
+                *mantissa = *mantissa * 10 + u64::from(c - b'0');
+                *digits += 1;
+            } else {
+                *exact = false;
+            }
+            i += 1;
+        }
+        return i;
+    }
+}
+
 fn digits8(word: u64) -> (usize, u64) {
     const ONES: u64 = 0x0101_0101_0101_0101;
     // digits become 0..=9; a byte is another one when it or it plus 0x76 has its high bit
@@ -483,63 +520,18 @@ impl<'a> Parser<'a, '_> {
                 i += 1;
                 digits = 1;
             }
-            Some(b'1'..=b'9') => loop {
-                // up to eight digits at a time while the mantissa holds them exactly
-                if let Some(chunk) = b.get(i..i + 8) {
-                    let (k, v) = digits8(u64::from_le_bytes(chunk.try_into().unwrap()));
-                    if digits + k <= 19 {
-                        mantissa = mantissa * POW10_U64[k] + v;
-                        digits += k;
-                        i += k;
-                        if k < 8 {
-                            break;
-                        }
-                        continue;
-                    }
-                }
-                while let Some(&c @ b'0'..=b'9') = b.get(i) {
-                    if digits < 19 {
-                        mantissa = mantissa * 10 + u64::from(c - b'0');
-                        digits += 1;
-                    } else {
-                        exact = false;
-                    }
-                    i += 1;
-                }
-                break;
-            },
+            Some(b'1'..=b'9') => {
+                i = digit_run(b, i, &mut mantissa, &mut digits, &mut exact);
+            }
             _ => return Num::Bad,
         }
         if b.get(i) == Some(&b'.') {
             is_float = true;
             i += 1;
             let first = i;
-            loop {
-                if let Some(chunk) = b.get(i..i + 8) {
-                    let (k, v) = digits8(u64::from_le_bytes(chunk.try_into().unwrap()));
-                    if digits + k <= 19 {
-                        mantissa = mantissa * POW10_U64[k] + v;
-                        digits += k;
-                        fraction_digits += k;
-                        i += k;
-                        if k < 8 {
-                            break;
-                        }
-                        continue;
-                    }
-                }
-                while let Some(&c @ b'0'..=b'9') = b.get(i) {
-                    if digits < 19 {
-                        mantissa = mantissa * 10 + u64::from(c - b'0');
-                        digits += 1;
-                        fraction_digits += 1;
-                    } else {
-                        exact = false;
-                    }
-                    i += 1;
-                }
-                break;
-            }
+            let kept = digits;
+            i = digit_run(b, i, &mut mantissa, &mut digits, &mut exact);
+            fraction_digits = digits - kept;
             if i == first {
                 return Num::Bad;
             }
