@@ -36,7 +36,7 @@ from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.structs import OffsetAndMetadata
 
 from driftwire.errors import BrokerSetupError
-from driftwire.stages.compression import output_producer_options
+from driftwire.stages.compression import output_compression
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,10 @@ class PartitionTransactions:
             **self._options,
             transactional_id=txn_id,
             transaction_timeout_ms=self._timeout_ms,
-            **output_producer_options(),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=20,
+            compression_type=output_compression(),
         )
         try:
             # start() registers the id (InitProducerId, fencing the old owner); aiokafka
