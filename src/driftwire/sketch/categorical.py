@@ -125,17 +125,7 @@ class CategoricalSketch:
         """:meth:`update_counts` for counts the caller made valid (str keys, positive ints,
         ``missing`` >= 0), as the profiler's tally does: no per-key check on the hot path."""
         self._missing += missing
-        if not tally:
-            return
-        if self._hll is not None:
-            self._add(tally)
-            return
-        counts = self._counts  # the hot path (once per column and group of a batch): _add
-        for key, n in tally.items():
-            counts[key] = counts.get(key, 0) + n
-        self._count += sum(tally.values())
-        if len(counts) > self._cap:
-            self._prune()
+        self._add(tally)
 
     def _add(self, tally: Mapping[str, int]) -> None:
         if not tally:

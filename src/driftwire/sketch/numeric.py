@@ -196,8 +196,7 @@ class NumericSketch:
         """:meth:`add_group` for many (sketch, group) pairs: pair ``i`` has ``counts[i]`` > 0
         finite values, the next ones of ``values_f32`` (its own values in float32, pair after
         pair), their moments ``means[i]``, ``m2s[i]`` and extremes ``lows[i]``, ``highs[i]``;
-        a ``None`` sketch skips its pair. For :func:`update_numeric_matrix`: this loop runs
-        once per column and group of every batch, so :meth:`_absorb` is inlined. No checks.
+        a ``None`` sketch skips its pair. For :func:`update_numeric_matrix`. No checks.
         """
         ends = np.cumsum(counts)
         for sketch, count, mean, m2, lo, hi, end, lo_f, hi_f in zip(
@@ -212,23 +211,8 @@ class NumericSketch:
             to_float32(highs).tolist(),
             strict=True,
         ):
-            if sketch is None:
-                continue
-            own: NumericSketch = sketch
-            na = own._count
-            if na == 0:
-                own._count, own._mean, own._m2, own._min, own._max = count, mean, m2, lo, hi
-            else:  # as _absorb
-                total = na + count
-                delta = mean - own._mean
-                own._mean = (na * own._mean + count * mean) / total
-                own._m2 = own._m2 + m2 + delta * delta * (na * count / total)
-                own._count = total
-                if lo < own._min:
-                    own._min = lo
-                if hi > own._max:
-                    own._max = hi
-            own._q.extend_finite(values_f32[end - count : end], lo_f, hi_f)
+            if sketch is not None:
+                sketch.add_group(count, mean, m2, lo, hi, values_f32[end - count : end], lo_f, hi_f)
 
     def _absorb(self, n: int, mean: float, m2: float, lo: float, hi: float) -> None:
         """Fold the moments of ``n`` > 0 finite values (symmetric, hence commutative)."""
