@@ -199,7 +199,10 @@ def test_an_idle_partition_with_events_again_says_so_before_another_partitions_p
     core.process(1, later, offsets(later, 1), t0 + 5 * BUCKET_MS)
     core.note_position(1, 5, 5)
     core.note_position(0, 1, 5)  # partition 0 has 4 events to read
-    records = [decode_record(r.value) for r in core.due(t0 + 5 * BUCKET_MS).records]
+    out = core.due(t0 + 5 * BUCKET_MS).records
+    # both were reported idle and have events again: both say so first, as barriers
+    assert [r.barrier for r in out] == [True, True] + [False] * (len(out) - 2)
+    records = [decode_record(r.value) for r in out]
     first = records[0]
     assert isinstance(first, Watermark) and (first.partition, first.idle) == (0, False)
     assert first.watermark_ms == t0 + BUCKET_MS  # where it was idle: nothing newer is closed
@@ -225,7 +228,11 @@ def test_a_resumed_partition_is_reported_active_before_anything_else() -> None:
     later = events(*((t0 + m * BUCKET_MS + 1_000, "churn", "eu") for m in range(1, 5)))
     core.process(0, later, offsets(later, 1), t0 + 5 * BUCKET_MS)
     core.note_position(0, 5, 5)
-    records = [decode_record(r.value) for r in core.due(t0 + 5 * BUCKET_MS).records]
+    out = core.due(t0 + 5 * BUCKET_MS).records
+    # barriers: with a producer per input partition, the order of sends alone would not put
+    # partition 1's watermark (its producer) before partition 0's partials (another producer)
+    assert [r.barrier for r in out] == [True, True] + [False] * (len(out) - 2)
+    records = [decode_record(r.value) for r in out]
     head = records[:2]
     assert all(isinstance(m, Watermark) and not m.idle for m in head), head
     assert {m.partition for m in head} == {0, 1}

@@ -58,6 +58,11 @@ class OutRecord:
     ``source`` is the input partition it comes from (its partials, its watermark): a shell
     that commits each input partition's output with its offsets in one transaction sends it
     with that partition's producer.
+
+    ``barrier``: it must be in the log before every record that follows it in the emission
+    (the watermark of a partition that resumes after being reported idle). One producer keeps
+    its records in send order; with a producer per input partition the shell has the barrier
+    acknowledged before it sends anything after it.
     """
 
     key: bytes | None
@@ -65,6 +70,7 @@ class OutRecord:
     broadcast: bool = False
     headers: tuple[tuple[str, bytes], ...] = ()
     source: int | None = None
+    barrier: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +294,9 @@ class ProfileCore:
                 # the buckets this partition closes in this call follow below
                 state.idle_reported = False
                 mark = Watermark(self.topic, partition, self.partitions, last, idle=False)
-                out.append(OutRecord(None, mark.encode(), broadcast=True, source=partition))
+                out.append(
+                    OutRecord(None, mark.encode(), broadcast=True, source=partition, barrier=True)
+                )
         for partition, state in self._parts.items():
             closed = state.closed
             if (

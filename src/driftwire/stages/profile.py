@@ -423,10 +423,13 @@ class ProfileStage:
             else:
                 raise self._life.not_started("producer")
             self._partials_partitions = sorted(parts)
+        barriers: list[asyncio.Future[object]] = []
         for out in outputs:
             targets = self._partials_partitions if out.broadcast else [None]
             if out.source is None:
                 raise ValueError("a record of the profile core without its input partition")
+            if barriers and not out.barrier:
+                await _acknowledged(barriers)
             for partition in targets:
                 fut = await self._send(
                     out.source,
@@ -437,8 +440,13 @@ class ProfileStage:
                     headers=list(out.headers),
                 )
                 self._inflight.append(fut)
+                if out.barrier and self._txn is not None:
+                    # another input partition's producer may send the next record: only an
+                    # acknowledgement puts this one before it in the log
+                    barriers.append(fut)
                 if not out.broadcast:
                     fut.add_done_callback(_count_when_acknowledged(self._m.partials))
+        await _acknowledged(barriers)
 
     async def _settle(self, *, force: bool) -> None:
         """Commit what the core says is safe, once every acknowledgement is in.
@@ -596,6 +604,14 @@ class ProfileStage:
             for tp, om in found.items()
             if om is not None and om.offset >= 0
         }
+
+
+async def _acknowledged(futures: list[asyncio.Future[object]]) -> None:
+    """Wait until the broker has answered every send in ``futures`` (and empty it). A refusal
+    is not raised here: the futures are in flight, and the next commit raises it."""
+    if futures:
+        await asyncio.wait(futures)
+        futures.clear()
 
 
 def _count_when_acknowledged(counter: Counter) -> Callable[[asyncio.Future[object]], None]:
