@@ -49,7 +49,7 @@ from driftwire.ops.lifecycle import Lifecycle
 from driftwire.ops.metrics import Metrics
 from driftwire.profiling.partitions import OutRecord, ProfileCore, Resume
 from driftwire.stages._fetch import FetchedRecord, RecordIntake, open_intake
-from driftwire.stages.compression import output_compression
+from driftwire.stages.compression import output_producer_options
 from driftwire.stages.profile_core import count_emitted, count_folded
 from driftwire.stages.profile_txn import PartitionTransactions
 
@@ -167,10 +167,7 @@ class ProfileStage:
         else:
             self._producer = AIOKafkaProducer(
                 **opts,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=20,
-                compression_type=output_compression(),
+                **output_producer_options(),
             )
         self._consumer = AIOKafkaConsumer(
             **opts,

@@ -36,7 +36,7 @@ from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.structs import OffsetAndMetadata
 
 from driftwire.errors import BrokerSetupError
-from driftwire.stages.compression import output_compression
+from driftwire.stages.compression import output_producer_options
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +159,7 @@ class PartitionTransactions:
             **self._options,
             transactional_id=txn_id,
             transaction_timeout_ms=self._timeout_ms,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=20,
-            compression_type=output_compression(),
+            **output_producer_options(),
         )
         try:
             # start() registers the id (InitProducerId, fencing the old owner); aiokafka
