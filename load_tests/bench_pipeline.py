@@ -4,7 +4,7 @@ In one run, on the same events in the same broker (a local one started with
 ``tools/kafka_broker.py`` and the full JIT, or the one named by ``KAFKA_BOOTSTRAP_SERVERS``):
 
 * **ceiling**: a plain aiokafka consumer reading the events topic with ``getmany``
-  (``max_records`` as driftwire's, 2,000) and only ``orjson.loads`` on each value, events/s;
+  (``max_records`` as driftwire's, ``consumer.max_batch_records``) and only ``orjson.loads`` on each value, events/s;
 * **profile stage**: :class:`~driftwire.stages.profile.ProfileStage` in this process on the same
   topic with a fresh consumer group, events/s and its ratio to the ceiling (in wall time and
   in CPU time; the second is what a dedicated core would give); ``profile_stage_eos`` runs it

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driftwire.profiling.clock import EventClock
+from driftwire.profiling.clock import EventClock, distinct_starts
 
 MIN = 60_000
 T0 = 1_767_225_600_000  # a bucket boundary
@@ -26,6 +26,20 @@ def clock(**kw: int) -> EventClock:
 
 
 # -- buckets and lateness --------------------------------------------------------------------
+
+
+@given(
+    st.lists(st.integers(-3, 3_000), min_size=1, max_size=300),
+    st.sampled_from([1, 7, 1_000, MIN]),
+)
+def test_distinct_starts_is_np_unique_with_its_inverse(numbers: list[int], bucket_ms: int) -> None:
+    """Bucket starts spread over a few buckets (counted) or thousands (sorted): the same."""
+    starts = T0 - T0 % bucket_ms + np.array(numbers, dtype=np.int64) * bucket_ms
+    values, inverse = distinct_starts(starts, bucket_ms)
+    want_values, want_inverse = np.unique(starts, return_inverse=True)
+    assert values.dtype == np.int64 and inverse.dtype == np.int64
+    assert values.tolist() == want_values.tolist()
+    assert inverse.tolist() == want_inverse.reshape(-1).tolist()
 
 
 def test_bucket_starts_floor_also_before_1970() -> None:

@@ -43,7 +43,7 @@ import orjson
 
 from driftwire.decode.batch import DecodedBatch
 from driftwire.partials import Partial, Watermark
-from driftwire.profiling.clock import EventClock
+from driftwire.profiling.clock import EventClock, distinct_starts
 from driftwire.profiling.profiler import ClosedBucket, ModelCatalog, Profiler, ProfilerLimits
 
 #: Profile bytes per partial record; base64 in the JSON envelope adds a third, so a record
@@ -247,7 +247,8 @@ class ProfileCore:
             if starts[0] == starts[-1] and (starts == starts[0]).all():  # one bucket: usual
                 spans = [(int(starts[0]), accepted_offsets)]
             else:
-                spans = [(s, accepted_offsets[starts == s]) for s in np.unique(starts).tolist()]
+                found = distinct_starts(starts, self._bucket_ms)[0].tolist()
+                spans = [(s, accepted_offsets[starts == s]) for s in found]
             for start, sel in spans:
                 lo, hi = int(sel.min()), int(sel.max())
                 known = state.offsets.get(start)

@@ -61,7 +61,7 @@ from driftwire.profiling.catalog import (
     parse_segment_key,
     segment_key,
 )
-from driftwire.profiling.clock import Admission, EventClock
+from driftwire.profiling.clock import Admission, EventClock, distinct_starts
 from driftwire.sketch.kinds import (
     FeatureKind,
     FeatureKinds,
@@ -237,8 +237,7 @@ class Profiler:
         if buckets[0] == buckets[-1] and (buckets == buckets[0]).all():  # one bucket: usual
             bucket_values, bucket_ids = buckets[:1], np.zeros(len(buckets), dtype=np.int64)
         else:
-            bucket_values, bucket_ids = np.unique(buckets, return_inverse=True)
-            bucket_ids = bucket_ids.reshape(-1)
+            bucket_values, bucket_ids = distinct_starts(buckets, self.clock.bucket_ms)
 
         # Caps: models beyond the catalog's room are dropped, versions and segments beyond it
         # become OTHER (least recently seen names make room first: see the catalog).
