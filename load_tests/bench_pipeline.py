@@ -4,7 +4,8 @@ In one run, on the same events in the same broker (a local one started with
 ``tools/kafka_broker.py`` and the full JIT, or the one named by ``KAFKA_BOOTSTRAP_SERVERS``):
 
 * **ceiling**: a plain aiokafka consumer reading the events topic with ``getmany``
-  (``max_records`` as driftwire's, ``consumer.max_batch_records``) and only ``orjson.loads`` on each value, events/s;
+  (``max_records`` as driftwire's ``consumer.max_batch_records``) and only ``orjson.loads`` on
+  each value, events/s;
 * **profile stage**: :class:`~driftwire.stages.profile.ProfileStage` in this process on the same
   topic with a fresh consumer group, events/s and its ratio to the ceiling (in wall time and
   in CPU time; the second is what a dedicated core would give); ``profile_stage_eos`` runs it
@@ -396,6 +397,27 @@ class TallyCore(ProfileCore):
         return self._count(super().flush(partition))
 
 
+class TimedStage(ProfileStage):
+    """A :class:`ProfileStage` that notes the time and CPU when its first batch is in hand and
+    when each batch with records is done: the stage is timed as the ceiling is, from its first
+    batch to the end of its last (a watcher polling a counter missed part of the first batch,
+    and with it the CPU of whatever the first batch does once, and its share scattered)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.records = 0
+        self.first: tuple[float, float] | None = None  # (perf_counter, CPU s)
+        self.last: tuple[float, float] | None = None
+
+    async def _handle(self, data: Any) -> None:
+        if data and self.first is None:
+            self.first = (time.perf_counter(), self_cpu_s())
+        await super()._handle(data)
+        if data:
+            self.records += sum(map(len, data.values()))
+            self.last = (time.perf_counter(), self_cpu_s())
+
+
 async def run_profile_stage(
     settings: Settings,
     total: int,
@@ -403,45 +425,24 @@ async def run_profile_stage(
     *,
     profiler: cProfile.Profile | None = None,
 ) -> dict[str, Any]:
-    """ProfileStage in this process until it has folded ``total`` events; then stop it."""
+    """ProfileStage in this process until it has handled ``total`` events; then stop it."""
     load = loadavg()
     await ensure_topics(settings)
-    registry = CollectorRegistry()
-    metrics = Metrics(registry)
     core = profile_core(settings, kind=TallyCore)
     assert isinstance(core, TallyCore)
-    stage = ProfileStage(settings, core, metrics, Readiness())
-    topic = settings.topics.events
-
-    def value(name: str, labels: dict[str, str] | None = None) -> float:
-        return registry.get_sample_value(name, labels or {}) or 0.0
-
+    stage = TimedStage(settings, core, Metrics(CollectorRegistry()), Readiness())
     stop = asyncio.Event()
     if profiler is not None:
         profiler.enable()
     task = asyncio.create_task(stage.run(stop))
     try:
         deadline = time.monotonic() + limit_s
-        t0 = cpu0 = 0.0
-        while True:
-            consumed = value("driftwire_events_consumed_total", {"topic": topic})
-            if consumed and not t0:
-                t0, cpu0 = time.time(), self_cpu_s()
-            if consumed >= total:
-                seen = time.time()
-                # the counter moves when a batch starts; its end is the progress stamp
-                while value("driftwire_last_progress_timestamp_seconds") < seen - 0.001:
-                    if task.done() or time.time() - seen > 5:
-                        break
-                    await asyncio.sleep(0.005)
-                t1 = max(value("driftwire_last_progress_timestamp_seconds"), t0)
-                cpu1 = self_cpu_s()
-                break
+        while stage.records < total:
             if task.done():
                 task.result()
                 raise RuntimeError("profile stage stopped before consuming everything")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"profile stage consumed {consumed:.0f} of {total} events")
+                raise TimeoutError(f"profile stage consumed {stage.records} of {total} events")
             await asyncio.sleep(0.02)
     finally:
         stop.set()
@@ -450,15 +451,14 @@ async def run_profile_stage(
         finally:
             if profiler is not None:
                 profiler.disable()
-    # from the first batch in hand to the end of the last: every event counted (the counter
-    # moves when a batch starts, so the first batch is inside the interval)
-    seconds = t1 - t0
-    counted = total
+    assert stage.first is not None and stage.last is not None
+    seconds = stage.last[0] - stage.first[0]
+    cpu = stage.last[1] - stage.first[1]
     return {
         "events": total,
         "seconds": round(seconds, 3),
-        "events_per_s": round(counted / seconds) if seconds > 0 and counted > 0 else None,
-        "cpu_s_per_million_events": per_million(cpu1 - cpu0, counted),
+        "events_per_s": round(total / seconds) if seconds > 0 else None,
+        "cpu_s_per_million_events": per_million(cpu, total),
         "partials": core.tally.partials,
         "partial_bytes": core.tally.partial_bytes,
         "max_partial_bytes": core.tally.max_partial_bytes,
