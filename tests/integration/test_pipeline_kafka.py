@@ -132,8 +132,12 @@ class Worker:
         return out
 
     def wait_settled(self, limit_s: float = 150) -> None:
-        """Until both stages have read their input to its end (stage 1 the events, stage 2
-        every partial and watermark) and evaluations stop changing for a while."""
+        """Until both stages have read their input to its end and committed it (stage 1 the
+        events, stage 2 every partial and watermark) and evaluations stop changing for a while.
+
+        Stage 1's commits are checked, not only its lag: a partition it has just taken over
+        has no lag figure until its first fetch, and under exactly-once its partials are not
+        visible to stage 2 before they are committed with the input offsets."""
         assert self.proc is not None
         deadline = time.monotonic() + limit_s
         last, stable_since = -1.0, time.monotonic()
@@ -150,12 +154,26 @@ class Worker:
                 and m["driftwire_consumer_lag"] == 0
             )
             quiet = evaluated > 0 and time.monotonic() - stable_since > 4
-            if caught_up and quiet and asyncio.run(self._detect_caught_up(partials)):
+            if (
+                caught_up
+                and quiet
+                and asyncio.run(self._profile_caught_up())
+                and asyncio.run(self._detect_caught_up(partials))
+            ):
                 return
             time.sleep(0.5)
         raise AssertionError(
             f"worker did not settle: {self.metrics()}\n{self.log.read_text()[-5000:]}"
         )
+
+    async def _profile_caught_up(self) -> bool:
+        """Stage 1 has committed every input event: each partition's committed offset is its
+        end (the last bucket closed once the partition went idle, and its partials sent)."""
+        topic = str(self.doc["topics"]["events"])  # type: ignore[index]
+        ends = await end_offsets(self.bootstrap, topic)
+        group = str(self.doc["consumer"]["group_id"])  # type: ignore[index]
+        done = await committed(self.bootstrap, group, topic, len(ends))
+        return all(done.get(p, -1) >= end for p, end in ends.items())
 
     async def _detect_caught_up(self, partials: str) -> bool:
         """Stage 2 (faust app ``<group>-detect``) has committed every partials record.
