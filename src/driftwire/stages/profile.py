@@ -441,7 +441,9 @@ class ProfileStage:
                     # another input partition's producer may send the next record: only an
                     # acknowledgement puts this one before it in the log
                     barriers.append(fut)
-                if not out.broadcast:
+                if out.broadcast:
+                    fut.add_done_callback(_retrieve)
+                else:
                     fut.add_done_callback(_count_when_acknowledged(self._m.partials))
         await _acknowledged(barriers)
 
@@ -609,6 +611,14 @@ async def _acknowledged(futures: list[asyncio.Future[object]]) -> None:
     if futures:
         await asyncio.wait(futures)
         futures.clear()
+
+
+def _retrieve(fut: asyncio.Future[object]) -> None:
+    """A done-callback that marks a send's refusal as seen: the next commit raises it, but if
+    the stage stops first (another refusal), asyncio would log it as never retrieved when the
+    future is collected, after the stage's one line."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _count_when_acknowledged(counter: Counter) -> Callable[[asyncio.Future[object]], None]:
