@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 import time
@@ -433,6 +434,46 @@ def test_baseline_publishing_needs_exactly_its_listed_acls(
         done.returncode, done.stderr, principal, f"Write and Describe on topic {topic_name} "
     )
     assert records == []
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(90)
+def test_a_refused_baseline_publish_leaves_no_producer_open(
+    secure_kafka: SecureKafka, topic_name: str, tmp_path: Path
+) -> None:
+    """Without Write on any topic the idempotent producer's start is refused; the publisher
+    stopped only a producer that had started, so asyncio said "Unclosed AIOKafkaProducer"
+    when it was collected, after the one line (in one CI run, at the command's exit)."""
+    from driftwire.cli.baseline import publish
+    from driftwire.errors import TransportError
+    from driftwire.offline.baseline import BaselineSpec, build_baseline
+    from driftwire.ops.config import load_settings
+    from driftwire.ops.topics import baselines_spec
+
+    config = tmp_path / "c.yaml"
+    kafka = _sasl_as(secure_kafka, tmp_path, PROCESS_USERS["baseline"])
+    config.write_text(yaml.safe_dump({"kafka": kafka, "topics": {"baselines": topic_name}}))
+    settings = load_settings(config, env={})
+    spec = baselines_spec(settings)
+    asyncio.run(_create_compacted(secure_kafka.admin, topic_name, dict(spec.configs)))
+    acls = baseline_publish_acls(baselines=topic_name)
+    _grant(secure_kafka, PROCESS_USERS["baseline"], acls, Acl("TOPIC", topic_name, "WRITE"))
+    train = tmp_path / "train.csv"
+    train.write_text("tenure,score\n" + "\n".join(f"{i % 7},0.5" for i in range(400)) + "\n")
+    spec_b = BaselineSpec("churn", "1.4.2", prediction_column="score")
+    reference = build_baseline(train, spec_b, created_ms=0)
+    reported: list[str] = []
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: reported.append(str(context.get("message")))
+        )
+        with pytest.raises(TransportError, match="is not authorized"):
+            await publish(settings, reference)
+        gc.collect()
+
+    asyncio.run(scenario())
+    assert not [m for m in reported if "Unclosed" in m], reported
 
 
 async def _create_compacted(bootstrap: str, name: str, configs: dict[str, str]) -> None:

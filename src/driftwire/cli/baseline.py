@@ -53,8 +53,8 @@ async def _publish(settings: Settings, reference: Reference) -> None:
         compression_type="gzip",
         max_request_size=16 * 1024 * 1024,
     )
-    await producer.start()
-    try:
+    try:  # stopped whatever start() refused too, or asyncio reports it unclosed at exit
+        await producer.start()
         await producer.send_and_wait(
             settings.topics.baselines,
             key=baseline_key(reference.model, reference.model_version),
