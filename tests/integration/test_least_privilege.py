@@ -213,6 +213,8 @@ def test_a_missing_acl_ends_the_worker_with_one_line_naming_it(
     assert last.startswith(expected), done.stderr[-5000:]
     assert says.format(events=topic_name) in last, last
     assert "Traceback" not in done.stderr
+    # nor an error line about a refusal nobody looked at (a broken transaction's waiter)
+    assert "never retrieved" not in done.stderr, done.stderr[-5000:]
 
 
 # -- the other processes: a bridge, baseline publishing, the producer library -------------------

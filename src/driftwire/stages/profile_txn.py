@@ -240,6 +240,9 @@ class PartitionTransactions:
         if owned is None:
             return
         if owned.in_transaction:
+            # a broken transaction's waiter holds its error, and aiokafka's abort replaces the
+            # waiter: retrieve the error first, or asyncio logs it as never retrieved
+            transaction_failure(owned.producer)
             try:
                 await owned.producer.abort_transaction()
             except KafkaError:  # fenced or gone: the next owner aborts it when it registers
