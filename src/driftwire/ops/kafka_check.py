@@ -144,21 +144,30 @@ def authorization_problem(
         if isinstance(cause, AuthorizationError):
             return f"Kafka: {who} is not authorized: it needs {cause.needs} {see}"
         cause = cause.__cause__
+    t = settings.topics
+    needs = topic_needs or {
+        t.events: "Read and Describe",
+        t.dead_letter_topic: "Write and Describe",
+        t.partials: "Write, Read and Describe",
+        t.baselines: "Read and Describe",
+        t.alerts: "Write and Describe",
+    }
     if isinstance(exc, errors.TopicAuthorizationFailedError):
-        t = settings.topics
-        needs = topic_needs or {
-            t.events: "Read and Describe",
-            t.dead_letter_topic: "Write and Describe",
-            t.partials: "Write, Read and Describe",
-            t.baselines: "Read and Describe",
-            t.alerts: "Write and Describe",
-        }
         names = _names(exc.args[0]) if exc.args else ["?"]
         wanted = "; ".join(f"{needs.get(n, 'access')} on topic {n}" for n in names)
         return f"Kafka: {who} is not authorized: it needs {wanted} {see}"
     if isinstance(exc, errors.GroupAuthorizationFailedError):
         group = ", ".join(_names(exc.args[0])) if exc.args else "?"
         return f"Kafka: {who} is not authorized: it needs Read on group {group} {see}"
+    writes = "; ".join(f"{what} on topic {name}" for name, what in needs.items() if "Write" in what)
+    if isinstance(exc, errors.ClusterAuthorizationFailedError) and writes:
+        # the usual cause since Kafka 2.8: a principal that may write to no topic is refused
+        # the idempotent producer's id (InitProducerId) before any topic is named
+        return (
+            f"Kafka: {who} is not authorized: it needs {writes} (the broker refuses a producer "
+            "its id while it may write to no topic), or Create for the topics it creates "
+            f"(pre-create them and set topics.create: false) {see}"
+        )
     if isinstance(exc, errors.ClusterAuthorizationFailedError):
         return (
             f"Kafka: {who} is not authorized for a cluster operation: creating topics (pre-create "
