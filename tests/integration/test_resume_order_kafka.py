@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from kafkautil import create_topics, produce, read_all
@@ -40,23 +41,16 @@ class _SlowSecondProducer(ProfileStage):
     producer's transaction coordinator answers slowly; the others' at once."""
 
     async def _send(
-        self,
-        source: int,
-        topic: str,
-        value: bytes | None,
-        *,
-        key: bytes | None = None,
-        partition: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        self, source: int, topic: str, value: bytes | None, **options: Any
     ) -> asyncio.Future[object]:
         send = super()._send
         if source != 1:
-            return await send(source, topic, value, key=key, partition=partition, headers=headers)
+            return await send(source, topic, value, **options)
         acknowledged: asyncio.Future[object] = asyncio.get_running_loop().create_future()
 
         async def later() -> None:
             await asyncio.sleep(DELAY_S)
-            fut = await send(source, topic, value, key=key, partition=partition, headers=headers)
+            fut = await send(source, topic, value, **options)
             try:
                 acknowledged.set_result(await fut)
             except Exception as exc:  # handed to whoever awaits the send

@@ -159,16 +159,16 @@ def authorization_problem(
     if isinstance(exc, errors.GroupAuthorizationFailedError):
         group = ", ".join(_names(exc.args[0])) if exc.args else "?"
         return f"Kafka: {who} is not authorized: it needs Read on group {group} {see}"
-    writes = "; ".join(f"{what} on topic {name}" for name, what in needs.items() if "Write" in what)
-    if isinstance(exc, errors.ClusterAuthorizationFailedError) and writes:
-        # the usual cause since Kafka 2.8: a principal that may write to no topic is refused
-        # the idempotent producer's id (InitProducerId) before any topic is named
-        return (
-            f"Kafka: {who} is not authorized: it needs {writes} (the broker refuses a producer "
-            "its id while it may write to no topic), or Create for the topics it creates "
-            f"(pre-create them and set topics.create: false) {see}"
-        )
     if isinstance(exc, errors.ClusterAuthorizationFailedError):
+        writes = "; ".join(f"{w} on topic {name}" for name, w in needs.items() if "Write" in w)
+        if writes:
+            # the usual cause since Kafka 2.8: a principal that may write to no topic is
+            # refused the idempotent producer's id (InitProducerId) before any topic is named
+            return (
+                f"Kafka: {who} is not authorized: it needs {writes} (the broker refuses a "
+                "producer its id while it may write to no topic), or Create for the topics it "
+                f"creates (pre-create them and set topics.create: false) {see}"
+            )
         return (
             f"Kafka: {who} is not authorized for a cluster operation: creating topics (pre-create "
             "them and set topics.create: false, or grant Create) or, on a broker before Kafka "

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from driftwire.profiling._columns import unique_counts
+
 __all__ = ["Admission", "EventClock", "distinct_starts"]
 
 _LOW = np.iinfo(np.int64).min // 2  # "no watermark yet", far below any epoch ms
@@ -49,23 +51,16 @@ _LOW = np.iinfo(np.int64).min // 2  # "no watermark yet", far below any epoch ms
 
 def distinct_starts(starts: np.ndarray, bucket_ms: int) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(starts, return_inverse=True)`` of bucket starts (multiples of
-    ``bucket_ms``), found by counting bucket numbers instead of sorting the events (a batch
-    spans a few buckets). ``np.unique`` stays for a spread wider than the batch.
+    ``bucket_ms``), counted by bucket number (:func:`unique_counts`) instead of sorting the
+    events: a batch spans a few buckets.
 
     >>> [a.tolist() for a in distinct_starts(np.array([120, 0, 120, 60]), 60)]
     [[0, 60, 120], [2, 0, 2, 1]]
     """
     lo = int(starts.min())
     numbers = (starts - lo) // bucket_ms
-    bound = int(numbers.max()) + 1
-    if bound > len(starts) + 64:
-        distinct, inverse = np.unique(starts, return_inverse=True)
-        return distinct, inverse.reshape(-1)
-    present = np.bincount(numbers, minlength=bound)
-    found = np.flatnonzero(present)
-    rank = np.zeros(bound, dtype=np.int64)
-    rank[found] = np.arange(len(found), dtype=np.int64)
-    return lo + found * bucket_ms, rank[numbers]
+    found, inverse, _ = unique_counts(numbers, int(numbers.max()) + 1)
+    return lo + found * bucket_ms, inverse
 
 
 @dataclass(frozen=True, slots=True)
